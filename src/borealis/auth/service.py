@@ -1,0 +1,126 @@
+"""Account operations. Callers own the transaction."""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy.orm import Session
+
+from borealis import crypto
+from borealis.auth.models import ApiKey, User
+from borealis.db import utcnow
+from borealis.errors import Conflict, InvalidInput, NotFound
+
+API_KEY_PREFIX = "brl_"
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_hasher = PasswordHasher()
+
+
+def normalize_email(email: str) -> str:
+    email = email.strip().lower()
+    if not _EMAIL.match(email):
+        raise InvalidInput(f"'{email}' is not an email address")
+    return email
+
+
+def get(*, db_session: Session, user_id: str) -> User | None:
+    """The user with this id, or None."""
+    return db_session.get(User, user_id)
+
+
+def get_by_email(*, db_session: Session, email: str) -> User | None:
+    """The user with this email (case-insensitive), or None."""
+    return db_session.scalar(sa.select(User).where(User.email == email.strip().lower()))
+
+
+def count(*, db_session: Session) -> int:
+    """How many users exist (zero means the first-run set-up is open)."""
+    return db_session.scalar(sa.select(sa.func.count()).select_from(User)) or 0
+
+
+def create(*, db_session: Session, email: str, password: str | None = None, is_admin: bool = False) -> User:
+    """A new user; the email must be free."""
+    email = normalize_email(email)
+    if get_by_email(db_session=db_session, email=email):
+        raise Conflict(f"a user with email {email} already exists")
+    if password is not None and len(password) < 8:
+        raise InvalidInput("password must have at least 8 characters")
+    user = User(
+        email=email,
+        password_hash=_hasher.hash(password) if password else None,
+        is_admin=is_admin,
+    )
+    db_session.add(user)
+    db_session.flush()
+    return user
+
+
+def authenticate(*, db_session: Session, email: str, password: str) -> User | None:
+    """The user if the password is theirs, else None (same work either way)."""
+    user = get_by_email(db_session=db_session, email=email)
+    stored = user.password_hash if user else None
+    try:
+        _hasher.verify(stored or _DUMMY_HASH, password)
+    except (VerificationError, InvalidHashError):
+        return None
+    if user is None or stored is None:
+        return None
+    if _hasher.check_needs_rehash(stored):
+        user.password_hash = _hasher.hash(password)
+    return user
+
+
+_DUMMY_HASH = _hasher.hash("borealis-timing-equalizer")
+
+
+def create_api_key(*, db_session: Session, user: User, name: str = "default") -> tuple[ApiKey, str]:
+    """A new API key for the user; the plain key is returned once and only its hash is stored."""
+    plain = crypto.new_secret(API_KEY_PREFIX)
+    api_key = ApiKey(
+        user_id=user.id,
+        name=name.strip() or "default",
+        prefix=plain[: len(API_KEY_PREFIX) + 6],
+        key_hash=crypto.digest(plain),
+    )
+    db_session.add(api_key)
+    db_session.flush()
+    return api_key, plain
+
+
+def list_api_keys(*, db_session: Session, user: User) -> list[ApiKey]:
+    """The user's keys, newest first, revoked ones included."""
+    return list(
+        db_session.scalars(
+            sa.select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.created_at.desc())
+        )
+    )
+
+
+def revoke_api_key(*, db_session: Session, user: User, key_id_or_prefix: str) -> ApiKey:
+    """Revoke one of the user's keys, named by id or by its shown prefix."""
+    api_key = db_session.scalar(
+        sa.select(ApiKey).where(
+            ApiKey.user_id == user.id,
+            sa.or_(ApiKey.id == key_id_or_prefix, ApiKey.prefix == key_id_or_prefix),
+        )
+    )
+    if api_key is None:
+        raise NotFound(f"no API key '{key_id_or_prefix}' for {user.email}")
+    if api_key.revoked_at is None:
+        api_key.revoked_at = utcnow()
+    return api_key
+
+
+def user_for_api_key(*, db_session: Session, plain_key: str) -> User | None:
+    """The owner of an active API key, or None."""
+    if not plain_key.startswith(API_KEY_PREFIX):
+        return None
+    row = db_session.execute(
+        sa.select(User, ApiKey)
+        .join(ApiKey, ApiKey.user_id == User.id)
+        .where(ApiKey.key_hash == crypto.digest(plain_key), ApiKey.revoked_at.is_(None))
+    ).first()
+    return row[0] if row else None

@@ -1,0 +1,158 @@
+"""The ``borealis`` command. Scripts drive these exact forms; keep stdout to the one value asked for."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated
+
+import typer
+from sqlalchemy.orm import Session
+
+from borealis import migrate
+from borealis.auth import service as auth_service
+from borealis.config import ConfigError, Settings, load_settings
+from borealis.db import Database
+from borealis.errors import BorealisError
+
+app = typer.Typer(
+    help="Borealis: Dynatrace problems into incidents with a root-cause analysis.", no_args_is_help=True
+)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys (sent as 'Authorization: Bearer <key>').", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(users_app, name="users")
+app.add_typer(keys_app, name="api-keys")
+
+
+def _fail(message: str) -> typer.Exit:
+    typer.secho(f"error: {message}", fg=typer.colors.RED, err=True)
+    return typer.Exit(code=1)
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+
+
+def _prepare_storage(settings: Settings) -> None:
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A write session on the configured database, committed when the command succeeds."""
+    settings = _settings()
+    _prepare_storage(settings)
+    database = Database(settings.effective_database_url)
+    if database.is_sqlite:
+        migrate.upgrade(database.url)
+    session = database.session(write=True)
+    try:
+        yield session
+        session.commit()
+    except BorealisError as exc:
+        session.rollback()
+        raise _fail(exc.message) from None
+    finally:
+        session.close()
+        database.dispose()
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+) -> None:
+    """Run the API, the web UI and the background workers in one process."""
+    import uvicorn
+
+    from borealis.app import create_app
+
+    settings = _settings()
+    _prepare_storage(settings)
+    database = Database(settings.effective_database_url)
+    if database.is_sqlite:
+        migrate.upgrade(database.url)
+    application = create_app(settings, database)
+    typer.echo(
+        f"Borealis listening on http://{host}:{port} (database: {database.engine.url.render_as_string()})",
+        err=True,
+    )
+    uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = _settings()
+    _prepare_storage(settings)
+    migrate.upgrade(settings.effective_database_url)
+    typer.echo("database is up to date", err=True)
+
+
+@users_app.command("create")
+def users_create(
+    email: str,
+    admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Create a user and print its id."""
+    password = None
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise _fail("no password on standard input")
+    with _session() as session:
+        user = auth_service.create(db_session=session, email=email, password=password, is_admin=admin)
+        user_id = user.id
+    typer.echo(user_id)
+
+
+@keys_app.command("create")
+def api_keys_create(
+    email: str,
+    name: Annotated[str, typer.Option(help="A label to tell keys apart.")] = "default",
+) -> None:
+    """Create an API key for a user and print it (shown once; only its hash is stored)."""
+    with _session() as session:
+        user = auth_service.get_by_email(db_session=session, email=email)
+        if user is None:
+            raise _fail(f"no user with email {email}; create one with `borealis users create {email}`")
+        _, plain = auth_service.create_api_key(db_session=session, user=user, name=name)
+    typer.echo(plain)
+
+
+@keys_app.command("revoke")
+def api_keys_revoke(
+    email: str, key: Annotated[str, typer.Argument(help="The key's id or shown prefix.")]
+) -> None:
+    """Revoke one of a user's API keys."""
+    with _session() as session:
+        user = auth_service.get_by_email(db_session=session, email=email)
+        if user is None:
+            raise _fail(f"no user with email {email}")
+        api_key = auth_service.revoke_api_key(db_session=session, user=user, key_id_or_prefix=key)
+        typer.echo(f"revoked {api_key.prefix}… ({api_key.name})", err=True)
+
+
+@keys_app.command("list")
+def api_keys_list(email: str) -> None:
+    """List a user's API keys (prefix, name, state)."""
+    with _session() as session:
+        user = auth_service.get_by_email(db_session=session, email=email)
+        if user is None:
+            raise _fail(f"no user with email {email}")
+        for api_key in auth_service.list_api_keys(db_session=session, user=user):
+            state = "revoked" if api_key.revoked_at else "active"
+            typer.echo(f"{api_key.id}\t{api_key.prefix}…\t{api_key.name}\t{state}")
+
+
+if __name__ == "__main__":
+    app()

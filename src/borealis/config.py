@@ -1,0 +1,91 @@
+"""Settings from the environment (prefix ``BOREALIS_``) and a ``.env`` file in the working directory."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ConfigError(Exception):
+    """A setting has a value Borealis cannot use; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="BOREALIS_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+    )
+
+    data_dir: Path = Path("./data")
+    database_url: str | None = None
+    secret_key: str | None = None
+    public_url: str | None = None
+    # The seed's local-development set-up: a tunnel URL that Dynatrace can reach.
+    ngrok_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("NGROK_URL", "BOREALIS_NGROK_URL")
+    )
+    allow_private_dynatrace: bool = False
+    dynatrace_ca_bundle: Path | None = None
+    dynatrace_timeout: float = Field(default=15.0, gt=0, le=300)
+    backfill_hours: int = Field(default=72, ge=0, le=24 * 90)
+    sync_interval: int = Field(default=300, ge=10)
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    log_level: str = "INFO"
+
+    @field_validator("public_url", "ngrok_url")
+    @classmethod
+    def _public_url_has_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator("dynatrace_ca_bundle")
+    @classmethod
+    def _ca_bundle_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no PEM file at {value}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+        return level
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'borealis.db').resolve()}"
+
+    @property
+    def public_base_url(self) -> str | None:
+        """Where Dynatrace reaches us: the operator's public URL, else the development tunnel."""
+        return self.public_url or self.ngrok_url
+
+
+def load_settings() -> Settings:
+    """Read the settings, turning a validation failure into one message per bad variable."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            name = "NGROK_URL" if field in ("ngrok_url", "NGROK_URL") else f"BOREALIS_{field.upper()}"
+            problems.append(f"{name}: {error['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,76 @@
+"""Request dependencies shared by every domain: the database session, settings and the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from borealis.auth import service as auth_service
+from borealis.auth.models import User
+from borealis.config import Settings
+from borealis.crypto import SecretBox
+from borealis.db import Database, session_scope
+from borealis.errors import NotAuthenticated
+
+SESSION_USER_KEY = "user_id"
+
+
+def get_database(request: Request) -> Database:
+    return request.app.state.database
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+def get_secret_box(request: Request) -> SecretBox:
+    return request.app.state.secret_box
+
+
+_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """The request's one session. Writing methods take SQLite's write lock at BEGIN; the view commits
+    before it answers, and whatever it left uncommitted is rolled back."""
+    write = request.method not in _READ_METHODS
+    yield from session_scope(request.app.state.database, write=write)
+
+
+DbSession = Annotated[Session, Depends(get_db)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+Secrets = Annotated[SecretBox, Depends(get_secret_box)]
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization", "")
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+def get_current_user(request: Request, db_session: DbSession) -> User:
+    """The caller: an API key in ``Authorization: Bearer``, else the UI's signed session cookie."""
+    key = _bearer(request)
+    if key is not None:
+        user = auth_service.user_for_api_key(db_session=db_session, plain_key=key)
+        if user is None:
+            raise NotAuthenticated(
+                "the API key is unknown or revoked; create one with `borealis api-keys create`"
+            )
+        return user
+    user_id = request.session.get(SESSION_USER_KEY) if "session" in request.scope else None
+    if user_id:
+        user = auth_service.get(db_session=db_session, user_id=user_id)
+        if user is not None:
+            return user
+    raise NotAuthenticated(
+        "authentication required: send 'Authorization: Bearer <api key>' or log in to the web UI"
+    )
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -1,0 +1,1 @@
+"""The Dynatrace side: environment URLs, the Environment API client, connections and webhooks."""

@@ -1,0 +1,44 @@
+"""A user's connection to one Dynatrace environment."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapped, mapped_column
+
+from borealis.db import Base, JSONType, UTCDateTime, new_uuid, utcnow
+
+
+class Connection(Base):
+    """One per user. Disconnecting clears the token but keeps the row, so problems keep their owner
+    and the webhook secret pasted into Dynatrace survives a reconnect."""
+
+    __tablename__ = "connections"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_uuid)
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    environment_url: Mapped[str] = mapped_column(sa.String(2048))
+    # Encrypted with the SecretBox; NULL once disconnected.
+    token_ciphertext: Mapped[str | None] = mapped_column(sa.Text)
+    token_id: Mapped[str | None] = mapped_column(sa.String(200))
+    token_name: Mapped[str | None] = mapped_column(sa.String(500))
+    token_scopes: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    cluster_version: Mapped[str | None] = mapped_column(sa.String(100))
+    connected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disconnected_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The webhook secret: encrypted so /webhook-url can show it again, hashed for constant-time checks.
+    webhook_secret_ciphertext: Mapped[str] = mapped_column(sa.Text)
+    webhook_secret_hash: Mapped[str] = mapped_column(sa.String(64))
+    last_webhook_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_test_notification_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # What the last test notification told us about the user's payload template.
+    last_test_report: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    @property
+    def connected(self) -> bool:
+        return self.token_ciphertext is not None

@@ -1,0 +1,7 @@
+"""Every table, imported in one place so Alembic and the schema test see the whole metadata."""
+
+from borealis.auth.models import ApiKey, User
+from borealis.db import Base
+from borealis.dynatrace.models import Connection
+
+__all__ = ["ApiKey", "Base", "Connection", "User"]

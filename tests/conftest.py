@@ -1,0 +1,114 @@
+"""Shared fixtures: one migrated throwaway database and one live server per run, wiped between tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from borealis import migrate
+from borealis.app import create_app
+from borealis.auth import service as auth_service
+from borealis.config import Settings
+from borealis.db import Database
+from borealis.models import Base
+from tests.support.databases import throwaway_database, wipe
+from tests.support.server import RunningServer, serve_in_thread
+
+TEST_SECRET_KEY = "test-secret-key-for-borealis"
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("borealis-data")
+
+
+@pytest.fixture(scope="session")
+def database_url(data_dir: Path) -> Iterator[str]:
+    with throwaway_database(data_dir) as url:
+        migrate.upgrade(url)
+        yield url
+
+
+@pytest.fixture(scope="session")
+def settings(data_dir: Path, database_url: str) -> Settings:
+    return Settings(
+        _env_file=None,
+        data_dir=data_dir,
+        database_url=database_url,
+        secret_key=TEST_SECRET_KEY,
+        allow_private_dynatrace=True,
+        dynatrace_timeout=5,
+    )
+
+
+@pytest.fixture(scope="session")
+def database(settings: Settings) -> Iterator[Database]:
+    database = Database(settings.effective_database_url)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture(autouse=True)
+def _clean_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    yield
+    if "database" in request.fixturenames:
+        wipe(request.getfixturevalue("database").engine, Base.metadata)
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings, database: Database) -> FastAPI:
+    return create_app(settings, database)
+
+
+@pytest.fixture(scope="session")
+def live_server(app: FastAPI) -> Iterator[RunningServer]:
+    with serve_in_thread(app) as server:
+        yield server
+
+
+@pytest.fixture
+def client(live_server: RunningServer, database: Database) -> Iterator[httpx.Client]:
+    """An unauthenticated client of the live server."""
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        yield http
+
+
+@dataclass
+class Account:
+    user_id: str
+    email: str
+    api_key: str
+    client: httpx.Client
+
+
+@pytest.fixture
+def make_account(live_server: RunningServer, database: Database) -> Iterator:
+    """Create users with an API key and a client that sends it."""
+    clients: list[httpx.Client] = []
+
+    def factory(
+        email: str = "sre@example.com", *, password: str | None = None, admin: bool = False
+    ) -> Account:
+        with database.session(write=True) as session:
+            user = auth_service.create(db_session=session, email=email, password=password, is_admin=admin)
+            _, key = auth_service.create_api_key(db_session=session, user=user)
+            session.commit()
+            user_id = user.id
+        http = httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        clients.append(http)
+        return Account(user_id=user_id, email=email, api_key=key, client=http)
+
+    yield factory
+    for http in clients:
+        http.close()
+
+
+@pytest.fixture
+def account(make_account) -> Account:
+    """The default signed-in user."""
+    return make_account()

@@ -1,0 +1,42 @@
+"""Run an ASGI app on a real loopback socket in a background thread."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import uvicorn
+
+
+@dataclass
+class RunningServer:
+    url: str
+    port: int
+
+
+@contextmanager
+def serve_in_thread(app: object, *, host: str = "127.0.0.1") -> Iterator[RunningServer]:
+    """Serve ``app`` until the block ends; the port is chosen by the kernel."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("test server did not start")
+        time.sleep(0.01)
+    try:
+        yield RunningServer(url=f"http://{host}:{port}", port=port)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()

@@ -1,0 +1,85 @@
+"""The CLI forms that scripts drive, run as real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+BOREALIS = str(Path(sys.executable).with_name("borealis"))
+
+
+@pytest.fixture
+def cli_env(database_url, tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOREALIS_")}
+    env.update(
+        BOREALIS_DATABASE_URL=database_url,
+        BOREALIS_DATA_DIR=str(tmp_path),
+        BOREALIS_SECRET_KEY="test-secret-key-for-borealis",
+    )
+    return env
+
+
+def run(env, *args, stdin=None):
+    return subprocess.run(
+        [BOREALIS, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=env["BOREALIS_DATA_DIR"],
+    )
+
+
+def test_users_create_prints_only_the_id(cli_env, database):
+    result = run(
+        cli_env, "users", "create", "ops@example.com", "--admin", "--password-stdin", stdin="s3cret-pass\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert re.fullmatch(r"[0-9a-f-]{36}\n", result.stdout)
+
+    duplicate = run(cli_env, "users", "create", "ops@example.com")
+    assert duplicate.returncode == 1
+    assert "already exists" in duplicate.stderr
+
+
+def test_api_key_create_prints_a_working_key_and_revoke_stops_it(cli_env, database, live_server):
+    assert run(cli_env, "users", "create", "ops@example.com").returncode == 0
+    created = run(cli_env, "api-keys", "create", "ops@example.com", "--name", "ci")
+    assert created.returncode == 0, created.stderr
+    key = created.stdout.strip()
+    assert created.stdout == key + "\n"
+    assert key.startswith("brl_")
+
+    headers = {"Authorization": f"Bearer {key}"}
+    assert httpx.get(f"{live_server.url}/dynatrace/rca-settings", headers=headers).status_code == 200
+
+    listed = run(cli_env, "api-keys", "list", "ops@example.com")
+    key_id = listed.stdout.split("\t")[0]
+    revoked = run(cli_env, "api-keys", "revoke", "ops@example.com", key_id)
+    assert revoked.returncode == 0, revoked.stderr
+    assert httpx.get(f"{live_server.url}/dynatrace/rca-settings", headers=headers).status_code == 401
+
+
+def test_api_key_for_unknown_user_fails_clearly(cli_env, database):
+    result = run(cli_env, "api-keys", "create", "ghost@example.com")
+    assert result.returncode == 1
+    assert "no user with email ghost@example.com" in result.stderr
+
+
+def test_bad_setting_names_the_variable(cli_env):
+    env = dict(cli_env, BOREALIS_DYNATRACE_TIMEOUT="soon")
+    result = run(env, "db", "upgrade")
+    assert result.returncode == 1
+    assert "BOREALIS_DYNATRACE_TIMEOUT" in result.stderr
+
+
+def test_db_upgrade_is_idempotent(cli_env, database):
+    assert run(cli_env, "db", "upgrade").returncode == 0
+    assert run(cli_env, "db", "upgrade").returncode == 0
