@@ -16,6 +16,7 @@ from borealis.auth import service as auth_service
 from borealis.config import Settings
 from borealis.db import Database
 from borealis.models import Base
+from tests.fakes.dynatrace import FakeDynatrace, running_fake_dynatrace
 from tests.support.databases import throwaway_database, wipe
 from tests.support.server import RunningServer, serve_in_thread
 
@@ -112,3 +113,16 @@ def make_account(live_server: RunningServer, database: Database) -> Iterator:
 def account(make_account) -> Account:
     """The default signed-in user."""
     return make_account()
+
+
+@pytest.fixture(scope="session")
+def _fake_dynatrace_server() -> Iterator[FakeDynatrace]:
+    with running_fake_dynatrace() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_dynatrace(_fake_dynatrace_server: FakeDynatrace) -> FakeDynatrace:
+    """A fake Dynatrace environment on loopback, emptied before each test (see tests/fakes/dynatrace.py)."""
+    _fake_dynatrace_server.reset()
+    return _fake_dynatrace_server

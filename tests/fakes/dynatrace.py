@@ -1,0 +1,632 @@
+"""A fake Dynatrace environment: a real HTTP server speaking the Environment API (spec 1.254.47).
+
+Tests edit ``FakeDynatrace`` directly: tokens (scopes, enabled, expiry), problems, entities, and failures
+per path. Every endpoint authenticates like Dynatrace (``Authorization: Api-Token ...``; 401 for an unknown,
+disabled or expired token, 403 naming the missing scope) and answers errors in Dynatrace's envelope
+``{"error": {"code", "message"}}``.
+
+Adding an endpoint (events, logs, metrics, settings): write a handler ``(fake, request) -> Response`` and
+register it with ``@endpoint("GET", "/api/v2/events", scope="events.read")``. Paged lists use
+``fake.page(request, items, "events")``, which implements nextPageKey as Dynatrace does.
+
+The environment is served both at the root (SaaS: ``https://{id}.live.dynatrace.com``) and under
+``/e/{environment_id}`` (Managed). With ``managed = True`` only the ``/e/{id}`` form answers; the root
+answers 404 with a web page, as a Managed cluster's UI would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import json
+import re
+import secrets
+import string
+import threading
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from tests.support.server import serve_in_thread
+
+DEFAULT_CLUSTER_VERSION = "1.254.47.20221025-144524"
+DEFAULT_ENVIRONMENT_ID = "abc12345"
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+SCOPE_TITLES = {
+    "problems.read": "Read problems",
+    "entities.read": "Read entities",
+    "events.read": "Read events",
+    "logs.read": "Read logs",
+    "metrics.read": "Read metrics",
+    "settings.read": "Read settings",
+    "settings.write": "Write settings",
+    "DataExport": "Access problem and event feed, metrics, and topology",
+    "apiTokens.read": "Read API tokens",
+    "ReadConfig": "Read configuration",
+}
+ALL_SCOPES = (
+    "problems.read",
+    "entities.read",
+    "events.read",
+    "logs.read",
+    "metrics.read",
+    "settings.read",
+    "settings.write",
+    "DataExport",
+)
+NOT_FOUND_PAGE = (
+    "<!DOCTYPE html><html><head><title>Dynatrace</title></head><body>Page not found</body></html>"
+)
+
+
+@dataclass
+class FakeToken:
+    secret: str
+    scopes: list[str]
+    enabled: bool = True
+    expires_at: datetime | None = None
+    name: str = "borealis"
+    owner: str = "sre@example.com"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC) - timedelta(days=1))
+
+    @property
+    def id(self) -> str:
+        """Prefix and public part, as Dynatrace shows it; never the secret part."""
+        return ".".join(self.secret.split(".")[:2])
+
+    @property
+    def expired(self) -> bool:
+        return self.expires_at is not None and self.expires_at <= datetime.now(UTC)
+
+
+@dataclass
+class Failure:
+    """What one matching request gets instead of the normal answer."""
+
+    pattern: str
+    method: str | None = None
+    status: int | None = None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    html: bool = False
+    times: int | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method is not None and self.method != method:
+            return False
+        return fnmatch.fnmatchcase(path, self.pattern)
+
+
+@dataclass
+class RecordedRequest:
+    method: str
+    path: str
+    params: dict[str, str]
+    headers: dict[str, str]
+    body: bytes
+
+
+Handler = Callable[["FakeDynatrace", Request], Awaitable[Response] | Response]
+
+
+@dataclass
+class _Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    scope: str | None
+
+
+_ENDPOINTS: list[_Endpoint] = []
+
+
+def endpoint(method: str, path: str, *, scope: str | None) -> Callable[[Handler], Handler]:
+    """Register a handler for ``path`` (relative to the environment root); ``scope=None``: any token."""
+
+    def register(handler: Handler) -> Handler:
+        _ENDPOINTS.append(_Endpoint(method, path, handler, scope))
+        return handler
+
+    return register
+
+
+def dt_error(status: int, message: str, **extra: Any) -> JSONResponse:
+    """Dynatrace's error envelope."""
+    return JSONResponse({"error": {"code": status, "message": message, **extra}}, status_code=status)
+
+
+def new_token_secret() -> str:
+    """A token in Dynatrace's format: ``dt0c01.<24>.<64>``."""
+    alphabet = string.ascii_uppercase + string.digits
+    public = "".join(secrets.choice(alphabet) for _ in range(24))
+    private = "".join(secrets.choice(alphabet) for _ in range(64))
+    return f"dt0c01.{public}.{private}"
+
+
+def to_millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def iso_millis(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+_RELATIVE = re.compile(r"^now(?:-(\d+)([smhdw]))?$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_timeframe(value: str | None, default: datetime) -> datetime:
+    """Dynatrace's time formats: UTC milliseconds, ISO 8601, or relative ``now-2h``."""
+    if value is None or value == "":
+        return default
+    if value.lstrip("-").isdigit():
+        return datetime.fromtimestamp(int(value) / 1000, UTC)
+    relative = _RELATIVE.match(value)
+    if relative:
+        amount, unit = relative.groups()
+        offset = int(amount) * _UNIT_SECONDS[unit] if amount else 0
+        return datetime.now(UTC) - timedelta(seconds=offset)
+    parsed = datetime.fromisoformat(value.replace(" ", "T").replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+_CRITERION = re.compile(r'(\w+)\(((?:"[^"]*"\s*,?\s*)+)\)')
+
+
+def parse_selector(selector: str | None) -> dict[str, list[str]]:
+    """``status("open"),severityLevel("ERROR","AVAILABILITY")`` → ``{"status": ["open"], ...}``."""
+    if not selector:
+        return {}
+    return {name: re.findall(r'"([^"]*)"', values) for name, values in _CRITERION.findall(selector)}
+
+
+_UNSET = object()
+
+
+class FakeDynatrace:
+    """The state of one fake environment and the ASGI app that serves it."""
+
+    def __init__(self) -> None:
+        self.url = ""
+        self._lock = threading.Lock()
+        self.app = self._build_app()
+        self.reset()
+
+    # ---- state ------------------------------------------------------------------------------------
+
+    def reset(self) -> None:
+        """Forget everything tests added: a fresh environment with no tokens."""
+        with self._lock:
+            self.environment_id = DEFAULT_ENVIRONMENT_ID
+            self.managed = False
+            self.cluster_version = DEFAULT_CLUSTER_VERSION
+            self.tokens: dict[str, FakeToken] = {}
+            self.problems: dict[str, dict[str, Any]] = {}
+            self.entities: dict[str, dict[str, Any]] = {}
+            self.failures: list[Failure] = []
+            self.requests: list[RecordedRequest] = []
+            # How the last page says "no more": "absent", "null" (JSON null) or "string-null" ("null").
+            self.last_page_key = "absent"
+            # Lie about totalCount (Dynatrace's can disagree with the pages); None: the true count.
+            self.total_count_override: int | None = None
+            self._pages: dict[str, tuple[str, list[dict[str, Any]], int, int]] = {}
+
+    @property
+    def environment_url(self) -> str:
+        """The URL a user would paste: the root (SaaS form) or ``/e/{id}`` when managed."""
+        return f"{self.url}/e/{self.environment_id}" if self.managed else self.url
+
+    def add_token(
+        self,
+        scopes: list[str] | tuple[str, ...] = ALL_SCOPES,
+        *,
+        enabled: bool = True,
+        expires_at: datetime | None = None,
+        name: str = "borealis",
+    ) -> str:
+        """Create a token and return its secret."""
+        secret = new_token_secret()
+        with self._lock:
+            self.tokens[secret] = FakeToken(
+                secret=secret, scopes=list(scopes), enabled=enabled, expires_at=expires_at, name=name
+            )
+        return secret
+
+    def token(self, secret: str) -> FakeToken:
+        return self.tokens[secret]
+
+    def add_problem(self, **fields: Any) -> dict[str, Any]:
+        """Store a problem in the v2 API shape; unspecified fields get plausible values."""
+        now = datetime.now(UTC)
+        number = len(self.problems) + 1
+        problem: dict[str, Any] = {
+            "problemId": f"-{1000000000000000000 + number}_{to_millis(now)}V2",
+            "displayId": f"P-{24000 + number}",
+            "title": f"Problem {number}",
+            "impactLevel": "SERVICES",
+            "severityLevel": "ERROR",
+            "status": "OPEN",
+            "affectedEntities": [],
+            "impactedEntities": [],
+            "rootCauseEntity": None,
+            "managementZones": [],
+            "entityTags": [],
+            "problemFilters": [],
+            "startTime": to_millis(now - timedelta(minutes=5)),
+            "endTime": -1,
+        }
+        problem.update(fields)
+        with self._lock:
+            self.problems[problem["problemId"]] = problem
+        return problem
+
+    def add_entity(self, entity_id: str, display_name: str | None = None, **fields: Any) -> dict[str, Any]:
+        """Store a monitored entity (v2 shape); relationships go in fromRelationships/toRelationships."""
+        entity: dict[str, Any] = {
+            "entityId": entity_id,
+            "type": entity_id.split("-")[0],
+            "displayName": display_name or entity_id,
+            "firstSeenTms": to_millis(datetime.now(UTC) - timedelta(days=7)),
+            "lastSeenTms": to_millis(datetime.now(UTC)),
+            "properties": {},
+            "tags": [],
+            "managementZones": [],
+            "fromRelationships": {},
+            "toRelationships": {},
+        }
+        entity.update(fields)
+        with self._lock:
+            self.entities[entity_id] = entity
+        return entity
+
+    def fail(
+        self,
+        pattern: str,
+        status: int | object | None = _UNSET,
+        *,
+        method: str | None = None,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        delay: float = 0.0,
+        html: bool = False,
+        times: int | None = None,
+        retry_after: int | str | None = None,
+    ) -> Failure:
+        """Make requests whose path (without ``/e/{id}``) matches the glob ``pattern`` fail.
+
+        ``status=None`` with ``delay``: answer normally, late. ``html=True``: a web page instead of JSON
+        (with status 200 unless given). ``times``: only the next N matching requests.
+        """
+        if status is _UNSET:
+            status = 200 if html else 500
+        headers = dict(headers or {})
+        if retry_after is not None:
+            headers["Retry-After"] = str(retry_after)
+        failure = Failure(
+            pattern=pattern,
+            method=method,
+            status=status,  # type: ignore[arg-type]
+            body=body,
+            headers=headers,
+            delay=delay,
+            html=html,
+            times=times,
+        )
+        with self._lock:
+            self.failures.append(failure)
+        return failure
+
+    def slow(self, pattern: str, seconds: float, *, times: int | None = None) -> Failure:
+        """Answer normally after ``seconds``."""
+        return self.fail(pattern, None, delay=seconds, times=times)
+
+    def requests_to(self, path: str) -> list[RecordedRequest]:
+        return [recorded for recorded in self.requests if recorded.path == path]
+
+    # ---- helpers for handlers ---------------------------------------------------------------------
+
+    def page(
+        self,
+        request: Request,
+        items: list[dict[str, Any]],
+        key: str,
+        *,
+        default_size: int = DEFAULT_PAGE_SIZE,
+    ) -> Response:
+        """One page of ``items`` under ``key``, or the page a ``nextPageKey`` points at.
+
+        As Dynatrace: with nextPageKey every other query parameter must be absent (400 otherwise).
+        """
+        params = request.query_params
+        route = request.scope["fake_path"]
+        page_key = params.get("nextPageKey")
+        if page_key is not None:
+            others = sorted(name for name in params if name != "nextPageKey")
+            if others:
+                return dt_error(
+                    400,
+                    "Constraints violated.",
+                    constraintViolations=[
+                        {
+                            "path": name,
+                            "message": "must be omitted when nextPageKey is set",
+                            "parameterLocation": "QUERY",
+                        }
+                        for name in others
+                    ],
+                )
+            with self._lock:
+                stored = self._pages.pop(page_key, None)
+            if stored is None or stored[0] != route:
+                return dt_error(400, f"The nextPageKey '{page_key}' is invalid or expired.")
+            _, items, offset, size = stored
+        else:
+            raw_size = params.get("pageSize")
+            try:
+                size = int(raw_size) if raw_size else default_size
+            except ValueError:
+                return dt_error(400, "pageSize must be a number")
+            if not 1 <= size <= MAX_PAGE_SIZE:
+                return dt_error(400, f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
+            offset = 0
+        chunk = items[offset : offset + size]
+        body: dict[str, Any] = {
+            "totalCount": len(items) if self.total_count_override is None else self.total_count_override,
+            "pageSize": size,
+            key: chunk,
+        }
+        if offset + size < len(items):
+            next_key = secrets.token_urlsafe(12)
+            with self._lock:
+                self._pages[next_key] = (route, items, offset + size, size)
+            body["nextPageKey"] = next_key
+        elif self.last_page_key == "null":
+            body["nextPageKey"] = None
+        elif self.last_page_key == "string-null":
+            body["nextPageKey"] = "null"
+        return JSONResponse(body)
+
+    # ---- serving ----------------------------------------------------------------------------------
+
+    def _authenticate(self, request: Request, scope: str | None) -> Response | FakeToken:
+        header = request.headers.get("authorization", "")
+        kind, _, secret = header.partition(" ")
+        if not header:
+            return dt_error(401, "Missing authorization parameter.")
+        if kind != "Api-Token" or not secret:
+            return dt_error(401, "Token Authentication failed")
+        token = self.tokens.get(secret.strip())
+        if token is None:
+            return dt_error(401, "Token Authentication failed")
+        if not token.enabled:
+            return dt_error(401, "Token is disabled")
+        if token.expired:
+            return dt_error(401, "Token is expired")
+        if scope is not None and scope not in token.scopes:
+            title = SCOPE_TITLES.get(scope, scope)
+            return dt_error(403, f"Token is missing required scope. Use one of: {scope} ({title})")
+        return token
+
+    def _take_failure(self, method: str, path: str) -> Failure | None:
+        with self._lock:
+            for failure in self.failures:
+                if failure.matches(method, path):
+                    if failure.times is not None:
+                        failure.times -= 1
+                        if failure.times <= 0:
+                            self.failures.remove(failure)
+                    return failure
+        return None
+
+    def _dispatch(self, spec: _Endpoint) -> Callable[[Request], Awaitable[Response]]:
+        async def run(request: Request) -> Response:
+            environment_id = request.path_params.pop("environment_id", None)
+            if environment_id is not None and environment_id != self.environment_id:
+                return HTMLResponse(NOT_FOUND_PAGE, status_code=404)
+            if environment_id is None and self.managed:
+                return HTMLResponse(NOT_FOUND_PAGE, status_code=404)
+            path = request.url.path
+            if environment_id is not None:
+                path = path[len(f"/e/{environment_id}") :]
+            request.scope["fake_path"] = spec.path
+            body = await request.body()
+            with self._lock:
+                self.requests.append(
+                    RecordedRequest(
+                        method=request.method,
+                        path=path,
+                        params=dict(request.query_params),
+                        headers=dict(request.headers),
+                        body=body,
+                    )
+                )
+            failure = self._take_failure(request.method, path)
+            if failure is not None:
+                if failure.delay:
+                    await asyncio.sleep(failure.delay)
+                if failure.html:
+                    return HTMLResponse(
+                        "<!DOCTYPE html><html><body><h1>Sign in</h1></body></html>",
+                        status_code=failure.status or 200,
+                        headers=failure.headers,
+                    )
+                if failure.status is not None:
+                    if failure.body is None:
+                        return JSONResponse(
+                            {"error": {"code": failure.status, "message": "Injected failure"}},
+                            status_code=failure.status,
+                            headers=failure.headers,
+                        )
+                    if isinstance(failure.body, str | bytes):
+                        return Response(failure.body, status_code=failure.status, headers=failure.headers)
+                    return JSONResponse(failure.body, status_code=failure.status, headers=failure.headers)
+            auth = self._authenticate(request, spec.scope)
+            if isinstance(auth, Response):
+                return auth
+            request.state.token = auth
+            result = spec.handler(self, request)
+            if asyncio.iscoroutine(result):
+                result = await result
+            return result
+
+        return run
+
+    def _build_app(self) -> Starlette:
+        routes: list[Route] = []
+        for spec in _ENDPOINTS:
+            handler = self._dispatch(spec)
+            routes.append(Route(spec.path, handler, methods=[spec.method]))
+            routes.append(Route("/e/{environment_id}" + spec.path, handler, methods=[spec.method]))
+
+        async def not_found(request: Request, exc: Exception) -> Response:
+            return HTMLResponse(NOT_FOUND_PAGE, status_code=404)
+
+        return Starlette(routes=routes, exception_handlers={404: not_found})
+
+
+@contextmanager
+def running_fake_dynatrace() -> Iterator[FakeDynatrace]:
+    """A fake environment on a loopback port until the block ends."""
+    fake = FakeDynatrace()
+    with serve_in_thread(fake.app) as server:
+        fake.url = server.url
+        yield fake
+
+
+# ---- endpoints ------------------------------------------------------------------------------------
+
+
+async def _json_body(request: Request) -> dict[str, Any] | Response:
+    try:
+        body = json.loads(await request.body() or b"null")
+    except ValueError:
+        return dt_error(400, "Could not map JSON at '' near line 1 column 1")
+    if not isinstance(body, dict):
+        return dt_error(400, "The request body must be a JSON object")
+    return body
+
+
+@endpoint("POST", "/api/v2/apiTokens/lookup", scope=None)
+async def lookup_token(fake: FakeDynatrace, request: Request) -> Response:
+    body = await _json_body(request)
+    if isinstance(body, Response):
+        return body
+    secret = body.get("token")
+    if not isinstance(secret, str) or not secret:
+        return dt_error(
+            400,
+            "Constraints violated.",
+            constraintViolations=[
+                {"path": "token", "message": "must not be null", "parameterLocation": "PAYLOAD_BODY"}
+            ],
+        )
+    token = fake.tokens.get(secret)
+    if token is None:
+        return dt_error(404, "Token not found")
+    answer: dict[str, Any] = {
+        "id": token.id,
+        "name": token.name,
+        "enabled": token.enabled,
+        "personalAccessToken": False,
+        "owner": token.owner,
+        "creationDate": iso_millis(token.created_at),
+        "scopes": list(token.scopes),
+    }
+    if token.expires_at is not None:
+        answer["expirationDate"] = iso_millis(token.expires_at)
+    return JSONResponse(answer)
+
+
+@endpoint("GET", "/api/v1/config/clusterversion", scope="DataExport")
+def cluster_version(fake: FakeDynatrace, request: Request) -> Response:
+    return JSONResponse({"version": fake.cluster_version})
+
+
+_OPTIONAL_PROBLEM_FIELDS = ("evidenceDetails", "impactAnalysis", "recentComments")
+
+
+def _problem_view(problem: dict[str, Any], fields: str | None) -> dict[str, Any]:
+    """The problem as the API shows it: optional fields only when asked for with ``fields``."""
+    wanted = {name.strip().lstrip("+") for name in (fields or "").split(",") if name.strip()}
+    return {
+        key: value for key, value in problem.items() if key not in _OPTIONAL_PROBLEM_FIELDS or key in wanted
+    }
+
+
+def _problem_matches(problem: dict[str, Any], criteria: dict[str, list[str]]) -> bool:
+    checks = {
+        "status": lambda values: problem["status"].lower() in {value.lower() for value in values},
+        "problemId": lambda values: problem["problemId"] in values,
+        "displayId": lambda values: problem["displayId"] in values,
+        "severityLevel": lambda values: problem["severityLevel"] in {value.upper() for value in values},
+        "impactLevel": lambda values: problem["impactLevel"] in {value.upper() for value in values},
+    }
+    return all(checks[name](values) for name, values in criteria.items() if name in checks)
+
+
+@endpoint("GET", "/api/v2/problems", scope="problems.read")
+def list_problems(fake: FakeDynatrace, request: Request) -> Response:
+    params = request.query_params
+    if "nextPageKey" in params:
+        return fake.page(request, [], "problems")
+    now = datetime.now(UTC)
+    try:
+        start = parse_timeframe(params.get("from"), now - timedelta(hours=2))
+        end = parse_timeframe(params.get("to"), now)
+    except ValueError:
+        return dt_error(400, "from and to must be UTC milliseconds, ISO 8601 or relative (now-2h)")
+    criteria = parse_selector(params.get("problemSelector"))
+    start_ms, end_ms = to_millis(start), to_millis(end)
+    found = [
+        _problem_view(problem, params.get("fields"))
+        for problem in fake.problems.values()
+        if problem["startTime"] <= end_ms
+        and (problem["endTime"] == -1 or problem["endTime"] >= start_ms)
+        and _problem_matches(problem, criteria)
+    ]
+    found.sort(key=lambda problem: problem["startTime"], reverse=True)
+    return fake.page(request, found, "problems")
+
+
+@endpoint("GET", "/api/v2/problems/{problemId}", scope="problems.read")
+def get_problem(fake: FakeDynatrace, request: Request) -> Response:
+    problem_id = request.path_params["problemId"]
+    problem = fake.problems.get(problem_id)
+    if problem is None:
+        return dt_error(404, f"The problem {problem_id} does not exist")
+    return JSONResponse(_problem_view(problem, request.query_params.get("fields")))
+
+
+@endpoint("GET", "/api/v2/entities/{entityId}", scope="entities.read")
+def get_entity(fake: FakeDynatrace, request: Request) -> Response:
+    entity_id = request.path_params["entityId"]
+    entity = fake.entities.get(entity_id)
+    if entity is None:
+        return dt_error(404, f"The requested entity {entity_id} does not exist")
+    return JSONResponse(entity)
+
+
+@endpoint("GET", "/api/v2/entities", scope="entities.read")
+def list_entities(fake: FakeDynatrace, request: Request) -> Response:
+    params = request.query_params
+    if "nextPageKey" in params:
+        return fake.page(request, [], "entities")
+    criteria = parse_selector(params.get("entitySelector"))
+    if not criteria.get("type") and not criteria.get("entityId"):
+        return dt_error(400, 'entitySelector must set type("TYPE") or entityId("id")')
+    found = [
+        entity
+        for entity in fake.entities.values()
+        if ("type" not in criteria or entity["type"] in criteria["type"])
+        and ("entityId" not in criteria or entity["entityId"] in criteria["entityId"])
+    ]
+    return fake.page(request, found, "entities")
