@@ -1,0 +1,1 @@
+"""Problems: one record per Dynatrace problem, its notifications and the alerts API."""
