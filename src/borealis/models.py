@@ -3,6 +3,26 @@
 from borealis.auth.models import ApiKey, User
 from borealis.db import Base
 from borealis.dynatrace.models import Connection
+from borealis.incidents.models import (
+    CorrelationSettingsRow,
+    Incident,
+    IncidentEvent,
+    IncidentKey,
+    IncidentProblem,
+)
 from borealis.problems.models import Notification, Problem, RejectedDelivery
 
-__all__ = ["ApiKey", "Base", "Connection", "Notification", "Problem", "RejectedDelivery", "User"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "Connection",
+    "CorrelationSettingsRow",
+    "Incident",
+    "IncidentEvent",
+    "IncidentKey",
+    "IncidentProblem",
+    "Notification",
+    "Problem",
+    "RejectedDelivery",
+    "User",
+]
