@@ -6,6 +6,8 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/test
+# The browser tests drive Debian's Chromium; a fresh machine gets it on the first `make test`.
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test test-sqlite test-postgres lint format install bench clean
 
@@ -19,10 +21,14 @@ $(STAMP): pyproject.toml | $(BIN)/python
 
 install: $(STAMP)
 
+$(CHROMIUM):
+	$$([ "$$(id -u)" = 0 ] || echo sudo) apt-get update
+	$$([ "$$(id -u)" = 0 ] || echo sudo) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium
+
 run: install
 	$(BIN)/borealis serve --host $(HOST) --port $(PORT)
 
-test: install
+test: install $(CHROMIUM)
 	$(MAKE) --no-print-directory test-sqlite
 	$(MAKE) --no-print-directory test-postgres
 

@@ -20,6 +20,7 @@ from borealis.deps import get_database
 from borealis.dynatrace.views import router as dynatrace_router
 from borealis.errors import BorealisError
 from borealis.middleware import BodyLimitMiddleware, RequestIdMiddleware, request_id_var
+from borealis.web import install as install_web
 
 logger = logging.getLogger("borealis.http")
 
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.state.database = database
     app.state.secret_box = secret_box
 
+    install_web(app)  # first: pages answer browsers on paths they share with the API
     app.include_router(dynatrace_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"])

@@ -1,0 +1,27 @@
+"""First-run set-up. Callers own the transaction."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from borealis.auth import service as auth_service
+from borealis.auth.models import User
+from borealis.errors import Conflict, InvalidInput
+
+
+def setup_open(*, db_session: Session) -> bool:
+    """True while no user exists: the only time /setup may create an account."""
+    return auth_service.count(db_session=db_session) == 0
+
+
+def create_first_admin(*, db_session: Session, email: str, password: str, confirmation: str) -> User:
+    """The first administrator; refused once any user exists, even when two set-ups race."""
+    if password != confirmation:
+        raise InvalidInput("the two passwords differ; type the same password twice")
+    if db_session.get_bind().dialect.name == "postgresql":
+        # SQLite's write session already holds the database lock; PostgreSQL needs the table's.
+        db_session.execute(sa.text("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"))
+    if not setup_open(db_session=db_session):
+        raise Conflict("Borealis is already set up; log in instead")
+    return auth_service.create(db_session=db_session, email=email, password=password, is_admin=True)

@@ -1,0 +1,173 @@
+"""Page routes: thin, calling the same service functions as the JSON API."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Request, Response
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
+
+from borealis.auth import service as auth_service
+from borealis.deps import SESSION_USER_KEY, CurrentUser, DbSession
+from borealis.errors import BorealisError
+from borealis.web import service
+from borealis.web.routing import PageRoute
+from borealis.web.security import end_session, flash, start_session, verify_csrf
+from borealis.web.templating import STATIC_DIR, render
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(verify_csrf)])
+
+FormText = Annotated[str, Form()]
+
+
+def install(app: FastAPI) -> None:
+    """Serve the pages and their static files. Include before the API routers: a page path that the
+    API shares is then answered by the page for browsers and by the API for everyone else."""
+    app.include_router(router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+
+def _see_other(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on this site: a login link must not send anyone elsewhere."""
+    if target and target.startswith("/") and not target.startswith(("//", "/\\")):
+        return target
+    return "/"
+
+
+@router.get("/")
+def home(request: Request, db_session: DbSession) -> Response:
+    if service.setup_open(db_session=db_session):
+        return _see_other("/setup")
+    if not request.session.get(SESSION_USER_KEY):
+        return _see_other("/login")
+    return _see_other("/settings")
+
+
+@router.get("/setup")
+def setup_page(request: Request, db_session: DbSession) -> Response:
+    if not service.setup_open(db_session=db_session):
+        return _see_other("/login")
+    return render(request, "setup.html", {"title": "Set up Borealis", "email": "", "error": None})
+
+
+@router.post("/setup")
+def setup_submit(
+    request: Request,
+    db_session: DbSession,
+    email: FormText = "",
+    password: FormText = "",
+    password_confirmation: FormText = "",
+) -> Response:
+    if not service.setup_open(db_session=db_session):
+        flash(request, "Borealis is already set up. Log in with your account.", "info")
+        return _see_other("/login")
+    try:
+        user = service.create_first_admin(
+            db_session=db_session, email=email, password=password, confirmation=password_confirmation
+        )
+    except BorealisError as exc:
+        context = {"title": "Set up Borealis", "email": email, "error": exc.message}
+        return render(request, "setup.html", context, status_code=exc.status_code)
+    db_session.commit()
+    start_session(request, user.id)
+    flash(request, f"Welcome! You are signed in as {user.email}. Next: connect Dynatrace.")
+    return _see_other("/")
+
+
+@router.get("/login")
+def login_page(request: Request, db_session: DbSession, next: str = "/") -> Response:
+    if service.setup_open(db_session=db_session):
+        return _see_other("/setup")
+    context = {"title": "Log in", "email": "", "next": _safe_next(next), "error": None}
+    return render(request, "login.html", context)
+
+
+@router.post("/login")
+def login_submit(
+    request: Request,
+    db_session: DbSession,
+    email: FormText = "",
+    password: FormText = "",
+    next: FormText = "/",
+) -> Response:
+    user = auth_service.authenticate(db_session=db_session, email=email, password=password)
+    if user is None:
+        context = {
+            "title": "Log in",
+            "email": email,
+            "next": _safe_next(next),
+            "error": "That email and password do not match an account. Check both and try again.",
+        }
+        return render(request, "login.html", context, status_code=401)
+    db_session.commit()  # a password hash upgraded by authenticate
+    start_session(request, user.id)
+    return _see_other(_safe_next(next))
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    end_session(request)
+    flash(request, "You are logged out.", "info")
+    return _see_other("/login")
+
+
+def _settings_page(
+    request: Request, db_session: DbSession, user: CurrentUser, *, new_key: str | None = None, **extra: object
+) -> Response:
+    keys = auth_service.list_api_keys(db_session=db_session, user=user)
+    context = {
+        "title": "Settings",
+        "active": "settings",
+        "user": user,
+        "api_keys": keys,
+        "new_key": new_key,
+        "key_error": None,
+    }
+    context.update(extra)
+    status_code = 201 if new_key else 200
+    return render(request, "settings.html", context, status_code=status_code)
+
+
+@router.get("/settings")
+def settings_page(request: Request, db_session: DbSession, user: CurrentUser) -> Response:
+    return _settings_page(request, db_session, user)
+
+
+@router.post("/settings/rca")
+def settings_rca(
+    request: Request,
+    db_session: DbSession,
+    user: CurrentUser,
+    rca_enabled: Annotated[str | None, Form()] = None,
+) -> Response:
+    user.rca_enabled = rca_enabled is not None
+    db_session.commit()
+    state = "on: every new incident gets a root-cause analysis" if user.rca_enabled else "off"
+    flash(request, f"Automatic root-cause analysis is {state}.")
+    return _see_other("/settings")
+
+
+@router.post("/settings/api-keys")
+def settings_create_api_key(
+    request: Request, db_session: DbSession, user: CurrentUser, name: FormText = ""
+) -> Response:
+    if len(name.strip()) > 200:
+        return _settings_page(request, db_session, user, key_error="A key name has at most 200 characters.")
+    _, plain = auth_service.create_api_key(db_session=db_session, user=user, name=name or "default")
+    db_session.commit()
+    return _settings_page(request, db_session, user, new_key=plain)
+
+
+@router.post("/settings/api-keys/{key_id}/revoke")
+def settings_revoke_api_key(
+    request: Request, db_session: DbSession, user: CurrentUser, key_id: str
+) -> Response:
+    api_key = auth_service.revoke_api_key(db_session=db_session, user=user, key_id_or_prefix=key_id)
+    db_session.commit()
+    flash(request, f"API key {api_key.prefix}… ({api_key.name}) is revoked.")
+    return _see_other("/settings")
