@@ -19,7 +19,11 @@ from borealis.db import Database
 from borealis.deps import get_database
 from borealis.dynatrace.views import router as dynatrace_router
 from borealis.errors import BorealisError
+from borealis.jobs.views import router as jobs_router
 from borealis.middleware import BodyLimitMiddleware, RequestIdMiddleware, request_id_var
+from borealis.observability import AccessLogMiddleware, metrics_router
+from borealis.problems.views import router as problems_router
+from borealis.problems.webhook import install as install_webhook
 from borealis.web import install as install_web
 
 logger = logging.getLogger("borealis.http")
@@ -47,6 +51,10 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     install_web(app)  # first: pages answer browsers on paths they share with the API
     app.include_router(dynatrace_router)
+    app.include_router(problems_router)
+    install_webhook(app)  # first route: matched on every Dynatrace delivery
+    app.include_router(jobs_router)
+    app.include_router(metrics_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"])
 
@@ -59,6 +67,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
         https_only=bool(settings.public_base_url and settings.public_base_url.startswith("https://")),
     )
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(AccessLogMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from sqlalchemy.orm import Session
@@ -15,6 +16,9 @@ from borealis.auth import service as auth_service
 from borealis.config import ConfigError, Settings, load_settings
 from borealis.db import Database
 from borealis.errors import BorealisError
+
+if TYPE_CHECKING:
+    from borealis.jobs.worker import Worker
 
 app = typer.Typer(
     help="Borealis: Dynatrace problems into incidents with a root-cause analysis.", no_args_is_help=True
@@ -67,23 +71,120 @@ def _session() -> Iterator[Session]:
 def serve(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        bool, typer.Option("--workers/--no-workers", help="Run the background workers in this process.")
+    ] = True,
+    concurrency: Annotated[
+        int, typer.Option(min=1, max=64, help="Jobs the in-process workers run at once.")
+    ] = 4,
 ) -> None:
     """Run the API, the web UI and the background workers in one process."""
     import uvicorn
 
     from borealis.app import create_app
+    from borealis.observability import configure_logging
 
     settings = _settings()
+    configure_logging(settings.log_level)
     _prepare_storage(settings)
     database = Database(settings.effective_database_url)
     if database.is_sqlite:
         migrate.upgrade(database.url)
     application = create_app(settings, database)
+    worker = _make_worker(settings, database, concurrency=concurrency) if workers else None
+    # uvicorn handles SIGTERM/SIGINT itself, then re-raises them once it has shut down: ours then let
+    # the workers finish or give back their jobs instead of dying mid-job.
+    _on_stop_signals(worker.request_stop if worker else lambda: None)
     typer.echo(
         f"Borealis listening on http://{host}:{port} (database: {database.engine.url.render_as_string()})",
         err=True,
     )
-    uvicorn.run(application, host=host, port=port, log_level=settings.log_level.lower(), access_log=False)
+    if worker is not None:
+        worker.start()
+    try:
+        uvicorn.run(
+            application,
+            host=host,
+            port=port,
+            log_level=settings.log_level.lower(),
+            access_log=False,
+            log_config=None,
+        )
+    finally:
+        if worker is not None:
+            worker.stop()
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int, typer.Option(min=1, max=64, help="Jobs run at once (threads).")] = 4,
+    lease: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds a claimed job stays ours without a renewal; a dead worker's "
+            "jobs are taken over after this.",
+        ),
+    ] = 60.0,
+    grace: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds to let running jobs finish on SIGTERM before giving them back."),
+    ] = 25.0,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port.")
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Interface for --metrics-port.")] = "127.0.0.1",
+    imports: Annotated[
+        list[str] | None,
+        typer.Option("--import", help="Also import this module for its job handlers (repeatable)."),
+    ] = None,
+) -> None:
+    """Run background workers only (scale-out: any number of these against one PostgreSQL)."""
+    from borealis.observability import configure_logging
+
+    settings = _settings()
+    configure_logging(settings.log_level)
+    _prepare_storage(settings)
+    database = Database(settings.effective_database_url)
+    if database.is_sqlite:
+        migrate.upgrade(database.url)
+    try:
+        runner = _make_worker(
+            settings,
+            database,
+            concurrency=concurrency,
+            lease_seconds=lease,
+            grace_seconds=grace,
+            imports=imports or [],
+        )
+    except ImportError as exc:
+        raise _fail(f"cannot import job handlers: {exc}") from None
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        start_http_server(metrics_port, addr=metrics_host)
+    _on_stop_signals(runner.request_stop)
+    try:
+        runner.run_until_stopped()
+    finally:
+        database.dispose()
+
+
+def _make_worker(
+    settings: Settings, database: Database, *, imports: list[str] | None = None, **options: Any
+) -> Worker:
+    """A worker with every handler module loaded (``borealis.*.tasks`` plus ``imports``)."""
+    from borealis.app import make_secret_box
+    from borealis.jobs.registry import load_handlers
+    from borealis.jobs.worker import Worker
+
+    load_handlers(imports or [])
+    return Worker(database=database, settings=settings, secret_box=make_secret_box(settings), **options)
+
+
+def _on_stop_signals(callback: Callable[[], None]) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda _signum, _frame: callback())
 
 
 @db_app.command("upgrade")

@@ -10,6 +10,7 @@ from borealis.incidents.models import (
     IncidentKey,
     IncidentProblem,
 )
+from borealis.jobs.models import Job, JobSchedule
 from borealis.problems.models import Notification, Problem, RejectedDelivery
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "IncidentEvent",
     "IncidentKey",
     "IncidentProblem",
+    "Job",
+    "JobSchedule",
     "Notification",
     "Problem",
     "RejectedDelivery",

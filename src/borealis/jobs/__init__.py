@@ -1,0 +1,21 @@
+"""Durable background work: jobs recorded with their cause, claimed under a lease, retried, visible.
+
+The surface other domains use::
+
+    from borealis.jobs import JobContext, PermanentFailure, Retry, enqueue, register
+"""
+
+from borealis.jobs.registry import JobContext, LeaseLost, PermanentFailure, Retry, register
+from borealis.jobs.service import counts_by_state, enqueue, ensure_schedule, remove_schedule
+
+__all__ = [
+    "JobContext",
+    "LeaseLost",
+    "PermanentFailure",
+    "Retry",
+    "counts_by_state",
+    "enqueue",
+    "ensure_schedule",
+    "register",
+    "remove_schedule",
+]

@@ -1,0 +1,46 @@
+"""``/jobs``: the caller's background work, so a failed enrichment or RCA is never a mystery."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from borealis.deps import CurrentUser, DbSession
+from borealis.errors import NotFound
+from borealis.jobs import service
+from borealis.jobs.models import JobPage, JobRead, JobState
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+
+@router.get("", response_model=JobPage, response_model_by_alias=True)
+def list_jobs(
+    user: CurrentUser,
+    db_session: DbSession,
+    state: Annotated[JobState | None, Query(description="queued, running, done or failed")] = None,
+    kind: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> JobPage:
+    """The caller's jobs, newest first."""
+    jobs, total = service.list_jobs(
+        db_session=db_session,
+        user_id=user.id,
+        state=state.value if state else None,
+        kind=kind,
+        limit=limit,
+        offset=offset,
+    )
+    return JobPage(
+        jobs=[JobRead.model_validate(job) for job in jobs], total=total, limit=limit, offset=offset
+    )
+
+
+@router.get("/{job_id}", response_model=JobRead, response_model_by_alias=True)
+def get_job(job_id: int, user: CurrentUser, db_session: DbSession) -> JobRead:
+    """One of the caller's jobs."""
+    job = service.get(db_session=db_session, job_id=job_id, user_id=user.id)
+    if job is None:
+        raise NotFound(f"no job {job_id} among yours; list them with GET /jobs")
+    return JobRead.model_validate(job)
