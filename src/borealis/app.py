@@ -19,6 +19,7 @@ from borealis.db import Database
 from borealis.deps import get_database
 from borealis.dynatrace.views import router as dynatrace_router
 from borealis.errors import BorealisError
+from borealis.incidents.views import router as incidents_router
 from borealis.jobs.views import router as jobs_router
 from borealis.middleware import BodyLimitMiddleware, RequestIdMiddleware, request_id_var
 from borealis.observability import AccessLogMiddleware, metrics_router
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_web(app)  # first: pages answer browsers on paths they share with the API
     app.include_router(dynatrace_router)
     app.include_router(problems_router)
+    app.include_router(incidents_router)
     install_webhook(app)  # first route: matched on every Dynatrace delivery
     app.include_router(jobs_router)
     app.include_router(metrics_router)

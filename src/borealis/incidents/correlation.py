@@ -263,7 +263,7 @@ def score_pair(
 class Candidate:
     """A problem in an open incident; ``incident_rank`` orders incidents for ties (oldest first)."""
 
-    incident_id: str
+    incident_id: int | str
     incident_rank: tuple
     facts: ProblemFacts
 
@@ -272,7 +272,7 @@ class Candidate:
 class IncidentMatch:
     """The best-scoring problem of one related incident."""
 
-    incident_id: str
+    incident_id: int | str
     incident_rank: tuple
     match: Match
 
@@ -289,7 +289,7 @@ def related_incidents(
     Each incident is represented by its best problem; ties go to the oldest incident, then the lowest
     problem id, so the outcome never depends on the order of equals.
     """
-    best: dict[str, tuple[tuple, IncidentMatch]] = {}
+    best: dict[int | str, tuple[tuple, IncidentMatch]] = {}
     for candidate in candidates:
         if candidate.facts.problem_id == new.problem_id:
             continue

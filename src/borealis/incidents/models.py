@@ -78,6 +78,8 @@ class IncidentProblem(Base):
         sa.ForeignKey("problems.id", ondelete="SET NULL"), index=True
     )
     attached_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # The problem's state as this incident last saw it: a change is a timeline event.
+    problem_state: Mapped[str] = mapped_column(sa.String(64))
 
     incident: Mapped[Incident] = relationship(lazy="joined", innerjoin=True)
 

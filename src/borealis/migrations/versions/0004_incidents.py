@@ -64,6 +64,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("related_problem_id", BigId, nullable=True),
         sa.Column("attached_at", UTCDateTime(), nullable=False),
+        sa.Column("problem_state", sa.String(64), nullable=False),
         sa.ForeignKeyConstraint(
             ["problem_id"],
             ["problems.id"],

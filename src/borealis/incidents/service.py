@@ -1,0 +1,936 @@
+"""Incident operations: correlation at ingest, the incident lifecycle, and manual actions.
+
+Callers own the transaction: these functions flush, never commit. Everything that changes a user's
+incidents first takes that user's correlation lock (``lock_user``), so concurrent deliveries are
+correlated one at a time and a storm ends like the same problems arriving one by one. A new problem
+joins the best related open incident and folds in any other open incident it relates to, which makes
+the grouping the connected components of the "related" graph whatever the arrival order.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, load_only
+
+from borealis.auth.models import User
+from borealis.db import utcnow
+from borealis.errors import Conflict, InvalidInput, NotFound
+from borealis.incidents.correlation import (
+    Candidate,
+    CorrelationSettings,
+    IncidentMatch,
+    ProblemFacts,
+    related_incidents,
+    title_key,
+)
+from borealis.incidents.models import (
+    OPEN,
+    RESOLVED,
+    CorrelationSettingsRow,
+    Incident,
+    IncidentEvent,
+    IncidentKey,
+    IncidentProblem,
+)
+from borealis.incidents.topology import Reach, Topology, reach, topology_for
+from borealis.problems.models import ENDED_STATES, PRIORITIES, Problem
+
+# Bounded work per ingest: key rows read, problems scored per incident and in all.
+MAX_KEY_ROWS = 5000
+MAX_CANDIDATES_PER_INCIDENT = 12
+MAX_CANDIDATES = 300
+MAX_AFFECTED_ENTITIES = 100
+MAX_SEARCH_TEXT = 8000
+
+ENTITY_KEY, TAG_KEY, ZONE_KEY, TITLE_KEY = "e:", "t:", "z:", "n:"
+_PRIORITY_RANK = {name: rank for rank, name in enumerate(PRIORITIES)}
+
+# The columns correlation reads: never the details document.
+_FACT_COLUMNS = (
+    Problem.id,
+    Problem.display_id,
+    Problem.pid,
+    Problem.title,
+    Problem.root_cause_entity_id,
+    Problem.impacted_entities,
+    Problem.tags,
+    Problem.management_zones,
+    Problem.start_time,
+    Problem.first_received_at,
+)
+
+# What an incident's picture is made of (``_absorb``).
+_PICTURE_COLUMNS = (
+    *_FACT_COLUMNS,
+    Problem.state,
+    Problem.priority,
+    Problem.root_cause_entity_name,
+    Problem.root_cause_entity_type,
+)
+
+
+# -- locking and settings ---------------------------------------------------------------------------
+
+
+def lock_user(*, db_session: Session, user_id: str) -> None:
+    """Serialize correlation and incident changes per user until the transaction ends.
+
+    PostgreSQL: a ``FOR NO KEY UPDATE`` lock on the user's row (it does not block inserts that merely
+    reference the user). SQLite: writers already hold the database write lock from BEGIN IMMEDIATE.
+    """
+    if db_session.get_bind().dialect.name == "postgresql":
+        db_session.execute(sa.select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+
+
+def get_settings(*, db_session: Session, user_id: str) -> CorrelationSettings:
+    """The user's correlation settings, or the defaults when they never changed them."""
+    row = db_session.get(CorrelationSettingsRow, user_id)
+    return row.to_settings() if row is not None else CorrelationSettings()
+
+
+def put_settings(*, db_session: Session, user_id: str, settings: CorrelationSettings) -> CorrelationSettings:
+    """Store the user's correlation settings; returns them as stored."""
+    row = db_session.get(CorrelationSettingsRow, user_id)
+    if row is None:
+        row = CorrelationSettingsRow(user_id=user_id)
+        db_session.add(row)
+    for name in CorrelationSettings.__dataclass_fields__:
+        setattr(row, name, getattr(settings, name))
+    db_session.flush()
+    return row.to_settings()
+
+
+# -- facts and keys ---------------------------------------------------------------------------------
+
+
+def _tag_text(tag: dict[str, Any]) -> str | None:
+    key = (tag.get("key") or "").strip()
+    if not key:
+        return None
+    text = f"{key}:{tag['value']}" if tag.get("value") not in (None, "") else key
+    context = tag.get("context")
+    return f"[{context}]{text}" if context and context != "CONTEXTLESS" else text
+
+
+def facts_from(row: Any) -> ProblemFacts:
+    """Correlation facts of a problem (an ORM row or a row of ``_FACT_COLUMNS``)."""
+    entities = frozenset(
+        item["entityId"]
+        for item in row.impacted_entities or []
+        if isinstance(item, dict) and item.get("entityId")
+    )
+    tags = frozenset(filter(None, (_tag_text(tag) for tag in row.tags or [] if isinstance(tag, dict))))
+    zones = frozenset(
+        zone.get("name") or zone.get("id")
+        for zone in row.management_zones or []
+        if isinstance(zone, dict) and (zone.get("name") or zone.get("id"))
+    )
+    return ProblemFacts(
+        problem_id=str(row.id),
+        display_id=row.display_id or f"PID {row.pid}",
+        title=row.title or "",
+        root_cause_entity=row.root_cause_entity_id or None,
+        impacted_entities=entities,
+        tags=tags,
+        management_zones=zones,
+        # Dynatrace's start; the first receipt only when Dynatrace gave no time at all.
+        start_time=row.start_time or row.first_received_at,
+    )
+
+
+def keys_for(facts: ProblemFacts) -> set[str]:
+    """The candidate-index keys of a problem: its entity ids, tags, zones and title words."""
+    keys = {ENTITY_KEY + entity for entity in facts.entities}
+    keys |= {TAG_KEY + tag for tag in facts.tags}
+    keys |= {ZONE_KEY + zone for zone in facts.management_zones}
+    title = title_key(facts.title)
+    if title:
+        keys.add(TITLE_KEY + title)
+    return {key[:300] for key in keys}
+
+
+def _lookup_keys(
+    facts: ProblemFacts, settings: CorrelationSettings, reached: dict[str, Reach]
+) -> tuple[set[str], set[str]]:
+    """Keys to look up: strong ones (entities, also those the topology reaches) and weak ones."""
+    strong: set[str] = set()
+    if settings.root_cause or settings.entities or settings.topology:
+        strong = {ENTITY_KEY + entity for entity in facts.entities}
+    if settings.topology:
+        strong |= {ENTITY_KEY + entity for entity in reached}
+    weak: set[str] = set()
+    if settings.tags:
+        weak |= {TAG_KEY + tag for tag in facts.tags}
+    if settings.management_zones:
+        weak |= {ZONE_KEY + zone for zone in facts.management_zones}
+    title = title_key(facts.title)
+    if settings.title and title:
+        weak.add(TITLE_KEY + title)
+    return {key[:300] for key in strong}, {key[:300] for key in weak} - strong
+
+
+# -- candidates and correlation ---------------------------------------------------------------------
+
+
+def find_candidates(
+    *,
+    db_session: Session,
+    user_id: str,
+    facts: ProblemFacts,
+    settings: CorrelationSettings,
+    reached: dict[str, Reach],
+) -> list[Candidate]:
+    """Problems of open incidents that share an index key with ``facts``: through the index only, and
+    at most ``MAX_CANDIDATES`` of them, those sharing the most strong keys first."""
+    strong, weak = _lookup_keys(facts, settings, reached)
+    hits: dict[int, list[int]] = {}  # problem id -> [incident id, strong hits, weak hits]
+    for keys, slot in ((strong, 1), (weak, 2)):
+        for chunk in _chunks(sorted(keys), 500):
+            rows = db_session.execute(
+                sa.select(IncidentKey.problem_id, IncidentKey.incident_id)
+                .where(IncidentKey.user_id == user_id, IncidentKey.key.in_(chunk))
+                .order_by(IncidentKey.incident_id, IncidentKey.problem_id)
+                .limit(MAX_KEY_ROWS)
+            )
+            for problem_id, incident_id in rows:
+                hit = hits.setdefault(problem_id, [incident_id, 0, 0])
+                hit[slot] += 1
+    hits.pop(int(facts.problem_id), None)
+    by_incident: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for problem_id, (incident_id, strong_hits, weak_hits) in hits.items():
+        by_incident[incident_id].append((-strong_hits, -weak_hits, problem_id))
+    chosen: list[tuple[tuple[int, int, int], int]] = []
+    for incident_id, members in by_incident.items():
+        chosen.extend((member, incident_id) for member in sorted(members)[:MAX_CANDIDATES_PER_INCIDENT])
+    chosen.sort()
+    chosen = chosen[:MAX_CANDIDATES]
+    incident_of = {member[2]: incident_id for member, incident_id in chosen}
+    if not incident_of:
+        return []
+    rows = db_session.execute(sa.select(*_FACT_COLUMNS).where(Problem.id.in_(list(incident_of))))
+    return [
+        Candidate(
+            incident_id=incident_of[row.id], incident_rank=(incident_of[row.id],), facts=facts_from(row)
+        )
+        for row in sorted(rows, key=lambda row: row.id)
+    ]
+
+
+def _related(
+    *,
+    db_session: Session,
+    user_id: str,
+    facts: ProblemFacts,
+    settings: CorrelationSettings,
+    topology: Topology,
+) -> list[IncidentMatch]:
+    reached: dict[str, Reach] = {}
+    if settings.topology and settings.max_hops > 0:
+        reached = reach(topology, facts.entities, max_hops=settings.max_hops)
+    candidates = find_candidates(
+        db_session=db_session, user_id=user_id, facts=facts, settings=settings, reached=reached
+    )
+    found = related_incidents(facts, candidates, settings=settings, reached=reached)
+    # The index holds open incidents only; a concurrent resolve in this transaction is still honoured.
+    open_ids = _open_incident_ids(db_session, [item.incident_id for item in found])
+    return [item for item in found if item.incident_id in open_ids]
+
+
+def _open_incident_ids(db_session: Session, incident_ids: Sequence[int]) -> set[int]:
+    if not incident_ids:
+        return set()
+    rows = db_session.scalars(
+        sa.select(Incident.id).where(
+            Incident.id.in_(list(incident_ids)), Incident.status == OPEN, Incident.merged_into_id.is_(None)
+        )
+    )
+    return set(rows)
+
+
+# -- the ingest hook --------------------------------------------------------------------------------
+
+
+def load_problem(*, db_session: Session, problem_id: int) -> Problem:
+    """The problem as just written by the lifecycle step (its columns re-read, the details document left
+    out); raises NotFound for an unknown id."""
+    problem = db_session.scalar(
+        sa.select(Problem)
+        .options(load_only(*_PICTURE_COLUMNS, Problem.user_id, Problem.end_time))
+        .where(Problem.id == problem_id)
+        .execution_options(populate_existing=True)
+    )
+    if problem is None:
+        raise NotFound(f"alert {problem_id} does not exist")
+    return problem
+
+
+def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topology | None = None) -> Incident:
+    """Keep the problem's incident up to date after the lifecycle step; returns that incident.
+
+    A problem seen for the first time joins a related open incident (with the reason) or opens a new
+    one; a state change goes on the timeline and resolves or reopens the incident. Idempotent: the
+    incident remembers the state it last saw, so calling twice records nothing twice. No network
+    call: the topology comes from the enrichment cache when there is one.
+    """
+    problem = load_problem(db_session=db_session, problem_id=problem_id)
+    lock_user(db_session=db_session, user_id=problem.user_id)
+    attachment = db_session.get(IncidentProblem, problem.id)
+    if attachment is None:
+        return _attach_new(db_session=db_session, problem=problem, topology=topology)
+    incident = attachment.incident
+    facts = facts_from(problem)
+    _absorb(incident, problem, facts)
+    previous_state = attachment.problem_state
+    changed = previous_state != problem.state
+    if changed:
+        attachment.problem_state = problem.state
+        record_event(
+            db_session=db_session,
+            incident=incident,
+            kind="problem_state_changed",
+            problem_id=problem.id,
+            message=f"{facts.display_id} is {problem.state} (was {previous_state})",
+            details={"state": problem.state, "previousState": previous_state},
+        )
+        db_session.flush()
+        _count(db_session, incident)
+        if problem.state in ENDED_STATES:
+            _maybe_resolve(db_session, incident, why=f"all its problems have ended ({facts.display_id} last)")
+        elif previous_state in ENDED_STATES:
+            _maybe_reopen(db_session, incident, why=f"{facts.display_id} reopened")
+    if incident.status == OPEN:
+        _index_problem(db_session, problem.user_id, problem.id, incident.id, keys_for(facts))
+    db_session.flush()
+    return incident
+
+
+def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | None = None) -> Incident:
+    """Correlate a problem again once enrichment knows more (the entity topology); returns its incident.
+
+    The problem's open incident and the open incidents it now relates to are folded into the best
+    related one, as if the topology had been known at ingest; incidents a person arranged are left as
+    they are. Without an attachment yet, this is the ingest hook.
+    """
+    problem = load_problem(db_session=db_session, problem_id=problem_id)
+    lock_user(db_session=db_session, user_id=problem.user_id)
+    attachment = db_session.get(IncidentProblem, problem.id)
+    if attachment is None:
+        return _attach_new(db_session=db_session, problem=problem, topology=topology)
+    incident = attachment.incident
+    if incident.status != OPEN or incident.manual or incident.merged_into_id is not None:
+        return incident
+    settings = get_settings(db_session=db_session, user_id=problem.user_id)
+    facts = facts_from(problem)
+    found = _related(
+        db_session=db_session,
+        user_id=problem.user_id,
+        facts=facts,
+        settings=settings,
+        topology=topology or topology_for(db_session, problem.user_id),
+    )
+    related = [
+        (item, db_session.get(Incident, item.incident_id))
+        for item in found
+        if item.incident_id != incident.id
+    ]
+    related = [(item, other) for item, other in related if other is not None and not other.manual]
+    if not related:
+        return incident
+    (best, target), rest = related[0], related[1:]
+    if attachment.strategy == "new":
+        attachment.strategy = best.match.strategy
+        attachment.score = best.match.score
+        attachment.reason = best.match.reason
+        attachment.related_problem_id = int(best.match.other.problem_id)
+        db_session.flush()
+    _merge(
+        db_session,
+        target=target,
+        source=incident,
+        actor="system",
+        why=f"{facts.display_id} {best.match.reason}",
+    )
+    for item, other in rest:
+        _merge(
+            db_session,
+            target=target,
+            source=other,
+            actor="system",
+            why=f"{facts.display_id} {item.match.reason}",
+        )
+    db_session.flush()
+    return target
+
+
+def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | None) -> Incident:
+    settings = get_settings(db_session=db_session, user_id=problem.user_id)
+    facts = facts_from(problem)
+    found = _related(
+        db_session=db_session,
+        user_id=problem.user_id,
+        facts=facts,
+        settings=settings,
+        topology=topology or topology_for(db_session, problem.user_id),
+    )
+    if not found:
+        incident = Incident(
+            user_id=problem.user_id,
+            title=problem.title or facts.display_id,
+            status=OPEN,
+            priority=problem.priority,
+            started_at=facts.start_time or utcnow(),
+            affected_entities=[],
+        )
+        db_session.add(incident)
+        db_session.flush()
+        reason = f"no related open incident within {settings.window_minutes} min"
+        _attach(
+            db_session,
+            problem.id,
+            incident.id,
+            strategy="new",
+            score=None,
+            reason=reason,
+            related=None,
+            state=problem.state,
+        )
+        record_event(
+            db_session=db_session,
+            incident=incident,
+            kind="opened",
+            problem_id=problem.id,
+            message=f"opened by {facts.display_id}: {reason}",
+        )
+        target = incident
+    else:
+        best = found[0]
+        target = db_session.get(Incident, best.incident_id)
+        _attach(
+            db_session,
+            problem.id,
+            target.id,
+            strategy=best.match.strategy,
+            score=best.match.score,
+            reason=best.match.reason,
+            related=int(best.match.other.problem_id),
+            state=problem.state,
+        )
+        record_event(
+            db_session=db_session,
+            incident=target,
+            kind="problem_joined",
+            problem_id=problem.id,
+            message=f"{facts.display_id} joined: {best.match.reason}",
+            details={"strategy": best.match.strategy, "score": best.match.score},
+        )
+        for other in found[1:]:
+            source = db_session.get(Incident, other.incident_id)
+            if source is None or source.manual or target.manual or source.merged_into_id is not None:
+                continue
+            _merge(
+                db_session,
+                target=target,
+                source=source,
+                actor="system",
+                why=f"{facts.display_id} {other.match.reason}",
+            )
+    _absorb(target, problem, facts)
+    _count(db_session, target)
+    if problem.state in ENDED_STATES:
+        _maybe_resolve(db_session, target, why=f"all its problems have ended ({facts.display_id} last)")
+    if target.status == OPEN:
+        _index_problem(db_session, problem.user_id, problem.id, target.id, keys_for(facts))
+    db_session.flush()
+    return target
+
+
+# -- the incident's picture -------------------------------------------------------------------------
+
+
+def _attach(
+    db_session: Session,
+    problem_id: int,
+    incident_id: int,
+    *,
+    strategy: str,
+    score: float | None,
+    reason: str,
+    related: int | None,
+    state: str,
+) -> IncidentProblem:
+    attachment = IncidentProblem(
+        problem_id=problem_id,
+        problem_state=state,
+        incident_id=incident_id,
+        strategy=strategy,
+        score=score,
+        reason=reason,
+        related_problem_id=related,
+        attached_at=utcnow(),
+    )
+    db_session.add(attachment)
+    db_session.flush()
+    return attachment
+
+
+def _rank(priority: str | None) -> int:
+    return _PRIORITY_RANK.get(priority or "", len(PRIORITIES))
+
+
+def _absorb(incident: Incident, problem: Problem, facts: ProblemFacts) -> None:
+    """Fold one problem into the incident's title, priority, start, entities and search text."""
+    if _rank(problem.priority) < _rank(incident.priority):
+        incident.priority = problem.priority
+        if problem.title:
+            incident.title = problem.title
+    elif not incident.title and problem.title:
+        incident.title = problem.title
+    if facts.start_time is not None and (
+        incident.started_at is None or facts.start_time < incident.started_at
+    ):
+        incident.started_at = facts.start_time
+    entities = list(incident.affected_entities or [])
+    known = {item.get("entityId") for item in entities}
+    additions = [
+        {"entityId": item.get("entityId"), "name": item.get("name"), "type": item.get("type")}
+        for item in problem.impacted_entities or []
+        if isinstance(item, dict) and item.get("entityId")
+    ]
+    if problem.root_cause_entity_id:
+        additions.append(
+            {
+                "entityId": problem.root_cause_entity_id,
+                "name": problem.root_cause_entity_name,
+                "type": problem.root_cause_entity_type,
+            }
+        )
+    for item in additions:
+        if item["entityId"] not in known and len(entities) < MAX_AFFECTED_ENTITIES:
+            known.add(item["entityId"])
+            entities.append(item)
+    if entities != incident.affected_entities:
+        incident.affected_entities = entities
+    words = [problem.title, problem.display_id] + [item.get("name") for item in additions]
+    text = incident.search_text or ""
+    for word in filter(None, words):
+        lowered = word.lower()
+        if lowered not in text and len(text) + len(lowered) < MAX_SEARCH_TEXT:
+            text = f"{text}\n{lowered}" if text else lowered
+    incident.search_text = text
+
+
+def _count(db_session: Session, incident: Incident) -> None:
+    """Problem counts from the attachments (cheap: one indexed aggregate)."""
+    total, still_open = db_session.execute(
+        sa.select(
+            sa.func.count(),
+            sa.func.coalesce(sa.func.sum(sa.case((Problem.state.in_(list(ENDED_STATES)), 0), else_=1)), 0),
+        )
+        .select_from(IncidentProblem)
+        .join(Problem, Problem.id == IncidentProblem.problem_id)
+        .where(IncidentProblem.incident_id == incident.id)
+    ).one()
+    incident.problem_count = int(total)
+    incident.open_problem_count = int(still_open)
+
+
+def refresh(*, db_session: Session, incident: Incident) -> Incident:
+    """Recompute the incident's picture from all its problems (after moves and merges); returns it."""
+    members = db_session.scalars(
+        sa.select(Problem)
+        .options(load_only(*_PICTURE_COLUMNS))
+        .join(IncidentProblem, IncidentProblem.problem_id == Problem.id)
+        .where(IncidentProblem.incident_id == incident.id)
+        .order_by(Problem.start_time, Problem.id)
+    ).all()
+    incident.affected_entities = []
+    incident.search_text = ""
+    if members:
+        first = members[0]
+        incident.priority = first.priority
+        incident.title = first.title or first.display_id or incident.title
+        incident.started_at = facts_from(first).start_time or incident.started_at
+    for problem in members:
+        _absorb(incident, problem, facts_from(problem))
+    _count(db_session, incident)
+    return incident
+
+
+def _maybe_resolve(db_session: Session, incident: Incident, *, why: str, actor: str = "system") -> None:
+    if incident.status != OPEN or incident.merged_into_id is not None:
+        return
+    if incident.problem_count and incident.open_problem_count:
+        return
+    _set_resolved(db_session, incident, why=why, actor=actor)
+
+
+def _set_resolved(db_session: Session, incident: Incident, *, why: str, actor: str) -> None:
+    ends = db_session.scalar(
+        sa.select(sa.func.max(Problem.end_time))
+        .join(IncidentProblem, IncidentProblem.problem_id == Problem.id)
+        .where(IncidentProblem.incident_id == incident.id)
+    )
+    incident.status = RESOLVED
+    incident.resolved_at = ends if ends is not None and actor == "system" else utcnow()
+    db_session.execute(sa.delete(IncidentKey).where(IncidentKey.incident_id == incident.id))
+    record_event(
+        db_session=db_session, incident=incident, kind="resolved", actor=actor, message=f"resolved: {why}"
+    )
+
+
+def _maybe_reopen(db_session: Session, incident: Incident, *, why: str, actor: str = "system") -> None:
+    if incident.status != RESOLVED or incident.merged_into_id is not None or not incident.open_problem_count:
+        return
+    _set_open(db_session, incident, why=why, actor=actor)
+
+
+def _set_open(db_session: Session, incident: Incident, *, why: str, actor: str) -> None:
+    incident.status = OPEN
+    incident.resolved_at = None
+    _index_incident(db_session, incident)
+    record_event(
+        db_session=db_session, incident=incident, kind="reopened", actor=actor, message=f"reopened: {why}"
+    )
+
+
+# -- the candidate index ----------------------------------------------------------------------------
+
+
+def _index_problem(
+    db_session: Session, user_id: str, problem_id: int, incident_id: int, keys: set[str]
+) -> None:
+    """Make the problem's index rows exactly ``keys`` under ``incident_id``."""
+    rows = db_session.execute(
+        sa.select(IncidentKey.key, IncidentKey.incident_id).where(IncidentKey.problem_id == problem_id)
+    )
+    existing: dict[str, int] = dict(rows.tuples().all())
+    if set(existing) == keys and all(value == incident_id for value in existing.values()):
+        return
+    if existing:
+        db_session.execute(sa.delete(IncidentKey).where(IncidentKey.problem_id == problem_id))
+    if keys:
+        db_session.execute(
+            sa.insert(IncidentKey),
+            [
+                {"user_id": user_id, "key": key, "problem_id": problem_id, "incident_id": incident_id}
+                for key in sorted(keys)
+            ],
+        )
+
+
+def _index_incident(db_session: Session, incident: Incident) -> None:
+    """Index every problem of an incident that is (again) open."""
+    rows = db_session.execute(
+        sa.select(*_FACT_COLUMNS)
+        .join(IncidentProblem, IncidentProblem.problem_id == Problem.id)
+        .where(IncidentProblem.incident_id == incident.id)
+    )
+    for row in rows.all():
+        _index_problem(db_session, incident.user_id, row.id, incident.id, keys_for(facts_from(row)))
+
+
+# -- timeline ---------------------------------------------------------------------------------------
+
+
+def record_event(
+    *,
+    db_session: Session,
+    incident: Incident,
+    kind: str,
+    message: str,
+    actor: str = "system",
+    problem_id: int | None = None,
+    details: dict[str, Any] | None = None,
+) -> IncidentEvent:
+    """A new line on the incident's timeline (RCA adds its own kinds: ``rca_queued``, ...)."""
+    event = IncidentEvent(
+        incident_id=incident.id,
+        at=utcnow(),
+        kind=kind,
+        actor=actor,
+        problem_id=problem_id,
+        message=message,
+        details=details or {},
+    )
+    db_session.add(event)
+    return event
+
+
+# -- manual actions and merging ---------------------------------------------------------------------
+
+
+def _merge(db_session: Session, *, target: Incident, source: Incident, actor: str, why: str) -> None:
+    """Move every problem of ``source`` into ``target`` and leave ``source`` pointing at it."""
+    attachments = db_session.scalars(
+        sa.select(IncidentProblem).where(IncidentProblem.incident_id == source.id)
+    ).all()
+    for attachment in attachments:
+        attachment.incident_id = target.id
+        if attachment.strategy == "new":
+            attachment.strategy = "merge"
+            attachment.reason = f"merged in from incident #{source.id}: {why}"
+    db_session.flush()
+    if target.status == OPEN:
+        db_session.execute(
+            sa.update(IncidentKey).where(IncidentKey.incident_id == source.id).values(incident_id=target.id)
+        )
+    else:
+        db_session.execute(sa.delete(IncidentKey).where(IncidentKey.incident_id == source.id))
+    db_session.execute(
+        sa.update(Incident).where(Incident.merged_into_id == source.id).values(merged_into_id=target.id)
+    )
+    for attachment in attachments:
+        db_session.expire(attachment)
+    record_event(
+        db_session=db_session,
+        incident=target,
+        kind="merged",
+        actor=actor,
+        message=f"incident #{source.id} ({source.title}) merged in: {why}",
+        details={"sourceIncidentId": source.id, "problemCount": len(attachments)},
+    )
+    record_event(
+        db_session=db_session,
+        incident=source,
+        kind="merged_into",
+        actor=actor,
+        message=f"merged into incident #{target.id}: {why}",
+        details={"targetIncidentId": target.id},
+    )
+    source.merged_into_id = target.id
+    source.status = RESOLVED
+    source.resolved_at = source.resolved_at or utcnow()
+    source.problem_count = 0
+    source.open_problem_count = 0
+    refresh(db_session=db_session, incident=target)
+
+
+def _require_active(incident: Incident) -> None:
+    if incident.merged_into_id is not None:
+        raise Conflict(
+            f"incident {incident.id} was merged into incident {incident.merged_into_id}; act on that one"
+        )
+
+
+def resolve(*, db_session: Session, incident: Incident) -> Incident:
+    """Resolve the incident by hand (open problems stay as Dynatrace reports them); returns it."""
+    lock_user(db_session=db_session, user_id=incident.user_id)
+    db_session.refresh(incident)
+    _require_active(incident)
+    if incident.status != RESOLVED:
+        incident.manual = True
+        _set_resolved(db_session, incident, why="resolved by hand", actor="user")
+    db_session.flush()
+    return incident
+
+
+def reopen(*, db_session: Session, incident: Incident) -> Incident:
+    """Reopen the incident by hand, so related new problems join it again; returns it."""
+    lock_user(db_session=db_session, user_id=incident.user_id)
+    db_session.refresh(incident)
+    _require_active(incident)
+    if incident.status != OPEN:
+        incident.manual = True
+        _set_open(db_session, incident, why="reopened by hand", actor="user")
+    db_session.flush()
+    return incident
+
+
+def merge(*, db_session: Session, target: Incident, source_incident_id: int) -> Incident:
+    """Fold another incident of the same user into ``target``; returns ``target``."""
+    lock_user(db_session=db_session, user_id=target.user_id)
+    db_session.refresh(target)
+    _require_active(target)
+    if source_incident_id == target.id:
+        raise InvalidInput("sourceIncidentId is this incident; give the id of the incident to merge into it")
+    source = get(db_session=db_session, user_id=target.user_id, incident_id=source_incident_id)
+    if source is None:
+        raise NotFound(f"incident {source_incident_id} does not exist; list incidents with GET /incidents")
+    _require_active(source)
+    target.manual = True
+    _merge(db_session, target=target, source=source, actor="user", why="merged by hand")
+    _settle_after_manual(db_session, target, why=f"incident #{source.id} merged in")
+    db_session.flush()
+    return target
+
+
+def move_problem(
+    *, db_session: Session, incident: Incident, problem_id: int, target_incident_id: int | None
+) -> Incident:
+    """Move one problem out of ``incident`` into another incident, or a new one when the target is
+    None; returns the incident it now belongs to."""
+    lock_user(db_session=db_session, user_id=incident.user_id)
+    db_session.refresh(incident)
+    _require_active(incident)
+    attachment = db_session.get(IncidentProblem, problem_id)
+    if attachment is None or attachment.incident_id != incident.id:
+        raise NotFound(
+            f"alert {problem_id} is not in incident {incident.id}; see GET /incidents/{incident.id}"
+        )
+    problem = db_session.get(Problem, problem_id)
+    display = problem.display_id or f"PID {problem.pid}"
+    if target_incident_id is None:
+        target = Incident(
+            user_id=incident.user_id,
+            title=problem.title or display,
+            status=OPEN,
+            priority=problem.priority,
+            started_at=facts_from(problem).start_time or utcnow(),
+            affected_entities=[],
+            manual=True,
+        )
+        db_session.add(target)
+        db_session.flush()
+        record_event(
+            db_session=db_session,
+            incident=target,
+            kind="opened",
+            actor="user",
+            problem_id=problem_id,
+            message=f"opened by hand for {display}, moved out of incident #{incident.id}",
+        )
+    else:
+        if target_incident_id == incident.id:
+            raise InvalidInput(f"alert {problem_id} is already in incident {incident.id}")
+        target = get(db_session=db_session, user_id=incident.user_id, incident_id=target_incident_id)
+        if target is None:
+            raise NotFound(
+                f"incident {target_incident_id} does not exist; list incidents with GET /incidents"
+            )
+        _require_active(target)
+        target.manual = True
+    incident.manual = True
+    attachment.incident_id = target.id
+    attachment.strategy = "manual"
+    attachment.score = None
+    attachment.reason = f"moved by hand from incident #{incident.id}"
+    attachment.related_problem_id = None
+    db_session.flush()
+    record_event(
+        db_session=db_session,
+        incident=incident,
+        kind="problem_moved_out",
+        actor="user",
+        problem_id=problem_id,
+        message=f"{display} moved by hand to incident #{target.id}",
+        details={"targetIncidentId": target.id},
+    )
+    record_event(
+        db_session=db_session,
+        incident=target,
+        kind="problem_moved_in",
+        actor="user",
+        problem_id=problem_id,
+        message=f"{display} moved by hand from incident #{incident.id}",
+        details={"sourceIncidentId": incident.id},
+    )
+    refresh(db_session=db_session, incident=incident)
+    refresh(db_session=db_session, incident=target)
+    if target.status == OPEN:
+        _index_problem(db_session, incident.user_id, problem_id, target.id, keys_for(facts_from(problem)))
+    else:
+        db_session.execute(sa.delete(IncidentKey).where(IncidentKey.problem_id == problem_id))
+    if incident.status == OPEN and not incident.open_problem_count:
+        why = "no problems left" if not incident.problem_count else "all its remaining problems have ended"
+        _set_resolved(db_session, incident, why=why, actor="user")
+    _settle_after_manual(db_session, target, why=f"{display} moved in")
+    db_session.flush()
+    return target
+
+
+def _settle_after_manual(db_session: Session, incident: Incident, *, why: str) -> None:
+    """An incident that gained an open problem by hand is open again."""
+    if incident.status == RESOLVED and incident.open_problem_count:
+        _set_open(db_session, incident, why=why, actor="user")
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+def get(*, db_session: Session, user_id: str, incident_id: int) -> Incident | None:
+    """The user's incident with this id, or None (another user's incident is None too)."""
+    return db_session.scalar(
+        sa.select(Incident).where(Incident.id == incident_id, Incident.user_id == user_id)
+    )
+
+
+@dataclass(frozen=True)
+class IncidentFilter:
+    status: str | None = None
+    priority: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+
+
+def list_incidents(
+    *, db_session: Session, user_id: str, filters: IncidentFilter, limit: int, offset: int
+) -> tuple[list[Incident], int]:
+    """The user's incidents (merged-away ones left out), newest start first, and how many match."""
+    conditions = [Incident.user_id == user_id, Incident.merged_into_id.is_(None)]
+    if filters.status:
+        conditions.append(Incident.status == filters.status)
+    if filters.priority:
+        conditions.append(Incident.priority == filters.priority)
+    if filters.since:
+        conditions.append(Incident.started_at >= filters.since)
+    if filters.until:
+        conditions.append(Incident.started_at <= filters.until)
+    if filters.q:
+        pattern = "%" + filters.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        conditions.append(Incident.search_text.like(pattern, escape="\\"))
+    total = db_session.scalar(sa.select(sa.func.count()).select_from(Incident).where(*conditions)) or 0
+    items = db_session.scalars(
+        sa.select(Incident)
+        .where(*conditions)
+        .order_by(Incident.started_at.desc(), Incident.id.desc())
+        .limit(limit)
+        .offset(offset)
+    ).all()
+    return list(items), int(total)
+
+
+def members(*, db_session: Session, incident: Incident) -> list[tuple[IncidentProblem, Problem]]:
+    """The incident's problems with their attachments, earliest Dynatrace start first."""
+    rows = db_session.execute(
+        sa.select(IncidentProblem, Problem)
+        .join(Problem, Problem.id == IncidentProblem.problem_id)
+        .where(IncidentProblem.incident_id == incident.id)
+        .order_by(Problem.start_time, Problem.id)
+    )
+    return [(attachment, problem) for attachment, problem in rows]
+
+
+def timeline(*, db_session: Session, incident: Incident) -> list[IncidentEvent]:
+    """The incident's events, oldest first."""
+    return list(
+        db_session.scalars(
+            sa.select(IncidentEvent)
+            .where(IncidentEvent.incident_id == incident.id)
+            .order_by(IncidentEvent.at, IncidentEvent.id)
+        )
+    )
+
+
+def incident_ids_for(*, db_session: Session, problem_ids: Iterable[int]) -> dict[int, int]:
+    """Problem id -> incident id, for the alerts list."""
+    ids = list(problem_ids)
+    if not ids:
+        return {}
+    rows = db_session.execute(
+        sa.select(IncidentProblem.problem_id, IncidentProblem.incident_id).where(
+            IncidentProblem.problem_id.in_(ids)
+        )
+    )
+    return dict(rows.tuples())
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
