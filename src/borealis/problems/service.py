@@ -1,0 +1,511 @@
+"""Problem operations: apply notifications (batched), keep rejected deliveries, read alerts.
+
+Applying works on many notifications per call so the webhook's group commit costs a handful of
+statements per batch, not per delivery. It is safe with several processes on one database: rows are
+created with ``ON CONFLICT DO NOTHING`` and then locked (``FOR UPDATE`` on PostgreSQL; SQLite's write
+transaction already serializes writers) in key order, so concurrent batches queue instead of deadlocking.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from borealis.db import utcnow
+from borealis.dynatrace.payload import ProblemNotification
+from borealis.problems import lifecycle
+from borealis.problems.models import Notification, Problem, RejectedDelivery
+
+SOURCES = ("webhook", "api")
+REJECTED_KEPT_PER_CONNECTION = 20
+_CHUNK = 200
+
+problems_table: sa.Table = Problem.__table__  # type: ignore[assignment]
+notifications_table: sa.Table = Notification.__table__  # type: ignore[assignment]
+
+# Columns the lifecycle owns; written back after every apply.
+_MUTABLE = (
+    "pid",
+    "display_id",
+    "api_problem_id",
+    "title",
+    "state",
+    "severity",
+    "impact",
+    "priority",
+    "problem_url",
+    "impacted_entity",
+    "impacted_entities",
+    "root_cause_entity_id",
+    "root_cause_entity_name",
+    "root_cause_entity_type",
+    "tags",
+    "tags_raw",
+    "management_zones",
+    "start_time",
+    "end_time",
+    "details",
+    "details_format",
+    "search_text",
+    "lifecycle",
+    "last_received_at",
+    "notification_count",
+    "duplicate_count",
+    "updated_at",
+)
+_UPDATE_PROBLEM = (
+    problems_table.update()
+    .where(problems_table.c.id == sa.bindparam("_id"))
+    .values({name: sa.bindparam(name) for name in _MUTABLE})
+)
+_BUMP_DUPLICATE = (
+    notifications_table.update()
+    .where(
+        notifications_table.c.problem_id == sa.bindparam("_problem_id"),
+        notifications_table.c.content_hash == sa.bindparam("_hash"),
+    )
+    .values(
+        delivery_count=notifications_table.c.delivery_count + sa.bindparam("_count", type_=sa.Integer),
+        last_received_at=sa.bindparam("_at", type_=notifications_table.c.last_received_at.type),
+    )
+)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A notification to apply, with where it came from."""
+
+    connection_id: str
+    user_id: str
+    notification: ProblemNotification
+    source: str
+    raw_body: str
+    received_at: datetime
+
+
+@dataclass(slots=True)
+class Applied:
+    """What applying one delivery did."""
+
+    outcome: str
+    problem_id: int
+    pid: str
+    display_id: str | None
+    state: str
+
+
+def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) -> list[Applied]:
+    """Apply deliveries in order (several may concern one problem); returns one result per delivery."""
+    if not deliveries:
+        return []
+    dialect = db_session.get_bind().dialect.name
+    keys = sorted({(d.connection_id, _key(d)) for d in deliveries})
+    first_of: dict[tuple[str, str], Delivery] = {}
+    for delivery in deliveries:
+        first_of.setdefault((delivery.connection_id, _key(delivery)), delivery)
+
+    created = _insert_missing(db_session, dialect, [first_of[key] for key in keys])
+    rows = _lock_rows(db_session, dialect, keys)
+    known_hashes = _known_hashes(db_session, [row["id"] for row in rows.values()], deliveries)
+
+    results: list[Applied] = []
+    new_notifications: dict[tuple[int, str], dict[str, Any]] = {}
+    duplicates: dict[tuple[int, str], dict[str, Any]] = {}
+    touched: dict[int, dict[str, Any]] = {}
+    fresh = set(created)
+    for delivery in deliveries:
+        key = (delivery.connection_id, _key(delivery))
+        row = rows[key]
+        problem_id = row["id"]
+        notification = delivery.notification
+        hash_key = (problem_id, notification.content_hash)
+        if hash_key in known_hashes or hash_key in new_notifications:
+            outcome = lifecycle.DUPLICATE
+            row["duplicate_count"] += 1
+            pending = new_notifications.get(hash_key)
+            if pending is not None:
+                pending["delivery_count"] += 1
+                pending["last_received_at"] = delivery.received_at
+            else:
+                bump = duplicates.setdefault(
+                    hash_key, {"_problem_id": problem_id, "_hash": hash_key[1], "_count": 0}
+                )
+                bump["_count"] += 1
+                bump["_at"] = delivery.received_at
+        else:
+            outcome = lifecycle.apply(row, notification)
+            if key in fresh:
+                outcome = lifecycle.CREATED
+                fresh.discard(key)
+            row["notification_count"] += 1
+            new_notifications[hash_key] = _notification_row(delivery, problem_id, outcome)
+        row["last_received_at"] = max(row["last_received_at"], delivery.received_at)
+        touched[problem_id] = row
+        results.append(
+            Applied(
+                outcome=outcome,
+                problem_id=problem_id,
+                pid=row["pid"],
+                display_id=row["display_id"],
+                state=row["state"],
+            )
+        )
+
+    now = utcnow()
+    db_session.execute(
+        _UPDATE_PROBLEM,
+        [
+            {"_id": pid, **{name: row[name] for name in _MUTABLE}, "updated_at": now}
+            for pid, row in touched.items()
+        ],
+    )
+    if new_notifications:
+        db_session.execute(notifications_table.insert(), list(new_notifications.values()))
+    if duplicates:
+        db_session.execute(_BUMP_DUPLICATE, list(duplicates.values()))
+    # Results carry the final state of each problem, as committed with this batch.
+    for result in results:
+        result.state = touched[result.problem_id]["state"]
+        result.display_id = touched[result.problem_id]["display_id"]
+    return results
+
+
+def record_test_notification(
+    *,
+    db_session: Session,
+    connection_id: str,
+    notification: ProblemNotification,
+    raw_body: str,
+    source: str,
+    received_at: datetime,
+) -> None:
+    """Keep a test notification in the connection's history; it never becomes a problem."""
+    delivery = Delivery(connection_id, "", notification, source, raw_body, received_at)
+    db_session.execute(notifications_table.insert(), [_notification_row(delivery, None, lifecycle.TEST)])
+
+
+def record_rejected(
+    *,
+    db_session: Session,
+    connection_id: str,
+    reason: str,
+    raw_body: str,
+    content_type: str | None,
+    received_at: datetime,
+) -> None:
+    """Keep an unusable delivery for troubleshooting, and only the newest few per connection."""
+    db_session.add(
+        RejectedDelivery(
+            connection_id=connection_id,
+            reason=reason,
+            raw_body=raw_body,
+            content_type=(content_type or None) and content_type[:200],
+            received_at=received_at,
+        )
+    )
+    db_session.flush()
+    keep = (
+        sa.select(RejectedDelivery.id)
+        .where(RejectedDelivery.connection_id == connection_id)
+        .order_by(RejectedDelivery.id.desc())
+        .limit(REJECTED_KEPT_PER_CONNECTION)
+    )
+    db_session.execute(
+        sa.delete(RejectedDelivery).where(
+            RejectedDelivery.connection_id == connection_id,
+            RejectedDelivery.id.not_in(keep.scalar_subquery()),
+        )
+    )
+
+
+def list_rejected(*, db_session: Session, connection_id: str) -> list[RejectedDelivery]:
+    """The kept rejected deliveries of a connection, newest first."""
+    return list(
+        db_session.scalars(
+            sa.select(RejectedDelivery)
+            .where(RejectedDelivery.connection_id == connection_id)
+            .order_by(RejectedDelivery.id.desc())
+        )
+    )
+
+
+def get(*, db_session: Session, problem_id: int) -> Problem | None:
+    """The problem with this id, or None."""
+    return db_session.get(Problem, problem_id)
+
+
+def get_by_pid(*, db_session: Session, connection_id: str, pid: str) -> Problem | None:
+    """The problem of this connection with this PID (either form), or None."""
+    from borealis.dynatrace.payload import pid_key
+
+    return db_session.scalar(
+        sa.select(Problem).where(Problem.connection_id == connection_id, Problem.pid_key == pid_key(pid))
+    )
+
+
+def notifications_of(*, db_session: Session, problem_id: int) -> list[Notification]:
+    """The notification history of a problem, oldest first."""
+    return list(
+        db_session.scalars(
+            sa.select(Notification)
+            .where(Notification.problem_id == problem_id)
+            .order_by(Notification.received_at, Notification.id)
+        )
+    )
+
+
+# --- internals -----------------------------------------------------------------------------------------
+
+
+def _key(delivery: Delivery) -> str:
+    key = delivery.notification.pid_key
+    if key is None:
+        raise ValueError("a notification without a PID cannot be applied to a problem")
+    return key
+
+
+def _insert(dialect: str) -> Any:
+    if dialect == "postgresql":
+        return postgresql.insert(problems_table)
+    if dialect == "sqlite":
+        return sqlite.insert(problems_table)
+    raise NotImplementedError(f"no upsert for {dialect}")
+
+
+def _insert_missing(db_session: Session, dialect: str, firsts: list[Delivery]) -> set[tuple[str, str]]:
+    """Create the problems not stored yet (in key order); returns the keys this call created."""
+    created: set[tuple[str, str]] = set()
+    existing = _existing_keys(db_session, firsts)
+    now = utcnow()
+    rows = []
+    for delivery in firsts:
+        key = (delivery.connection_id, _key(delivery))
+        if key in existing:
+            continue
+        row = lifecycle.new_problem(delivery.notification)
+        row.update(
+            connection_id=delivery.connection_id,
+            user_id=delivery.user_id,
+            first_received_at=delivery.received_at,
+            last_received_at=delivery.received_at,
+            notification_count=0,
+            duplicate_count=0,
+            created_at=now,
+            updated_at=now,
+        )
+        rows.append(row)
+    for start in range(0, len(rows), _CHUNK):
+        statement = (
+            _insert(dialect)
+            .values(rows[start : start + _CHUNK])
+            .on_conflict_do_nothing(index_elements=["connection_id", "pid_key"])
+            .returning(problems_table.c.connection_id, problems_table.c.pid_key)
+        )
+        created.update((row.connection_id, row.pid_key) for row in db_session.execute(statement))
+    return created
+
+
+def _existing_keys(db_session: Session, firsts: list[Delivery]) -> set[tuple[str, str]]:
+    """Keys already stored: most deliveries update a known problem, and a plain read is cheap."""
+    found: set[tuple[str, str]] = set()
+    by_connection: dict[str, list[str]] = {}
+    for delivery in firsts:
+        by_connection.setdefault(delivery.connection_id, []).append(_key(delivery))
+    for connection_id, keys in by_connection.items():
+        for start in range(0, len(keys), _CHUNK):
+            statement = sa.select(problems_table.c.pid_key).where(
+                problems_table.c.connection_id == connection_id,
+                problems_table.c.pid_key.in_(keys[start : start + _CHUNK]),
+            )
+            found.update((connection_id, key) for key in db_session.scalars(statement))
+    return found
+
+
+def _lock_rows(
+    db_session: Session, dialect: str, keys: list[tuple[str, str]]
+) -> dict[tuple[str, str], dict[str, Any]]:
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    by_connection: dict[str, list[str]] = {}
+    for connection_id, key in keys:
+        by_connection.setdefault(connection_id, []).append(key)
+    for connection_id in sorted(by_connection):
+        pid_keys = by_connection[connection_id]
+        for start in range(0, len(pid_keys), _CHUNK):
+            statement = (
+                sa.select(problems_table)
+                .where(
+                    problems_table.c.connection_id == connection_id,
+                    problems_table.c.pid_key.in_(pid_keys[start : start + _CHUNK]),
+                )
+                .order_by(problems_table.c.pid_key)
+            )
+            if dialect == "postgresql":
+                statement = statement.with_for_update()
+            for row in db_session.execute(statement).mappings():
+                rows[(connection_id, row["pid_key"])] = dict(row)
+    return rows
+
+
+def _known_hashes(
+    db_session: Session, problem_ids: list[int], deliveries: Sequence[Delivery]
+) -> set[tuple[int, str]]:
+    hashes = sorted({d.notification.content_hash for d in deliveries})
+    found: set[tuple[int, str]] = set()
+    for start in range(0, len(problem_ids), _CHUNK):
+        statement = sa.select(notifications_table.c.problem_id, notifications_table.c.content_hash).where(
+            notifications_table.c.problem_id.in_(problem_ids[start : start + _CHUNK]),
+            notifications_table.c.content_hash.in_(hashes),
+        )
+        found.update((row.problem_id, row.content_hash) for row in db_session.execute(statement))
+    return found
+
+
+def _notification_row(delivery: Delivery, problem_id: int | None, outcome: str) -> dict[str, Any]:
+    notification = delivery.notification
+    return {
+        "problem_id": problem_id,
+        "connection_id": delivery.connection_id,
+        "source": delivery.source,
+        "outcome": outcome,
+        "pid": notification.pid,
+        "display_id": notification.display_id,
+        "state": notification.state,
+        "state_raw": notification.state_raw,
+        "title": notification.title,
+        "observed_at": notification.observed_at,
+        "content_hash": notification.content_hash,
+        "received_at": delivery.received_at,
+        "last_received_at": delivery.received_at,
+        "delivery_count": 1,
+        "parsed": notification.fields(),
+        "warnings": notification.warnings
+        + [f"unreplaced placeholder in {name}" for name in notification.unreplaced],
+        "raw_body": delivery.raw_body,
+    }
+
+
+# --- alerts --------------------------------------------------------------------------------------------
+
+_LIST_COLUMNS = (
+    "id",
+    "display_id",
+    "pid",
+    "title",
+    "state",
+    "severity",
+    "impact",
+    "priority",
+    "impacted_entity",
+    "impacted_entities",
+    "root_cause_entity_id",
+    "root_cause_entity_name",
+    "root_cause_entity_type",
+    "problem_url",
+    "tags",
+    "start_time",
+    "end_time",
+    "first_received_at",
+    "last_received_at",
+    "notification_count",
+)
+
+
+@dataclass(slots=True)
+class AlertFilters:
+    """Validated filters of the alerts list; ``None`` means no filter."""
+
+    state: str | None = None
+    severity: str | None = None
+    impact: str | None = None
+    q: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+@dataclass(slots=True)
+class AlertPage:
+    rows: list[dict[str, Any]]
+    total: int
+    next_after: tuple[datetime, int] | None
+
+
+def list_alerts(
+    *,
+    db_session: Session,
+    user_id: str,
+    filters: AlertFilters,
+    limit: int,
+    offset: int = 0,
+    after: tuple[datetime, int] | None = None,
+) -> AlertPage:
+    """One page of a user's problems, newest activity first, with the total matching the filters."""
+    table = problems_table
+    conditions: list[Any] = [table.c.user_id == user_id]
+    if filters.state:
+        conditions.append(table.c.state == filters.state)
+    if filters.severity:
+        conditions.append(table.c.severity == filters.severity)
+    if filters.impact:
+        conditions.append(table.c.impact == filters.impact)
+    if filters.q:
+        pattern = "%" + _escape_like(filters.q.lower()) + "%"
+        conditions.append(table.c.search_text.like(pattern, escape="\\"))
+    if filters.since:
+        conditions.append(table.c.last_received_at >= filters.since)
+    if filters.until:
+        conditions.append(table.c.last_received_at <= filters.until)
+
+    total = db_session.scalar(sa.select(sa.func.count()).select_from(table).where(*conditions)) or 0
+    page_conditions = list(conditions)
+    if after is not None:
+        at, last_id = after
+        page_conditions.append(
+            sa.or_(
+                table.c.last_received_at < at,
+                sa.and_(table.c.last_received_at == at, table.c.id < last_id),
+            )
+        )
+    statement = (
+        sa.select(*(table.c[name] for name in _LIST_COLUMNS))
+        .where(*page_conditions)
+        .order_by(table.c.last_received_at.desc(), table.c.id.desc())
+        .limit(limit)
+    )
+    if after is None and offset:
+        statement = statement.offset(offset)
+    rows = [dict(row) for row in db_session.execute(statement).mappings()]
+    next_after = None
+    if len(rows) == limit:
+        next_after = (rows[-1]["last_received_at"], rows[-1]["id"])
+    return AlertPage(rows=rows, total=total, next_after=next_after)
+
+
+def latest_payloads(*, db_session: Session, problem_ids: list[int]) -> dict[int, str]:
+    """The newest raw body stored for each problem."""
+    if not problem_ids:
+        return {}
+    newest = (
+        sa.select(sa.func.max(notifications_table.c.id))
+        .where(notifications_table.c.problem_id.in_(problem_ids))
+        .group_by(notifications_table.c.problem_id)
+    )
+    statement = sa.select(notifications_table.c.problem_id, notifications_table.c.raw_body).where(
+        notifications_table.c.id.in_(newest.scalar_subquery())
+    )
+    return {row.problem_id: row.raw_body for row in db_session.execute(statement)}
+
+
+def get_for_user(*, db_session: Session, user_id: str, problem_id: int) -> Problem | None:
+    """The problem with this id if it belongs to the user, else None."""
+    problem = db_session.get(Problem, problem_id)
+    return problem if problem is not None and problem.user_id == user_id else None
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

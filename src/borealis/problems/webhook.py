@@ -1,0 +1,288 @@
+"""``POST /dynatrace/webhook/{user_id}``: the hot path.
+
+A plain ASGI endpoint (no request objects, no dependency injection) reads and parses the body, then hands
+it to the process's single writer thread. The writer commits whatever has queued up in one transaction
+(group commit: one fsync for many deliveries) and only then resolves each request, so every 2xx answer is
+durable. Authentication happens inside that transaction, against the stored secret hash, so a rotated
+secret or a disconnect takes effect at once and in every process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qs
+
+import sqlalchemy as sa
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from borealis import intake
+from borealis.crypto import matches
+from borealis.db import Database, utcnow
+from borealis.dynatrace.models import Connection
+from borealis.dynatrace.payload import PayloadRejected, ProblemNotification, parse_webhook
+from borealis.middleware import request_id_var
+from borealis.problems import service as problems_service
+
+logger = logging.getLogger("borealis.webhook")
+
+PATH = "/dynatrace/webhook/{user_id}"
+MAX_BATCH = 256
+MAX_QUEUED = 20_000
+_RETRIES = 3
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+@dataclass(slots=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass(slots=True)
+class _Job:
+    user_id: str
+    token: str
+    notification: ProblemNotification | None
+    rejection: str | None
+    malformed: bool
+    raw_body: str
+    content_type: str | None
+    received_at: datetime
+    done: Callable[[Answer], None] = field(repr=False, default=lambda _answer: None)
+
+
+def _error(status: int, code: str, message: str) -> Answer:
+    body: dict[str, Any] = {"error": {"code": code, "message": message}}
+    request_id = request_id_var.get()
+    if request_id:
+        body["error"]["requestId"] = request_id
+    return Answer(status, body)
+
+
+NOT_FOUND = (
+    "no Dynatrace connection for this user id; connect first (POST /dynatrace/connect) and copy the URL "
+    "from GET /dynatrace/webhook-url"
+)
+UNAUTHORIZED = (
+    "missing or wrong webhook secret: send the URL from GET /dynatrace/webhook-url as is (its ?token=) "
+    "or 'Authorization: Bearer <secret>'"
+)
+
+
+class WebhookWriter:
+    """One thread per process that applies queued deliveries in batches, one transaction each."""
+
+    def __init__(self, database: Database, *, max_batch: int = MAX_BATCH) -> None:
+        self.database = database
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="borealis-webhook-writer", daemon=True)
+        self._thread.start()
+
+    def backlog(self) -> int:
+        return self._queue.qsize()
+
+    async def submit(self, job: _Job) -> Answer:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Answer] = loop.create_future()
+
+        def done(answer: Answer) -> None:
+            loop.call_soon_threadsafe(_settle, future, answer)
+
+        job.done = done
+        self._queue.put(job)
+        return await future
+
+    def process(self, jobs: list[_Job]) -> list[Answer]:
+        """Run jobs in one transaction and commit; returns one answer per job (raises on failure)."""
+        with self.database.session(write=True) as session:
+            try:
+                answers = _process(session, jobs)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        return answers
+
+    def _run(self) -> None:
+        while True:
+            jobs = [self._queue.get()]
+            while len(jobs) < self.max_batch:
+                try:
+                    jobs.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            for job, answer in zip(jobs, self._answer(jobs), strict=True):
+                job.done(answer)
+
+    def _answer(self, jobs: list[_Job]) -> list[Answer]:
+        for attempt in range(_RETRIES):
+            try:
+                return self.process(jobs)
+            except sa.exc.OperationalError as exc:
+                # Lock timeouts and deadlocks between processes: the whole batch is safe to run again.
+                logger.warning("webhook batch attempt %d failed: %s", attempt + 1, type(exc).__name__)
+            except Exception:
+                logger.exception("webhook batch of %d failed", len(jobs))
+                break
+        if len(jobs) == 1:
+            return [_error(500, "internal_error", "the notification could not be stored; send it again")]
+        # One bad delivery must not fail the others: run each alone.
+        return [answer for job in jobs for answer in self._answer([job])]
+
+
+def _settle(future: asyncio.Future[Answer], answer: Answer) -> None:
+    if not future.done():
+        future.set_result(answer)
+
+
+def _process(session: sa.orm.Session, jobs: list[_Job]) -> list[Answer]:
+    user_ids = sorted({job.user_id for job in jobs})
+    connections = {
+        connection.user_id: connection
+        for connection in session.scalars(sa.select(Connection).where(Connection.user_id.in_(user_ids)))
+    }
+    answers: list[Answer | None] = [None] * len(jobs)
+    accepted: list[intake.Accepted] = []
+    positions: list[int] = []
+    for position, job in enumerate(jobs):
+        connection = connections.get(job.user_id)
+        if connection is None or not connection.connected:
+            answers[position] = _error(404, "not_found", NOT_FOUND)
+        elif not matches(job.token, connection.webhook_secret_hash):
+            answers[position] = _error(401, "not_authenticated", UNAUTHORIZED)
+        elif job.notification is None:
+            problems_service.record_rejected(
+                db_session=session,
+                connection_id=connection.id,
+                reason=job.rejection or "unusable body",
+                raw_body=job.raw_body,
+                content_type=job.content_type,
+                received_at=job.received_at,
+            )
+            status, code = (400, "malformed_payload") if job.malformed else (422, "invalid_payload")
+            answers[position] = _error(status, code, job.rejection or "unusable body")
+        else:
+            positions.append(position)
+            accepted.append(
+                intake.Accepted(connection, job.notification, "webhook", job.raw_body, job.received_at)
+            )
+    results = intake.ingest_many(db_session=session, items=accepted)
+    for position, result in zip(positions, results, strict=True):
+        answers[position] = Answer(200, result.as_answer())
+    return [answer for answer in answers if answer is not None]
+
+
+def get_writer(app: Any) -> WebhookWriter:
+    """The writer of this application, started on first use."""
+    writer = getattr(app.state, "webhook_writer", None)
+    if writer is None:
+        with _writer_lock:
+            writer = getattr(app.state, "webhook_writer", None)
+            if writer is None:
+                writer = WebhookWriter(app.state.database)
+                app.state.webhook_writer = writer
+    return writer
+
+
+_writer_lock = threading.Lock()
+
+
+class WebhookEndpoint:
+    """The ASGI endpoint. Refuses before queueing what needs no database: no secret, oversized body."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        app = scope["app"]
+        received_at = utcnow()
+        user_id = scope["path_params"]["user_id"]
+        token = _token(scope)
+        limit = app.state.settings.max_body_bytes
+        body, too_large = await _read_body(receive, limit)
+        if too_large:
+            answer = _error(413, "payload_too_large", f"request body is larger than {limit} bytes")
+        elif not token:
+            answer = _error(401, "not_authenticated", UNAUTHORIZED)
+        elif len(user_id) > 64:
+            answer = _error(404, "not_found", NOT_FOUND)
+        else:
+            writer = get_writer(app)
+            if writer.backlog() > MAX_QUEUED:
+                answer = _error(503, "busy", "too many notifications queued; Dynatrace will send it again")
+            else:
+                answer = await writer.submit(_job(scope, user_id, token, body, received_at))
+        await _send(send, answer)
+
+
+def _job(scope: Scope, user_id: str, token: str, body: bytes, received_at: datetime) -> _Job:
+    notification: ProblemNotification | None = None
+    rejection: str | None = None
+    malformed = False
+    try:
+        notification = parse_webhook(body)
+    except PayloadRejected as exc:
+        rejection, malformed = exc.message, exc.malformed
+    raw = body.decode("utf-8", "replace")
+    if "\x00" in raw:
+        raw = raw.replace("\x00", "\ufffd")
+    content_type = None
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.decode("latin-1")
+    return _Job(user_id, token, notification, rejection, malformed, raw, content_type, received_at)
+
+
+def _token(scope: Scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credential = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and credential.strip():
+                return credential.strip()
+    query = scope.get("query_string", b"")
+    if b"token=" in query:
+        values = parse_qs(query.decode("latin-1")).get("token")
+        if values and values[0]:
+            return values[0]
+    return None
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return b"", True
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks), False
+
+
+async def _send(send: Send, answer: Answer) -> None:
+    payload = json.dumps(answer.body).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": answer.status,
+            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": payload})
+
+
+def install(app: ASGIApp) -> None:
+    """Put the webhook route first in the application's router (it is matched on every delivery)."""
+    app.router.routes.insert(0, Route(PATH, WebhookEndpoint(), methods=["POST"], name="dynatrace_webhook"))  # type: ignore[attr-defined]

@@ -1,0 +1,102 @@
+"""Webhook test helpers: a wired Dynatrace connection and notification bodies like Dynatrace sends."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from borealis.crypto import SecretBox, digest, new_secret
+from borealis.db import Database
+from borealis.dynatrace.models import Connection
+
+SAMPLES = "/work/shared/dynatrace/webhook-samples"
+BASE_MS = 1_700_000_000_000
+
+
+@dataclass
+class Wired:
+    user_id: str
+    connection_id: str
+    secret: str
+
+    @property
+    def path(self) -> str:
+        return f"/dynatrace/webhook/{self.user_id}"
+
+    @property
+    def url(self) -> str:
+        return f"{self.path}?token={self.secret}"
+
+
+def wire_connection(database: Database, secret_box: SecretBox, user_id: str) -> Wired:
+    """Store a connected Dynatrace connection for the user, as /connect would."""
+    secret = new_secret("whs_")
+    with database.session(write=True) as session:
+        connection = Connection(
+            user_id=user_id,
+            environment_url="https://abc12345.live.dynatrace.com",
+            token_ciphertext=secret_box.encrypt("dt0c01.ABCDEFGHIJKLMNOPQRSTUVWX." + "A" * 64),
+            webhook_secret_ciphertext=secret_box.encrypt(secret),
+            webhook_secret_hash=digest(secret),
+        )
+        session.add(connection)
+        session.commit()
+        return Wired(user_id=user_id, connection_id=connection.id, secret=secret)
+
+
+def notification(
+    pid: str = "-4242424242424242424",
+    *,
+    state: str = "OPEN",
+    problem_id: str = "P-1001",
+    title: str = "CPU saturation",
+    severity: str = "RESOURCE_CONTENTION",
+    impact: str = "INFRASTRUCTURE",
+    entities: list[dict[str, str]] | None = None,
+    tags: str = "env:prod, [Kubernetes]namespace:shop",
+    observed_ms: int | None = BASE_MS,
+    end_ms: int | None = None,
+    root_cause: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A body from the suggested template, with a v2 details document carrying Dynatrace's times."""
+    entities = (
+        entities
+        if entities is not None
+        else [{"type": "HOST", "name": "web-1", "entity": "HOST-0000000000000001"}]
+    )
+    body: dict[str, Any] = {
+        "ProblemID": problem_id,
+        "PID": pid,
+        "State": state,
+        "ProblemTitle": title,
+        "ProblemSeverity": severity,
+        "ProblemImpact": impact,
+        "ProblemURL": f"https://abc12345.live.dynatrace.com/#problems/problemdetails;pid={pid}",
+        "ImpactedEntity": f"{title} on Host web-1",
+        "ImpactedEntityNames": ", ".join(e["name"] for e in entities),
+        "ImpactedEntities": entities,
+        "Tags": tags,
+    }
+    if observed_ms is not None:
+        body["ProblemDetailsJSONv2"] = {
+            "problemId": f"{pid}_{BASE_MS}V2",
+            "displayId": problem_id,
+            "title": title,
+            "status": "CLOSED" if state.upper() in ("RESOLVED", "CLOSED") else "OPEN",
+            "startTime": BASE_MS,
+            "endTime": end_ms if end_ms is not None else -1,
+            "rootCauseEntity": root_cause,
+            "managementZones": [{"id": "1", "name": "Shop"}],
+            "evidenceDetails": {
+                "totalCount": 1,
+                "details": [{"evidenceType": "EVENT", "startTime": observed_ms, "endTime": -1}],
+            },
+        }
+    body.update(extra)
+    return body
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body).encode()
