@@ -1,0 +1,173 @@
+"""The root-cause report: one structure for the analyzer and the narrative, and its Markdown rendering."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import Field
+
+from borealis.rca.evidence import EntityRef, Evidence, NotChecked
+from borealis.schemas import CamelModel
+
+
+class Verdict(StrEnum):
+    # Dynatrace's own root cause and the evidence gathered here agree.
+    CONFIRMED = "CONFIRMED"
+    # The evidence points to one cause clearly ahead of the others, without that agreement.
+    LIKELY = "LIKELY"
+    # The evidence does not single out a cause; the report says what would settle it.
+    INCONCLUSIVE = "INCONCLUSIVE"
+
+
+class Claim(CamelModel):
+    """A sentence and the evidence that backs it."""
+
+    text: str
+    evidence_ids: list[str] = Field(default_factory=list)
+
+
+class RootCause(CamelModel):
+    entity: EntityRef | None = None
+    explanation: str
+    evidence_ids: list[str] = Field(default_factory=list)
+
+
+class TimelineEntry(CamelModel):
+    at: datetime
+    text: str
+    evidence_ids: list[str] = Field(default_factory=list)
+
+
+class Impact(CamelModel):
+    entities: list[EntityRef] = Field(default_factory=list)
+    applications: list[EntityRef] = Field(default_factory=list)
+    services: list[EntityRef] = Field(default_factory=list)
+    # Dynatrace's estimate of affected users, when its impact analysis gives one.
+    users: int | None = None
+    evidence_ids: list[str] = Field(default_factory=list)
+
+
+class RuledOut(CamelModel):
+    entity: EntityRef | None = None
+    reason: str
+    evidence_ids: list[str] = Field(default_factory=list)
+
+
+class Candidate(CamelModel):
+    """One ranked cause with the reasons behind its score, so the ranking can be checked."""
+
+    entity: EntityRef
+    score: float
+    reasons: list[Claim] = Field(default_factory=list)
+
+
+class Report(CamelModel):
+    verdict: Verdict
+    summary: str
+    root_cause: RootCause
+    timeline: list[TimelineEntry] = Field(default_factory=list)
+    impact: Impact = Field(default_factory=Impact)
+    contributing_factors: list[Claim] = Field(default_factory=list)
+    ruled_out: list[RuledOut] = Field(default_factory=list)
+    not_checked: list[NotChecked] = Field(default_factory=list)
+    next_steps: list[Claim] = Field(default_factory=list)
+    candidates: list[Candidate] = Field(default_factory=list)
+    evidence: list[Evidence] = Field(default_factory=list)
+
+    def cited_ids(self) -> set[str]:
+        """Every evidence id the report's claims cite."""
+        cited = set(self.root_cause.evidence_ids) | set(self.impact.evidence_ids)
+        for group in (self.contributing_factors, self.next_steps, self.timeline, self.ruled_out):
+            for entry in group:
+                cited.update(entry.evidence_ids)
+        for candidate in self.candidates:
+            for reason in candidate.reasons:
+                cited.update(reason.evidence_ids)
+        return cited
+
+
+def _cite(ids: list[str]) -> str:
+    return f" [{', '.join(ids)}]" if ids else ""
+
+
+_CITATION = re.compile(r"\\\[(E\d+(?:, E\d+)*)\\\]")
+
+
+def _md(text: str) -> str:
+    """Text that may come from a payload, made inert in Markdown (no links, no HTML, no headings); our
+    own citations (``[E1, E2]``) stay readable."""
+    inert = (
+        text.replace("\\", "\\\\")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("[", "\\[")
+        .replace("]", "\\]")
+        .replace("`", "\\`")
+        .replace("\n", " ")
+    )
+    return _CITATION.sub(r"[\1]", inert)
+
+
+def _impact_lines(impact: Impact) -> list[str]:
+    lines = []
+    if impact.applications:
+        lines.append("- Applications: " + ", ".join(_md(e.label) for e in impact.applications))
+    if impact.services:
+        lines.append("- Services: " + ", ".join(_md(e.label) for e in impact.services))
+    others = [e for e in impact.entities if e not in impact.applications and e not in impact.services]
+    if others:
+        lines.append("- Other entities: " + ", ".join(_md(e.label) for e in others))
+    if impact.users is not None:
+        lines.append(f"- Affected users (Dynatrace's largest estimate): {impact.users}")
+    if not lines:
+        lines.append("- Not known")
+    lines[-1] += _cite(impact.evidence_ids)
+    return lines
+
+
+def render_markdown(report: Report, *, title: str | None = None) -> str:
+    """The report as Markdown an on-call engineer can read top to bottom and check line by line."""
+    lines: list[str] = [f"# Root-cause analysis{': ' + _md(title) if title else ''}", ""]
+    lines += [f"**Verdict: {report.verdict.value}**", "", _md(report.summary), ""]
+    lines += ["## Root cause", ""]
+    cause = report.root_cause
+    if cause.entity:
+        lines.append(f"**{_md(cause.entity.label)}** ({cause.entity.type or 'entity'})")
+        lines.append("")
+    lines += [_md(cause.explanation) + _cite(cause.evidence_ids), ""]
+    if report.timeline:
+        lines += ["## Timeline", ""]
+        for entry in report.timeline:
+            lines.append(f"- {entry.at:%Y-%m-%d %H:%M:%S} UTC: {_md(entry.text)}{_cite(entry.evidence_ids)}")
+        lines.append("")
+    lines += ["## Impact", "", *_impact_lines(report.impact), ""]
+    for heading, claims in (
+        ("Contributing factors", report.contributing_factors),
+        ("Next steps", report.next_steps),
+    ):
+        if claims:
+            lines += [f"## {heading}", ""]
+            lines += [f"- {_md(claim.text)}{_cite(claim.evidence_ids)}" for claim in claims]
+            lines.append("")
+    if report.ruled_out:
+        lines += ["## Ruled out", ""]
+        for entry in report.ruled_out:
+            who = f"{_md(entry.entity.label)}: " if entry.entity else ""
+            lines.append(f"- {who}{_md(entry.reason)}{_cite(entry.evidence_ids)}")
+        lines.append("")
+    lines += ["## Not checked", ""]
+    if report.not_checked:
+        lines += [f"- {_md(gap.what)}: {_md(gap.reason)}" for gap in report.not_checked]
+    else:
+        lines.append("- Everything planned was checked.")
+    lines.append("")
+    if report.evidence:
+        lines += ["## Evidence", ""]
+        for item in report.evidence:
+            link = f" ([open in Dynatrace]({item.link}))" if item.link else ""
+            lines.append(f"- **{item.id}** ({item.kind.value}): {_md(item.summary)}{link}")
+            lines.append(f"  - source: `{item.source.replace('`', '')}`")
+        lines.append("")
+    return "\n".join(lines)
