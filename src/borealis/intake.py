@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import ProblemNotification, from_api_problem, test_report
+from borealis.incidents import service as incidents_service
 from borealis.problems import lifecycle
 from borealis.problems import service as problems_service
 
@@ -117,7 +118,11 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
             )
         )
 
+    # Correlation lock first: every writer takes it before any problem row, never after.
+    for user_id in sorted({delivery.user_id for delivery in deliveries}):
+        incidents_service.lock_user(db_session=db_session, user_id=user_id)
     applied = problems_service.apply_notifications(db_session=db_session, deliveries=deliveries)
+    correlated: set[int] = set()
     for position, outcome in zip(positions, applied, strict=True):
         results[position] = IngestResult(
             outcome=outcome.outcome,
@@ -126,6 +131,9 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
             pid=outcome.pid,
             state=outcome.state,
         )
+        if outcome.outcome in (lifecycle.CREATED, lifecycle.UPDATED) and outcome.problem_id not in correlated:
+            correlated.add(outcome.problem_id)
+            incidents_service.on_problem_changed(db_session=db_session, problem_id=outcome.problem_id)
         # Follow-up steps for this problem go here, one call each, in this same transaction, e.g.
         # correlating the problem into an incident and enqueueing its enrichment. They see the problem
         # as just written (``outcome.problem_id``); ``outcome.outcome`` tells created / updated /

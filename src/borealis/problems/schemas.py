@@ -46,6 +46,8 @@ class AlertRead(CamelModel):
     first_received_at: datetime
     last_received_at: datetime
     notification_count: int
+    # The incident this problem belongs to.
+    incident_id: int | None = None
     # The latest body Dynatrace sent, only with include=payload.
     payload: Any | None = None
 

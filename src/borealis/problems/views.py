@@ -15,6 +15,7 @@ from borealis.deps import CurrentUser, DbSession
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import IMPACTS, SEVERITIES
 from borealis.errors import InvalidInput, NotFound
+from borealis.incidents import service as incidents_service
 from borealis.problems import service
 from borealis.problems.models import MERGED, OPEN, RESOLVED, Problem
 from borealis.problems.schemas import (
@@ -163,8 +164,14 @@ def list_alerts(
         payloads = service.latest_payloads(
             db_session=db_session, problem_ids=[row["id"] for row in page.rows]
         )
+    incident_ids = incidents_service.incident_ids_for(
+        db_session=db_session, problem_ids=[row["id"] for row in page.rows]
+    )
     return {
-        "alerts": [_alert(row, _payload(payloads.get(row["id"]))) for row in page.rows],
+        "alerts": [
+            {**_alert(row, _payload(payloads.get(row["id"]))), "incidentId": incident_ids.get(row["id"])}
+            for row in page.rows
+        ],
         "total": page.total,
         "limit": limit,
         "offset": offset,
@@ -212,6 +219,9 @@ def get_alert(
     latest = _payload(notifications[-1].raw_body) if notifications and "payload" in includes else None
     return {
         **_alert(problem, latest),
+        "incidentId": incidents_service.incident_ids_for(db_session=db_session, problem_ids=[problem.id]).get(
+            problem.id
+        ),
         "apiProblemId": problem.api_problem_id,
         "managementZones": problem.management_zones or [],
         "duplicateCount": problem.duplicate_count,
