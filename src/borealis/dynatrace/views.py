@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Any
 
-from borealis.deps import CurrentUser, DbSession
-from borealis.dynatrace.schemas import RcaSettings
+from fastapi import APIRouter, Request
+
+from borealis.deps import AppSettings, CurrentUser, DbSession, Secrets
+from borealis.dynatrace import service
+from borealis.dynatrace.models import Connection
+from borealis.dynatrace.schemas import (
+    ConnectIn,
+    ConnectRead,
+    DisconnectRead,
+    MissingScopeRead,
+    RcaSettings,
+    StatusRead,
+    VerifiedStatusRead,
+    WebhookUrlRead,
+)
+from borealis.dynatrace.template import SUGGESTED_PAYLOAD
 
 router = APIRouter(prefix="/dynatrace", tags=["dynatrace"])
 
@@ -22,3 +36,176 @@ def put_rca_settings(settings_in: RcaSettings, user: CurrentUser, db_session: Db
     user.rca_enabled = settings_in.rca_enabled
     db_session.commit()
     return RcaSettings(rca_enabled=user.rca_enabled)
+
+
+def _missing(scopes: list[str]) -> list[MissingScopeRead]:
+    return [MissingScopeRead(scope=m.scope, enables=m.enables) for m in service.missing_scopes(scopes)]
+
+
+@router.post("/connect", response_model=ConnectRead)
+def connect(
+    connect_in: ConnectIn,
+    user: CurrentUser,
+    db_session: DbSession,
+    settings: AppSettings,
+    secret_box: Secrets,
+) -> ConnectRead:
+    """Validate the environment URL and token with Dynatrace, then store the token encrypted."""
+    user_id = user.id
+    # Hold no database transaction (SQLite's write lock) while Dynatrace answers.
+    db_session.close()
+    checked = service.check_token(
+        environment_url=connect_in.environment_url,
+        api_token=connect_in.api_token.get_secret_value(),
+        settings=settings,
+    )
+    connection = service.save(db_session=db_session, user_id=user_id, checked=checked, secret_box=secret_box)
+    db_session.commit()
+    found = service.warnings(
+        scopes=connection.token_scopes,
+        expires_at=connection.token_expires_at,
+        version=connection.cluster_version,
+    )
+    if checked.version_error:
+        found.append(checked.version_error)
+    return ConnectRead(
+        success=True,
+        environment_url=connection.environment_url,
+        version=connection.cluster_version,
+        scopes=connection.token_scopes,
+        missing_scopes=_missing(connection.token_scopes),
+        token_expires_at=connection.token_expires_at,
+        warnings=found,
+        connected_at=connection.connected_at,
+    )
+
+
+def _status(connection: Connection | None) -> dict[str, Any]:
+    """Every status field, set explicitly (the route leaves out only what was never set)."""
+    fields: dict[str, Any] = {
+        "connected": False,
+        "environment_url": None,
+        "version": None,
+        "scopes": [],
+        "missing_scopes": [],
+        "token_expires_at": None,
+        "warnings": [],
+        "connected_at": None,
+        "disconnected_at": None,
+        "last_webhook_at": None,
+        "last_test_notification_at": None,
+        "last_test_notification": None,
+        "webhook_configured": False,
+    }
+    if connection is None:
+        return fields
+    fields.update(
+        environment_url=connection.environment_url,
+        disconnected_at=connection.disconnected_at,
+        last_webhook_at=connection.last_webhook_at,
+        last_test_notification_at=connection.last_test_notification_at,
+        last_test_notification=connection.last_test_report,
+        webhook_configured=bool(connection.last_webhook_at or connection.last_test_notification_at),
+    )
+    if connection.connected:
+        scopes = list(connection.token_scopes or [])
+        fields.update(
+            connected=True,
+            version=connection.cluster_version,
+            scopes=scopes,
+            missing_scopes=_missing(scopes),
+            token_expires_at=connection.token_expires_at,
+            warnings=service.warnings(
+                scopes=scopes, expires_at=connection.token_expires_at, version=connection.cluster_version
+            ),
+            connected_at=connection.connected_at,
+        )
+    return fields
+
+
+@router.get("/status", response_model=VerifiedStatusRead, response_model_exclude_unset=True)
+def status(
+    user: CurrentUser,
+    db_session: DbSession,
+    settings: AppSettings,
+    secret_box: Secrets,
+    verify: bool = False,
+) -> StatusRead:
+    """The connection, its token's scopes and expiry, and the last webhook and test notification.
+
+    With ``verify=true`` the token is checked live: ``tokenValid`` is true or false, or null when
+    Dynatrace could not be asked; ``tokenError`` says why.
+    """
+    connection = service.get(db_session=db_session, user_id=user.id)
+    if not verify:
+        return StatusRead(**_status(connection))
+    db_session.close()  # no transaction held while Dynatrace answers
+    if connection is None or not connection.connected:
+        return VerifiedStatusRead(
+            **_status(connection),
+            token_valid=False,
+            token_error="Dynatrace is not connected; connect with POST /dynatrace/connect",
+        )
+    check = service.verify(connection=connection, settings=settings, secret_box=secret_box)
+    fields = _status(connection)
+    if check.info is not None:
+        scopes = sorted(set(check.info.scopes))
+        fields.update(
+            scopes=scopes,
+            missing_scopes=_missing(scopes),
+            token_expires_at=check.info.expires_at,
+            warnings=service.warnings(
+                scopes=scopes, expires_at=check.info.expires_at, version=connection.cluster_version
+            ),
+        )
+    return VerifiedStatusRead(
+        **fields,
+        token_valid=check.valid,
+        token_error=check.error.message if check.error else None,
+    )
+
+
+@router.delete("/disconnect", response_model=DisconnectRead)
+def disconnect(user: CurrentUser, db_session: DbSession) -> DisconnectRead:
+    """Forget the stored token. Idempotent; problems, incidents and the webhook URL stay."""
+    service.disconnect(db_session=db_session, user_id=user.id)
+    db_session.commit()
+    return DisconnectRead(success=True, connected=False)
+
+
+def _webhook_read(
+    request: Request, connection: Connection, settings: AppSettings, secret_box: Secrets
+) -> WebhookUrlRead:
+    base = service.webhook_base(settings=settings, request_base=str(request.base_url))
+    url = service.webhook_url(connection=connection, secret_box=secret_box, base=base)
+    plain_url = base + service.webhook_path(connection=connection)
+    secret = service.webhook_secret(connection=connection, secret_box=secret_box)
+    return WebhookUrlRead(
+        webhook_url=url,
+        suggested_payload=SUGGESTED_PAYLOAD,
+        instructions=service.webhook_instructions(
+            environment_url=connection.environment_url or None, url=url, plain_url=plain_url
+        ),
+        headers={"Authorization": f"Bearer {secret}"},
+    )
+
+
+@router.get("/webhook-url", response_model=WebhookUrlRead)
+def get_webhook_url(
+    request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
+) -> WebhookUrlRead:
+    """The secret webhook URL to paste into a Dynatrace Custom Integration, with the payload template and
+    the steps. 409 until a Dynatrace environment has been connected."""
+    connection = service.require(db_session=db_session, user_id=user.id)
+    return _webhook_read(request, connection, settings, secret_box)
+
+
+@router.post("/webhook-url/rotate", response_model=WebhookUrlRead)
+def rotate_webhook_url(
+    request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
+) -> WebhookUrlRead:
+    """Issue a new webhook secret: the old URL stops working now; paste the new one into Dynatrace."""
+    connection = service.require(db_session=db_session, user_id=user.id)
+    service.rotate_webhook_secret(db_session=db_session, connection=connection, secret_box=secret_box)
+    db_session.commit()
+    return _webhook_read(request, connection, settings, secret_box)
