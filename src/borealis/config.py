@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -36,8 +36,22 @@ class Settings(BaseSettings):
     sync_interval: int = Field(default=300, ge=10)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
+    # Root-cause analysis: automatic runs per user per hour (on-demand runs are not counted against it),
+    # the wait before re-running when an incident gains problems, and how far before the start to look.
+    rca_rate_limit_per_hour: int = Field(default=60, ge=0)
+    rca_debounce_seconds: int = Field(default=60, ge=0, le=3600)
+    rca_lookback_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # Optional narrative by any OpenAI-compatible endpoint (OpenAI, Azure, Ollama, vLLM, ...).
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_model: str | None = None
+    llm_timeout: float = Field(default=60.0, gt=0, le=600)
+    llm_max_tool_calls: int = Field(default=4, ge=0, le=20)
+    # USD per million tokens, to record the cost of each RCA (0: cost not tracked).
+    llm_input_cost_per_million: float = Field(default=0.0, ge=0)
+    llm_output_cost_per_million: float = Field(default=0.0, ge=0)
 
-    @field_validator("public_url", "ngrok_url")
+    @field_validator("public_url", "ngrok_url", "llm_base_url")
     @classmethod
     def _public_url_has_scheme(cls, value: str | None) -> str | None:
         if value in (None, ""):
@@ -66,6 +80,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'borealis.db').resolve()}"
+
+    @property
+    def llm_enabled(self) -> bool:
+        return bool(self.llm_base_url and self.llm_model)
 
     @property
     def public_base_url(self) -> str | None:
