@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import ProblemNotification, from_api_problem, test_report
+from borealis.dynatrace.payload import ProblemNotification, from_api_problem, template_report
 from borealis.incidents import service as incidents_service
 from borealis.problems import lifecycle
 from borealis.problems import service as problems_service
@@ -148,7 +148,7 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
             last = connection.last_test_notification_at
             if last is None or last <= item.received_at:
                 connection.last_test_notification_at = item.received_at
-                connection.last_test_report = test_report(item.notification, item.received_at)
+                connection.last_test_report = template_report(item.notification, item.received_at)
     return [result for result in results if result is not None]
 
 

@@ -213,7 +213,7 @@ def from_api_problem(problem: dict[str, Any]) -> ProblemNotification:
     return notification
 
 
-def test_report(notification: ProblemNotification, received_at: datetime) -> dict[str, Any]:
+def template_report(notification: ProblemNotification, received_at: datetime) -> dict[str, Any]:
     """What a test notification says about the user's template (shown by /dynatrace/status)."""
     missing = [name for name in EXPECTED_FIELDS if name not in notification.present_fields]
     if "ProblemDetailsJSONv2" in missing and notification.details_format == "v2":
