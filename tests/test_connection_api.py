@@ -416,7 +416,9 @@ def test_disconnect_is_idempotent_and_keeps_the_row(account, fake_dynatrace, dat
     assert status["connected"] is False
     assert status["scopes"] == []
     assert status["disconnectedAt"]
-    # The URL pasted into Dynatrace survives a reconnect.
+    # The webhook takes nothing while disconnected, so there is no URL to paste...
+    assert account.client.get("/dynatrace/webhook-url").status_code == 409
+    # ...and the URL already pasted into Dynatrace works again after a reconnect.
     connect(account, fake_dynatrace, fake_dynatrace.add_token())
     assert account.client.get("/dynatrace/webhook-url").json()["webhookUrl"] == hook
 

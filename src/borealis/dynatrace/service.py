@@ -278,12 +278,13 @@ def rotate_webhook_secret(*, db_session: Session, connection: Connection, secret
 
 
 def require(*, db_session: Session, user_id: str) -> Connection:
-    """The user's connection row; NotConnected (409) if they never connected."""
+    """The user's connected connection; NotConnected (409) otherwise, since the webhook only accepts
+    notifications for a connected environment."""
     connection = get(db_session=db_session, user_id=user_id)
-    if connection is None:
+    if connection is None or not connection.connected:
         raise NotConnected(
             "connect a Dynatrace environment first (POST /dynatrace/connect): the webhook URL belongs to "
-            "the connection"
+            "the connection (after a disconnect, connecting again brings back the same URL)"
         )
     return connection
 
