@@ -151,6 +151,14 @@ def test_redirect_is_reported_not_followed(fake_dynatrace, make_client):
     assert "redirects to https://sso.example.com/" in caught.value.message
 
 
+def test_proxy_sign_in_is_not_blamed_on_the_token(fake_dynatrace, make_client):
+    token = fake_dynatrace.add_token()
+    fake_dynatrace.fail("/api/v2/apiTokens/lookup", 401, html=True)
+    with pytest.raises(UpstreamError) as caught:
+        make_client(token).lookup_token()
+    assert "proxy" in caught.value.message
+
+
 def test_server_error_is_an_upstream_error(fake_dynatrace, make_client):
     token = fake_dynatrace.add_token()
     fake_dynatrace.fail("/api/v2/problems", 500)

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from borealis.config import Settings
 from borealis.dynatrace.errors import (
     DynatraceError,
     EnvironmentNotFound,
@@ -183,8 +184,10 @@ class DynatraceClient:
         )
 
     @classmethod
-    def from_settings(cls, environment_url: str, token: str, settings: Any, **kwargs: Any) -> DynatraceClient:
-        """A client configured by ``borealis.config.Settings`` (timeout, CA bundle, private hosts)."""
+    def from_settings(
+        cls, environment_url: str, token: str, settings: Settings, **kwargs: Any
+    ) -> DynatraceClient:
+        """A client configured by the settings (timeout, CA bundle, private hosts)."""
         return cls(
             environment_url,
             token,
@@ -421,7 +424,12 @@ class DynatraceClient:
             location = response.headers.get("location", "elsewhere")
             return self._not_an_api(f"redirects to {location} (a sign-in page or the web UI)")
         if status == 401:
-            lowered = (message or "").lower()
+            if message is None:
+                return UpstreamError(
+                    f"{self._host} asked for credentials (401) without a Dynatrace error: a proxy in front of "
+                    "Dynatrace may require its own sign-in; use the Dynatrace API address directly"
+                )
+            lowered = message.lower()
             if "disabled" in lowered:
                 return TokenDisabled("disabled")
             if "expired" in lowered:
