@@ -17,6 +17,7 @@ from borealis.config import Settings
 from borealis.db import Database
 from borealis.models import Base
 from tests.fakes.dynatrace import FakeDynatrace, running_fake_dynatrace
+from tests.fakes.llm import FakeLlm, running_fake_llm
 from tests.support.databases import throwaway_database, wipe
 from tests.support.server import RunningServer, serve_in_thread
 
@@ -126,3 +127,17 @@ def fake_dynatrace(_fake_dynatrace_server: FakeDynatrace) -> FakeDynatrace:
     """A fake Dynatrace environment on loopback, emptied before each test (see tests/fakes/dynatrace.py)."""
     _fake_dynatrace_server.reset()
     return _fake_dynatrace_server
+
+
+@pytest.fixture(scope="session")
+def _fake_llm_server() -> Iterator[FakeLlm]:
+    with running_fake_llm() as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_llm(_fake_llm_server: FakeLlm) -> Iterator[FakeLlm]:
+    """A fake OpenAI-compatible endpoint on loopback (see tests/fakes/llm.py), reset around each test."""
+    _fake_llm_server.reset()
+    yield _fake_llm_server
+    _fake_llm_server.reset()
