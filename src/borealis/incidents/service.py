@@ -609,7 +609,7 @@ def _index_problem(
     rows = db_session.execute(
         sa.select(IncidentKey.key, IncidentKey.incident_id).where(IncidentKey.problem_id == problem_id)
     )
-    existing: dict[str, int] = dict(rows.tuples().all())
+    existing: dict[str, int] = dict(rows.all())
     if set(existing) == keys and all(value == incident_id for value in existing.values()):
         return
     if existing:
@@ -928,7 +928,7 @@ def incident_ids_for(*, db_session: Session, problem_ids: Iterable[int]) -> dict
             IncidentProblem.problem_id.in_(ids)
         )
     )
-    return dict(rows.tuples())
+    return dict(rows.all())
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
