@@ -81,11 +81,11 @@ def notification(
     }
     if observed_ms is not None:
         body["ProblemDetailsJSONv2"] = {
-            "problemId": f"{pid}_{BASE_MS}V2",
+            "problemId": f"{pid}_{min(BASE_MS, observed_ms)}V2",
             "displayId": problem_id,
             "title": title,
             "status": "CLOSED" if state.upper() in ("RESOLVED", "CLOSED") else "OPEN",
-            "startTime": BASE_MS,
+            "startTime": min(BASE_MS, observed_ms),
             "endTime": end_ms if end_ms is not None else -1,
             "rootCauseEntity": root_cause,
             "managementZones": [{"id": "1", "name": "Shop"}],

@@ -350,7 +350,7 @@ def _from_document(document: dict[str, Any]) -> ProblemNotification:
     if isinstance(tags_value, str) and _unreplaced_in(tags_value):
         unreplaced.append("Tags")
     elif "Tags" in fields:
-        notification.tags_raw = tags_value if isinstance(tags_value, str) else None
+        notification.tags_raw = tags_value if isinstance(tags_value, str) and tags_value.strip() else None
         notification.tags = _tags(tags_value, notification)
 
     for name in ("ProblemDetailsJSONv2", "ProblemDetailsJSON", "ProblemDetails"):

@@ -7,9 +7,9 @@ reorders without saying so). Two ideas make that hold:
   only when its Dynatrace timestamp is later than every end seen (an end without a timestamp cannot be
   overtaken). The bookkeeping lives in ``problem["lifecycle"]``.
 * The fields come from the newest notification, judged by its Dynatrace timestamp, then the state
-  (OPEN < RESOLVED < MERGED), then its content hash. Without timestamps, arrival order decides within a
-  state. Empty values never blank out what is known (a MERGED carries almost nothing); an older
-  notification only fills fields that are still empty.
+  (OPEN < RESOLVED < MERGED), then its content hash. A timed notification outranks an untimed one; among
+  untimed ones arrival order decides within a state. Empty values never blank out what is known (a
+  MERGED carries almost nothing); an older notification only fills fields that are still empty.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ _FIELDS: tuple[tuple[str, str], ...] = (
     ("tags_raw", "tags_raw"),
     ("management_zones", "management_zones"),
     ("start_time", "start_time"),
-    ("end_time", "end_time"),
     ("details", "details"),
     ("details_format", "details_format"),
 )
@@ -80,6 +79,9 @@ def apply(problem: dict[str, Any], notification: ProblemNotification) -> str:
             lifecycle["endUntimed"] = True
         else:
             lifecycle["endAt"] = max(observed, lifecycle.get("endAt") or observed)
+        end_time = _ms(notification.end_time)
+        if end_time is not None:
+            lifecycle["endTime"] = max(end_time, lifecycle.get("endTime") or end_time)
     elif state == OPEN:
         lifecycle["openSeen"] = True
         if observed is not None:
@@ -91,9 +93,6 @@ def apply(problem: dict[str, Any], notification: ProblemNotification) -> str:
     current = lifecycle.get("version")
     newest = current is None or _is_newer(version, current)
     if newest:
-        if observed is None and current is not None:
-            # An untimed newer notification (a MERGED) is as recent as the newest time known.
-            version[0] = current[0]
         lifecycle["version"] = version
         _take(problem, notification, fill_only=False)
     else:
@@ -102,8 +101,7 @@ def apply(problem: dict[str, Any], notification: ProblemNotification) -> str:
     previous_state = problem.get("state")
     problem["lifecycle"] = lifecycle
     problem["state"] = derive_state(lifecycle)
-    if problem["state"] not in (RESOLVED, MERGED):
-        problem["end_time"] = None
+    problem["end_time"] = _end_time(lifecycle, problem["state"])
     problem["priority"] = priority_for(problem["severity"]) or problem.get("priority") or "medium"
     problem["search_text"] = search_text(problem)
     return UPDATED if newest or problem["state"] != previous_state else STALE
@@ -127,6 +125,17 @@ def derive_state(lifecycle: dict[str, Any]) -> str:
     return lifecycle.get("otherState") or OPEN
 
 
+def _end_time(lifecycle: dict[str, Any], state: str) -> datetime | None:
+    """Dynatrace's end time of an ended problem, unless an OPEN seen since makes it obsolete."""
+    end_time = lifecycle.get("endTime")
+    if state not in (RESOLVED, MERGED) or end_time is None:
+        return None
+    open_at, end_at = lifecycle.get("openAt"), lifecycle.get("endAt")
+    if open_at is not None and end_at is not None and open_at > end_at:
+        return None
+    return datetime.fromtimestamp(end_time / 1000, UTC)
+
+
 def search_text(problem: dict[str, Any]) -> str:
     """What the alerts ``q`` filter matches: title, ids, impact sentence and entity names."""
     parts = [
@@ -148,15 +157,18 @@ def _is_newer(version: list[Any], current: list[Any]) -> bool:
     current_observed, current_rank, current_hash = current
     if observed is not None and current_observed is not None:
         return (observed, rank, content_hash) > (current_observed, current_rank, current_hash)
+    if observed is not None or current_observed is not None:
+        # What carries Dynatrace's time is demonstrably placed; an untimed delivery only fills gaps.
+        return observed is not None
     return rank >= current_rank
 
 
 def _take(problem: dict[str, Any], notification: ProblemNotification, *, fill_only: bool) -> None:
     for column, attribute in _FIELDS:
         value = getattr(notification, attribute)
-        if value is None or value == []:
+        if value is None or value == [] or value == "":
             continue
-        if fill_only and problem.get(column) not in (None, []):
+        if fill_only and problem.get(column) not in (None, [], ""):
             continue
         problem[column] = value
     root = notification.root_cause_entity
