@@ -219,6 +219,11 @@ class FakeDynatrace:
             # Lie about totalCount (Dynatrace's can disagree with the pages); None: the true count.
             self.total_count_override: int | None = None
             self._pages: dict[str, tuple[str, list[dict[str, Any]], int, int]] = {}
+            # Events (v2 shape), log records (with entity attributes in additionalColumns), and metric
+            # series per metric key: {"dimensionMap", "dimensions", "timestamps", "values"}.
+            self.events: list[dict[str, Any]] = []
+            self.logs: list[dict[str, Any]] = []
+            self.metrics: dict[str, list[dict[str, Any]]] = {}
 
     @property
     def environment_url(self) -> str:
@@ -287,6 +292,32 @@ class FakeDynatrace:
         with self._lock:
             self.entities[entity_id] = entity
         return entity
+
+    def add_event(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Store an event in the v2 shape (``eventId``, ``eventType``, ``startTime``, ``entityId``...)."""
+        with self._lock:
+            self.events.append(event)
+        return event
+
+    def add_log(self, record: dict[str, Any]) -> dict[str, Any]:
+        """Store a log record; entity attributes (``dt.entity.service``...) go in ``additionalColumns``."""
+        with self._lock:
+            self.logs.append(record)
+        return record
+
+    def add_metric_series(
+        self, metric_id: str, entity_id: str, timestamps: list[int], values: list[float | None]
+    ) -> None:
+        """Store the data points of one metric for one entity."""
+        dimension = "dt.entity." + entity_id.rsplit("-", 1)[0].lower()
+        series = {
+            "dimensionMap": {dimension: entity_id},
+            "dimensions": [entity_id],
+            "timestamps": list(timestamps),
+            "values": list(values),
+        }
+        with self._lock:
+            self.metrics.setdefault(metric_id, []).append(series)
 
     def fail(
         self,
@@ -630,3 +661,135 @@ def list_entities(fake: FakeDynatrace, request: Request) -> Response:
         and ("entityId" not in criteria or entity["entityId"] in criteria["entityId"])
     ]
     return fake.page(request, found, "entities")
+
+
+def _timeframe(params: Any) -> tuple[int, int] | Response:
+    now = datetime.now(UTC)
+    try:
+        start = parse_timeframe(params.get("from"), now - timedelta(hours=2))
+        end = parse_timeframe(params.get("to"), now)
+    except ValueError:
+        return dt_error(400, "from and to must be UTC milliseconds, ISO 8601 or relative (now-2h)")
+    return to_millis(start), to_millis(end)
+
+
+def _selected_entities(selector: str | None) -> tuple[set[str] | None, set[str] | None]:
+    """The ids and types an ``entitySelector`` names (None: no restriction of that kind)."""
+    criteria = parse_selector(selector)
+    ids = set(criteria["entityId"]) if "entityId" in criteria else None
+    types = set(criteria["type"]) if "type" in criteria else None
+    return ids, types
+
+
+@endpoint("GET", "/api/v2/events", scope="events.read")
+def list_events(fake: FakeDynatrace, request: Request) -> Response:
+    params = request.query_params
+    if "nextPageKey" in params:
+        return fake.page(request, [], "events", default_size=100)
+    frame = _timeframe(params)
+    if isinstance(frame, Response):
+        return frame
+    start, end = frame
+    ids, types = _selected_entities(params.get("entitySelector"))
+    if params.get("entitySelector") and ids is None and types is None:
+        return dt_error(400, 'entitySelector must set type("TYPE") or entityId("id")')
+    if ids is not None and len({entity_id.rsplit("-", 1)[0] for entity_id in ids}) > 1:
+        return dt_error(400, "All requested entities must be of the same type.")
+    wanted_types = parse_selector(params.get("eventSelector")).get("eventType")
+
+    def matches(event: dict[str, Any]) -> bool:
+        entity_id = ((event.get("entityId") or {}).get("entityId") or {}).get("id", "")
+        finish = event.get("endTime", -1)
+        return (
+            event["startTime"] <= end
+            and (finish in (-1, None) or finish >= start)
+            and (ids is None or entity_id in ids)
+            and (types is None or entity_id.rsplit("-", 1)[0] in types)
+            and (not wanted_types or event.get("eventType") in wanted_types)
+        )
+
+    found = sorted((e for e in fake.events if matches(e)), key=lambda e: e["startTime"], reverse=True)
+    return fake.page(request, found, "events", default_size=100)
+
+
+_LOG_CONDITION = re.compile(r'([\w.]+)\s*=\s*"([^"]*)"')
+
+
+@endpoint("GET", "/api/v2/logs/search", scope="logs.read")
+def search_logs(fake: FakeDynatrace, request: Request) -> Response:
+    params = request.query_params
+    frame = _timeframe(params)
+    if isinstance(frame, Response):
+        return frame
+    start, end = frame
+    try:
+        limit = int(params.get("limit") or 1000)
+    except ValueError:
+        return dt_error(400, "limit must be a number")
+    if not 1 <= limit <= 1000:
+        return dt_error(400, "limit must be between 1 and 1000")
+    conditions = _LOG_CONDITION.findall(params.get("query") or "")
+
+    def matches(record: dict[str, Any]) -> bool:
+        stamp = int(record.get("timestamp") or 0)
+        if not start <= stamp <= end:
+            return False
+        for key, value in conditions:
+            if key == "status":
+                if str(record.get("status", "")).upper() != value.upper():
+                    return False
+            elif value not in (record.get("additionalColumns") or {}).get(key, []):
+                return False
+        return True
+
+    newest_first = params.get("sort", "-timestamp") != "+timestamp"
+    found = sorted(
+        (r for r in fake.logs if matches(r)), key=lambda r: int(r.get("timestamp") or 0), reverse=newest_first
+    )
+    return JSONResponse({"results": found[:limit], "sliceSize": min(limit, len(found)), "nextSliceKey": None})
+
+
+@endpoint("GET", "/api/v2/metrics/query", scope="metrics.read")
+def query_metrics(fake: FakeDynatrace, request: Request) -> Response:
+    params = request.query_params
+    selector = params.get("metricSelector")
+    if not selector:
+        return dt_error(400, "metricSelector must not be empty")
+    keys = [key.strip() for key in selector.split(",") if key.strip()]
+    if len(keys) > 10:
+        return dt_error(400, "Up to 10 metrics can be selected in one query")
+    frame = _timeframe(params)
+    if isinstance(frame, Response):
+        return frame
+    start, end = frame
+    ids, _ = _selected_entities(params.get("entitySelector"))
+    result = []
+    for key in keys:
+        data = []
+        for series in fake.metrics.get(key, []):
+            if ids is not None and not ids & set(series["dimensions"]):
+                continue
+            points = [
+                (stamp, value)
+                for stamp, value in zip(series["timestamps"], series["values"], strict=True)
+                if start <= stamp <= end
+            ]
+            data.append(
+                {
+                    "dimensionMap": series["dimensionMap"],
+                    "dimensions": series["dimensions"],
+                    "timestamps": [stamp for stamp, _ in points],
+                    "values": [value for _, value in points],
+                }
+            )
+        result.append(
+            {"metricId": key, "dataPointCountRatio": "0.0001", "dimensionCountRatio": "0.0001", "data": data}
+        )
+    return JSONResponse(
+        {
+            "totalCount": len(result),
+            "nextPageKey": None,
+            "resolution": params.get("resolution") or "1m",
+            "result": result,
+        }
+    )

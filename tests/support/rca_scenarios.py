@@ -223,6 +223,20 @@ class Scenario:
             )
         return out
 
+    def load_into(self, fake: Any) -> None:
+        """Put the scenario's data into a ``FakeDynatrace`` (tests of the whole path)."""
+        for p in self.problems:
+            fake.problems[p["problemId"]] = copy.deepcopy(p)
+        for e in self.entities:
+            fake.entities[e["entityId"]] = copy.deepcopy(e)
+        for e in self.events:
+            fake.add_event(copy.deepcopy(e))
+        for record in self.logs:
+            fake.add_log(copy.deepcopy(record))
+        for metric_id, per_entity in self.metrics.items():
+            for entity_id, data in per_entity.items():
+                fake.add_metric_series(metric_id, entity_id, data["timestamps"], data["values"])
+
     def book(self) -> EvidenceBook:
         """Everything the scenario holds, as evidence (what a complete gathering would find)."""
         window = Window.around(self.facts(), now=self.now)

@@ -12,6 +12,7 @@ path, the scope it needs and the metric label of the endpoint.
 from __future__ import annotations
 
 import email.utils
+import itertools
 import json
 import logging
 import re
@@ -295,6 +296,83 @@ class DynatraceClient:
             endpoint="GET /api/v2/entities/{entityId}",
         )
         return _object(body, "entity")
+
+    def list_events(
+        self,
+        from_: datetime | int | str,
+        to: datetime | int | str | None = None,
+        *,
+        entity_selector: str | None = None,
+        event_selector: str | None = None,
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """Events in the timeframe (deployments, configuration changes, restarts, anomalies), at most
+        ``limit`` of them across pages. An entity selector's ids must share one type (the API's rule)."""
+        params: dict[str, QueryValue] = {
+            "from": to_query_time(from_),
+            "to": to_query_time(to) if to is not None else None,
+            "entitySelector": entity_selector,
+            "eventSelector": event_selector,
+            "pageSize": min(max(limit, 1), 1000),
+        }
+        items = self.paged(
+            "/api/v2/events", "events", params=params, scope="events.read", endpoint="GET /api/v2/events"
+        )
+        return list(itertools.islice(items, limit))
+
+    def search_logs(
+        self,
+        query: str,
+        from_: datetime | int | str,
+        to: datetime | int | str | None = None,
+        *,
+        limit: int = 100,
+        sort: str = "-timestamp",
+    ) -> list[dict[str, Any]]:
+        """Log records matching ``query`` (Dynatrace's log search language), newest first by default.
+        Only the first slice is read: ``limit`` bounds the answer anyway."""
+        body = self.get_json(
+            "/api/v2/logs/search",
+            params={
+                "query": query,
+                "from": to_query_time(from_),
+                "to": to_query_time(to) if to is not None else None,
+                "limit": min(max(limit, 1), 1000),
+                "sort": sort,
+            },
+            scope="logs.read",
+            endpoint="GET /api/v2/logs/search",
+        )
+        results = _object(body, "log search result").get("results")
+        return (
+            [record for record in results if isinstance(record, dict)][:limit]
+            if isinstance(results, list)
+            else []
+        )
+
+    def query_metrics(
+        self,
+        metric_selector: str,
+        from_: datetime | int | str,
+        to: datetime | int | str | None = None,
+        *,
+        entity_selector: str | None = None,
+        resolution: str | None = None,
+    ) -> dict[str, Any]:
+        """Data points of up to 10 metrics (``metricSelector``), as Dynatrace's MetricData object."""
+        body = self.get_json(
+            "/api/v2/metrics/query",
+            params={
+                "metricSelector": metric_selector,
+                "from": to_query_time(from_),
+                "to": to_query_time(to) if to is not None else None,
+                "entitySelector": entity_selector,
+                "resolution": resolution,
+            },
+            scope="metrics.read",
+            endpoint="GET /api/v2/metrics/query",
+        )
+        return _object(body, "metric query result")
 
     # ---- generic helpers --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ Pure (no database, no network), so the same evidence always gives the same repor
 
 Infrastructure with trouble of its own that no impacted entity depends on is noise: it is ruled out rather
 than blamed over the application cause. The verdict is CONFIRMED only when Dynatrace's root cause and the
-evidence gathered here (events, logs, metrics, topology) agree; INCONCLUSIVE says what would settle it.
+evidence gathered here (events, error logs, metrics) agree; INCONCLUSIVE says what would settle it.
 """
 
 from __future__ import annotations
@@ -594,7 +594,7 @@ class _Analysis:
         clear = top is not None and (second is None or top.score >= self.w.clear_lead * second.score)
         roots = {k for k, s in signals.items() if s.dynatrace_root}
         self.roots = roots
-        if top and top.key in roots and top.signals.corroboration + top.signals.topology_ids and clear:
+        if top and top.key in roots and top.signals.corroboration and clear:
             verdict = Verdict.CONFIRMED
         elif top and clear and top.score >= self.w.likely_minimum and top.signals.cause_signal:
             verdict = Verdict.LIKELY

@@ -140,7 +140,7 @@ Rules, in order of priority:
 2. Every claim cites the ids of the evidence items that support it (evidenceIds, e.g. ["E1", "E4"]). Cite
    only ids that exist in the data. Name only entities (ids like SERVICE-0123456789ABCDEF) that appear in it.
 3. verdict is one of CONFIRMED, LIKELY, INCONCLUSIVE. CONFIRMED only when Dynatrace's own root-cause entity
-   and the gathered evidence (events, logs, metrics, topology) agree. INCONCLUSIVE when the evidence does not
+   and the gathered evidence (events, error logs, metrics) agree. INCONCLUSIVE when the evidence does not
    single out a cause: then rootCause.entity is null and rootCause.explanation says what would settle it.
 4. The hypothesis in the data comes from a deterministic analysis. Keep its verdict and root cause unless
    evidence you cite shows otherwise; never raise the verdict without evidence.
