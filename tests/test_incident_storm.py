@@ -1,0 +1,131 @@
+"""A storm of related problems arriving at once ends in the same grouping as one by one, on both databases."""
+
+from __future__ import annotations
+
+import random
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+
+from borealis import intake
+from borealis.dynatrace.models import Connection
+from borealis.dynatrace.payload import parse_webhook
+from tests.support.webhooks import encode, wire_connection
+from tests.test_incidents_api import problem_body
+
+CAUSES = 5
+PER_CAUSE = 20
+UNRELATED = 10
+
+
+def storm() -> tuple[list[dict[str, Any]], set[frozenset[str]]]:
+    """Five cascades and some unrelated problems, with the true grouping.
+
+    In each cascade every fourth problem names the root-cause host; the others impact their own
+    service and the previous one's, so a cascade is one chain: problems arriving out of order open
+    separate incidents that a later problem must fold together.
+    """
+    bodies: list[dict[str, Any]] = []
+    truth: set[frozenset[str]] = set()
+    for cause in range(CAUSES):
+        group = []
+        for step in range(PER_CAUSE):
+            display = f"P-{cause}{step:02d}"
+            group.append(display)
+            entities = (f"SERVICE-{cause}X{step}",) + ((f"SERVICE-{cause}X{step - 1}",) if step % 4 else ())
+            bodies.append(
+                problem_body(
+                    f"{cause}-{step}",
+                    display=display,
+                    title=f"Cascade {chr(65 + cause)} step {chr(65 + step)}",
+                    minute=cause * 2 + step % 10,
+                    entities=entities,
+                    root_cause=f"HOST-{cause}" if step % 4 == 0 else None,
+                    tags="env:prod",
+                    zones=("Shop",),
+                )
+            )
+        truth.add(frozenset(group))
+    for index in range(UNRELATED):
+        display = f"P-9{index:02d}"
+        bodies.append(
+            problem_body(
+                f"u-{index}",
+                display=display,
+                title=f"Unrelated {chr(65 + index)}",
+                minute=index,
+                entities=(f"HOST-U{index}",),
+                tags="env:prod",
+                zones=("Shop",),
+            )
+        )
+        truth.add(frozenset({display}))
+    return bodies, truth
+
+
+def grouping(account) -> set[frozenset[str]]:
+    listing = account.client.get("/incidents", params={"limit": 500}).json()
+    groups = set()
+    for incident in listing["incidents"]:
+        detail = account.client.get(f"/incidents/{incident['id']}").json()
+        groups.add(frozenset(problem["displayId"] for problem in detail["problems"]))
+    return groups
+
+
+def test_storm_through_the_webhook_groups_like_one_by_one(app, database, make_account, live_server):
+    bodies, truth = storm()
+    calm = make_account("calm@example.com")
+    stormy = make_account("stormy@example.com")
+    calm_hook = wire_connection(database, app.state.secret_box, calm.user_id)
+    storm_hook = wire_connection(database, app.state.secret_box, stormy.user_id)
+
+    ordered = list(bodies)
+    random.Random(1).shuffle(ordered)
+    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+        for body in ordered:
+            assert http.post(calm_hook.url, json=body).status_code == 200
+
+    shuffled = list(bodies)
+    random.Random(2).shuffle(shuffled)
+    local = threading.local()
+
+    def send(body: dict[str, Any]) -> int:
+        if not hasattr(local, "http"):
+            local.http = httpx.Client(base_url=live_server.url, timeout=60)
+        return local.http.post(storm_hook.url, json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        assert set(pool.map(send, shuffled)) == {200}
+
+    assert grouping(calm) == truth
+    assert grouping(stormy) == truth
+
+
+def test_concurrent_writers_group_like_one_by_one(app, database, make_account):
+    """Several transactions at once, as several replicas would run them: the correlation lock keeps the
+    outcome equal to one by one."""
+    bodies, truth = storm()
+    account = make_account("replicas@example.com")
+    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    shuffled = list(bodies)
+    random.Random(3).shuffle(shuffled)
+
+    def ingest(body: dict[str, Any]) -> str:
+        raw = encode(body)
+        with database.session(write=True) as session:
+            connection = session.get(Connection, wired.connection_id)
+            result = intake.ingest(
+                db_session=session,
+                connection=connection,
+                notification=parse_webhook(raw),
+                raw_body=raw.decode(),
+            )
+            session.commit()
+            return result.outcome
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        outcomes = list(pool.map(ingest, shuffled))
+    assert set(outcomes) == {"created"}
+    assert grouping(account) == truth
