@@ -77,6 +77,10 @@ def serve(
     concurrency: Annotated[
         int, typer.Option(min=1, max=64, help="Jobs the in-process workers run at once.")
     ] = 4,
+    imports: Annotated[
+        list[str] | None,
+        typer.Option("--import", help="Also import this module for its job handlers (repeatable)."),
+    ] = None,
 ) -> None:
     """Run the API, the web UI and the background workers in one process."""
     import uvicorn
@@ -91,7 +95,9 @@ def serve(
     if database.is_sqlite:
         migrate.upgrade(database.url)
     application = create_app(settings, database)
-    worker = _make_worker(settings, database, concurrency=concurrency) if workers else None
+    worker = (
+        _make_worker(settings, database, concurrency=concurrency, imports=imports or []) if workers else None
+    )
     # uvicorn handles SIGTERM/SIGINT itself, then re-raises them once it has shut down: ours then let
     # the workers finish or give back their jobs instead of dying mid-job.
     _on_stop_signals(worker.request_stop if worker else lambda: None)

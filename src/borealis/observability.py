@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from borealis.db import Database
+from borealis.dynatrace.client import set_api_call_recorder
 from borealis.jobs import service as jobs_service
 from borealis.jobs.models import JobState
 from borealis.middleware import request_id_var
@@ -58,8 +59,8 @@ JOB_DURATION_SECONDS = Histogram(
 )
 DYNATRACE_API_CALLS = Counter(
     "borealis_dynatrace_api_calls",
-    "Dynatrace API calls by endpoint template (e.g. /api/v2/problems/{id}) and HTTP status "
-    "('error' when no answer came).",
+    "Dynatrace API calls by endpoint (e.g. 'GET /api/v2/problems/{id}') and HTTP status, or the "
+    "failure kind (timeout, unreachable, tls, refused, error) when no answer came.",
     ["endpoint", "status"],
 )
 DYNATRACE_RATE_LIMITED = Counter(
@@ -77,10 +78,15 @@ def record_webhook(outcome: str, seconds: float | None = None) -> None:
 
 
 def record_dynatrace_call(endpoint: str, status: int | str) -> None:
-    """Count one Dynatrace API call. ``endpoint`` must be a template, never a URL with ids in it."""
+    """Count one Dynatrace API call (the client's ``record_api_call`` hook). ``endpoint`` is a template
+    such as ``GET /api/v2/problems/{id}``, never a URL with ids in it, so the label set stays small."""
     DYNATRACE_API_CALLS.labels(endpoint=endpoint, status=str(status)).inc()
     if str(status) == "429":
         DYNATRACE_RATE_LIMITED.labels(endpoint=endpoint).inc()
+
+
+# The Dynatrace client reports every call through its hook; route it here wherever metrics are loaded.
+set_api_call_recorder(record_dynatrace_call)
 
 
 def record_job(kind: str, outcome: str, seconds: float) -> None:
@@ -171,7 +177,9 @@ def _redact_value(value: Any) -> Any:
 job_context_var: ContextVar[tuple[int, str] | None] = ContextVar("job_context", default=None)
 
 _STANDARD_ATTRIBUTES = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime", "taskName"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    # uvicorn adds color_message: the same text with terminal colours.
+    | {"message", "asctime", "taskName", "color_message"}
 )
 
 

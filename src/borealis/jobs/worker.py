@@ -41,6 +41,8 @@ def describe(exc: BaseException) -> str:
         text = exc.message
     elif isinstance(exc, Retry):
         text = exc.reason
+    elif isinstance(exc, PermanentFailure):
+        text = str(exc) or "permanent failure"
     else:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return redact(text)

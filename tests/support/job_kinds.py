@@ -1,0 +1,49 @@
+"""Job kinds for worker subprocesses (``borealis worker --import tests.support.job_kinds``).
+
+``test.record`` appends a ``start`` and an ``end`` line (job id, attempt, process id) to the file named
+in the payload, with an optional sleep in between, so a test can tell from the file which process ran
+what, how often and in which order. Lines are written with one ``write`` on an ``O_APPEND`` descriptor,
+so lines from concurrent processes never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from borealis.jobs import JobContext, register
+
+
+def append_event(path: str, event: str, ctx: JobContext) -> None:
+    line = json.dumps(
+        {"event": event, "job": ctx.job_id, "key": ctx.key, "attempt": ctx.attempt, "pid": os.getpid()}
+    )
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def read_events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def record(ctx: JobContext) -> dict[str, Any]:
+    append_event(ctx.payload["log"], "start", ctx)
+    seconds = float(ctx.payload.get("seconds", 0))
+    if ctx.payload.get("stoppable"):
+        ctx.stopping.wait(seconds)
+    else:
+        time.sleep(seconds)
+    append_event(ctx.payload["log"], "end", ctx)
+    return {"pid": os.getpid()}
+
+
+register("test.record")(record)
+register("test.record.other")(record)
