@@ -1,0 +1,144 @@
+"""Incident service behaviour below the API: topology at ingest and after enrichment, the candidate index."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from borealis import intake
+from borealis.dynatrace.models import Connection
+from borealis.dynatrace.payload import parse_webhook
+from borealis.incidents import service
+from borealis.incidents.models import Incident, IncidentKey, IncidentProblem
+from borealis.incidents.topology import StaticTopology, use_topology_source
+from tests.support.webhooks import encode, wire_connection
+from tests.test_incidents_api import problem_body
+
+# The app tier's problem names no database entity: only the entity graph links the two.
+DATABASE = {
+    "display": "P-1",
+    "title": "Database slow",
+    "root_cause": "SERVICE-DB",
+    "entities": ("SERVICE-DB",),
+}
+ORDERS = {"display": "P-2", "title": "Orders failing", "minute": 3, "entities": ("SERVICE-ORDERS",)}
+GRAPH = StaticTopology([("SERVICE-ORDERS", "SERVICE-DB")])
+
+
+@pytest.fixture
+def wired(app, database, account):
+    return wire_connection(database, app.state.secret_box, account.user_id)
+
+
+@pytest.fixture
+def no_topology_source():
+    yield
+    use_topology_source(None)
+
+
+def ingest(database, wired, pid: str, **fields: Any) -> int:
+    raw = encode(problem_body(pid, **fields))
+    with database.session(write=True) as session:
+        connection = session.get(Connection, wired.connection_id)
+        result = intake.ingest(
+            db_session=session, connection=connection, notification=parse_webhook(raw), raw_body=raw.decode()
+        )
+        session.commit()
+        return result.alert_id
+
+
+def incident_of(database, alert_id: int) -> int:
+    with database.session() as session:
+        return session.get(IncidentProblem, alert_id).incident_id
+
+
+def test_without_topology_a_cascade_through_the_graph_stays_apart(database, wired):
+    first = ingest(database, wired, "1", **DATABASE)
+    second = ingest(database, wired, "2", **ORDERS)
+    assert incident_of(database, first) != incident_of(database, second)
+
+
+def test_topology_from_the_installed_source_is_used_at_ingest(database, wired, no_topology_source):
+    use_topology_source(lambda _session, _user_id: GRAPH)
+    first = ingest(database, wired, "1", **DATABASE)
+    second = ingest(database, wired, "2", **ORDERS)
+    assert incident_of(database, first) == incident_of(database, second)
+    with database.session() as session:
+        attachment = session.get(IncidentProblem, second)
+        assert attachment.strategy == "topology"
+        assert attachment.reason == "SERVICE-ORDERS is 1 hop from SERVICE-DB of P-1; started 3 min apart"
+
+
+def test_recorrelate_folds_incidents_together_once_topology_arrives(database, wired):
+    first = ingest(database, wired, "1", **DATABASE)
+    second = ingest(database, wired, "2", **ORDERS)
+    apart = incident_of(database, second)
+    with database.session(write=True) as session:
+        incident = service.recorrelate(db_session=session, problem_id=second, topology=GRAPH)
+        session.commit()
+        assert incident.id == incident_of(database, first)
+    assert incident_of(database, second) == incident_of(database, first)
+    with database.session() as session:
+        attachment = session.get(IncidentProblem, second)
+        assert attachment.strategy == "topology"
+        assert session.get(Incident, apart).merged_into_id == incident.id
+        again = service.recorrelate(db_session=session, problem_id=second, topology=GRAPH)
+        assert again.id == incident.id  # nothing left to fold
+
+
+def test_recorrelate_leaves_incidents_a_person_arranged(database, wired, account):
+    first = ingest(database, wired, "1", **DATABASE)
+    second = ingest(database, wired, "2", **ORDERS)
+    account.client.post(f"/incidents/{incident_of(database, second)}/resolve")
+    account.client.post(f"/incidents/{incident_of(database, second)}/reopen")
+    with database.session(write=True) as session:
+        service.recorrelate(db_session=session, problem_id=second, topology=GRAPH)
+        session.commit()
+    assert incident_of(database, first) != incident_of(database, second)
+
+
+def test_the_candidate_index_holds_open_incidents_only(database, wired):
+    fields = {
+        "display": "P-1",
+        "root_cause": "HOST-1",
+        "entities": ("SERVICE-A",),
+        "tags": "env:prod",
+        "zones": ("Shop",),
+    }
+    alert = ingest(database, wired, "1", **fields)
+    with database.session() as session:
+        keys = set(session.scalars(sa.select(IncidentKey.key).where(IncidentKey.problem_id == alert)))
+    assert keys == {"e:HOST-1", "e:SERVICE-A", "t:env:prod", "z:Shop", "n:degradation response time"}
+    ingest(database, wired, "1", state="RESOLVED", observed_minute=4, **fields)
+    with database.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(IncidentKey)) == 0
+    ingest(database, wired, "1", observed_minute=8, **fields)
+    with database.session() as session:
+        assert session.scalar(sa.select(sa.func.count()).select_from(IncidentKey)) == 5
+
+
+def test_candidates_are_bounded_per_incident(database, wired, monkeypatch):
+    monkeypatch.setattr(service, "MAX_CANDIDATES_PER_INCIDENT", 3)
+    for index in range(8):
+        ingest(database, wired, str(index), display=f"P-{index}", minute=index, root_cause="HOST-1")
+    with database.session() as session:
+        facts = service.facts_from(session.get(service.Problem, 1))
+        settings = service.get_settings(db_session=session, user_id=wired.user_id)
+        candidates = service.find_candidates(
+            db_session=session, user_id=wired.user_id, facts=facts, settings=settings, reached={}
+        )
+    assert len(candidates) == 3
+    assert len({candidate.incident_id for candidate in candidates}) == 1
+
+
+def test_ingesting_again_is_idempotent_for_the_incident(database, wired):
+    alert = ingest(database, wired, "1", display="P-1", entities=("SERVICE-A",))
+    with database.session(write=True) as session:
+        service.on_problem_changed(db_session=session, problem_id=alert)
+        service.on_problem_changed(db_session=session, problem_id=alert)
+        session.commit()
+        incident = session.get(Incident, incident_of(database, alert))
+        assert [event.kind for event in service.timeline(db_session=session, incident=incident)] == ["opened"]
+        assert incident.problem_count == 1
