@@ -12,6 +12,7 @@ from borealis.incidents.models import (
 )
 from borealis.jobs.models import Job, JobSchedule
 from borealis.problems.models import Notification, Problem, RejectedDelivery
+from borealis.rca.models import RcaEvidence, RcaRun
 
 __all__ = [
     "ApiKey",
@@ -26,6 +27,8 @@ __all__ = [
     "JobSchedule",
     "Notification",
     "Problem",
+    "RcaEvidence",
+    "RcaRun",
     "RejectedDelivery",
     "User",
 ]
