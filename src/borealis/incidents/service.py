@@ -256,6 +256,17 @@ def _open_incident_ids(db_session: Session, incident_ids: Sequence[int]) -> set[
 # -- the ingest hook --------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a problem stands after correlation: its incident, whether the problem was just placed in
+    it (joined, or folded in with its incident), and whether the incident was just opened for it. RCA
+    uses this to start or re-run an analysis."""
+
+    incident: Incident
+    attached: bool = False
+    opened: bool = False
+
+
 def load_problem(*, db_session: Session, problem_id: int) -> Problem:
     """The problem as just written by the lifecycle step (its columns re-read, the details document left
     out); raises NotFound for an unknown id."""
@@ -270,8 +281,10 @@ def load_problem(*, db_session: Session, problem_id: int) -> Problem:
     return problem
 
 
-def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topology | None = None) -> Incident:
-    """Keep the problem's incident up to date after the lifecycle step; returns that incident.
+def on_problem_changed(
+    *, db_session: Session, problem_id: int, topology: Topology | None = None
+) -> Placement:
+    """Keep the problem's incident up to date after the lifecycle step; returns where it stands.
 
     A problem seen for the first time joins a related open incident (with the reason) or opens a new
     one; a state change goes on the timeline and resolves or reopens the incident. Idempotent: the
@@ -307,11 +320,12 @@ def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topolo
     if incident.status == OPEN:
         _index_problem(db_session, problem.user_id, problem.id, incident.id, keys_for(facts))
     db_session.flush()
-    return incident
+    return Placement(incident)
 
 
-def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | None = None) -> Incident:
-    """Correlate a problem again once enrichment knows more (the entity topology); returns its incident.
+def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | None = None) -> Placement:
+    """Correlate a problem again once enrichment knows more (the entity topology); returns where it
+    stands (``attached`` when its incident was folded into another).
 
     The problem's open incident and the open incidents it now relates to are folded into the best
     related one, as if the topology had been known at ingest; incidents a person arranged are left as
@@ -324,7 +338,7 @@ def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | No
         return _attach_new(db_session=db_session, problem=problem, topology=topology)
     incident = attachment.incident
     if incident.status != OPEN or incident.manual or incident.merged_into_id is not None:
-        return incident
+        return Placement(incident)
     settings = get_settings(db_session=db_session, user_id=problem.user_id)
     facts = facts_from(problem)
     found = _related(
@@ -341,7 +355,7 @@ def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | No
     ]
     related = [(item, other) for item, other in related if other is not None and not other.manual]
     if not related:
-        return incident
+        return Placement(incident)
     (best, target), rest = related[0], related[1:]
     if attachment.strategy == "new":
         attachment.strategy = best.match.strategy
@@ -365,10 +379,10 @@ def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | No
             why=f"{facts.display_id} {item.match.reason}",
         )
     db_session.flush()
-    return target
+    return Placement(target, attached=True)
 
 
-def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | None) -> Incident:
+def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | None) -> Placement:
     settings = get_settings(db_session=db_session, user_id=problem.user_id)
     facts = facts_from(problem)
     found = _related(
@@ -447,7 +461,7 @@ def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | N
     if target.status == OPEN:
         _index_problem(db_session, problem.user_id, problem.id, target.id, keys_for(facts))
     db_session.flush()
-    return target
+    return Placement(target, attached=True, opened=not found)
 
 
 # -- the incident's picture -------------------------------------------------------------------------
