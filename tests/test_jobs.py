@@ -308,8 +308,13 @@ def test_permanent_failure_stops_at_once_and_retry_uses_its_delay(database, user
     def limited(ctx: JobContext) -> None:
         raise Retry("Dynatrace rate limit", delay=3600)
 
+    @registry.register("throttled")
+    def throttled(ctx: JobContext) -> None:
+        raise Retry("HTTP 429 from Dynatrace", delay=3600, count_attempt=False)
+
     hopeless_id = enqueue(database, kind="hopeless", user_id=user_id)
     limited_id = enqueue(database, kind="limited", user_id=user_id)
+    throttled_id = enqueue(database, kind="throttled", user_id=user_id)
     start_worker(registry)
 
     wait_until(lambda: load(database, hopeless_id).state == "failed", what="the hopeless job to fail")
@@ -319,6 +324,11 @@ def test_permanent_failure_stops_at_once_and_retry_uses_its_delay(database, user
         lambda: load(database, limited_id).attempts == 1 and load(database, limited_id).state == "queued"
     )
     assert load(database, limited_id).run_after > utcnow() + timedelta(minutes=50)
+    wait_until(lambda: load(database, throttled_id).last_error == "HTTP 429 from Dynatrace")
+    throttled_job = load(database, throttled_id)
+    assert (throttled_job.state, throttled_job.attempts) == ("queued", 0), (
+        "waiting out a 429 costs no attempt"
+    )
 
 
 def test_handler_can_commit_its_work_together_with_the_completion(database, user_id, start_worker):
@@ -540,6 +550,8 @@ def test_jobs_api_refuses_bad_filters_and_anonymous_callers(client, account):
     assert bad.status_code == 422
     assert bad.json()["error"]["code"] == "invalid_input"
     assert account.client.get("/jobs", params={"limit": 0}).status_code == 422
+    assert account.client.get("/jobs/99999999999999999999999").status_code == 422
+    assert account.client.get("/jobs/not-a-number").status_code == 422
     assert client.get("/jobs").status_code == 401
 
 

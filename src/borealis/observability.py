@@ -34,6 +34,8 @@ from borealis.jobs import service as jobs_service
 from borealis.jobs.models import JobState
 from borealis.middleware import request_id_var
 
+logger = logging.getLogger("borealis.observability")
+
 # --- metrics -------------------------------------------------------------------------------------------
 
 WEBHOOKS = Counter(
@@ -89,10 +91,11 @@ def record_dynatrace_call(endpoint: str, status: int | str) -> None:
 set_api_call_recorder(record_dynatrace_call)
 
 
-def record_job(kind: str, outcome: str, seconds: float) -> None:
-    """Count one finished job attempt and its duration."""
+def record_job(kind: str, outcome: str, seconds: float | None = None) -> None:
+    """Count one finished job attempt and, when it ran, its duration."""
     JOBS_FINISHED.labels(kind=kind, outcome=outcome).inc()
-    JOB_DURATION_SECONDS.labels(kind=kind, outcome=outcome).observe(seconds)
+    if seconds is not None:
+        JOB_DURATION_SECONDS.labels(kind=kind, outcome=outcome).observe(seconds)
 
 
 class _JobsByState(Collector):
@@ -108,6 +111,10 @@ class _JobsByState(Collector):
         session = self.database.session()
         try:
             counts = jobs_service.counts_by_kind_and_state(db_session=session)
+        except Exception as exc:
+            # A scrape while the database is away still returns this process's metrics.
+            logger.warning("job counts unavailable for /metrics: %s", type(exc).__name__)
+            counts = {}
         finally:
             session.close()
         kinds = sorted({kind for kind, _state in counts})

@@ -47,12 +47,14 @@ TASK_MODULE = "tasks"
 
 
 class Retry(Exception):
-    """Try this job again later; counts as an attempt."""
+    """Try this job again later: after ``delay`` seconds, else the kind's back-off. It counts as an
+    attempt unless ``count_attempt=False`` (waiting out a rate limit is not the job failing)."""
 
-    def __init__(self, reason: str, *, delay: float | None = None) -> None:
+    def __init__(self, reason: str, *, delay: float | None = None, count_attempt: bool = True) -> None:
         super().__init__(reason)
         self.reason = reason
         self.delay = delay
+        self.count_attempt = count_attempt
 
 
 class PermanentFailure(Exception):

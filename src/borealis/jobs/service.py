@@ -336,14 +336,23 @@ def complete(*, db_session: Session, job_id: int, owner: str, result: dict[str, 
 
 
 def fail(
-    *, db_session: Session, job_id: int, owner: str, error: str, retry_at: datetime | None
+    *,
+    db_session: Session,
+    job_id: int,
+    owner: str,
+    error: str,
+    retry_at: datetime | None,
+    count_attempt: bool = True,
 ) -> str | None:
     """Record a failed attempt: queued again at ``retry_at``, or ``failed`` when it is None or no attempt
-    is left. Returns the outcome (``retry`` or ``failed``), or None when the lease was lost."""
+    is left. ``count_attempt=False`` gives the attempt back (a rate limit, not a failure). Returns the
+    outcome (``retry`` or ``failed``), or None when the lease was lost."""
     job = _held(db_session, job_id, owner)
     if job is None:
         return None
     now = utcnow()
+    if not count_attempt and retry_at is not None and job.attempts > 0:
+        job.attempts -= 1
     error = error[:MAX_ERROR_LENGTH]
     job.last_error = error
     job.updated_at = now

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from borealis.deps import CurrentUser, DbSession
 from borealis.errors import NotFound
@@ -38,7 +38,9 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead, response_model_by_alias=True)
-def get_job(job_id: int, user: CurrentUser, db_session: DbSession) -> JobRead:
+def get_job(
+    job_id: Annotated[int, Path(ge=1, le=2**63 - 1)], user: CurrentUser, db_session: DbSession
+) -> JobRead:
     """One of the caller's jobs."""
     job = service.get(db_session=db_session, job_id=job_id, user_id=user.id)
     if job is None:

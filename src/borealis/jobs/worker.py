@@ -87,6 +87,7 @@ class Worker:
 
         self._rng = random.Random()
         self._stopping = threading.Event()
+        self._hurry = threading.Event()
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._lock = threading.Lock()
@@ -122,7 +123,10 @@ class Worker:
         self._wake.set()
 
     def request_stop(self) -> None:
-        """Stop claiming; safe to call from a signal handler (it only sets events)."""
+        """Stop claiming; a second call ends the grace period at once. Safe in a signal handler (it only
+        sets events)."""
+        if self._stopping.is_set():
+            self._hurry.set()
         self._stopping.set()
         self._wake.set()
 
@@ -132,7 +136,8 @@ class Worker:
 
     def stop(self, grace_seconds: float | None = None) -> None:
         """Stop claiming, let running jobs finish for the grace period, give back the rest."""
-        self.request_stop()
+        self._stopping.set()
+        self._wake.set()
         if self._dispatcher is not None:
             self._dispatcher.join()
         grace = self.grace_seconds if grace_seconds is None else grace_seconds
@@ -142,9 +147,9 @@ class Worker:
                 if self._busy == 0:
                     break
                 remaining = deadline - time.monotonic()
-                if remaining <= 0:
+                if remaining <= 0 or self._hurry.is_set():
                     break
-                self._idle.wait(min(remaining, self.heartbeat_interval))
+                self._idle.wait(min(remaining, self.heartbeat_interval, 0.5))
             if time.monotonic() >= self._next_heartbeat:
                 self._guarded(self._heartbeat)
         with self._lock:
@@ -153,7 +158,7 @@ class Worker:
             ids = [context.job_id for context in unfinished]
             if self._guarded(lambda: self._release(ids)) is not None:
                 for context in unfinished:
-                    record_job(context.kind, "released", 0.0)
+                    record_job(context.kind, "released")
             logger.warning(
                 "worker stopped with unfinished jobs; their leases were given back",
                 extra={"worker": self.owner, "jobIds": ids},
@@ -346,7 +351,7 @@ class Worker:
             return self._fail(context, describe(exc), permanent=True)
         except Retry as exc:
             delay = exc.delay if exc.delay is not None else self._backoff(context, spec)
-            return self._fail(context, describe(exc), delay=delay)
+            return self._fail(context, describe(exc), delay=delay, count_attempt=exc.count_attempt)
         except Exception as exc:
             logger.warning("job attempt raised", exc_info=True)
             return self._fail(context, describe(exc), delay=self._backoff(context, spec))
@@ -373,7 +378,13 @@ class Worker:
         )
 
     def _fail(
-        self, context: JobContext, error: str, *, delay: float | None = None, permanent: bool = False
+        self,
+        context: JobContext,
+        error: str,
+        *,
+        delay: float | None = None,
+        permanent: bool = False,
+        count_attempt: bool = True,
     ) -> str:
         retry_at = None if permanent or delay is None else utcnow() + timedelta(seconds=max(0.0, delay))
         outcome = self._with_retries(
@@ -384,6 +395,7 @@ class Worker:
                     owner=self.owner,
                     error=error,
                     retry_at=retry_at,
+                    count_attempt=count_attempt,
                 )
             )
         )
