@@ -139,34 +139,9 @@ def test_candidates_are_bounded_per_incident(database, wired, monkeypatch):
 def test_ingesting_again_is_idempotent_for_the_incident(database, wired):
     alert = ingest(database, wired, "1", display="P-1", entities=("SERVICE-A",))
     with database.session(write=True) as session:
-        assert not service.on_problem_changed(db_session=session, problem_id=alert).attached
-        assert not service.on_problem_changed(db_session=session, problem_id=alert).attached
+        service.on_problem_changed(db_session=session, problem_id=alert)
+        service.on_problem_changed(db_session=session, problem_id=alert)
         session.commit()
         incident = session.get(Incident, incident_of(database, alert))
         assert [event.kind for event in service.timeline(db_session=session, incident=incident)] == ["opened"]
         assert incident.problem_count == 1
-
-
-def test_placement_says_whether_a_problem_opened_or_joined_an_incident(database, wired, monkeypatch):
-    placements = []
-    original = service.on_problem_changed
-
-    def recording(**kwargs):
-        placement = original(**kwargs)
-        placements.append((placement.attached, placement.opened))
-        return placement
-
-    monkeypatch.setattr(service, "on_problem_changed", recording)
-    ingest(database, wired, "1", display="P-1", root_cause="HOST-1")
-    ingest(database, wired, "2", display="P-2", minute=1, root_cause="HOST-1")
-    ingest(
-        database,
-        wired,
-        "2",
-        display="P-2",
-        minute=1,
-        root_cause="HOST-1",
-        state="RESOLVED",
-        observed_minute=5,
-    )
-    assert placements == [(True, True), (True, False), (False, False)]

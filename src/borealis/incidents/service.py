@@ -258,9 +258,9 @@ def _open_incident_ids(db_session: Session, incident_ids: Sequence[int]) -> set[
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a problem stands after correlation: its incident, whether the problem was just placed in
-    it (joined, or folded in with its incident), and whether the incident was just opened for it. RCA
-    uses this to start or re-run an analysis."""
+    """Where a problem stands after re-correlation: its incident, whether the problem was just placed
+    in it (joined, or folded in with its incident), and whether the incident was just opened for it.
+    The enrichment job uses this to ask for a new analysis of an incident that gained problems."""
 
     incident: Incident
     attached: bool = False
@@ -281,10 +281,8 @@ def load_problem(*, db_session: Session, problem_id: int) -> Problem:
     return problem
 
 
-def on_problem_changed(
-    *, db_session: Session, problem_id: int, topology: Topology | None = None
-) -> Placement:
-    """Keep the problem's incident up to date after the lifecycle step; returns where it stands.
+def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topology | None = None) -> Incident:
+    """Keep the problem's incident up to date after the lifecycle step; returns that incident.
 
     A problem seen for the first time joins a related open incident (with the reason) or opens a new
     one; a state change goes on the timeline and resolves or reopens the incident. Idempotent: the
@@ -295,7 +293,7 @@ def on_problem_changed(
     lock_user(db_session=db_session, user_id=problem.user_id)
     attachment = db_session.get(IncidentProblem, problem.id)
     if attachment is None:
-        return _attach_new(db_session=db_session, problem=problem, topology=topology)
+        return _attach_new(db_session=db_session, problem=problem, topology=topology).incident
     incident = attachment.incident
     facts = facts_from(problem)
     _absorb(incident, problem, facts)
@@ -320,7 +318,7 @@ def on_problem_changed(
     if incident.status == OPEN:
         _index_problem(db_session, problem.user_id, problem.id, incident.id, keys_for(facts))
     db_session.flush()
-    return Placement(incident)
+    return incident
 
 
 def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | None = None) -> Placement:
