@@ -34,6 +34,7 @@ SECURITY_HEADERS = {
 
 # (key, label, path): the main sections, in the order they appear in the header.
 NAVIGATION: list[tuple[str, str, str]] = [
+    ("dynatrace", "Dynatrace", "/dynatrace"),
     ("settings", "Settings", "/settings"),
 ]
 

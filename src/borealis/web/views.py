@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from borealis.auth import service as auth_service
 from borealis.deps import SESSION_USER_KEY, CurrentUser, DbSession
 from borealis.errors import BorealisError
+from borealis.web import dynatrace as dynatrace_pages
 from borealis.web import service
 from borealis.web.routing import PageRoute
 from borealis.web.security import end_session, flash, start_session, verify_csrf
@@ -25,6 +26,7 @@ def install(app: FastAPI) -> None:
     """Serve the pages and their static files. Include before the API routers: a page path that the
     API shares is then answered by the page for browsers and by the API for everyone else."""
     app.include_router(router)
+    app.include_router(dynatrace_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
@@ -45,7 +47,7 @@ def home(request: Request, db_session: DbSession) -> Response:
         return _see_other("/setup")
     if not request.session.get(SESSION_USER_KEY):
         return _see_other("/login")
-    return _see_other("/settings")
+    return _see_other("/dynatrace")
 
 
 @router.get("/setup")
