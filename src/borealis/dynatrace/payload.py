@@ -244,7 +244,11 @@ def _load_json(body: bytes) -> Any:
         # NUL cannot be stored in PostgreSQL text or JSONB; it carries no meaning in a notification.
         text = text.replace("\\u0000", "\\ufffd")
     try:
-        return json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
+        document = json.loads(text, parse_constant=_no_constant)
+        if isinstance(document, dict) and any(text.count(f'"{key}"') > 1 for key in document):
+            # Perhaps a key sent twice (json keeps the last silently): parse again, seeing every pair.
+            document = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
+        return document
     except json.JSONDecodeError as exc:
         raise PayloadRejected(
             f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "

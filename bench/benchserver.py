@@ -1,0 +1,79 @@
+"""The server as ``borealis serve`` runs it (``make run``), plus a bare ASGI endpoint for comparison.
+
+Run: ``python bench/benchserver.py --port N`` with the usual BOREALIS_* environment. ``POST /__bare``
+answers 200 straight from the outermost ASGI layer, on the same uvicorn, loop and process as the app.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import uvicorn
+
+from borealis import migrate
+from borealis.app import create_app
+from borealis.config import load_settings
+from borealis.db import Database
+
+BARE_ANSWER = b'{"received":true}'
+
+
+def with_bare_endpoint(app):  # type: ignore[no-untyped-def]
+    async def outer(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and scope["path"] == "/__bare":
+            more = True
+            while more:
+                message = await receive()
+                more = message.get("more_body", False)
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(BARE_ANSWER)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": BARE_ANSWER})
+            return
+        await app(scope, receive, send)
+
+    return outer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--intake-only",
+        action="store_true",
+        help="skip the follow-up steps after the lifecycle (correlation, RCA), to measure intake alone",
+    )
+    args = parser.parse_args()
+    if args.intake_only:
+        from borealis import intake
+
+        for name in ("incidents_service", "rca_service", "jobs_service"):
+            module = getattr(intake, name, None)
+            for function in ("on_problem_changed", "after_ingest", "lock_user"):
+                if module is not None and hasattr(module, function):
+                    setattr(module, function, lambda **_kwargs: None)
+    settings = load_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    database = Database(settings.effective_database_url)
+    if database.is_sqlite:
+        migrate.upgrade(database.url)
+    app = create_app(settings, database)
+    uvicorn.run(
+        with_bare_endpoint(app),
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level.lower(),
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""Webhook ingest throughput against a bare ASGI endpoint on the same server, in the same run.
+
+Starts the server as ``make run`` does (embedded SQLite in a fresh data directory), then drives
+``POST /__bare`` and ``POST /dynatrace/webhook/{user_id}`` with 32 concurrent keep-alive senders over
+loopback, with distinct and repeated PIDs (repeats are identical redeliveries). Prints throughput,
+p50/p99 latency, the ratio (target >= 0.2, p99 < 50 ms, no errors), and checks that every 2xx is stored.
+
+    .venv/bin/python bench/ingest.py [--seconds 10] [--concurrency 32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+
+from borealis import migrate
+from borealis.auth import service as auth_service
+from borealis.crypto import SecretBox, digest, new_secret
+from borealis.db import Database
+from borealis.dynatrace.models import Connection
+from borealis.problems.models import Notification
+
+sys.path.insert(0, str(Path(__file__).parent))
+import loadgen
+
+HOST = "127.0.0.1"
+SECRET_KEY = "bench-secret-key"
+BASE_MS = 1_700_000_000_000
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def prepare(data_dir: Path) -> tuple[str, str, str]:
+    """A user with a connected Dynatrace connection; returns (database url, user id, webhook secret)."""
+    url = f"sqlite:///{data_dir / 'borealis.db'}"
+    migrate.upgrade(url)
+    database = Database(url)
+    box = SecretBox.from_passphrase(SECRET_KEY)
+    secret = new_secret("whs_")
+    with database.session(write=True) as session:
+        user = auth_service.create(
+            db_session=session, email="bench@example.com", password=None, is_admin=False
+        )
+        session.add(
+            Connection(
+                user_id=user.id,
+                environment_url="https://abc12345.live.dynatrace.com",
+                token_ciphertext=box.encrypt("dt0c01.BENCH"),
+                webhook_secret_ciphertext=box.encrypt(secret),
+                webhook_secret_hash=digest(secret),
+            )
+        )
+        session.commit()
+        user_id = user.id
+    database.dispose()
+    return url, user_id, secret
+
+
+def body(index: int, pids: int) -> bytes:
+    """A notification from the suggested template; PIDs repeat, each delivery later than the last."""
+    pid = f"-{7_000_000_000_000_000 + index % pids}"
+    at = BASE_MS + index * 1000
+    return json.dumps(
+        {
+            "ProblemID": f"P-{index % pids}",
+            "PID": pid,
+            "State": "RESOLVED" if index % 7 == 6 else "OPEN",
+            "ProblemTitle": f"Response time degradation on service {index % 50}",
+            "ProblemSeverity": "PERFORMANCE",
+            "ProblemImpact": "SERVICE",
+            "ProblemURL": f"https://abc12345.live.dynatrace.com/#problems/problemdetails;pid={pid}",
+            "ImpactedEntity": "Response time degradation on Web service checkout",
+            "ImpactedEntityNames": "checkout",
+            "ImpactedEntities": [
+                {"type": "SERVICE", "name": "checkout", "entity": f"SERVICE-{index % 50:016X}"}
+            ],
+            "Tags": "env:prod, [Kubernetes]namespace:shop",
+            "ProblemDetailsJSONv2": {
+                "problemId": f"{pid}_{BASE_MS}V2",
+                "displayId": f"P-{index % pids}",
+                "status": "OPEN",
+                "startTime": BASE_MS,
+                "endTime": -1,
+                "rootCauseEntity": {
+                    "entityId": {"id": f"SERVICE-{index % 50:016X}", "type": "SERVICE"},
+                    "name": "checkout",
+                },
+                "managementZones": [{"id": "1", "name": "Shop"}],
+                "evidenceDetails": {
+                    "totalCount": 1,
+                    "details": [{"evidenceType": "EVENT", "startTime": at, "endTime": -1}],
+                },
+            },
+        }
+    ).encode()
+
+
+def start_server(data_dir: Path, port: int, extra: list[str]) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "BOREALIS_DATA_DIR": str(data_dir),
+        "BOREALIS_SECRET_KEY": SECRET_KEY,
+        "BOREALIS_LOG_LEVEL": "WARNING",
+    }
+    env.pop("BOREALIS_DATABASE_URL", None)
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).parent / "benchserver.py"), "--port", str(port), *extra], env=env
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    server.kill()
+    raise SystemExit("the server did not start")
+
+
+def report(name: str, result: loadgen.Result) -> None:
+    print(
+        f"{name:8s} {result.count:7d} requests in {result.seconds:5.1f} s = {result.throughput:8.0f}/s   "
+        f"p50 {result.percentile(0.5) * 1000:6.2f} ms   p99 {result.percentile(0.99) * 1000:6.2f} ms   "
+        f"errors {result.errors}"
+    )
+
+
+async def drive(args: argparse.Namespace, port: int, user_id: str, secret: str) -> tuple:
+    bare = [loadgen.request_bytes(HOST, port, "/__bare", body(i, args.pids)) for i in range(200)]
+    path = f"/dynatrace/webhook/{user_id}?token={secret}"
+    hooks = [loadgen.request_bytes(HOST, port, path, body(i, args.pids)) for i in range(args.distinct)]
+    # Warm up both paths (connections, caches, the writer thread).
+    await loadgen.run(HOST, port, bare, concurrency=args.concurrency, duration=1.0)
+    warm = await loadgen.run(HOST, port, hooks[:500], concurrency=args.concurrency, duration=60, cycle=False)
+    bare_result = await loadgen.run(HOST, port, bare, concurrency=args.concurrency, duration=args.seconds)
+    hook_result = await loadgen.run(
+        HOST, port, hooks[500:], concurrency=args.concurrency, duration=args.seconds
+    )
+    return warm, bare_result, hook_result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--pids", type=int, default=2000, help="distinct problems")
+    parser.add_argument("--distinct", type=int, default=20000, help="distinct bodies before they repeat")
+    parser.add_argument(
+        "--intake-only", action="store_true", help="skip correlation after the lifecycle (intake alone)"
+    )
+    args = parser.parse_args()
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    with tempfile.TemporaryDirectory(prefix="borealis-bench-") as tmp:
+        data_dir = Path(tmp)
+        url, user_id, secret = prepare(data_dir)
+        port = free_port()
+        server = start_server(data_dir, port, ["--intake-only"] if args.intake_only else [])
+        try:
+            warm, bare, hook = asyncio.run(drive(args, port, user_id, secret))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        scope = "intake only (no correlation)" if args.intake_only else "full ingest"
+        print(
+            f"ingest benchmark, {scope}: {args.concurrency} concurrent senders, loopback, embedded SQLite, "
+            f"{os.cpu_count()} cores"
+        )
+        report("bare", bare)
+        report("webhook", hook)
+        ratio = hook.throughput / bare.throughput if bare.throughput else 0.0
+        print(f"ratio    {ratio:.3f}  (target >= 0.2; p99 target < 50 ms)")
+        acknowledged = sum(1 for _, status in warm.answered + hook.answered if 200 <= status < 300)
+        database = Database(url)
+        with database.session() as session:
+            stored = session.scalar(sa.select(sa.func.coalesce(sa.func.sum(Notification.delivery_count), 0)))
+            problems = session.scalar(sa.text("SELECT count(*) FROM problems"))
+        database.dispose()
+        verdict = "every 2xx stored" if stored == acknowledged else "MISMATCH"
+        print(
+            f"durable  {acknowledged} acknowledged, {stored} deliveries stored over {problems} problems: {verdict}"
+        )
+        outcomes = dict(sorted(hook.statuses.items()))
+        print(f"statuses {outcomes}")
+
+
+if __name__ == "__main__":
+    main()
