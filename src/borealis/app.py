@@ -24,6 +24,7 @@ from borealis.jobs.views import router as jobs_router
 from borealis.middleware import BodyLimitMiddleware, RequestIdMiddleware, request_id_var
 from borealis.problems.views import router as problems_router
 from borealis.problems.webhook import install as install_webhook
+from borealis.rca.views import router as rca_router
 from borealis.observability import AccessLogMiddleware, metrics_router
 from borealis.problems.views import router as problems_router
 from borealis.problems.webhook import install as install_webhook
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     install_webhook(app)  # first route: matched on every Dynatrace delivery
     app.include_router(problems_router)
     app.include_router(incidents_router)
+    app.include_router(rca_router)
     install_webhook(app)  # first route: matched on every Dynatrace delivery
     app.include_router(jobs_router)
     app.include_router(metrics_router)

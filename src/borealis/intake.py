@@ -19,6 +19,7 @@ from borealis.dynatrace.payload import ProblemNotification, from_api_problem, te
 from borealis.incidents import service as incidents_service
 from borealis.problems import lifecycle
 from borealis.problems import service as problems_service
+from borealis.rca import service as rca_service
 
 SOURCES = problems_service.SOURCES
 
@@ -133,7 +134,12 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
         )
         if outcome.outcome in (lifecycle.CREATED, lifecycle.UPDATED) and outcome.problem_id not in correlated:
             correlated.add(outcome.problem_id)
-            incidents_service.on_problem_changed(db_session=db_session, problem_id=outcome.problem_id)
+            incident = incidents_service.on_problem_changed(
+                db_session=db_session, problem_id=outcome.problem_id
+            )
+            rca_service.after_ingest(
+                db_session=db_session, incident=incident, problem_created=outcome.outcome == lifecycle.CREATED
+            )
         # Follow-up steps for this problem go here, one call each, in this same transaction, e.g.
         # correlating the problem into an incident and enqueueing its enrichment. They see the problem
         # as just written (``outcome.problem_id``); ``outcome.outcome`` tells created / updated /

@@ -13,6 +13,7 @@ from borealis.incidents.correlation import (
     DEFAULT_WINDOW_MINUTES,
     CorrelationSettings,
 )
+from borealis.rca.schemas import RcaSummary
 from borealis.schemas import CamelModel
 
 
@@ -78,6 +79,8 @@ class TimelineEvent(CamelModel):
 class IncidentDetail(IncidentSummary):
     problems: list[IncidentProblemRead]
     timeline: list[TimelineEvent]
+    # The latest root-cause analysis in short (the whole report: GET /incidents/{id}/rca).
+    rca: RcaSummary | None = None
 
 
 class MergeRequest(CamelModel):

@@ -23,6 +23,7 @@ from borealis.incidents.schemas import (
     MoveRequest,
     TimelineEvent,
 )
+from borealis.rca import service as rca_service
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
@@ -131,7 +132,8 @@ def _detail(db_session: DbSession, incident: Incident) -> IncidentDetail:
         for event in service.timeline(db_session=db_session, incident=incident)
     ]
     summary = IncidentSummary.model_validate(incident)
-    return IncidentDetail(**summary.model_dump(), problems=problems, timeline=timeline)
+    rca = rca_service.summary_for(db_session=db_session, incident=incident)
+    return IncidentDetail(**summary.model_dump(), problems=problems, timeline=timeline, rca=rca)
 
 
 @router.get("/{incident_id}", response_model=IncidentDetail)

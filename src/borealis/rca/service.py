@@ -1,0 +1,525 @@
+"""RCA operations: when an analysis runs, the run's life cycle, and what the API shows of it.
+
+``request`` runs in the caller's transaction (ingest, a request): it records the run and its job together,
+or neither. ``analyse`` is the slow part (Dynatrace and the optional model) and touches no database; the
+job handler (``tasks.py``) calls it between two short transactions.
+
+When it runs: automatically for a new incident and again (debounced) when the incident gains problems,
+only for users with ``rcaEnabled`` and within the per-user rate limit (a run over the limit is recorded
+as ``skipped`` with the reason); on demand at any time. Test notifications never make problems, so never
+incidents, so never an RCA.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from borealis.auth.models import User
+from borealis.config import Settings, get_settings
+from borealis.crypto import SecretBox
+from borealis.db import utcnow
+from borealis.dynatrace import service as dynatrace_service
+from borealis.dynatrace.models import Connection
+from borealis.errors import BorealisError
+from borealis.incidents import service as incidents_service
+from borealis.incidents.models import Incident
+from borealis.jobs import enqueue
+from borealis.jobs.models import Job, JobState
+from borealis.problems.models import Problem
+from borealis.rca.analyzer import analyze
+from borealis.rca.evidence import (
+    EntityRef,
+    Evidence,
+    EvidenceBook,
+    EvidenceKind,
+    Links,
+    NotChecked,
+    ProblemFacts,
+    entity_type_of,
+)
+from borealis.rca.gather import Budget, facts_as_problem, investigate
+from borealis.rca.llm import LlmConfig, narrate
+from borealis.rca.models import RcaEvidence, RcaRun, RcaStatus, RcaTrigger
+from borealis.rca.report import Report, render_markdown
+from borealis.rca.schemas import RcaRead, RcaRunSummary, RcaSummary
+
+logger = logging.getLogger("borealis.rca")
+
+JOB_KIND = "rca"
+AUTOMATIC = (RcaTrigger.NEW_INCIDENT.value, RcaTrigger.PROBLEMS_ADDED.value)
+ACTIVE = (RcaStatus.QUEUED.value, RcaStatus.RUNNING.value)
+HISTORY_LIMIT = 10
+MAX_PROBLEMS = 20
+
+
+def job_key(incident_id: int) -> str:
+    return f"incident:{incident_id}"
+
+
+# --- requesting a run ------------------------------------------------------------------------------
+
+
+def latest(*, db_session: Session, incident_id: int) -> RcaRun | None:
+    """The incident's newest run, or None when it never had one."""
+    return db_session.scalar(
+        sa.select(RcaRun).where(RcaRun.incident_id == incident_id).order_by(RcaRun.id.desc()).limit(1)
+    )
+
+
+def _queued(db_session: Session, incident_id: int) -> RcaRun | None:
+    return db_session.scalar(
+        sa.select(RcaRun)
+        .where(RcaRun.incident_id == incident_id, RcaRun.status == RcaStatus.QUEUED.value)
+        .order_by(RcaRun.id.desc())
+        .limit(1)
+    )
+
+
+def recent_automatic_runs(*, db_session: Session, user_id: str, since: datetime) -> int:
+    """How many automatic runs (not skipped) the user had since ``since``: what the rate limit counts."""
+    return (
+        db_session.scalar(
+            sa.select(sa.func.count())
+            .select_from(RcaRun)
+            .where(
+                RcaRun.user_id == user_id,
+                RcaRun.created_at >= since,
+                RcaRun.trigger.in_(AUTOMATIC),
+                RcaRun.status != RcaStatus.SKIPPED.value,
+            )
+        )
+        or 0
+    )
+
+
+def request(
+    *,
+    db_session: Session,
+    incident: Incident,
+    trigger: RcaTrigger,
+    settings: Settings | None = None,
+    now: datetime | None = None,
+) -> RcaRun | None:
+    """Ask for an analysis of the incident; returns the run that will answer (queued, or skipped by the
+    rate limit), or None when an automatic run is not wanted (RCA off for the user)."""
+    settings = settings or get_settings()
+    now = now or utcnow()
+    automatic = trigger is not RcaTrigger.ON_DEMAND
+    if automatic:
+        user = db_session.get(User, incident.user_id)
+        if user is None or not user.rca_enabled:
+            return None
+    queued = _queued(db_session, incident.id)
+    if queued is not None:
+        # One queued run per incident: it reads the incident's problems when it starts, so a later
+        # request is already served by it; an on-demand request only makes it start now.
+        if not automatic:
+            queued.trigger = RcaTrigger.ON_DEMAND.value
+            queued.run_after = min(queued.run_after, now)
+            _enqueue(db_session, queued, now)
+            db_session.flush()
+        return queued
+    limit = settings.rca_rate_limit_per_hour
+    if (
+        automatic
+        and limit
+        and recent_automatic_runs(
+            db_session=db_session, user_id=incident.user_id, since=now - timedelta(hours=1)
+        )
+        >= limit
+    ):
+        reason = (
+            f"skipped: the limit of {limit} automatic RCAs per hour was reached "
+            "(BOREALIS_RCA_RATE_LIMIT_PER_HOUR); run it now with POST "
+            f"/incidents/{incident.id}/rca"
+        )
+        run = RcaRun(
+            incident_id=incident.id,
+            user_id=incident.user_id,
+            status=RcaStatus.SKIPPED.value,
+            trigger=trigger.value,
+            reason=reason,
+            run_after=now,
+            finished_at=now,
+            attempts=0,
+            created_at=now,
+            updated_at=now,
+        )
+        db_session.add(run)
+        db_session.flush()
+        _event(db_session, incident, "rca_skipped", f"RCA {reason}", run)
+        return run
+    delay = timedelta(seconds=settings.rca_debounce_seconds) if automatic else timedelta(0)
+    run = RcaRun(
+        incident_id=incident.id,
+        user_id=incident.user_id,
+        status=RcaStatus.QUEUED.value,
+        trigger=trigger.value,
+        run_after=now + delay,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+    db_session.add(run)
+    db_session.flush()
+    _enqueue(db_session, run, now)
+    why = {
+        RcaTrigger.NEW_INCIDENT: "for the new incident",
+        RcaTrigger.PROBLEMS_ADDED: "again: the incident gained problems",
+        RcaTrigger.ON_DEMAND: "on demand",
+    }[trigger]
+    _event(db_session, incident, "rca_queued", f"RCA queued {why}", run)
+    return run
+
+
+def _enqueue(db_session: Session, run: RcaRun, now: datetime) -> None:
+    job = enqueue(
+        db_session=db_session,
+        kind=JOB_KIND,
+        user_id=run.user_id,
+        key=job_key(run.incident_id),
+        payload={"rcaId": run.id},
+        run_after=max(run.run_after, now) if run.trigger in AUTOMATIC else now,
+        max_attempts=3,
+    )
+    run.job_id = job.id
+
+
+def after_ingest(
+    *, db_session: Session, incident: Incident, problem_created: bool, settings: Settings | None = None
+) -> RcaRun | None:
+    """The ingest hook: a new problem means a new incident or one that gained a problem; either asks for
+    an automatic run. Updates of known problems do not."""
+    if not problem_created:
+        return None
+    trigger = RcaTrigger.NEW_INCIDENT if incident.problem_count <= 1 else RcaTrigger.PROBLEMS_ADDED
+    if (
+        trigger is RcaTrigger.PROBLEMS_ADDED
+        and latest(db_session=db_session, incident_id=incident.id) is None
+    ):
+        trigger = RcaTrigger.NEW_INCIDENT
+    return request(db_session=db_session, incident=incident, trigger=trigger, settings=settings)
+
+
+def _event(db_session: Session, incident: Incident, kind: str, message: str, run: RcaRun) -> None:
+    incidents_service.record_event(
+        db_session=db_session,
+        incident=incident,
+        kind=kind,
+        message=message,
+        details={"rcaId": run.id, "status": run.status, "verdict": run.verdict},
+    )
+
+
+# --- running -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Inputs:
+    """What a run reads from the database before it goes to the network."""
+
+    rca_id: int
+    incident_id: int
+    title: str
+    problems: list[ProblemFacts]
+    connection: Connection | None
+
+
+@dataclass
+class Outcome:
+    report: Report
+    analyzer: str
+    reason: str | None = None
+    usage: dict[str, Any] = field(default_factory=dict)
+
+
+def facts_of(problem: Problem) -> ProblemFacts:
+    """The stored problem as the analysis reads it."""
+    impacted = tuple(
+        EntityRef(
+            id=item["entityId"],
+            name=item.get("name"),
+            type=item.get("type") or entity_type_of(item["entityId"]),
+        )
+        for item in problem.impacted_entities or []
+        if isinstance(item, dict) and item.get("entityId")
+    )
+    root = None
+    if problem.root_cause_entity_id:
+        root = EntityRef(
+            id=problem.root_cause_entity_id,
+            name=problem.root_cause_entity_name,
+            type=problem.root_cause_entity_type or entity_type_of(problem.root_cause_entity_id),
+        )
+    details = problem.details if problem.details_format in ("v2", "api") else None
+    return ProblemFacts(
+        pid=problem.api_problem_id or problem.pid,
+        title=problem.title or problem.display_id or problem.pid,
+        display_id=problem.display_id,
+        state=problem.state,
+        severity=problem.severity,
+        impact=problem.impact,
+        start=problem.start_time,
+        end=problem.end_time,
+        impacted=impacted,
+        root_cause=root,
+        url=problem.problem_url,
+        details=details if isinstance(details, dict) else None,
+    )
+
+
+def start(*, db_session: Session, run: RcaRun) -> Inputs:
+    """Mark the run running and read what it needs; the caller commits."""
+    now = utcnow()
+    first = run.status == RcaStatus.QUEUED.value
+    run.status = RcaStatus.RUNNING.value
+    run.attempts = (run.attempts or 0) + 1
+    run.started_at = run.started_at or now
+    run.updated_at = now
+    incident = db_session.get(Incident, run.incident_id)
+    assert incident is not None  # the run is deleted with its incident
+    members = incidents_service.members(db_session=db_session, incident=incident)
+    problems = [facts_of(problem) for _, problem in members[:MAX_PROBLEMS]]
+    connection = dynatrace_service.get(db_session=db_session, user_id=run.user_id)
+    if first:
+        _event(db_session, incident, "rca_started", f"RCA started ({len(problems)} problem(s))", run)
+    db_session.flush()
+    return Inputs(
+        rca_id=run.id, incident_id=incident.id, title=incident.title, problems=problems, connection=connection
+    )
+
+
+def analyse(
+    inputs: Inputs, *, settings: Settings, secret_box: SecretBox, now: datetime | None = None
+) -> Outcome:
+    """Gather evidence within the token's scopes, rank the causes, and let the model (when configured)
+    write the narrative. No database: safe to run outside any transaction."""
+    now = now or utcnow()
+    budget = Budget(lookback=timedelta(minutes=settings.rca_lookback_minutes))
+    llm = LlmConfig.from_settings(settings)
+    connection = inputs.connection
+    client = None
+    gap: NotChecked | None = None
+    if connection is None or not connection.connected:
+        gap = NotChecked(
+            what="the Dynatrace API",
+            reason="Dynatrace is not connected: only the stored problem records were analysed; connect "
+            "again (POST /dynatrace/connect) and re-run the RCA",
+            code="error",
+        )
+    else:
+        try:
+            client = dynatrace_service.client_for(
+                connection=connection, settings=settings, secret_box=secret_box
+            )
+        except BorealisError as exc:
+            gap = NotChecked(what="the Dynatrace API", reason=exc.message, code="error")
+    usage: dict[str, Any] = {"dynatraceCalls": 0, "llm": None}
+    if client is not None:
+        with client:
+            investigation = investigate(
+                client, inputs.problems, now=now, scopes=connection.token_scopes or None, budget=budget
+            )
+            book = investigation.book
+            report = analyze(book.items, book.not_checked, lookback=budget.lookback)
+            outcome = _narrate(report, llm, investigation, inputs.title, usage)
+            usage["dynatraceCalls"] = investigation.calls
+            return outcome
+    book = EvidenceBook(Links(connection.environment_url) if connection else None)
+    for facts in inputs.problems:
+        book.add_problem(
+            facts_as_problem(facts), source="webhook notification (stored problem record)", url=facts.url
+        )
+    if gap is not None:
+        book.not_checked.append(gap)
+    report = analyze(book.items, book.not_checked, lookback=budget.lookback)
+    return _narrate(report, llm, None, inputs.title, usage)
+
+
+def _narrate(report: Report, llm: LlmConfig | None, tools: Any, title: str, usage: dict[str, Any]) -> Outcome:
+    if llm is None:
+        return Outcome(report=report, analyzer="deterministic", usage=usage)
+    narrative = narrate(report, config=llm, tools=tools, title=title)
+    usage["llm"] = {"model": llm.model, **narrative.usage.as_dict()}
+    if narrative.accepted:
+        return Outcome(report=narrative.report, analyzer=f"llm:{llm.model}", usage=usage)
+    return Outcome(
+        report=narrative.report,
+        analyzer="deterministic",
+        reason=f"the model's narrative was not used: {narrative.reason}",
+        usage=usage,
+    )
+
+
+def finish(*, db_session: Session, run: RcaRun, outcome: Outcome) -> None:
+    """Store the report and its evidence and mark the run done; the caller commits."""
+    now = utcnow()
+    report = outcome.report
+    incident = db_session.get(Incident, run.incident_id)
+    db_session.execute(sa.delete(RcaEvidence).where(RcaEvidence.rca_id == run.id))
+    for item in report.evidence:
+        db_session.add(
+            RcaEvidence(
+                rca_id=run.id,
+                evidence_id=item.id,
+                kind=item.kind.value,
+                summary=item.summary,
+                source=item.source,
+                start_time=item.start,
+                end_time=item.end,
+                entity_id=item.entity.id if item.entity else None,
+                entity_name=item.entity.name if item.entity else None,
+                entity_type=item.entity.type if item.entity else None,
+                link=item.link,
+                event_type=item.event_type,
+                root_cause_relevant=item.root_cause_relevant,
+                problem_id=item.problem_id,
+                data=item.data,
+            )
+        )
+    run.report = report.model_dump(mode="json", by_alias=True, exclude={"evidence"})
+    run.markdown = render_markdown(report, title=incident.title if incident else None)
+    run.verdict = report.verdict.value
+    run.analyzer = outcome.analyzer
+    run.reason = outcome.reason
+    run.usage = outcome.usage
+    run.status = RcaStatus.DONE.value
+    run.finished_at = now
+    run.updated_at = now
+    if incident is not None:
+        cause = report.root_cause.entity
+        what = f"{report.verdict.value}: {cause.label}" if cause else report.verdict.value
+        _event(db_session, incident, "rca_done", f"RCA done, {what} ({outcome.analyzer})", run)
+    db_session.flush()
+
+
+def record_failure(*, db_session: Session, run: RcaRun, reason: str, final: bool) -> None:
+    """Note a failed attempt: ``failed`` with the reason after the last one, else queued for a retry."""
+    now = utcnow()
+    run.reason = reason if final else f"attempt {run.attempts} failed, retrying: {reason}"
+    run.status = RcaStatus.FAILED.value if final else RcaStatus.QUEUED.value
+    run.updated_at = now
+    if final:
+        run.finished_at = now
+        incident = db_session.get(Incident, run.incident_id)
+        if incident is not None:
+            _event(db_session, incident, "rca_failed", f"RCA failed: {reason}", run)
+    db_session.flush()
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def evidence_of(*, db_session: Session, run: RcaRun) -> list[Evidence]:
+    rows = db_session.scalars(
+        sa.select(RcaEvidence).where(RcaEvidence.rca_id == run.id).order_by(RcaEvidence.id)
+    )
+    items = []
+    for row in rows:
+        entity = (
+            EntityRef(id=row.entity_id, name=row.entity_name, type=row.entity_type) if row.entity_id else None
+        )
+        items.append(
+            Evidence(
+                id=row.evidence_id,
+                kind=EvidenceKind(row.kind),
+                summary=row.summary,
+                source=row.source,
+                start=row.start_time,
+                end=row.end_time,
+                entity=entity,
+                link=row.link,
+                event_type=row.event_type,
+                root_cause_relevant=row.root_cause_relevant,
+                problem_id=row.problem_id,
+                data=row.data or {},
+            )
+        )
+    return items
+
+
+def _effective_status(db_session: Session, run: RcaRun) -> tuple[str, str | None]:
+    """The run's status, corrected when its job died for good without the run hearing of it."""
+    if run.status in ACTIVE and run.job_id is not None:
+        job = db_session.get(Job, run.job_id)
+        if job is not None and job.state == JobState.FAILED.value:
+            return RcaStatus.FAILED.value, job.last_error or "the RCA job failed"
+    return run.status, run.reason
+
+
+def history(*, db_session: Session, incident_id: int, limit: int = HISTORY_LIMIT) -> Sequence[RcaRun]:
+    """The incident's runs, newest first."""
+    return db_session.scalars(
+        sa.select(RcaRun).where(RcaRun.incident_id == incident_id).order_by(RcaRun.id.desc()).limit(limit)
+    ).all()
+
+
+def read(*, db_session: Session, run: RcaRun) -> RcaRead:
+    """The run as ``GET /incidents/{id}/rca`` shows it, with its whole report."""
+    status, reason = _effective_status(db_session, run)
+    report = None
+    if run.report is not None:
+        report = Report.model_validate(
+            {**run.report, "evidence": evidence_of(db_session=db_session, run=run)}
+        )
+    runs = history(db_session=db_session, incident_id=run.incident_id)
+    return RcaRead(
+        id=run.id,
+        incident_id=run.incident_id,
+        status=status,
+        trigger=run.trigger,
+        reason=reason,
+        analyzer=run.analyzer,
+        verdict=run.verdict,
+        report=report,
+        markdown=run.markdown,
+        usage=run.usage,
+        attempts=run.attempts,
+        requested_at=run.created_at,
+        run_after=run.run_after,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        history=[
+            RcaRunSummary(
+                id=item.id,
+                status=_effective_status(db_session, item)[0],
+                trigger=item.trigger,
+                verdict=item.verdict,
+                analyzer=item.analyzer,
+                reason=item.reason,
+                created_at=item.created_at,
+                finished_at=item.finished_at,
+            )
+            for item in runs
+        ],
+    )
+
+
+def summary_for(*, db_session: Session, incident: Incident) -> RcaSummary | None:
+    """The RCA section of the incident detail, or None when the incident never had an RCA."""
+    run = latest(db_session=db_session, incident_id=incident.id)
+    if run is None:
+        return None
+    status, reason = _effective_status(db_session, run)
+    report = run.report or {}
+    cause = (report.get("rootCause") or {}).get("entity")
+    return RcaSummary(
+        id=run.id,
+        status=status,
+        trigger=run.trigger,
+        verdict=run.verdict,
+        summary=report.get("summary"),
+        root_cause=EntityRef.model_validate(cause) if cause else None,
+        analyzer=run.analyzer,
+        reason=reason,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        link=f"/incidents/{incident.id}/rca",
+    )

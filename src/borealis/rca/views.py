@@ -1,0 +1,37 @@
+"""The RCA of an incident: ``GET /incidents/{id}/rca`` and ``POST /incidents/{id}/rca`` (run it now)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from borealis.deps import AppSettings, DbSession
+from borealis.errors import NotFound
+from borealis.incidents.views import IncidentFromPath
+from borealis.rca import service
+from borealis.rca.models import RcaTrigger
+from borealis.rca.schemas import RcaRead
+
+router = APIRouter(prefix="/incidents", tags=["rca"])
+
+
+@router.get("/{incident_id}/rca", response_model=RcaRead)
+def get_rca(incident: IncidentFromPath, db_session: DbSession) -> RcaRead:
+    """The incident's latest RCA: status, report, Markdown, analyzer, times, and the earlier runs."""
+    run = service.latest(db_session=db_session, incident_id=incident.id)
+    if run is None:
+        raise NotFound(
+            f"incident {incident.id} has no RCA yet; start one with POST /incidents/{incident.id}/rca "
+            "(automatic runs need rcaEnabled: PUT /dynatrace/rca-settings)"
+        )
+    return service.read(db_session=db_session, run=run)
+
+
+@router.post("/{incident_id}/rca", response_model=RcaRead, status_code=status.HTTP_202_ACCEPTED)
+def run_rca(incident: IncidentFromPath, db_session: DbSession, settings: AppSettings) -> RcaRead:
+    """Queue an RCA now, whatever the RCA setting and the rate limit of automatic runs say."""
+    run = service.request(
+        db_session=db_session, incident=incident, trigger=RcaTrigger.ON_DEMAND, settings=settings
+    )
+    assert run is not None  # on-demand runs are never declined
+    db_session.commit()
+    return service.read(db_session=db_session, run=run)
