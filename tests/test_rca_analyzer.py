@@ -233,3 +233,18 @@ def test_evidence_book_keeps_one_item_per_fact():
     assert [item.id for item in book.items] == ["E1"]
     assert first.link
     assert first.link.startswith(ENVIRONMENT + "/ui/entity/SERVICE-5555666677778888")
+
+
+def test_hosts_of_one_host_group_stay_separate_suspects():
+    group = "HOST_GROUP-0E489369D663A4BF"
+    busy, idle = "HOST-1111111111111111", "HOST-2222222222222222"
+    scenario = two_unrelated_failures()
+    scenario.entities += [
+        entity(busy, "busy", outgoing={"isInstanceOf": [group]}),
+        entity(idle, "idle", outgoing={"isInstanceOf": [group]}),
+    ]
+    scenario.events.append(event("8_1", "CPU_SATURATED", "CPU saturation", busy, "busy", T0))
+    scenario.events.append(event("8_2", "LOW_DISK_SPACE", "Low disk space", idle, "idle", T0))
+    report = run(scenario)
+    ranked = {c.entity.id for c in report.candidates}
+    assert {busy, idle} <= ranked

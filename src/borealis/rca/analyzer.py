@@ -199,7 +199,7 @@ def _topology(evidence: Sequence[Evidence], components: _Components) -> dict[str
                     depends.setdefault(me, set()).add(other)
                 elif name in DEPENDS_REVERSE:
                     depends.setdefault(other, set()).add(me)
-                elif name in SAME_COMPONENT:
+                elif name in SAME_COMPONENT and _instance_of(me, other):
                     components.union(me, other)
         for name, sources in (item.data.get("toRelationships") or {}).items():
             for other in _related_ids(sources):
@@ -207,9 +207,15 @@ def _topology(evidence: Sequence[Evidence], components: _Components) -> dict[str
                     depends.setdefault(other, set()).add(me)
                 elif name in DEPENDS_REVERSE:
                     depends.setdefault(me, set()).add(other)
-                elif name in SAME_COMPONENT:
+                elif name in SAME_COMPONENT and _instance_of(other, me):
                     components.union(me, other)
     return depends
+
+
+def _instance_of(instance: str, group: str) -> bool:
+    """A process of its process group, a service instance of its service; not a host of a host group
+    (hosts of one group are separate suspects)."""
+    return entity_type_of(instance) == f"{entity_type_of(group)}_INSTANCE"
 
 
 def _minutes(delta: timedelta) -> str:
