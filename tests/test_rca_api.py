@@ -404,3 +404,16 @@ def test_an_on_demand_run_is_picked_up_by_a_worker(setup, worker):
     rca = setup.rca(incident_id)
     assert rca["status"] == "done"
     assert rca["verdict"] == "CONFIRMED"
+
+
+def test_a_queued_rca_of_an_incident_merged_away_is_skipped_with_a_pointer(setup):
+    setup.enable_rca()
+    (kept,) = setup.deliver(deployment_breaks_service())
+    (merged,) = setup.deliver(two_unrelated_failures())
+    answer = setup.account.client.post(f"/incidents/{kept}/merge", json={"sourceIncidentId": merged})
+    assert answer.status_code == 200, answer.text
+    setup.run_jobs()
+    skipped = setup.rca(merged)
+    assert skipped["status"] == "skipped"
+    assert f"GET /incidents/{kept}/rca" in skipped["reason"]
+    assert setup.rca(kept)["status"] == "done"

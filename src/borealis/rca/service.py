@@ -112,6 +112,9 @@ def request(
     settings = settings or get_settings()
     now = now or utcnow()
     automatic = trigger is not RcaTrigger.ON_DEMAND
+    # Ingest holds this lock already; an on-demand request takes it so an incident never has two
+    # queued runs (the second would have no job of its own).
+    incidents_service.lock_user(db_session=db_session, user_id=incident.user_id)
     if automatic:
         user = db_session.get(User, incident.user_id)
         if user is None or not user.rca_enabled:
@@ -275,16 +278,28 @@ def facts_of(problem: Problem) -> ProblemFacts:
     )
 
 
-def start(*, db_session: Session, run: RcaRun) -> Inputs:
-    """Mark the run running and read what it needs; the caller commits."""
+def start(*, db_session: Session, run: RcaRun) -> Inputs | None:
+    """Mark the run running and read what it needs; None when there is nothing left to analyse (the
+    incident was merged into another, whose own RCA covers its problems). The caller commits."""
     now = utcnow()
+    incident = db_session.get(Incident, run.incident_id)
+    assert incident is not None  # the run is deleted with its incident
+    if incident.merged_into_id is not None:
+        run.status = RcaStatus.SKIPPED.value
+        run.reason = (
+            f"skipped: the incident was merged into incident #{incident.merged_into_id}; see "
+            f"GET /incidents/{incident.merged_into_id}/rca"
+        )
+        run.finished_at = now
+        run.updated_at = now
+        _event(db_session, incident, "rca_skipped", f"RCA {run.reason}", run)
+        db_session.flush()
+        return None
     first = run.status == RcaStatus.QUEUED.value
     run.status = RcaStatus.RUNNING.value
     run.attempts = (run.attempts or 0) + 1
     run.started_at = run.started_at or now
     run.updated_at = now
-    incident = db_session.get(Incident, run.incident_id)
-    assert incident is not None  # the run is deleted with its incident
     members = incidents_service.members(db_session=db_session, incident=incident)
     problems = [facts_of(problem) for _, problem in members[:MAX_PROBLEMS]]
     connection = dynatrace_service.get(db_session=db_session, user_id=run.user_id)

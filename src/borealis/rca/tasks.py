@@ -24,6 +24,11 @@ def run_rca(ctx: JobContext) -> dict[str, Any] | None:
         if run.status not in service.ACTIVE:
             return {"rcaId": rca_id, "skipped": f"the RCA is already {run.status}"}
         inputs = service.start(db_session=db_session, run=run)
+        if inputs is None:
+            result = {"rcaId": rca_id, "status": run.status, "reason": run.reason}
+            ctx.complete(db_session, result)
+            db_session.commit()
+            return result
         db_session.commit()
     try:
         outcome = service.analyse(inputs, settings=ctx.settings, secret_box=ctx.secret_box)
