@@ -17,6 +17,7 @@ from borealis.incidents.correlation import (
     score_pair,
     title_key,
     title_similarity,
+    weak_signals_can_group,
 )
 from borealis.incidents.topology import NO_TOPOLOGY, StaticTopology, reach
 
@@ -144,6 +145,12 @@ def test_weak_signals_together_stay_below_the_default_threshold():
     assert match is not None
     assert match.score < DEFAULTS.threshold
     assert match.strategy == "title"
+
+
+def test_weak_signals_can_group_only_under_a_low_threshold():
+    assert not weak_signals_can_group(DEFAULTS)
+    assert weak_signals_can_group(replace(DEFAULTS, threshold=0.3))
+    assert not weak_signals_can_group(replace(DEFAULTS, threshold=0.3, tags=False, title=False))
 
 
 def test_title_similarity_ignores_numbers_and_case():

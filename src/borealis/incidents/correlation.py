@@ -259,6 +259,25 @@ def score_pair(
     return Match(other=other, score=combine(item.strength for item in evidence), evidence=tuple(evidence))
 
 
+def weak_signals_can_group(settings: CorrelationSettings) -> bool:
+    """Whether tags, zones, title and time together can reach the threshold without a strong signal.
+
+    When they cannot (the defaults), problems that share only a tag, a zone or a title need not even
+    be looked at: that keeps the candidate lookup small when every problem carries ``env:prod``.
+    """
+    strongest = [
+        strength
+        for signal, strength in (
+            ("tags", TAGS_MAX),
+            ("management_zones", ZONES_MAX),
+            ("title", TITLE_MAX),
+            ("time", TIME_MAX),
+        )
+        if settings.enabled(signal)
+    ]
+    return combine(strongest) >= settings.threshold
+
+
 @dataclass(frozen=True)
 class Candidate:
     """A problem in an open incident; ``incident_rank`` orders incidents for ties (oldest first)."""

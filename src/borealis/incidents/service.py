@@ -28,6 +28,7 @@ from borealis.incidents.correlation import (
     ProblemFacts,
     related_incidents,
     title_key,
+    weak_signals_can_group,
 )
 from borealis.incidents.models import (
     OPEN,
@@ -165,6 +166,8 @@ def _lookup_keys(
     if settings.topology:
         strong |= {ENTITY_KEY + entity for entity in reached}
     weak: set[str] = set()
+    if not weak_signals_can_group(settings):
+        return {key[:300] for key in strong}, weak
     if settings.tags:
         weak |= {TAG_KEY + tag for tag in facts.tags}
     if settings.management_zones:
@@ -229,7 +232,8 @@ def _related(
     facts: ProblemFacts,
     settings: CorrelationSettings,
     topology: Topology,
-) -> list[IncidentMatch]:
+) -> list[tuple[IncidentMatch, Incident]]:
+    """The open incidents ``facts`` relates to, best first, each with its best match."""
     reached: dict[str, Reach] = {}
     if settings.topology and settings.max_hops > 0:
         reached = reach(topology, facts.entities, max_hops=settings.max_hops)
@@ -237,20 +241,20 @@ def _related(
         db_session=db_session, user_id=user_id, facts=facts, settings=settings, reached=reached
     )
     found = related_incidents(facts, candidates, settings=settings, reached=reached)
-    # The index holds open incidents only; a concurrent resolve in this transaction is still honoured.
-    open_ids = _open_incident_ids(db_session, [item.incident_id for item in found])
-    return [item for item in found if item.incident_id in open_ids]
+    # The index holds open incidents only; checking again costs nothing and loads them in one query.
+    loaded = _incidents(db_session, [item.incident_id for item in found])
+    return [(item, loaded[item.incident_id]) for item in found if _is_open(loaded.get(item.incident_id))]
 
 
-def _open_incident_ids(db_session: Session, incident_ids: Sequence[int]) -> set[int]:
+def _incidents(db_session: Session, incident_ids: Sequence[int | str]) -> dict[int | str, Incident]:
     if not incident_ids:
-        return set()
-    rows = db_session.scalars(
-        sa.select(Incident.id).where(
-            Incident.id.in_(list(incident_ids)), Incident.status == OPEN, Incident.merged_into_id.is_(None)
-        )
-    )
-    return set(rows)
+        return {}
+    rows = db_session.scalars(sa.select(Incident).where(Incident.id.in_(list(incident_ids))))
+    return {incident.id: incident for incident in rows}
+
+
+def _is_open(incident: Incident | None) -> bool:
+    return incident is not None and incident.status == OPEN and incident.merged_into_id is None
 
 
 # -- the ingest hook --------------------------------------------------------------------------------
@@ -296,7 +300,6 @@ def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topolo
         return _attach_new(db_session=db_session, problem=problem, topology=topology).incident
     incident = attachment.incident
     facts = facts_from(problem)
-    _absorb(incident, problem, facts)
     previous_state = attachment.problem_state
     changed = previous_state != problem.state
     if changed:
@@ -315,6 +318,7 @@ def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topolo
             _maybe_resolve(db_session, incident, why=f"all its problems have ended ({facts.display_id} last)")
         elif previous_state in ENDED_STATES:
             _maybe_reopen(db_session, incident, why=f"{facts.display_id} reopened")
+    _absorb(incident, problem, facts)
     if incident.status == OPEN:
         _index_problem(db_session, problem.user_id, problem.id, incident.id, keys_for(facts))
     db_session.flush()
@@ -346,12 +350,7 @@ def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | No
         settings=settings,
         topology=topology or topology_for(db_session, problem.user_id),
     )
-    related = [
-        (item, db_session.get(Incident, item.incident_id))
-        for item in found
-        if item.incident_id != incident.id
-    ]
-    related = [(item, other) for item, other in related if other is not None and not other.manual]
+    related = [(item, other) for item, other in found if other.id != incident.id and not other.manual]
     if not related:
         return Placement(incident)
     (best, target), rest = related[0], related[1:]
@@ -421,8 +420,7 @@ def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | N
         )
         target = incident
     else:
-        best = found[0]
-        target = db_session.get(Incident, best.incident_id)
+        best, target = found[0]
         _attach(
             db_session,
             problem.id,
@@ -441,9 +439,8 @@ def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | N
             message=f"{facts.display_id} joined: {best.match.reason}",
             details={"strategy": best.match.strategy, "score": best.match.score},
         )
-        for other in found[1:]:
-            source = db_session.get(Incident, other.incident_id)
-            if source is None or source.manual or target.manual or source.merged_into_id is not None:
+        for other, source in found[1:]:
+            if source.manual or target.manual or source.merged_into_id is not None:
                 continue
             _merge(
                 db_session,
@@ -452,12 +449,12 @@ def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | N
                 actor="system",
                 why=f"{facts.display_id} {other.match.reason}",
             )
-    _absorb(target, problem, facts)
     _count(db_session, target)
+    _absorb(target, problem, facts)
     if problem.state in ENDED_STATES:
         _maybe_resolve(db_session, target, why=f"all its problems have ended ({facts.display_id} last)")
     if target.status == OPEN:
-        _index_problem(db_session, problem.user_id, problem.id, target.id, keys_for(facts))
+        _index_problem(db_session, problem.user_id, problem.id, target.id, keys_for(facts), fresh=True)
     db_session.flush()
     return Placement(target, attached=True, opened=not found)
 
@@ -615,13 +612,21 @@ def _set_open(db_session: Session, incident: Incident, *, why: str, actor: str) 
 
 
 def _index_problem(
-    db_session: Session, user_id: str, problem_id: int, incident_id: int, keys: set[str]
+    db_session: Session,
+    user_id: str,
+    problem_id: int,
+    incident_id: int,
+    keys: set[str],
+    *,
+    fresh: bool = False,
 ) -> None:
-    """Make the problem's index rows exactly ``keys`` under ``incident_id``."""
-    rows = db_session.execute(
-        sa.select(IncidentKey.key, IncidentKey.incident_id).where(IncidentKey.problem_id == problem_id)
-    )
-    existing: dict[str, int] = dict(rows.all())
+    """Make the problem's index rows exactly ``keys`` under ``incident_id`` (``fresh``: it has none yet)."""
+    existing: dict[str, int] = {}
+    if not fresh:
+        rows = db_session.execute(
+            sa.select(IncidentKey.key, IncidentKey.incident_id).where(IncidentKey.problem_id == problem_id)
+        )
+        existing = dict(rows.all())
     if set(existing) == keys and all(value == incident_id for value in existing.values()):
         return
     if existing:
