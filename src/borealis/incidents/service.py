@@ -917,6 +917,21 @@ def members(*, db_session: Session, incident: Incident) -> list[tuple[IncidentPr
     """The incident's problems with their attachments, earliest Dynatrace start first."""
     rows = db_session.execute(
         sa.select(IncidentProblem, Problem)
+        .options(
+            load_only(
+                Problem.id,
+                Problem.display_id,
+                Problem.pid,
+                Problem.title,
+                Problem.state,
+                Problem.severity,
+                Problem.priority,
+                Problem.problem_url,
+                Problem.root_cause_entity_id,
+                Problem.start_time,
+                Problem.end_time,
+            )
+        )
         .join(Problem, Problem.id == IncidentProblem.problem_id)
         .where(IncidentProblem.incident_id == incident.id)
         .order_by(Problem.start_time, Problem.id)
