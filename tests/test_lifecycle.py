@@ -18,7 +18,7 @@ from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
 from borealis.problems import lifecycle
-from borealis.problems.models import Notification, Problem
+from borealis.problems.models import Notification, Problem, ProblemCount
 from tests.support.webhooks import BASE_MS, SAMPLES, encode, notification, wire_connection
 
 API_SAMPLES = Path(SAMPLES).parent / "api-samples"
@@ -200,6 +200,30 @@ def stored(database, pid_key: str) -> dict:
         return {name: getattr(problems[0], name) for name in COMPARED}
 
 
+def assert_counts_match(database) -> None:
+    """The kept per-user counts equal a real count of the problems."""
+    with database.session() as session:
+        real = session.execute(
+            sa.select(
+                Problem.user_id,
+                Problem.state,
+                sa.func.coalesce(Problem.severity, ""),
+                sa.func.coalesce(Problem.impact, ""),
+                sa.func.count(),
+            ).group_by(Problem.user_id, Problem.state, Problem.severity, Problem.impact)
+        ).all()
+        kept = session.execute(
+            sa.select(
+                ProblemCount.user_id,
+                ProblemCount.state,
+                ProblemCount.severity,
+                ProblemCount.impact,
+                ProblemCount.count,
+            ).where(ProblemCount.count != 0)
+        ).all()
+    assert sorted(map(tuple, kept)) == sorted(map(tuple, real))
+
+
 def test_outcomes_of_a_story_in_the_database(database, wired):
     opened, resolved = story(["open", "resolve"], pid="-31")
     outcomes = [r.outcome for r in ingest(database, wired, [opened])]
@@ -248,6 +272,7 @@ def test_shuffled_batches_end_in_the_same_stored_record(database, wired, case, s
     expected = replay(ordered)
     expected["duplicate_count"] = len(shuffled) - len(ordered)
     assert stored(database, pid) == expected
+    assert_counts_match(database)
 
 
 def test_api_problem_lands_on_the_webhook_record(database, wired):
@@ -329,6 +354,7 @@ def test_simultaneous_deliveries_for_one_pid_converge_on_one_record(database, wi
     expected = replay(bodies)
     expected["duplicate_count"] = 8
     assert stored(database, "-4040") == expected
+    assert_counts_match(database)
 
 
 def test_simultaneous_deliveries_for_many_pids_make_one_record_each(database, wired):
@@ -346,6 +372,7 @@ def test_simultaneous_deliveries_for_many_pids_make_one_record_each(database, wi
         counts = session.execute(sa.select(sa.func.sum(Problem.notification_count))).scalar()
     assert sorted(states) == sorted((pid, "RESOLVED") for pid in pids)
     assert counts == 2 * len(pids)
+    assert_counts_match(database)
 
 
 def test_late_arrival_is_recorded_even_when_it_changes_nothing(database, wired):

@@ -11,7 +11,7 @@ from borealis.incidents.models import (
     IncidentProblem,
 )
 from borealis.jobs.models import Job, JobSchedule
-from borealis.problems.models import Notification, Problem, RejectedDelivery
+from borealis.problems.models import Notification, Problem, ProblemCount, RejectedDelivery
 from borealis.rca.models import RcaEvidence, RcaRun
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "JobSchedule",
     "Notification",
     "Problem",
+    "ProblemCount",
     "RcaEvidence",
     "RcaRun",
     "RejectedDelivery",

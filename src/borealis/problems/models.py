@@ -142,3 +142,16 @@ class RejectedDelivery(Base):
     reason: Mapped[str] = mapped_column(sa.Text)
     content_type: Mapped[str | None] = mapped_column(sa.String(200))
     raw_body: Mapped[str] = mapped_column(sa.Text)
+
+
+class ProblemCount(Base):
+    """How many problems a user has per (state, severity, impact), kept with every change so the alerts
+    list can give its ``total`` without counting a million rows. '' stands for "not known"."""
+
+    __tablename__ = "problem_counts"
+
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    state: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    severity: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    impact: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    count: Mapped[int] = mapped_column(sa.Integer, default=0)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from borealis.db import utcnow
 from borealis.dynatrace.payload import ProblemNotification
 from borealis.problems import lifecycle
-from borealis.problems.models import Notification, Problem, RejectedDelivery
+from borealis.problems.models import Notification, Problem, ProblemCount, RejectedDelivery
 
 SOURCES = ("webhook", "api")
 REJECTED_KEPT_PER_CONNECTION = 20
@@ -28,6 +28,7 @@ _CHUNK = 200
 
 problems_table: sa.Table = Problem.__table__  # type: ignore[assignment]
 notifications_table: sa.Table = Notification.__table__  # type: ignore[assignment]
+counts_table: sa.Table = ProblemCount.__table__  # type: ignore[assignment]
 
 # Columns the lifecycle owns; written back after every apply.
 _MUTABLE = (
@@ -114,6 +115,8 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
     rows = _lock_rows(db_session, dialect, keys)
     known_hashes = _known_hashes(db_session, [row["id"] for row in rows.values()], deliveries)
 
+    # What each problem counted as before this batch (None: it did not exist).
+    counted_as = {row["id"]: None if key in created else _count_key(row) for key, row in rows.items()}
     results: list[Applied] = []
     new_notifications: dict[tuple[int, str], dict[str, Any]] = {}
     duplicates: dict[tuple[int, str], dict[str, Any]] = {}
@@ -169,6 +172,7 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
         db_session.execute(notifications_table.insert(), list(new_notifications.values()))
     if duplicates:
         db_session.execute(_BUMP_DUPLICATE, list(duplicates.values()))
+    _update_counts(db_session, dialect, counted_as, touched)
     # Results carry the final state of each problem, as committed with this batch.
     for result in results:
         result.state = touched[result.problem_id]["state"]
@@ -366,6 +370,42 @@ def _known_hashes(
     return found
 
 
+def _count_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
+    return (row["user_id"], row["state"] or "", row["severity"] or "", row["impact"] or "")
+
+
+def _update_counts(
+    db_session: Session,
+    dialect: str,
+    counted_as: dict[int, tuple[str, str, str, str] | None],
+    touched: dict[int, dict[str, Any]],
+) -> None:
+    """Move each changed problem between its old and new (state, severity, impact) counts."""
+    deltas: dict[tuple[str, str, str, str], int] = {}
+    for problem_id, row in touched.items():
+        before, after = counted_as.get(problem_id), _count_key(row)
+        if before == after:
+            continue
+        if before is not None:
+            deltas[before] = deltas.get(before, 0) - 1
+        deltas[after] = deltas.get(after, 0) + 1
+    changes = [
+        {"user_id": key[0], "state": key[1], "severity": key[2], "impact": key[3], "count": delta}
+        for key, delta in sorted(deltas.items())
+        if delta
+    ]
+    if not changes:
+        return
+    insert = postgresql.insert(counts_table) if dialect == "postgresql" else sqlite.insert(counts_table)
+    statement = insert.on_conflict_do_update(
+        index_elements=["user_id", "state", "severity", "impact"],
+        set_={"count": counts_table.c.count + insert.excluded.count},
+    )
+    # One row at a time, in key order: concurrent writers lock counts in the same order.
+    for change in changes:
+        db_session.execute(statement, change)
+
+
 def _notification_row(delivery: Delivery, problem_id: int | None, outcome: str) -> dict[str, Any]:
     notification = delivery.notification
     return {
@@ -461,7 +501,7 @@ def list_alerts(
     if filters.until:
         conditions.append(table.c.last_received_at <= filters.until)
 
-    total = db_session.scalar(sa.select(sa.func.count()).select_from(table).where(*conditions)) or 0
+    total = _total(db_session, user_id, filters, conditions)
     page_conditions = list(conditions)
     if after is not None:
         at, last_id = after
@@ -484,6 +524,24 @@ def list_alerts(
     if len(rows) == limit:
         next_after = (rows[-1]["last_received_at"], rows[-1]["id"])
     return AlertPage(rows=rows, total=total, next_after=next_after)
+
+
+def _total(db_session: Session, user_id: str, filters: AlertFilters, conditions: list[Any]) -> int:
+    """The number of matching problems: from the kept counts when only state, severity and impact
+    filter (any number of problems in constant time), else counted."""
+    if filters.q or filters.since or filters.until:
+        return (
+            db_session.scalar(sa.select(sa.func.count()).select_from(problems_table).where(*conditions)) or 0
+        )
+    counts = counts_table
+    statement = sa.select(sa.func.coalesce(sa.func.sum(counts.c.count), 0)).where(counts.c.user_id == user_id)
+    if filters.state:
+        statement = statement.where(counts.c.state == filters.state)
+    if filters.severity:
+        statement = statement.where(counts.c.severity == filters.severity)
+    if filters.impact:
+        statement = statement.where(counts.c.impact == filters.impact)
+    return int(db_session.scalar(statement) or 0)
 
 
 def latest_payloads(*, db_session: Session, problem_ids: list[int]) -> dict[int, str]:

@@ -1,4 +1,4 @@
-"""Problems: problems, their notifications, rejected webhook deliveries.
+"""Problems: problems, their notifications, rejected webhook deliveries, per-user counts.
 
 Revision ID: 0002
 Revises: 0001
@@ -143,8 +143,22 @@ def upgrade() -> None:
         ["connection_id", "received_at"],
     )
 
+    op.create_table(
+        "problem_counts",
+        sa.Column("user_id", sa.String(36), nullable=False),
+        sa.Column("state", sa.String(64), nullable=False),
+        sa.Column("severity", sa.String(100), nullable=False),
+        sa.Column("impact", sa.String(100), nullable=False),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_problem_counts_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("user_id", "state", "severity", "impact", name=op.f("pk_problem_counts")),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("problem_counts")
     op.drop_index(op.f("ix_rejected_deliveries_connection_received"), table_name="rejected_deliveries")
     op.drop_table("rejected_deliveries")
     op.drop_index(op.f("ix_notifications_connection_received"), table_name="notifications")
