@@ -215,3 +215,22 @@ def test_json_clients_never_get_a_page(client):
 def test_static_files_are_served(client):
     assert "Intl.DateTimeFormat" in client.get("/static/borealis.js").text
     assert client.get("/static/borealis.css").headers["content-type"].startswith("text/css")
+
+
+def test_paths_shared_with_the_api_answer_json_clients_with_json(account):
+    api = account.client.get("/dynatrace/alerts")
+    assert api.headers["content-type"].startswith("application/json")
+    assert api.json()["alerts"] == []
+    page = account.client.get("/dynatrace/alerts", headers=HTML)
+    assert page.headers["content-type"].startswith("text/html")
+    assert "<h1>Alerts</h1>" in page.text
+    assert "/dynatrace/alerts" in account.client.get("/openapi.json").json()["paths"]
+
+
+def test_a_bad_filter_in_a_hand_made_link_gets_a_page_that_says_so(browser_client, make_account):
+    make_account("sre@example.com", password=PASSWORD)
+    log_in(browser_client, "sre@example.com")
+    answer = browser_client.get("/dynatrace/alerts?state=SLEEPING")
+    assert answer.status_code == 422
+    assert "text/html" in answer.headers["content-type"]
+    assert "must be one of OPEN, RESOLVED, MERGED" in answer.text

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Playwright, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Playwright, expect, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -24,6 +24,8 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 PASSWORD = "correct horse battery"
 # A zone with a 45-minute offset: no UTC time can pass for local time by accident.
 VIEWER_TIMEZONE = "Asia/Kathmandu"
+# Generous: live regions poll every few seconds and CI machines are slow. A bound, not a measurement.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="session")
@@ -49,7 +51,7 @@ def _context(chromium: Browser, base_url: str, **options) -> BrowserContext:
         **options,
     )
     context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(30_000)
     return context
 
 

@@ -3,15 +3,41 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
+import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from borealis.dynatrace.template import SUGGESTED_PAYLOAD
 from tests.browser.conftest import screenshot
+from tests.support.webhooks import SAMPLES
 
 pytestmark = pytest.mark.browser
 
 READ_ONLY = ("problems.read", "entities.read", "events.read", "logs.read", "metrics.read", "DataExport")
+
+
+def filled_template() -> bytes:
+    """The suggested payload as Dynatrace fills it in for "Send test notification"."""
+    values = {
+        "{ProblemID}": "999",
+        "{PID}": "99999",
+        "{State}": "OPEN",
+        "{ProblemTitle}": "Dynatrace problem notification test run",
+        "{ProblemSeverity}": "AVAILABILITY",
+        "{ProblemImpact}": "INFRASTRUCTURE",
+        "{ProblemURL}": "https://example.com",
+        "{ImpactedEntity}": "MyHost1",
+        "{ImpactedEntityNames}": "MyHost1",
+        "{ImpactedEntities}": '[{"type": "HOST", "name": "MyHost1", "entity": "HOST-1"}]',
+        "{Tags}": "testtag1",
+        "{ProblemDetailsJSONv2}": '{"problemId": "99999", "startTime": 1, "endTime": -1}',
+    }
+    body = SUGGESTED_PAYLOAD
+    for placeholder, value in values.items():
+        body = body.replace(placeholder, value)
+    return body.encode()
 
 
 def connect(page: Page, environment_url: str, token: str) -> None:
@@ -89,3 +115,27 @@ def test_disconnect_asks_first_and_reconnecting_brings_back_the_webhook_url(
 
     connect(page, fake_dynatrace.environment_url, token)
     expect(page.locator("#webhook-url")).to_have_text(webhook_url)
+
+
+def test_test_notification_is_confirmed_live_with_the_template_report(
+    page: Page, signed_in, fake_dynatrace, live_server
+):
+    connect(page, fake_dynatrace.environment_url, fake_dynatrace.add_token())
+    status = page.locator("#test-notification")
+    expect(status).to_contain_text("Waiting for the test notification")
+    page.evaluate("window.__notReloaded = true")
+    webhook_url = page.locator("#webhook-url").inner_text()
+
+    official_test_run = Path(SAMPLES, "webhook-official-docs-testrun-example.json").read_bytes()
+    answer = httpx.post(webhook_url, content=official_test_run, headers={"Content-Type": "application/json"})
+    assert answer.status_code == 200
+
+    expect(status).to_contain_text("Test notification received")
+    expect(status).to_contain_text("ProblemSeverity")
+    assert page.evaluate("window.__notReloaded") is True
+    screenshot(page, "dynatrace-test-notification")
+
+    filled = filled_template()
+    assert httpx.post(webhook_url, content=filled, headers={"Content-Type": "application/json"}).is_success
+    expect(status).to_contain_text("Template OK")
+    assert page.evaluate("window.__notReloaded") is True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -34,6 +35,7 @@ SECURITY_HEADERS = {
 
 # (key, label, path): the main sections, in the order they appear in the header.
 NAVIGATION: list[tuple[str, str, str]] = [
+    ("alerts", "Alerts", "/dynatrace/alerts"),
     ("dynatrace", "Dynatrace", "/dynatrace"),
     ("settings", "Settings", "/settings"),
 ]
@@ -60,6 +62,18 @@ def time_tag(value: datetime | None, style: str = "local") -> Markup:
     )
 
 
+def external_url(value: str | None) -> str | None:
+    """A link taken from a payload, only if it is http(s): ``javascript:`` and the like are dropped."""
+    if isinstance(value, str) and value.strip().lower().startswith(("https://", "http://")):
+        return value.strip()
+    return None
+
+
+def css_token(value: object) -> str:
+    """A Dynatrace value (AVAILABILITY, OPEN, ...) as a class-name suffix."""
+    return re.sub(r"[^a-z0-9_-]", "", str(value or "").lower()) or "unknown"
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATE_DIR),
@@ -71,6 +85,8 @@ def _environment() -> jinja2.Environment:
     env.globals["static_url"] = static_url
     env.globals["navigation"] = NAVIGATION
     env.filters["time"] = time_tag
+    env.filters["external_url"] = external_url
+    env.filters["css_token"] = css_token
     return env
 
 
@@ -81,7 +97,7 @@ def render(
     request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200
 ) -> HTMLResponse:
     """A page: the template with the request, the CSRF token and pending notices, plus our headers."""
-    values: dict[str, Any] = {"user": None, "active": "", "title": "Borealis"}
+    values: dict[str, Any] = {"user": None, "active": "", "title": "Borealis", "wide": False}
     values.update(context or {})
     values["request"] = request
     values["csrf_token"] = token = csrf_token(request)

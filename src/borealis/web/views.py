@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from borealis.auth import service as auth_service
 from borealis.deps import SESSION_USER_KEY, CurrentUser, DbSession
 from borealis.errors import BorealisError
+from borealis.web import alerts as alerts_pages
 from borealis.web import dynatrace as dynatrace_pages
 from borealis.web import service
 from borealis.web.routing import PageRoute
@@ -27,6 +28,7 @@ def install(app: FastAPI) -> None:
     API shares is then answered by the page for browsers and by the API for everyone else."""
     app.include_router(router)
     app.include_router(dynatrace_pages.router)
+    app.include_router(alerts_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 

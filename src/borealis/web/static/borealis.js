@@ -77,19 +77,27 @@
     if (message && !window.confirm(message)) event.preventDefault();
   });
 
-  // A live region re-reads the same page and swaps in its new content, so the table or the status
-  // changes without a reload. It pauses while the tab is hidden or while focus is inside it.
-  function startLive(element) {
-    const seconds = Math.max(2, Number(element.dataset.liveInterval || 10));
-    let timer = null;
+  // Live regions re-read the page they are on and swap in their new content, so a table or a status
+  // changes without a reload. One request per tick serves every region; a region pauses while the tab
+  // is hidden, while focus is inside it, or while its toggle is off.
+  function startLive(regions) {
+    const seconds = Math.max(2, Math.min(...regions.map((region) => Number(region.dataset.liveInterval || 10))));
     let busy = false;
+    let timer = null;
+    // What the server last sent for each region: local times rewrite the DOM, so compare with this.
+    const served = new Map(regions.map((region) => [region, region.innerHTML]));
+
+    function idle(region) {
+      if (region.dataset.livePaused === "true") return false;
+      return !(region.contains(document.activeElement) && document.activeElement !== region);
+    }
 
     async function refresh() {
-      if (busy || document.hidden || element.dataset.livePaused === "true") return;
-      if (element.contains(document.activeElement) && document.activeElement !== element) return;
+      const due = regions.filter(idle);
+      if (busy || document.hidden || !due.length) return;
       busy = true;
       try {
-        const response = await fetch(element.dataset.liveSrc || window.location.href, {
+        const response = await fetch(window.location.href, {
           headers: { Accept: "text/html" },
           credentials: "same-origin",
           cache: "no-store",
@@ -99,29 +107,25 @@
           return;
         }
         if (!response.ok) return;
-        const fresh = new DOMParser()
-          .parseFromString(await response.text(), "text/html")
-          .getElementById(element.id);
-        if (!fresh) return;
-        if (fresh.innerHTML !== element.innerHTML) {
-          element.innerHTML = fresh.innerHTML;
-          localizeTimes(element);
-          element.dispatchEvent(new CustomEvent("borealis:updated", { bubbles: true }));
+        const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+        for (const region of due) {
+          const update = fresh.getElementById(region.id);
+          if (!update || update.innerHTML === served.get(region)) continue;
+          served.set(region, update.innerHTML);
+          region.innerHTML = update.innerHTML;
+          localizeTimes(region);
+          region.dispatchEvent(new CustomEvent("borealis:updated", { bubbles: true }));
         }
-        if (fresh.dataset.liveDone === "true") {
-          element.dataset.liveDone = "true";
-          window.clearInterval(timer);
-        }
+        document.querySelectorAll("[data-live-stamp]").forEach((stamp) => {
+          stamp.textContent = absolute.format(new Date());
+        });
       } catch (_error) {
         // The server is restarting or the network blinked: the next tick tries again.
       } finally {
         busy = false;
-        const stamp = document.querySelector(`[data-live-stamp="${element.id}"]`);
-        if (stamp) stamp.textContent = absolute.format(new Date());
       }
     }
 
-    if (element.dataset.liveDone === "true") return;
     timer = window.setInterval(refresh, seconds * 1000);
   }
 
@@ -133,8 +137,9 @@
   });
 
   document.addEventListener("DOMContentLoaded", () => {
+    const regions = Array.from(document.querySelectorAll("[data-live][id]"));
+    if (regions.length) startLive(regions);
     localizeTimes(document);
-    document.querySelectorAll("[data-live][id]").forEach(startLive);
     window.setInterval(() => {
       document.querySelectorAll('time[data-time="relative"]').forEach((element) => {
         const date = new Date(element.getAttribute("datetime"));
