@@ -663,7 +663,13 @@ def test_killed_worker_job_completes_once_after_its_lease(database, user_id, spa
 
 def test_two_worker_processes_never_run_one_job_twice(database, user_id, spawn, tmp_path):
     log = tmp_path / "events.log"
+    # The first jobs wait for each other across processes: each worker fills its 3 slots with them,
+    # so neither process can finish everything before the other starts.
     ids = [
+        enqueue(database, kind="test.record", user_id=user_id, payload={"log": str(log), "until_pids": 2})
+        for _ in range(6)
+    ]
+    ids += [
         enqueue(database, kind="test.record", user_id=user_id, payload={"log": str(log), "seconds": 0.02})
         for _ in range(30)
     ]

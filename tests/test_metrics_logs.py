@@ -57,7 +57,7 @@ def test_metrics_has_every_family_in_prometheus_text_format(client):
 def test_metrics_count_webhooks_jobs_and_dynatrace_calls(client, database, account):
     before = scrape(client)
     record_webhook("accepted", 0.004)
-    record_job("problem.enrich", "done", 0.25)
+    record_job("test.metrics", "done", 0.25)
     # The Dynatrace client's hook feeds the same counters, 429s counted apart.
     record_api_call("GET /api/v2/problems", 200)
     record_api_call("GET /api/v2/problems", 429)
@@ -74,17 +74,29 @@ def test_metrics_count_webhooks_jobs_and_dynatrace_calls(client, database, accou
     assert grew("borealis_webhooks", "borealis_webhooks_total", outcome="accepted") == 1
     assert grew("borealis_webhook_ingest_seconds", "borealis_webhook_ingest_seconds_count") == 1
     assert (
-        grew("borealis_jobs_finished", "borealis_jobs_finished_total", kind="problem.enrich", outcome="done")
+        grew("borealis_jobs_finished", "borealis_jobs_finished_total", kind="test.metrics", outcome="done")
         == 1
     )
     assert (
-        grew("borealis_job_duration_seconds", "borealis_job_duration_seconds_count", kind="problem.enrich")
+        grew(
+            "borealis_job_duration_seconds",
+            "borealis_job_duration_seconds_count",
+            kind="test.metrics",
+            outcome="done",
+        )
         == 1
     )
     calls = "borealis_dynatrace_api_calls_total"
     assert grew("borealis_dynatrace_api_calls", calls, endpoint="GET /api/v2/problems", status="200") == 1
     assert grew("borealis_dynatrace_api_calls", calls, endpoint="GET /api/v2/problems", status="429") == 1
-    assert grew("borealis_dynatrace_rate_limited", "borealis_dynatrace_rate_limited_total") == 1
+    assert (
+        grew(
+            "borealis_dynatrace_rate_limited",
+            "borealis_dynatrace_rate_limited_total",
+            endpoint="GET /api/v2/problems",
+        )
+        == 1
+    )
     # Job counts come from the database: every state of a kind that exists, zeros included.
     assert sample(after, "borealis_jobs", "borealis_jobs", kind="problem.enrich", state="queued") == 1
     assert sample(after, "borealis_jobs", "borealis_jobs", kind="problem.enrich", state="failed") == 0

@@ -3,7 +3,8 @@
 ``test.record`` appends a ``start`` and an ``end`` line (job id, attempt, process id) to the file named
 in the payload, with an optional sleep in between, so a test can tell from the file which process ran
 what, how often and in which order. Lines are written with one ``write`` on an ``O_APPEND`` descriptor,
-so lines from concurrent processes never interleave.
+so lines from concurrent processes never interleave. ``until_pids`` in the payload holds a job until
+jobs from that many processes have started, so a test knows every worker process took work.
 """
 
 from __future__ import annotations
@@ -36,6 +37,17 @@ def read_events(path: Path) -> list[dict[str, Any]]:
 
 def record(ctx: JobContext) -> dict[str, Any]:
     append_event(ctx.payload["log"], "start", ctx)
+    # A rendezvous: hold this job until jobs from that many processes have started (at most a minute).
+    wanted_pids = int(ctx.payload.get("until_pids", 0))
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline
+        and len(
+            {event["pid"] for event in read_events(Path(ctx.payload["log"])) if event["event"] == "start"}
+        )
+        < wanted_pids
+    ):
+        time.sleep(0.02)
     seconds = float(ctx.payload.get("seconds", 0))
     if ctx.payload.get("stoppable"):
         ctx.stopping.wait(seconds)
