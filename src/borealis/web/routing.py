@@ -24,10 +24,13 @@ _FORM_TYPES = (b"application/x-www-form-urlencoded", b"multipart/form-data")
 
 
 def wants_page(scope: Scope) -> bool:
-    """A browser navigation (GET asking for HTML) or a submitted form."""
+    """A browser navigation (GET asking for HTML) or a form submitted from a page."""
     headers = dict(scope.get("headers") or ())
     if scope.get("method") in ("GET", "HEAD"):
         return b"text/html" in headers.get(b"accept", b"")
+    # An API client sends its key; a browser form never does, so such a request stays with the API.
+    if b"authorization" in headers:
+        return False
     return headers.get(b"content-type", b"").split(b";")[0].strip() in _FORM_TYPES
 
 

@@ -14,6 +14,7 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
+from borealis.deps import SESSION_USER_KEY
 from borealis.web.security import csrf_token, pop_flashes
 
 HERE = Path(__file__).parent
@@ -35,6 +36,7 @@ SECURITY_HEADERS = {
 
 # (key, label, path): the main sections, in the order they appear in the header.
 NAVIGATION: list[tuple[str, str, str]] = [
+    ("incidents", "Incidents", "/incidents"),
     ("alerts", "Alerts", "/dynatrace/alerts"),
     ("dynatrace", "Dynatrace", "/dynatrace"),
     ("settings", "Settings", "/settings"),
@@ -100,6 +102,7 @@ def render(
     values: dict[str, Any] = {"user": None, "active": "", "title": "Borealis", "wide": False}
     values.update(context or {})
     values["request"] = request
+    values["signed_in"] = bool(request.session.get(SESSION_USER_KEY))
     values["csrf_token"] = token = csrf_token(request)
     values["csrf_input"] = Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
     values["flashes"] = pop_flashes(request)

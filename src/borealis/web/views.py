@@ -10,9 +10,11 @@ from fastapi.staticfiles import StaticFiles
 
 from borealis.auth import service as auth_service
 from borealis.deps import SESSION_USER_KEY, CurrentUser, DbSession
+from borealis.dynatrace import service as dynatrace_service
 from borealis.errors import BorealisError
 from borealis.web import alerts as alerts_pages
 from borealis.web import dynatrace as dynatrace_pages
+from borealis.web import incidents as incidents_pages
 from borealis.web import service
 from borealis.web.routing import PageRoute
 from borealis.web.security import end_session, flash, start_session, verify_csrf
@@ -29,6 +31,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(dynatrace_pages.router)
     app.include_router(alerts_pages.router)
+    app.include_router(incidents_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
 
@@ -45,11 +48,14 @@ def _safe_next(target: str | None) -> str:
 
 @router.get("/")
 def home(request: Request, db_session: DbSession) -> Response:
+    """Where a visitor starts: set-up, login, connecting Dynatrace, or the incidents once connected."""
     if service.setup_open(db_session=db_session):
         return _see_other("/setup")
-    if not request.session.get(SESSION_USER_KEY):
+    user_id = request.session.get(SESSION_USER_KEY)
+    if not user_id:
         return _see_other("/login")
-    return _see_other("/dynatrace")
+    connection = dynatrace_service.get(db_session=db_session, user_id=user_id)
+    return _see_other("/incidents" if connection is not None and connection.connected else "/dynatrace")
 
 
 @router.get("/setup")

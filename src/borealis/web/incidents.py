@@ -1,0 +1,247 @@
+"""The incidents pages: the list, and one incident with its problems, timeline, RCA and manual actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
+from fastapi.responses import RedirectResponse
+from sqlalchemy.orm import Session
+
+from borealis.auth.models import User
+from borealis.deps import AppSettings, CurrentUser, DbSession
+from borealis.errors import BorealisError, InvalidInput, NotFound
+from borealis.incidents import service
+from borealis.incidents.models import STATUSES, Incident
+from borealis.problems.models import PRIORITIES
+from borealis.rca import service as rca_service
+from borealis.rca.models import RcaStatus, RcaTrigger
+from borealis.web.routing import PageRoute
+from borealis.web.security import flash, verify_csrf
+from borealis.web.templating import render
+
+router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(verify_csrf)])
+
+PAGE_SIZE = 25
+MAX_PAGE_SIZE = 200
+# Targets offered for merge and move: the most recent incidents are the likely ones.
+TARGET_CHOICES = 50
+NEW_INCIDENT = "new"
+
+
+def _choice(name: str, value: str | None, valid: tuple[str, ...]) -> str | None:
+    if not value:
+        return None
+    lower = value.strip().lower()
+    if lower not in valid:
+        raise InvalidInput(f"The {name} filter must be one of {', '.join(valid)}; the link has {value!r}.")
+    return lower
+
+
+def _page_link(filters: dict[str, str | None], limit: int, offset: int) -> str:
+    query = {key: value for key, value in filters.items() if value}
+    if offset:
+        query["offset"] = str(offset)
+    if limit != PAGE_SIZE:
+        query["limit"] = str(limit)
+    return "/incidents" + (f"?{urlencode(query)}" if query else "")
+
+
+@router.get("/incidents")
+def incidents_page(
+    request: Request,
+    user: CurrentUser,
+    db_session: DbSession,
+    status: str | None = None,
+    priority: str | None = None,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    search = (q or "").strip() or None
+    filters = service.IncidentFilter(
+        status=_choice("status", status, STATUSES),
+        priority=_choice("priority", priority, PRIORITIES),
+        q=search,
+    )
+    items, total = service.list_incidents(
+        db_session=db_session, user_id=user.id, filters=filters, limit=limit, offset=offset
+    )
+    chosen = {"status": filters.status, "priority": filters.priority, "q": search}
+    context = {
+        "title": "Incidents",
+        "active": "incidents",
+        "wide": True,
+        "user": user,
+        "incidents": items,
+        "total": total,
+        "limit": limit,
+        "offset": offset,
+        "filters": chosen,
+        "filtered": any(chosen.values()),
+        "statuses": STATUSES,
+        "priorities": PRIORITIES,
+        "previous_link": _page_link(chosen, limit, max(offset - limit, 0)) if offset else None,
+        "next_link": _page_link(chosen, limit, offset + limit) if offset + limit < total else None,
+    }
+    return render(request, "incidents.html", context)
+
+
+def _incident(db_session: Session, user: User, incident_id: int) -> Incident:
+    incident = service.get(db_session=db_session, user_id=user.id, incident_id=incident_id)
+    if incident is None:
+        raise NotFound(
+            f"There is no incident #{incident_id} in your account. The incidents list shows every one."
+        )
+    return incident
+
+
+def _targets(db_session: Session, user: User, incident: Incident) -> list[Incident]:
+    recent, _ = service.list_incidents(
+        db_session=db_session,
+        user_id=user.id,
+        filters=service.IncidentFilter(),
+        limit=TARGET_CHOICES,
+        offset=0,
+    )
+    return [item for item in recent if item.id != incident.id]
+
+
+def _evidence_index(rca: Any) -> dict[str, Any]:
+    if rca is None or rca.report is None:
+        return {}
+    return {item.id: item for item in rca.report.evidence}
+
+
+IncidentId = Annotated[int, Path(ge=1)]
+
+
+@router.get("/incidents/{incident_id}")
+def incident_page(
+    request: Request, user: CurrentUser, db_session: DbSession, incident_id: IncidentId
+) -> Response:
+    incident = _incident(db_session, user, incident_id)
+    run = rca_service.latest(db_session=db_session, incident_id=incident.id)
+    rca = rca_service.read(db_session=db_session, run=run) if run is not None else None
+    context: dict[str, Any] = {
+        "title": f"Incident #{incident.id}",
+        "active": "incidents",
+        "user": user,
+        "incident": incident,
+        "members": service.members(db_session=db_session, incident=incident),
+        "timeline": list(reversed(service.timeline(db_session=db_session, incident=incident))),
+        "targets": _targets(db_session, user, incident),
+        "rca": rca,
+        "rca_active": rca is not None and rca.status in (RcaStatus.QUEUED.value, RcaStatus.RUNNING.value),
+        "evidence": _evidence_index(rca),
+        "new_incident": NEW_INCIDENT,
+    }
+    return render(request, "incident.html", context)
+
+
+def _back(incident_id: int, anchor: str = "") -> RedirectResponse:
+    return RedirectResponse(f"/incidents/{incident_id}{anchor}", status_code=303)
+
+
+def _act(request: Request, incident_id: int, action: Callable[[], str], anchor: str = "") -> Response:
+    """Run a manual action and come back to the incident with what happened, or why it was refused."""
+    try:
+        flash(request, action())
+    except BorealisError as exc:
+        flash(request, exc.message, "error")
+    return _back(incident_id, anchor)
+
+
+@router.post("/incidents/{incident_id}/resolve")
+def resolve_submit(
+    request: Request, user: CurrentUser, db_session: DbSession, incident_id: IncidentId
+) -> Response:
+    incident = _incident(db_session, user, incident_id)
+
+    def action() -> str:
+        service.resolve(db_session=db_session, incident=incident)
+        db_session.commit()
+        return "The incident is resolved. It takes no new problems until reopened."
+
+    return _act(request, incident_id, action)
+
+
+@router.post("/incidents/{incident_id}/reopen")
+def reopen_submit(
+    request: Request, user: CurrentUser, db_session: DbSession, incident_id: IncidentId
+) -> Response:
+    incident = _incident(db_session, user, incident_id)
+
+    def action() -> str:
+        service.reopen(db_session=db_session, incident=incident)
+        db_session.commit()
+        return "The incident is open again: related new problems join it."
+
+    return _act(request, incident_id, action)
+
+
+@router.post("/incidents/{incident_id}/rca")
+def rca_submit(
+    request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, incident_id: IncidentId
+) -> Response:
+    incident = _incident(db_session, user, incident_id)
+
+    def action() -> str:
+        rca_service.request(
+            db_session=db_session, incident=incident, trigger=RcaTrigger.ON_DEMAND, settings=settings
+        )
+        db_session.commit()
+        return "Root-cause analysis queued: the report appears below when it is done."
+
+    return _act(request, incident_id, action, "#rca")
+
+
+@router.post("/incidents/{incident_id}/merge")
+def merge_submit(
+    request: Request,
+    user: CurrentUser,
+    db_session: DbSession,
+    incident_id: IncidentId,
+    source_incident_id: Annotated[str, Form()] = "",
+) -> Response:
+    incident = _incident(db_session, user, incident_id)
+
+    def action() -> str:
+        source = _incident_number(source_incident_id, "the incident to merge in")
+        service.merge(db_session=db_session, target=incident, source_incident_id=source)
+        db_session.commit()
+        return f"Incident #{source} is merged into this one."
+
+    return _act(request, incident_id, action)
+
+
+@router.post("/incidents/{incident_id}/problems/{alert_id}/move")
+def move_submit(
+    request: Request,
+    user: CurrentUser,
+    db_session: DbSession,
+    incident_id: IncidentId,
+    alert_id: Annotated[int, Path(ge=1)],
+    target_incident_id: Annotated[str, Form()] = "",
+) -> Response:
+    incident = _incident(db_session, user, incident_id)
+    target_text = target_incident_id.strip()
+
+    def action() -> str:
+        target = None if target_text == NEW_INCIDENT else _incident_number(target_text, "the target incident")
+        moved_to = service.move_problem(
+            db_session=db_session, incident=incident, problem_id=alert_id, target_incident_id=target
+        )
+        db_session.commit()
+        return f"The problem is moved to incident #{moved_to.id}."
+
+    return _act(request, incident_id, action)
+
+
+def _incident_number(value: str, what: str) -> int:
+    text = value.strip().lstrip("#")
+    if not text.isdigit() or int(text) < 1:
+        raise InvalidInput(f"Choose {what} by its number, such as 12.")
+    return int(text)
