@@ -164,7 +164,18 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=1_000_000)
     parser.add_argument("--others", type=int, default=50_000)
     parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument(
+        "--intake-only", action="store_true", help="leave correlation and RCA out of the ingest cost"
+    )
     args = parser.parse_args()
+    if args.intake_only:
+        from borealis import intake
+
+        for name in ("incidents_service", "rca_service"):
+            module = getattr(intake, name, None)
+            for function in ("on_problem_changed", "after_ingest", "lock_user"):
+                if module is not None and hasattr(module, function):
+                    setattr(module, function, lambda **_kwargs: None)
     with tempfile.TemporaryDirectory(prefix="borealis-bench-") as tmp:
         data_dir = Path(tmp)
         url, user_id, secret = ingest_bench.prepare(data_dir)
@@ -183,7 +194,7 @@ def main() -> None:
 
         key = api_key(url, user_id)
         port = ingest_bench.free_port()
-        server = ingest_bench.start_server(data_dir, port, [])
+        server = ingest_bench.start_server(data_dir, port, ["--intake-only"] if args.intake_only else [])
         deep = args.problems * 9 // 10
         queries = [
             ("no filter", ""),
