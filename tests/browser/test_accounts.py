@@ -58,13 +58,13 @@ def test_rca_toggle_is_a_labelled_checkbox_that_persists(page: Page, signed_in):
     toggle = page.get_by_label("Analyse the root cause of every new incident automatically")
     expect(toggle).not_to_be_checked()
     toggle.check()
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.get_by_role("status").first).to_contain_text("analysis is on")
     page.reload()
     expect(toggle).to_be_checked()
     expect(page.locator("#rca-state")).to_have_text("on")
     toggle.uncheck()
-    page.get_by_role("button", name="Save").click()
+    page.get_by_role("button", name="Save", exact=True).click()
     expect(page.locator("#rca-state")).to_have_text("off")
 
 
@@ -114,3 +114,30 @@ def test_settings_fit_a_phone_screen(phone: Page, make_account):
     overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
     assert overflow <= 0
     screenshot(phone, "settings-phone")
+
+
+def test_grouping_settings_are_saved_and_a_bad_value_is_explained(page: Page, signed_in):
+    page.goto("/settings")
+    expect(page.get_by_label("Time window (minutes)")).to_have_value("60")
+    page.get_by_label("Time window (minutes)").fill("15")
+    page.get_by_label("Similar titles").uncheck()
+    page.get_by_role("button", name="Save grouping settings").click()
+    expect(page.get_by_role("status").first).to_contain_text("Correlation settings saved")
+    expect(page.get_by_label("Time window (minutes)")).to_have_value("15")
+    expect(page.get_by_label("Similar titles")).not_to_be_checked()
+    expect(page.get_by_label("Shared tags")).to_be_checked()
+    assert signed_in.client.get("/incidents/correlation-settings").json()["windowMinutes"] == 15
+
+    # The browser's own checks are bypassed to reach the server's.
+    page.get_by_label("Score threshold").evaluate(
+        "input => { input.form.noValidate = true; input.value = '7'; }"
+    )
+    page.get_by_role("button", name="Save grouping settings").click()
+    expect(page.get_by_role("alert")).to_contain_text("Nothing was saved")
+    expect(page.get_by_label("Score threshold")).to_have_attribute("aria-invalid", "true")
+    assert signed_in.client.get("/incidents/correlation-settings").json()["threshold"] != 7
+
+
+def test_settings_say_how_reports_are_written(page: Page, signed_in):
+    page.goto("/settings")
+    expect(page.locator("#llm-status")).to_contain_text("No LLM is configured")

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from dataclasses import replace
+from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 
 from borealis.auth import service as auth_service
-from borealis.deps import SESSION_USER_KEY, CurrentUser, DbSession
+from borealis.auth.models import User
+from borealis.config import Settings
+from borealis.deps import SESSION_USER_KEY, AppSettings, CurrentUser, DbSession
 from borealis.dynatrace import service as dynatrace_service
 from borealis.errors import BorealisError
+from borealis.incidents import service as incidents_service
+from borealis.incidents.schemas import CorrelationSettingsUpdate
 from borealis.web import alerts as alerts_pages
 from borealis.web import dynatrace as dynatrace_pages
 from borealis.web import incidents as incidents_pages
@@ -126,26 +133,64 @@ def logout(request: Request) -> Response:
     return _see_other("/login")
 
 
+# Each correlation signal and what it means, in the order the settings page lists them.
+SIGNALS: list[tuple[str, str]] = [
+    ("root_cause", "Same root-cause entity"),
+    ("entities", "Overlapping impacted entities"),
+    ("topology", "Related in the entity topology (calls, runs on, process of)"),
+    ("tags", "Shared tags"),
+    ("management_zones", "Shared management zones"),
+    ("title", "Similar titles"),
+    ("time", "Started close together (supports the other signals)"),
+]
+
+
+def _llm_status(settings: Settings) -> dict[str, Any]:
+    """What the page may say about the LLM: the model and the host, never the key."""
+    if not settings.llm_enabled:
+        return {"enabled": False}
+    return {
+        "enabled": True,
+        "model": settings.llm_model,
+        "host": urlsplit(settings.llm_base_url or "").netloc,
+    }
+
+
 def _settings_page(
-    request: Request, db_session: DbSession, user: CurrentUser, *, new_key: str | None = None, **extra: object
+    request: Request,
+    db_session: DbSession,
+    user: User,
+    settings: Settings,
+    *,
+    new_key: str | None = None,
+    status_code: int = 200,
+    **extra: object,
 ) -> Response:
-    keys = auth_service.list_api_keys(db_session=db_session, user=user)
-    context = {
+    context: dict[str, Any] = {
         "title": "Settings",
         "active": "settings",
         "user": user,
-        "api_keys": keys,
+        "api_keys": auth_service.list_api_keys(db_session=db_session, user=user),
         "new_key": new_key,
         "key_error": None,
+        "correlation": incidents_service.get_settings(db_session=db_session, user_id=user.id),
+        "correlation_errors": {},
+        "signals": SIGNALS,
+        "llm": _llm_status(settings),
+        "rca_limits": {
+            "per_hour": settings.rca_rate_limit_per_hour,
+            "debounce": settings.rca_debounce_seconds,
+        },
     }
     context.update(extra)
-    status_code = 201 if new_key else 200
     return render(request, "settings.html", context, status_code=status_code)
 
 
 @router.get("/settings")
-def settings_page(request: Request, db_session: DbSession, user: CurrentUser) -> Response:
-    return _settings_page(request, db_session, user)
+def settings_page(
+    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings
+) -> Response:
+    return _settings_page(request, db_session, user, settings)
 
 
 @router.post("/settings/rca")
@@ -164,13 +209,63 @@ def settings_rca(
 
 @router.post("/settings/api-keys")
 def settings_create_api_key(
-    request: Request, db_session: DbSession, user: CurrentUser, name: FormText = ""
+    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings, name: FormText = ""
 ) -> Response:
     if len(name.strip()) > 200:
-        return _settings_page(request, db_session, user, key_error="A key name has at most 200 characters.")
+        return _settings_page(
+            request,
+            db_session,
+            user,
+            settings,
+            key_error="A key name has at most 200 characters.",
+            status_code=422,
+        )
     _, plain = auth_service.create_api_key(db_session=db_session, user=user, name=name or "default")
     db_session.commit()
-    return _settings_page(request, db_session, user, new_key=plain)
+    return _settings_page(request, db_session, user, settings, new_key=plain, status_code=201)
+
+
+Checkbox = Annotated[str | None, Form()]
+
+
+@router.post("/settings/correlation")
+def settings_correlation(
+    request: Request,
+    db_session: DbSession,
+    user: CurrentUser,
+    settings: AppSettings,
+    window_minutes: FormText = "",
+    threshold: FormText = "",
+    max_hops: FormText = "",
+    root_cause: Checkbox = None,
+    entities: Checkbox = None,
+    topology: Checkbox = None,
+    tags: Checkbox = None,
+    management_zones: Checkbox = None,
+    title: Checkbox = None,
+    time: Checkbox = None,
+) -> Response:
+    numbers = {"window_minutes": window_minutes, "threshold": threshold, "max_hops": max_hops}
+    checked = (root_cause, entities, topology, tags, management_zones, title, time)
+    signals = {name: value is not None for (name, _), value in zip(SIGNALS, checked, strict=True)}
+    try:
+        update = CorrelationSettingsUpdate.model_validate(
+            {**{name: value.strip() or None for name, value in numbers.items()}, "signals": signals}
+        )
+    except ValidationError as exc:
+        errors = {
+            str(error["loc"][0]): f"{error['msg']}; you entered {error.get('input')!r}."
+            for error in exc.errors()
+        }
+        return _settings_page(request, db_session, user, settings, correlation_errors=errors, status_code=422)
+    current = incidents_service.get_settings(db_session=db_session, user_id=user.id)
+    changes = update.model_dump(exclude_none=True, exclude={"signals"}) | signals
+    incidents_service.put_settings(
+        db_session=db_session, user_id=user.id, settings=replace(current, **changes)
+    )
+    db_session.commit()
+    flash(request, "Correlation settings saved. They apply to problems arriving from now on.")
+    return _see_other("/settings#correlation")
 
 
 @router.post("/settings/api-keys/{key_id}/revoke")
