@@ -111,7 +111,7 @@ def test_settings_fit_a_phone_screen(phone: Page, make_account):
     make_account("sre@example.com", password=PASSWORD)
     log_in(phone, "sre@example.com")
     phone.goto("/settings")
-    overflow = phone.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    overflow = phone.evaluate("document.documentElement.scrollWidth") - phone.viewport_size["width"]
     assert overflow <= 0
     screenshot(phone, "settings-phone")
 
