@@ -42,18 +42,7 @@ from borealis.rca.report import (
     TimelineEntry,
     Verdict,
 )
-
-# Relationship names as they appear in an entity's ``fromRelationships`` (X -rel-> Y):
-# X depends on Y (a failure of Y reaches X).
-DEPENDS_FORWARD = frozenset(
-    {"calls", "runsOn", "runsOnHost", "runsOnProcessGroupInstance", "isProcessOf", "isCgiOfHost"}
-)
-# Y depends on X: a disk or network interface is part of its host.
-DEPENDS_REVERSE = frozenset({"isDiskOf", "isNetworkInterfaceOf", "isHostOfContainer"})
-# X and Y are one component (a process and its group, a service instance and its service).
-SAME_COMPONENT = frozenset({"isInstanceOf"})
-
-MAX_DEPTH = 6
+from borealis.rca.topology import Components, dependencies, reached_from, reaches
 
 
 @dataclass(frozen=True)
@@ -144,78 +133,8 @@ class Ranked:
     reasons: list[Claim]
 
 
-class _Components:
-    """Union-find over entity ids: a process group and its instances count as one suspect."""
-
-    def __init__(self) -> None:
-        self._parent: dict[str, str] = {}
-
-    def find(self, item: str) -> str:
-        self._parent.setdefault(item, item)
-        root = item
-        while self._parent[root] != root:
-            root = self._parent[root]
-        while self._parent[item] != root:
-            self._parent[item], item = root, self._parent[item]
-        return root
-
-    def union(self, a: str, b: str) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            # Deterministic: the smaller id becomes the root.
-            low, high = sorted((ra, rb))
-            self._parent[high] = low
-
-    def members(self) -> dict[str, set[str]]:
-        groups: dict[str, set[str]] = {}
-        for item in list(self._parent):
-            groups.setdefault(self.find(item), set()).add(item)
-        return groups
-
-
 def _unique(ids: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(ids))
-
-
-def _related_ids(raw: object) -> list[str]:
-    ids = []
-    for target in raw if isinstance(raw, list) else []:
-        ref = entity_ref(target)
-        if ref:
-            ids.append(ref.id)
-    return ids
-
-
-def _topology(evidence: Sequence[Evidence], components: _Components) -> dict[str, set[str]]:
-    """Dependency edges (X depends on Y) between raw entity ids, from the entity evidence."""
-    depends: dict[str, set[str]] = {}
-    for item in evidence:
-        if item.kind is not EvidenceKind.ENTITY or item.entity is None:
-            continue
-        me = item.entity.id
-        for name, targets in (item.data.get("fromRelationships") or {}).items():
-            for other in _related_ids(targets):
-                if name in DEPENDS_FORWARD:
-                    depends.setdefault(me, set()).add(other)
-                elif name in DEPENDS_REVERSE:
-                    depends.setdefault(other, set()).add(me)
-                elif name in SAME_COMPONENT and _instance_of(me, other):
-                    components.union(me, other)
-        for name, sources in (item.data.get("toRelationships") or {}).items():
-            for other in _related_ids(sources):
-                if name in DEPENDS_FORWARD:
-                    depends.setdefault(other, set()).add(me)
-                elif name in DEPENDS_REVERSE:
-                    depends.setdefault(me, set()).add(other)
-                elif name in SAME_COMPONENT and _instance_of(other, me):
-                    components.union(me, other)
-    return depends
-
-
-def _instance_of(instance: str, group: str) -> bool:
-    """A process of its process group, a service instance of its service; not a host of a host group
-    (hosts of one group are separate suspects)."""
-    return entity_type_of(instance) == f"{entity_type_of(group)}_INSTANCE"
 
 
 def _minutes(delta: timedelta) -> str:
@@ -241,7 +160,7 @@ class _Analysis:
         self.not_checked = list(not_checked)
         self.lookback = lookback
         self.w = weights
-        self.components = _Components()
+        self.components = Components()
         self.names: dict[str, EntityRef] = {}
         self.problems = [item for item in self.evidence if item.kind is EvidenceKind.PROBLEM]
         starts = [p.start for p in self.problems if p.start]
@@ -276,7 +195,7 @@ class _Analysis:
             if item.kind is EvidenceKind.PROBLEM:
                 for ref in self._impacted(item):
                     self._remember(ref)
-        self.depends = _topology(self.evidence, self.components)
+        self.depends = dependencies(self.evidence, self.components)
         for source, targets in self.depends.items():
             self._remember(self.names.get(source) or EntityRef(id=source))
             for target in targets:
@@ -352,13 +271,7 @@ class _Analysis:
         impacted = sorted({key for key, s in signals.items() if s.impacted_in})
         reach: dict[str, set[str]] = {}
         for origin in impacted:
-            frontier, seen = {origin}, {origin}
-            for _ in range(MAX_DEPTH):
-                frontier = {n for f in frontier for n in comp_depends.get(f, ())} - seen
-                if not frontier:
-                    break
-                seen |= frontier
-            for node in seen:
+            for node in reached_from(comp_depends, origin):
                 reach.setdefault(node, set()).add(origin)
         entity_ids = {
             item.entity.id for item in self.evidence if item.kind is EvidenceKind.ENTITY and item.entity
@@ -384,20 +297,8 @@ class _Analysis:
         for key in common:
             below = {n for n in common if n != key}
             # Upstream-most: no other troubled common dependency lies beneath it.
-            if not any(self._reaches(comp_depends, key, other) for other in below):
+            if not any(reaches(comp_depends, key, other) for other in below):
                 signals[key].upstream_most = True
-
-    @staticmethod
-    def _reaches(graph: dict[str, set[str]], start: str, goal: str) -> bool:
-        frontier, seen = {start}, {start}
-        for _ in range(MAX_DEPTH):
-            frontier = {n for f in frontier for n in graph.get(f, ())} - seen
-            if goal in frontier:
-                return True
-            if not frontier:
-                return False
-            seen |= frontier
-        return False
 
     # --- ranking ----------------------------------------------------------------------------------
 
