@@ -82,21 +82,21 @@ def _queued(db_session: Session, incident_id: int) -> RcaRun | None:
     )
 
 
-def recent_automatic_runs(*, db_session: Session, user_id: str, since: datetime) -> int:
-    """How many automatic runs (not skipped) the user had since ``since``: what the rate limit counts."""
-    return (
-        db_session.scalar(
-            sa.select(sa.func.count())
-            .select_from(RcaRun)
-            .where(
-                RcaRun.user_id == user_id,
-                RcaRun.created_at >= since,
-                RcaRun.trigger.in_(AUTOMATIC),
-                RcaRun.status != RcaStatus.SKIPPED.value,
-            )
+def recent_automatic_runs(*, db_session: Session, user_id: str, since: datetime, limit: int) -> int:
+    """How many automatic runs (not skipped) the user had since ``since``, counted up to ``limit``: what
+    the rate limit compares (bounded work however busy the user is)."""
+    recent = (
+        sa.select(RcaRun.id)
+        .where(
+            RcaRun.user_id == user_id,
+            RcaRun.created_at >= since,
+            RcaRun.trigger.in_(AUTOMATIC),
+            RcaRun.status != RcaStatus.SKIPPED.value,
         )
-        or 0
+        .limit(limit)
+        .subquery()
     )
+    return db_session.scalar(sa.select(sa.func.count()).select_from(recent)) or 0
 
 
 def request(
@@ -134,7 +134,7 @@ def request(
         automatic
         and limit
         and recent_automatic_runs(
-            db_session=db_session, user_id=incident.user_id, since=now - timedelta(hours=1)
+            db_session=db_session, user_id=incident.user_id, since=now - timedelta(hours=1), limit=limit
         )
         >= limit
     ):
