@@ -352,7 +352,7 @@ class _Analysis:
                 reasons.append(
                     Claim(
                         text=f"{len(s.relevant_findings)} piece(s) of root-cause-relevant Dynatrace evidence on it: "
-                        + "; ".join(self._short(i) for i in s.relevant_findings[:3]),
+                        + "; ".join(_unique(self._short(i) for i in s.relevant_findings)[:3]),
                         evidence_ids=s.relevant_findings,
                     )
                 )
@@ -371,7 +371,7 @@ class _Analysis:
                 reasons.append(
                     Claim(
                         text="events showing trouble: "
-                        + "; ".join(self._short(i) for i in s.anomaly_events[:3]),
+                        + "; ".join(_unique(self._short(i) for i in s.anomaly_events)[:3]),
                         evidence_ids=s.anomaly_events,
                     )
                 )

@@ -484,7 +484,7 @@ class EvidenceBook:
         for direction in ("fromRelationships", "toRelationships"):
             for name, targets in (entity.get(direction) or {}).items():
                 if isinstance(targets, list) and targets:
-                    arrow = "->" if direction == "fromRelationships" else "<-"
+                    arrow = "→" if direction == "fromRelationships" else "←"
                     relations.append(f"{name} {arrow} {len(targets)}")
         summary = f"Entity {ref.label}, type {ref.type or '?'}"
         summary += "; relationships: " + ", ".join(relations[:8]) if relations else "; no relationships"
