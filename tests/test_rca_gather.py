@@ -20,11 +20,11 @@ SCENARIOS = [s for s in corpus() if s.entities]
 def connect(fake_dynatrace) -> Iterator:
     clients: list[DynatraceClient] = []
 
-    def factory(scenario: Scenario, scopes=ALL_SCOPES) -> DynatraceClient:
+    def factory(scenario: Scenario, scopes=ALL_SCOPES, *, timeout: float = 5) -> DynatraceClient:
         scenario.load_into(fake_dynatrace)
         token = fake_dynatrace.add_token(scopes)
         client = DynatraceClient(
-            fake_dynatrace.environment_url, token, allow_private=True, timeout=5, max_retry_wait=0.2
+            fake_dynatrace.environment_url, token, allow_private=True, timeout=timeout, max_retry_wait=0.2
         )
         clients.append(client)
         return client
@@ -142,3 +142,17 @@ def test_the_budget_bounds_the_calls(connect, fake_dynatrace):
     assert investigation.calls == 6
     assert len(fake_dynatrace.requests) == 6
     assert any(gap.code == "budget" for gap in investigation.book.not_checked)
+
+
+def test_an_unresponsive_environment_stops_the_gathering_after_one_timeout(connect, fake_dynatrace):
+    scenario = deployment_breaks_service()
+    client = connect(scenario, timeout=0.3)
+    fake_dynatrace.slow("/api/v2/problems/*", 2)
+    investigation = investigate(client, scenario.facts(), now=scenario.now, scopes=list(ALL_SCOPES))
+    assert investigation.calls == 1
+    gaps = investigation.book.not_checked
+    assert gaps[0].code == "error"
+    assert "did not answer" in gaps[0].reason
+    assert all(gap.reason.startswith("not attempted") for gap in gaps[1:])
+    report = analyze(investigation.book.items, gaps)
+    assert report.evidence[0].source.startswith("webhook notification")

@@ -16,7 +16,18 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from borealis.dynatrace.errors import DynatraceError, RateLimited, ResourceNotFound, ScopeMissing
+from borealis.dynatrace.errors import (
+    DynatraceError,
+    EnvironmentNotFound,
+    RateLimited,
+    ResourceNotFound,
+    ScopeMissing,
+    Timeout,
+    TlsFailure,
+    TokenDisabled,
+    TokenRejected,
+    Unreachable,
+)
 from borealis.rca.analyzer import suspects as rank_suspects
 from borealis.rca.evidence import (
     CHANGE_EVENT_TYPES,
@@ -27,6 +38,7 @@ from borealis.rca.evidence import (
     EvidenceKind,
     Links,
     NotChecked,
+    NotCheckedCode,
     ProblemFacts,
     Step,
     Window,
@@ -44,6 +56,8 @@ from borealis.rca.evidence import (
 logger = logging.getLogger("borealis.rca")
 
 PROBLEM_FIELDS = ("evidenceDetails", "impactAnalysis", "recentComments")
+# Failures that mean no further call can succeed either.
+HALTING = (Timeout, Unreachable, TlsFailure, TokenRejected, TokenDisabled, EnvironmentNotFound)
 ENTITY_FIELDS = ("fromRelationships", "toRelationships", "tags")
 
 
@@ -150,7 +164,9 @@ class Investigation:
         self.budget = budget
         self.book = EvidenceBook(Links(source.environment_url))
         self.calls = 0
-        self.rate_limited = False
+        # Set when Dynatrace cannot answer at all (rate limit, unreachable, token refused): the calls
+        # left would fail the same way, so they are not attempted.
+        self.halted: tuple[str, NotCheckedCode] | None = None
 
     # --- running steps ----------------------------------------------------------------------------
 
@@ -159,8 +175,9 @@ class Investigation:
         if self.scopes is not None and step.scope not in self.scopes:
             self.book.gap(what, f"the token lacks the {step.scope} scope", "missing_scope", step.scope)
             return False
-        if self.rate_limited:
-            self.book.gap(what, "not attempted: Dynatrace was rate limiting this token (429)", "rate_limited")
+        if self.halted is not None:
+            reason, code = self.halted
+            self.book.gap(what, f"not attempted: {reason}", code)
             return False
         if self.calls >= self.budget.max_calls:
             self.book.gap(
@@ -180,10 +197,13 @@ class Investigation:
         except ScopeMissing as exc:
             self.book.gap(what, f"the token lacks the {exc.scope} scope", "missing_scope", exc.scope)
         except RateLimited as exc:
-            self.rate_limited = True
+            self.halted = ("Dynatrace was rate limiting this token (429)", "rate_limited")
             self.book.gap(what, f"Dynatrace kept answering 429 (rate limit): {exc.message}", "rate_limited")
         except ResourceNotFound as exc:
             self.book.gap(what, f"Dynatrace does not know it: {exc.message}", "not_found")
+        except HALTING as exc:
+            self.halted = (f"Dynatrace could not be used ({type(exc).__name__})", "error")
+            self.book.gap(what, exc.message, "error")
         except DynatraceError as exc:
             self.book.gap(what, f"{type(exc).__name__}: {exc.message}", "error")
         return None
