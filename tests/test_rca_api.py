@@ -6,7 +6,6 @@ import json
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,8 +28,9 @@ from tests.support.rca_scenarios import (
     deployment_breaks_service,
     two_unrelated_failures,
 )
+from tests.support.shared import WEBHOOK_SAMPLES
 
-TEST_RUN = Path("/work/shared/dynatrace/webhook-samples/webhook-official-docs-testrun-example.json")
+TEST_RUN = WEBHOOK_SAMPLES / "webhook-official-docs-testrun-example.json"
 
 
 def webhook_body(problem: dict[str, Any]) -> dict[str, Any]:

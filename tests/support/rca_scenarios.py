@@ -1,6 +1,6 @@
 """Root-cause scenarios: Dynatrace data (problems, entities, events, logs, metrics) with the known cause.
 
-Built from the real API responses in /work/shared/dynatrace/api-samples/ where one fits (the memory
+Built from the real API responses in shared/dynatrace/api-samples/ where one fits (the memory
 exhaustion problem, the deployment and restart events, the host with its relationships), and completed
 with data of the same shape. Each scenario can be turned into evidence directly (analyzer tests) or loaded
 into the fake Dynatrace (tests of the whole path).
@@ -13,7 +13,6 @@ import json
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from borealis.rca.evidence import (
@@ -28,8 +27,9 @@ from borealis.rca.evidence import (
     to_millis,
 )
 from borealis.rca.report import Verdict
+from tests.support.shared import API_SAMPLES
 
-SAMPLES = Path("/work/shared/dynatrace/api-samples")
+SAMPLES = API_SAMPLES
 ENVIRONMENT = "https://abc12345.live.dynatrace.com"
 METRIC_LABELS = {metric: label for pairs in KEY_METRICS.values() for metric, label in pairs}
 T0 = datetime(2024, 5, 14, 10, 0, tzinfo=UTC)

@@ -9,8 +9,9 @@ from typing import Any
 from borealis.crypto import SecretBox, digest, new_secret
 from borealis.db import Database
 from borealis.dynatrace.models import Connection
+from tests.support.shared import WEBHOOK_SAMPLES
 
-SAMPLES = "/work/shared/dynatrace/webhook-samples"
+SAMPLES = str(WEBHOOK_SAMPLES)
 BASE_MS = 1_700_000_000_000
 
 
