@@ -330,7 +330,14 @@ def run_concurrently(database, wired, batches: list[list[bytes]]) -> list[str]:
     def work(batch: list[bytes]) -> None:
         try:
             barrier.wait()
-            results = ingest(database, wired, batch)
+            # As the webhook writer does: a transaction that failed on the database is run again.
+            for attempt in range(5):
+                try:
+                    results = ingest(database, wired, batch)
+                    break
+                except sa.exc.OperationalError:
+                    if attempt == 4:
+                        raise
             with lock:
                 outcomes.extend(result.outcome for result in results)
         except BaseException as exc:
