@@ -580,9 +580,13 @@ def process_env(database_url, tmp_path) -> dict[str, str]:
 
 
 @pytest.fixture
-def spawn(process_env, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
+def spawn(process_env, tmp_path, database) -> Iterator[Callable[..., subprocess.Popen]]:
     """Start ``borealis`` subprocesses; whatever is still running at the end is killed."""
     processes: list[subprocess.Popen] = []
+    # Fresh SQLite connections in this process: if anything here ever opened and closed the database
+    # file directly (POSIX locks are per process), our old connections hold no locks, and a subprocess
+    # closing its last connection would delete the WAL they still write to.
+    database.engine.dispose()
 
     def factory(*args: str) -> subprocess.Popen:
         process = subprocess.Popen(
@@ -600,7 +604,9 @@ def spawn(process_env, tmp_path) -> Iterator[Callable[..., subprocess.Popen]]:
     for process in processes:
         if process.poll() is None:
             process.kill()
-        process.communicate(timeout=30)
+        _, stderr = process.communicate(timeout=30)
+        # Shown by pytest when the test failed: what the process said.
+        print(f"--- {' '.join(process.args[1:])} (exit {process.returncode}) ---\n{stderr}")
 
 
 def worker_args(*extra: str) -> list[str]:
