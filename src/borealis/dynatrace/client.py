@@ -50,6 +50,8 @@ DEFAULT_MAX_RETRIES = 3
 DEFAULT_MAX_RETRY_WAIT = 30.0
 MAX_PAGES = 1000
 PROBLEM_DETAIL_FIELDS = ("evidenceDetails", "impactAnalysis", "recentComments")
+SETTINGS_OBJECTS = "/api/v2/settings/objects"
+SETTINGS_LIST_FIELDS = ("objectId", "value")
 _MISSING_SCOPE = re.compile(r"Use one of:\s*([A-Za-z0-9_.]+)")
 
 QueryValue = str | int | None
@@ -374,6 +376,96 @@ class DynatraceClient:
         )
         return _object(body, "metric query result")
 
+    # ---- Settings 2.0 ------------------------------------------------------------------------------
+
+    def list_settings_objects(
+        self,
+        schema_ids: Sequence[str] | str,
+        *,
+        scopes: Sequence[str] | str | None = None,
+        fields: Sequence[str] | str | None = SETTINGS_LIST_FIELDS,
+        filter: str | None = None,
+        page_size: int = 100,
+    ) -> list[dict[str, Any]]:
+        """Every persisted settings object of the schemas (all pages). ``filter`` is passed through for
+        clusters that understand it (newer than the 1.254 spec); callers that must work everywhere match
+        the values themselves."""
+        params: dict[str, QueryValue] = {
+            "schemaIds": _csv(schema_ids),
+            "scopes": _csv(scopes) if scopes is not None else None,
+            "fields": _csv(fields) if fields is not None else None,
+            "filter": filter,
+            "pageSize": min(max(page_size, 1), 500),
+        }
+        return list(
+            self.paged(
+                SETTINGS_OBJECTS,
+                "items",
+                params=params,
+                scope="settings.read",
+                endpoint="GET /api/v2/settings/objects",
+            )
+        )
+
+    def get_settings_object(self, object_id: str) -> dict[str, Any]:
+        """One settings object; Dynatrace masks its secret values."""
+        body = self.get_json(
+            _settings_object_path(object_id),
+            scope="settings.read",
+            endpoint="GET /api/v2/settings/objects/{objectId}",
+        )
+        return _object(body, "settings object")
+
+    def create_settings_object(
+        self,
+        schema_id: str,
+        value: Mapping[str, Any],
+        *,
+        scope: str = "environment",
+        external_id: str | None = None,
+    ) -> str:
+        """Create one settings object and return its objectId. Dynatrace answers per object (200, or
+        207 when a batch is mixed); an object-level error becomes a DynatraceError."""
+        item: dict[str, Any] = {"schemaId": schema_id, "scope": scope, "value": dict(value)}
+        if external_id is not None:
+            item["externalId"] = external_id
+        body = self.request_json(
+            "POST",
+            SETTINGS_OBJECTS,
+            json_body=[item],
+            scope="settings.write",
+            endpoint="POST /api/v2/settings/objects",
+        )
+        answers = body if isinstance(body, list) else []
+        return _settings_object_id(answers[0] if answers else None, verb="create")
+
+    def update_settings_object(
+        self, object_id: str, value: Mapping[str, Any], *, update_token: str | None = None
+    ) -> str:
+        """Replace a settings object's value (the whole value: secrets are sent again, since reads mask
+        them) and return its objectId. With ``update_token``, a concurrent change answers 409."""
+        payload: dict[str, Any] = {"value": dict(value)}
+        if update_token is not None:
+            payload["updateToken"] = update_token
+        body = self.request_json(
+            "PUT",
+            _settings_object_path(object_id),
+            json_body=payload,
+            scope="settings.write",
+            endpoint="PUT /api/v2/settings/objects/{objectId}",
+        )
+        return _settings_object_id(body, verb="update", fallback=object_id)
+
+    def delete_settings_object(self, object_id: str, *, update_token: str | None = None) -> None:
+        """Delete a settings object (204). ResourceNotFound when it is already gone."""
+        self.request_json(
+            "DELETE",
+            _settings_object_path(object_id),
+            params={"updateToken": update_token},
+            scope="settings.write",
+            endpoint="DELETE /api/v2/settings/objects/{objectId}",
+        )
+
     # ---- generic helpers --------------------------------------------------------------------------
 
     def get_json(
@@ -430,6 +522,8 @@ class DynatraceClient:
         """Send one request (retrying 429s) and return its JSON, or raise the matching DynatraceError."""
         label = endpoint or f"{method} {path}"
         response = self._send_with_backoff(method, path, params=params, json_body=json_body, label=label)
+        if response.status_code == 204:
+            return None
         if response.is_success:
             return self._decode(response)
         raise self._error_for(response, scope=scope, not_found=not_found)
@@ -644,6 +738,8 @@ def _envelope_message(response: httpx.Response) -> str | None:
         body = response.json()
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
+    if isinstance(body, list) and body and isinstance(body[0], dict):
+        body = body[0]  # Settings 2.0 answers a batch with one response per object
     error = body.get("error") if isinstance(body, dict) else None
     if not isinstance(error, dict):
         return None
@@ -680,6 +776,44 @@ def _fields(fields: Sequence[str] | str | None, *, plus: bool = False) -> str | 
         return fields or None
     prefix = "+" if plus else ""
     return ",".join(prefix + name.lstrip("+") for name in fields) or None
+
+
+def _csv(values: Sequence[str] | str) -> str | None:
+    if isinstance(values, str):
+        return values or None
+    return ",".join(values) or None
+
+
+def _settings_object_path(object_id: str) -> str:
+    return f"{SETTINGS_OBJECTS}/{quote(object_id, safe='')}"
+
+
+def _settings_object_id(answer: Any, *, verb: str, fallback: str | None = None) -> str:
+    """The objectId of a SettingsObjectResponse, or the DynatraceError its ``code`` and ``error`` mean.
+
+    Never reads ``invalidValue``: it echoes what was sent, secrets included."""
+    if not isinstance(answer, dict):
+        raise UpstreamError(f"Dynatrace answered the settings {verb} with something that is not a result")
+    code = answer.get("code")
+    if isinstance(code, int) and code >= 400:
+        error = answer.get("error") if isinstance(answer.get("error"), dict) else {}
+        message = error.get("message") if isinstance(error.get("message"), str) else "no details"
+        violations = error.get("constraintViolations")
+        if isinstance(violations, list):
+            details = [
+                f"{item.get('path')}: {item.get('message')}" for item in violations if isinstance(item, dict)
+            ]
+            if details:
+                message = f"{message} ({'; '.join(details)})"
+        if code == 404:
+            raise ResourceNotFound(f"Dynatrace: {message}")
+        raise UpstreamError(f"Dynatrace refused the settings {verb} ({code}): {message}")
+    object_id = answer.get("objectId")
+    if isinstance(object_id, str) and object_id:
+        return object_id
+    if fallback is not None:
+        return fallback
+    raise UpstreamError(f"Dynatrace answered the settings {verb} without an objectId")
 
 
 def _object(body: Any, what: str) -> dict[str, Any]:
