@@ -37,6 +37,8 @@ from borealis.problems import service as problems_service
 logger = logging.getLogger("borealis.webhook")
 
 PREFIX = "/dynatrace/webhook/"
+# API routes under the prefix (user ids are UUIDs, so no delivery path collides with them).
+NOT_DELIVERIES = frozenset({PREFIX + "install"})
 MAX_BATCH = 256
 MAX_QUEUED = 20_000
 _RETRIES = 3
@@ -243,7 +245,12 @@ class WebhookFastPath:
         self.endpoint = endpoint
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(PREFIX) and scope["method"] == "POST":
+        if (
+            scope["type"] == "http"
+            and scope["path"].startswith(PREFIX)
+            and scope["method"] == "POST"
+            and scope["path"] not in NOT_DELIVERIES
+        ):
             user_id = scope["path"][len(PREFIX) :]
             request_id = secrets.token_hex(8).encode()
 
