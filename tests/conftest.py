@@ -129,6 +129,37 @@ def fake_dynatrace(_fake_dynatrace_server: FakeDynatrace) -> FakeDynatrace:
     return _fake_dynatrace_server
 
 
+@pytest.fixture
+def background_worker(database: Database, settings: Settings) -> Iterator:
+    """Start workers (threads) that run the real job handlers on the test database; ``start(**changes)``
+    takes settings changes for that worker. Stopped before the tables are wiped."""
+    from borealis.app import make_secret_box
+    from borealis.jobs.registry import load_handlers
+    from borealis.jobs.worker import Worker
+
+    load_handlers()
+    workers: list[Worker] = []
+
+    def start(*, concurrency: int = 4, lease_seconds: float = 10.0, **changes: object) -> Worker:
+        worker_settings = settings.model_copy(update=changes)
+        worker = Worker(
+            database=database,
+            settings=worker_settings,
+            secret_box=make_secret_box(worker_settings),
+            concurrency=concurrency,
+            lease_seconds=lease_seconds,
+            poll_min=0.02,
+            poll_max=0.2,
+        )
+        worker.start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop(grace_seconds=5)
+
+
 @pytest.fixture(scope="session")
 def _fake_llm_server() -> Iterator[FakeLlm]:
     with running_fake_llm() as fake:

@@ -25,6 +25,7 @@ from borealis.middleware import BodyLimitMiddleware, RequestIdMiddleware, reques
 from borealis.problems.views import router as problems_router
 from borealis.problems.webhook import install as install_webhook
 from borealis.rca.views import router as rca_router
+from borealis.sync.views import router as sync_router
 from borealis.observability import AccessLogMiddleware, metrics_router
 from borealis.problems.views import router as problems_router
 from borealis.problems.webhook import install as install_webhook
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(problems_router)
     app.include_router(incidents_router)
     app.include_router(rca_router)
+    app.include_router(sync_router)
     install_webhook(app)  # first route: matched on every Dynatrace delivery
     app.include_router(jobs_router)
     app.include_router(metrics_router)

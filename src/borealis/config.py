@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     dynatrace_timeout: float = Field(default=15.0, gt=0, le=300)
     backfill_hours: int = Field(default=72, ge=0, le=24 * 90)
     sync_interval: int = Field(default=300, ge=10)
+    # Dynatrace API calls in flight at once per connection, in each process (429s still apply on top).
+    dynatrace_max_concurrent_calls: int = Field(default=4, ge=1, le=64)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     log_level: str = "INFO"
     # Root-cause analysis: automatic runs per user per hour (on-demand runs are not counted against it),

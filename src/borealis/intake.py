@@ -20,6 +20,7 @@ from borealis.incidents import service as incidents_service
 from borealis.problems import lifecycle
 from borealis.problems import service as problems_service
 from borealis.rca import service as rca_service
+from borealis.sync import service as sync_service
 
 SOURCES = problems_service.SOURCES
 
@@ -139,6 +140,12 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
             )
             rca_service.after_ingest(
                 db_session=db_session, incident=incident, problem_created=outcome.outcome == lifecycle.CREATED
+            )
+            sync_service.request_enrichment(
+                db_session=db_session,
+                problem_id=outcome.problem_id,
+                user_id=items[position].connection.user_id,
+                state=outcome.state,
             )
         # Follow-up steps for this problem go here, one call each, in this same transaction, e.g.
         # correlating the problem into an incident and enqueueing its enrichment. They see the problem

@@ -13,12 +13,15 @@ from borealis.incidents.models import (
 from borealis.jobs.models import Job, JobSchedule
 from borealis.problems.models import Notification, Problem, ProblemCount, RejectedDelivery
 from borealis.rca.models import RcaEvidence, RcaRun
+from borealis.sync.models import CachedEntity, EntityRelation, ProblemEnrichment, SyncState
 
 __all__ = [
     "ApiKey",
     "Base",
+    "CachedEntity",
     "Connection",
     "CorrelationSettingsRow",
+    "EntityRelation",
     "Incident",
     "IncidentEvent",
     "IncidentKey",
@@ -28,8 +31,10 @@ __all__ = [
     "Notification",
     "Problem",
     "ProblemCount",
+    "ProblemEnrichment",
     "RcaEvidence",
     "RcaRun",
     "RejectedDelivery",
+    "SyncState",
     "User",
 ]

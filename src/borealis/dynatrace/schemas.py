@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import Field, SecretStr, StrictBool
 
 from borealis.schemas import CamelModel
+from borealis.sync.models import SyncStateRead
 
 
 class RcaSettings(CamelModel):
@@ -58,6 +59,9 @@ class StatusRead(CamelModel):
     last_test_notification: dict[str, Any] | None = None
     # Dynatrace has reached the webhook at least once (a problem or a test notification).
     webhook_configured: bool = False
+    # Reconciliation with the API (last run, its result, next run) and the user's jobs per state.
+    sync: SyncStateRead | None = None
+    jobs: dict[str, int] = Field(default_factory=dict)
 
 
 class VerifiedStatusRead(StatusRead):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from borealis import crypto
+from borealis import crypto, jobs
 from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
@@ -36,6 +36,15 @@ VERSION_SCOPE = "DataExport"
 EXPIRY_WARNING = timedelta(days=14)
 WEBHOOK_SECRET_BYTES = 32
 MAX_TOKEN_LENGTH = 1000
+# Background work that follows a connection (handlers in borealis/sync/tasks.py): a backfill on connect,
+# then a reconciliation every BOREALIS_SYNC_INTERVAL seconds, both keyed to the connection.
+BACKFILL_JOB = "dynatrace.backfill"
+SYNC_JOB = "dynatrace.sync"
+
+
+def job_key(connection: Connection) -> str:
+    """The key of a connection's jobs and schedule: its backfill and syncs never run at once."""
+    return f"connection:{connection.id}"
 
 
 @dataclass(frozen=True)
@@ -149,6 +158,14 @@ def save(*, db_session: Session, user_id: str, checked: CheckedToken, secret_box
         db_session.flush()
     except IntegrityError:
         raise Conflict("another connect request for this user ran at the same time; try again") from None
+    # Recorded with the connection: the alerts list fills from the API before the first webhook.
+    jobs.enqueue(
+        db_session=db_session,
+        kind=BACKFILL_JOB,
+        user_id=user_id,
+        key=job_key(connection),
+        payload={"connectionId": connection.id},
+    )
     return connection
 
 
@@ -160,6 +177,7 @@ def disconnect(*, db_session: Session, user_id: str) -> Connection | None:
     connection.token_ciphertext = None
     connection.token_id = None
     connection.disconnected_at = utcnow()
+    jobs.remove_schedule(db_session=db_session, kind=SYNC_JOB, key=job_key(connection))
     db_session.flush()
     return connection
 

@@ -20,6 +20,7 @@ from borealis.dynatrace.schemas import (
     WebhookUrlRead,
 )
 from borealis.dynatrace.template import SUGGESTED_PAYLOAD
+from borealis.sync import service as sync_service
 
 router = APIRouter(prefix="/dynatrace", tags=["dynatrace"])
 
@@ -137,12 +138,14 @@ def status(
     Dynatrace could not be asked; ``tokenError`` says why.
     """
     connection = service.get(db_session=db_session, user_id=user.id)
+    sync = sync_service.status_fields(db_session=db_session, user_id=user.id, connection=connection)
     if not verify:
-        return StatusRead(**_status(connection))
+        return StatusRead(**_status(connection), **sync)
     db_session.close()  # no transaction held while Dynatrace answers
     if connection is None or not connection.connected:
         return VerifiedStatusRead(
             **_status(connection),
+            **sync,
             token_valid=False,
             token_error="Dynatrace is not connected; connect with POST /dynatrace/connect",
         )
@@ -160,6 +163,7 @@ def status(
         )
     return VerifiedStatusRead(
         **fields,
+        **sync,
         token_valid=check.valid,
         token_error=check.error.message if check.error else None,
     )

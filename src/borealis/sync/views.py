@@ -1,0 +1,139 @@
+"""``POST /dynatrace/sync`` (reconcile now) and ``GET /dynatrace/alerts/{id}/enrichment``."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+
+from borealis.db import Database
+from borealis.deps import CurrentUser, DbSession, get_database
+from borealis.dynatrace import service as dynatrace_service
+from borealis.dynatrace.errors import NotConnected
+from borealis.errors import BorealisError, NotFound
+from borealis.jobs import enqueue
+from borealis.jobs.models import Job, JobState
+from borealis.problems import service as problems_service
+from borealis.sync import service
+from borealis.sync.models import EnrichmentRead, NotFetchedRead, SyncRead
+
+router = APIRouter(prefix="/dynatrace", tags=["sync"])
+
+# How long POST /dynatrace/sync waits for the job before answering that it is still on its way.
+SYNC_WAIT_SECONDS = 120.0
+_POLL_SECONDS = 0.1
+
+
+class SyncFailed(BorealisError):
+    """The sync ran but Dynatrace did not let it finish; the message says why."""
+
+    status_code = 502
+    code = "dynatrace_sync_failed"
+
+
+class SyncRefused(BorealisError):
+    """Dynatrace refused the sync for a reason retrying cannot cure (a missing scope, a rejected token):
+    answered with that error's own status and code."""
+
+    def __init__(self, message: str, *, status_code: int, code: str, job_id: int) -> None:
+        super().__init__(message, details={"jobId": job_id})
+        self.status_code = status_code
+        self.code = code
+
+
+class SyncPending(BorealisError):
+    """The sync did not finish while the request waited (retrying, or no worker running)."""
+
+    status_code = 503
+    code = "dynatrace_sync_pending"
+
+
+@router.post("/sync", response_model=SyncRead)
+def sync_now(request: Request, user: CurrentUser, db_session: DbSession) -> SyncRead:
+    """Reconcile with Dynatrace now and answer when it has finished, with what it changed: problems
+    created (no webhook delivered them), closed (their RESOLVED never came), updated, unchanged.
+
+    It runs as the connection's sync job, so it never overlaps a scheduled sync or the backfill."""
+    connection = dynatrace_service.get(db_session=db_session, user_id=user.id)
+    if connection is None or not connection.connected:
+        raise NotConnected("Dynatrace is not connected; connect with POST /dynatrace/connect, then sync")
+    job = enqueue(
+        db_session=db_session,
+        kind=dynatrace_service.SYNC_JOB,
+        user_id=user.id,
+        key=dynatrace_service.job_key(connection),
+        payload={"connectionId": connection.id},
+    )
+    job_id, started_before = job.id, job.started_at
+    db_session.commit()
+    db_session.close()  # no transaction (SQLite's write lock) held while the worker runs the sync
+    job = _wait(get_database(request), job_id, started_before)
+    return _answer(job)
+
+
+def _wait(database: Database, job_id: int, started_before: datetime | None) -> Job:
+    deadline = time.monotonic() + SYNC_WAIT_SECONDS
+    while True:
+        with database.session() as db_session:
+            job = db_session.get(Job, job_id)
+            if job is None:
+                raise NotFound(f"the sync job {job_id} is gone (pruned); run the sync again")
+            db_session.expunge(job)
+        if job.state in (JobState.DONE.value, JobState.FAILED.value):
+            return job
+        if job.state == JobState.QUEUED.value and job.started_at != started_before:
+            raise SyncPending(
+                f"the sync could not finish: {job.last_error}; it retries at {job.run_after:%Y-%m-%d %H:%M:%S} "
+                f"UTC (job {job.id}, see GET /jobs/{job.id})",
+                details={"jobId": job.id, "retryAt": job.run_after.isoformat()},
+            )
+        if time.monotonic() >= deadline:
+            raise SyncPending(
+                f"the sync (job {job.id}) did not finish within {SYNC_WAIT_SECONDS:g} s; it is "
+                f"{job.state}: follow it with GET /jobs/{job.id}. If it stays queued, no worker is running: "
+                "`borealis serve` runs workers unless started with --no-workers; `borealis worker` runs them "
+                "alone",
+                details={"jobId": job.id},
+            )
+        time.sleep(_POLL_SECONDS)
+
+
+def _answer(job: Job) -> SyncRead:
+    result: dict[str, Any] = job.result or {}
+    if job.state == JobState.FAILED.value:
+        raise SyncFailed(f"the sync failed: {job.last_error}", details={"jobId": job.id})
+    if "error" in result:
+        raise SyncRefused(
+            str(result["error"]),
+            status_code=int(result.get("errorStatus") or SyncFailed.status_code),
+            code=str(result.get("errorCode") or SyncFailed.code),
+            job_id=job.id,
+        )
+    if "skipped" in result:
+        raise NotConnected(f"the sync did not run: {result['skipped']}; connect with POST /dynatrace/connect")
+    return SyncRead.model_validate({**result, "jobId": job.id})
+
+
+@router.get("/alerts/{alert_id}/enrichment", response_model=EnrichmentRead)
+def get_enrichment(alert_id: int, user: CurrentUser, db_session: DbSession) -> EnrichmentRead:
+    """What the API added to one alert: its details (evidence, impact analysis, comments), the cached
+    entities with their relationships, and what could not be fetched and why."""
+    problem = problems_service.get_for_user(db_session=db_session, user_id=user.id, problem_id=alert_id)
+    if problem is None:
+        raise NotFound(f"no alert {alert_id} among yours; list them with GET /dynatrace/alerts")
+    record = service.get_enrichment(db_session=db_session, problem_id=problem.id)
+    if record is None:
+        return EnrichmentRead(alert_id=problem.id, status="pending")
+    entities = service.cached_documents(
+        db_session=db_session, connection_id=problem.connection_id, entity_ids=record.entity_ids or []
+    )
+    return EnrichmentRead(
+        alert_id=problem.id,
+        status=record.status,
+        fetched_at=record.fetched_at,
+        details=record.details,
+        entities=entities,
+        not_fetched=[NotFetchedRead.model_validate(item) for item in record.not_fetched or []],
+    )
