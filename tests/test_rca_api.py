@@ -21,7 +21,7 @@ from borealis.rca import service as rca_service
 from borealis.rca.models import RcaRun
 from borealis.rca.tasks import run_rca
 from tests.fakes.dynatrace import ALL_SCOPES
-from tests.fakes.llm import hallucinating
+from tests.fakes.llm import echo_hypothesis, hallucinating, tools_then
 from tests.support.rca_scenarios import (
     Scenario,
     database_host_saturation,
@@ -417,3 +417,37 @@ def test_a_queued_rca_of_an_incident_merged_away_is_skipped_with_a_pointer(setup
     assert skipped["status"] == "skipped"
     assert f"GET /incidents/{kept}/rca" in skipped["reason"]
     assert setup.rca(kept)["status"] == "done"
+
+
+def test_the_llm_asks_for_more_evidence_through_the_same_scopes(
+    app, account, fake_dynatrace, client, fake_llm
+):
+    setup = Setup(
+        app, account, fake_dynatrace, client, scopes=["problems.read", "entities.read", "logs.read"]
+    )
+    fake_llm.behaviour = tools_then(
+        [
+            ("get_events", {"entityId": "SERVICE-596877472CDAA92E"}),
+            ("search_error_logs", {"entityId": "PROCESS_GROUP_INSTANCE-0C98DB1A2EDAA36C"}),
+        ],
+        echo_hypothesis,
+    )
+    settings = app.state.settings.model_copy(
+        update={"llm_base_url": fake_llm.base_url, "llm_model": "gpt-test"}
+    )
+    setup.enable_rca()
+    (incident_id,) = setup.deliver(deployment_breaks_service())
+    setup.run_jobs(settings=settings)
+    rca = setup.rca(incident_id)
+    assert rca["analyzer"] == "llm:gpt-test"
+    assert rca["usage"]["llm"]["toolCalls"] == 2
+    tool_results = [m["content"] for m in fake_llm.requests[1]["messages"] if m["role"] == "tool"]
+    assert "events.read" in tool_results[0]  # refused by scope, reported to the model as data
+    assert "error log records" in tool_results[1]
+    assert any(
+        r.params.get("query", "").endswith(
+            'dt.entity.process_group_instance="PROCESS_GROUP_INSTANCE-0C98DB1A2EDAA36C"'
+        )
+        for r in fake_dynatrace.requests_to("/api/v2/logs/search")
+    )
+    assert fake_dynatrace.requests_to("/api/v2/events") == []

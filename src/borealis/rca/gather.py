@@ -164,23 +164,28 @@ class Investigation:
         self.budget = budget
         self.book = EvidenceBook(Links(source.environment_url))
         self.calls = 0
+        self._step_gaps: list[NotChecked] = []
         # Set when Dynatrace cannot answer at all (rate limit, unreachable, token refused): the calls
         # left would fail the same way, so they are not attempted.
         self.halted: tuple[str, NotCheckedCode] | None = None
 
     # --- running steps ----------------------------------------------------------------------------
 
+    def _gap(self, what: str, reason: str, code: NotCheckedCode, scope: str | None = None) -> None:
+        self.book.gap(what, reason, code, scope)
+        self._step_gaps.append(NotChecked(what=what, reason=reason, code=code, scope=scope))
+
     def _allowed(self, step: Step) -> bool:
         what = step.describe()
         if self.scopes is not None and step.scope not in self.scopes:
-            self.book.gap(what, f"the token lacks the {step.scope} scope", "missing_scope", step.scope)
+            self._gap(what, f"the token lacks the {step.scope} scope", "missing_scope", step.scope)
             return False
         if self.halted is not None:
             reason, code = self.halted
-            self.book.gap(what, f"not attempted: {reason}", code)
+            self._gap(what, f"not attempted: {reason}", code)
             return False
         if self.calls >= self.budget.max_calls:
-            self.book.gap(
+            self._gap(
                 what, f"not attempted: the budget of {self.budget.max_calls} API calls was spent", "budget"
             )
             return False
@@ -195,17 +200,17 @@ class Investigation:
         try:
             return call()
         except ScopeMissing as exc:
-            self.book.gap(what, f"the token lacks the {exc.scope} scope", "missing_scope", exc.scope)
+            self._gap(what, f"the token lacks the {exc.scope} scope", "missing_scope", exc.scope)
         except RateLimited as exc:
             self.halted = ("Dynatrace was rate limiting this token (429)", "rate_limited")
-            self.book.gap(what, f"Dynatrace kept answering 429 (rate limit): {exc.message}", "rate_limited")
+            self._gap(what, f"Dynatrace kept answering 429 (rate limit): {exc.message}", "rate_limited")
         except ResourceNotFound as exc:
-            self.book.gap(what, f"Dynatrace does not know it: {exc.message}", "not_found")
+            self._gap(what, f"Dynatrace does not know it: {exc.message}", "not_found")
         except HALTING as exc:
             self.halted = (f"Dynatrace could not be used ({type(exc).__name__})", "error")
-            self.book.gap(what, exc.message, "error")
+            self._gap(what, exc.message, "error")
         except DynatraceError as exc:
-            self.book.gap(what, f"{type(exc).__name__}: {exc.message}", "error")
+            self._gap(what, f"{type(exc).__name__}: {exc.message}", "error")
         return None
 
     def run(self, step: Step) -> list[Evidence]:
@@ -222,14 +227,15 @@ class Investigation:
         return self.book.items[before:]
 
     def fetch(self, action: Action, target: str) -> tuple[list[Evidence], list[NotChecked]]:
-        """One more query on request (the narrative's tool calls): what it added and what it could not."""
-        gaps_before = len(self.book.not_checked)
+        """One more query on request (the narrative's tool calls): what it added and what it could not
+        check (even when that gap was already known)."""
         timed = action not in (Action.PROBLEM, Action.ENTITY)
         step = Step(
             action, (target,), self.window.start if timed else None, self.window.end if timed else None
         )
+        self._step_gaps = []
         added = self.run(step)
-        return added, self.book.not_checked[gaps_before:]
+        return added, list(self._step_gaps)
 
     def _problem(self, step: Step) -> None:
         pid = step.targets[0]
