@@ -8,6 +8,10 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from borealis.app import make_secret_box
+from borealis.dynatrace import service as dynatrace_service
+from borealis.sync import service as sync_service
+from borealis.sync.api import CachedEntities, api_client
 from borealis.sync.models import CachedEntity, EntityRelation
 from tests.fakes.dynatrace import ALL_SCOPES
 from tests.support.sync import (
@@ -292,3 +296,28 @@ def test_enrichment_of_an_unknown_alert_is_404(account):
     response = account.client.get("/dynatrace/alerts/999999/enrichment")
     assert response.status_code == 404
     assert "GET /dynatrace/alerts" in response.json()["error"]["message"]
+
+
+def test_cached_entities_answer_later_readers_without_a_call(
+    account, fake_dynatrace, database, background_worker, settings
+):
+    background_worker()
+    connect_and_backfill(account, fake_dynatrace, database)
+    topology(fake_dynatrace)
+    problem = a_problem(fake_dynatrace, impactedEntities=[entity("SERVICE-DB", "orders-db")])
+    deliver(account, webhook_for(problem))
+    enriched(database)
+    calls = len(fake_dynatrace.requests_to("/api/v2/entities/SERVICE-DB"))
+
+    with database.session() as session:
+        connection = dynatrace_service.get(db_session=session, user_id=account.user_id)
+        cached = sync_service.cached_entities(
+            db_session=session, connection_id=connection.id, entity_ids=["SERVICE-DB", "SERVICE-ORDERS"]
+        )
+        client = api_client(connection=connection, settings=settings, secret_box=make_secret_box(settings))
+    with client:
+        source = CachedEntities(client, cached)
+        assert source.get_entity("SERVICE-DB")["displayName"] == "orders-db"
+        assert len(fake_dynatrace.requests_to("/api/v2/entities/SERVICE-DB")) == calls
+        assert source.get_entity("SERVICE-ORDERS")["displayName"] == "orders"  # not cached: asked
+        assert len(fake_dynatrace.requests_to("/api/v2/entities/SERVICE-ORDERS")) == 1

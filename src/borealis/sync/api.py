@@ -84,3 +84,20 @@ def api_client(
         slots=slots,
         **options,
     )
+
+
+class CachedEntities:
+    """A client that answers ``get_entity`` from entity documents already cached (read beforehand with
+    ``borealis.sync.service.cached_entities``) and passes every other call through: RCA's evidence
+    gathering reads the entities enrichment fetched instead of asking Dynatrace again."""
+
+    def __init__(self, client: DynatraceClient, cached: Mapping[str, dict[str, Any]]) -> None:
+        self._client = client
+        self._cached = dict(cached)
+
+    def get_entity(self, entity_id: str, fields: Any = None) -> dict[str, Any]:
+        document = self._cached.get(entity_id)
+        return dict(document) if document is not None else self._client.get_entity(entity_id, fields=fields)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
