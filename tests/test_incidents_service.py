@@ -145,3 +145,29 @@ def test_ingesting_again_is_idempotent_for_the_incident(database, wired):
         incident = session.get(Incident, incident_of(database, alert))
         assert [event.kind for event in service.timeline(db_session=session, incident=incident)] == ["opened"]
         assert incident.problem_count == 1
+
+
+def test_a_merged_that_overtook_its_open_joins_the_related_incident_once_the_open_arrives(database, wired):
+    first = ingest(database, wired, "1", **DATABASE)
+    raw = encode({"ProblemID": "P-2", "PID": "2", "State": "MERGED", "ImpactedEntities": [], "Tags": ""})
+    with database.session(write=True) as session:
+        connection = session.get(Connection, wired.connection_id)
+        merged = intake.ingest(
+            db_session=session, connection=connection, notification=parse_webhook(raw), raw_body=raw.decode()
+        ).alert_id
+        session.commit()
+    alone = incident_of(database, merged)
+    assert alone != incident_of(database, first)
+
+    late_open = ingest(
+        database, wired, "2", display="P-2", root_cause="SERVICE-DB", entities=("SERVICE-API",)
+    )
+    assert late_open == merged
+    assert incident_of(database, merged) == incident_of(database, first)
+    with database.session() as session:
+        attachment = session.get(IncidentProblem, merged)
+        assert attachment.problem_state == "MERGED"
+        assert attachment.strategy == "root_cause"
+        assert session.get(Incident, alone).merged_into_id == incident_of(database, first)
+        incident = session.get(Incident, incident_of(database, first))
+        assert (incident.status, incident.problem_count, incident.open_problem_count) == ("open", 2, 1)

@@ -300,6 +300,14 @@ def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topolo
         return _attach_new(db_session=db_session, problem=problem, topology=topology).incident
     incident = attachment.incident
     facts = facts_from(problem)
+    if facts.entities and _opened_without_facts(incident, attachment):
+        incident = _fold_into_related(
+            db_session=db_session,
+            problem=problem,
+            attachment=attachment,
+            incident=incident,
+            topology=topology,
+        ).incident
     previous_state = attachment.problem_state
     changed = previous_state != problem.state
     if changed:
@@ -341,6 +349,33 @@ def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | No
     incident = attachment.incident
     if incident.status != OPEN or incident.manual or incident.merged_into_id is not None:
         return Placement(incident)
+    return _fold_into_related(
+        db_session=db_session, problem=problem, attachment=attachment, incident=incident, topology=topology
+    )
+
+
+def _opened_without_facts(incident: Incident, attachment: IncidentProblem) -> bool:
+    """Whether the problem sits alone in the incident it opened while its deliveries carried nothing to
+    correlate by (a MERGED that overtook its OPEN, a template without entities): it is correlated
+    once they do, even if that incident has resolved in the meantime."""
+    return (
+        attachment.strategy == "new"
+        and incident.problem_count == 1
+        and not incident.affected_entities
+        and not incident.manual
+        and incident.merged_into_id is None
+    )
+
+
+def _fold_into_related(
+    *,
+    db_session: Session,
+    problem: Problem,
+    attachment: IncidentProblem,
+    incident: Incident,
+    topology: Topology | None,
+) -> Placement:
+    """Fold the problem's incident and the open incidents it relates to into the best related one."""
     settings = get_settings(db_session=db_session, user_id=problem.user_id)
     facts = facts_from(problem)
     found = _related(
