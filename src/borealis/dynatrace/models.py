@@ -36,9 +36,22 @@ class Connection(Base):
     last_test_notification_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # What the last test notification told us about the user's payload template.
     last_test_report: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
+    # The problem notification Borealis installed through Settings 2.0 (POST /dynatrace/webhook/install):
+    # its objectId and alerting profile, until it is removed.
+    notification_object_id: Mapped[str | None] = mapped_column(sa.String(500))
+    notification_profile_id: Mapped[str | None] = mapped_column(sa.String(500))
+    notification_profile_name: Mapped[str | None] = mapped_column(sa.String(500))
+    notification_installed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
     @property
     def connected(self) -> bool:
         return self.token_ciphertext is not None
+
+    def forget_notification(self) -> None:
+        """Stop tracking the installed notification (removed, or left in another environment)."""
+        self.notification_object_id = None
+        self.notification_profile_id = None
+        self.notification_profile_name = None
+        self.notification_installed_at = None

@@ -195,11 +195,14 @@ def install(
     chosen = choose_profile(alerting_profiles(client), alerting_profile)
     value = notification_value(url=url, secret=secret, alerting_profile=chosen.profile.id)
     existing = _ours(client, webhook_path=webhook_path, object_id=object_id)
-    created = not existing
     if existing:
         keep = str(existing[0]["objectId"])
-        client.update_settings_object(keep, value)
-    else:
+        try:
+            client.update_settings_object(keep, value)
+        except ResourceNotFound:  # deleted in Dynatrace since the list: create it anew
+            existing = []
+    created = not existing
+    if created:
         new_id = client.create_settings_object(NOTIFICATION_SCHEMA, value)
         existing = _ours(client, webhook_path=webhook_path, object_id=object_id) or [{"objectId": new_id}]
         keep = str(existing[0]["objectId"])

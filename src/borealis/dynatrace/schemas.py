@@ -32,6 +32,55 @@ class MissingScopeRead(CamelModel):
     enables: str
 
 
+class AlertingProfileRead(CamelModel):
+    id: str = Field(description="The profile's settings objectId (what alertingProfile takes)")
+    name: str
+    default: bool = Field(default=False, description="Used when an install names no profile")
+
+
+class AlertingProfilesRead(CamelModel):
+    alerting_profiles: list[AlertingProfileRead]
+
+
+class WebhookInstallIn(CamelModel):
+    alerting_profile: str | None = Field(
+        default=None,
+        max_length=500,
+        description="An alerting profile's objectId (GET /dynatrace/alerting-profiles); the profile named "
+        "Default, else the first, when left out",
+    )
+
+
+class WebhookInstallRead(CamelModel):
+    installed: bool
+    action: str = Field(description="created or updated")
+    object_id: str
+    display_name: str
+    # Where Dynatrace sends problems; the secret is not in it but in the secret header below.
+    webhook_url: str
+    secret_header: str
+    alerting_profile: AlertingProfileRead
+    alerting_profile_choice: str = Field(
+        description="requested, default, or first (no profile named Default)"
+    )
+    removed_duplicates: list[str] = Field(default_factory=list)
+    message: str
+    warnings: list[str] = Field(default_factory=list)
+
+
+class InstalledNotificationRead(CamelModel):
+    object_id: str
+    display_name: str
+    alerting_profile: AlertingProfileRead | None
+    installed_at: datetime | None
+
+
+class WebhookRemovalRead(CamelModel):
+    removed: bool
+    object_id: str
+    message: str
+
+
 class ConnectRead(CamelModel):
     success: bool
     environment_url: str
@@ -59,6 +108,9 @@ class StatusRead(CamelModel):
     last_test_notification: dict[str, Any] | None = None
     # Dynatrace has reached the webhook at least once (a problem or a test notification).
     webhook_configured: bool = False
+    # Borealis installed the problem notification itself (POST /dynatrace/webhook/install).
+    webhook_installed: bool = False
+    webhook_install: InstalledNotificationRead | None = None
     # Reconciliation with the API (last run, its result, next run) and the user's jobs per state.
     sync: SyncStateRead | None = None
     jobs: dict[str, int] = Field(default_factory=dict)
@@ -74,6 +126,8 @@ class VerifiedStatusRead(StatusRead):
 class DisconnectRead(CamelModel):
     success: bool
     connected: bool
+    # What happened to the problem notification Borealis had installed (absent when there was none).
+    webhook_removal: WebhookRemovalRead | None = None
 
 
 class WebhookUrlRead(CamelModel):
@@ -82,3 +136,5 @@ class WebhookUrlRead(CamelModel):
     instructions: list[str]
     # The alternative to ?token=: the URL without it plus this header (Dynatrace sends extra headers).
     headers: dict[str, str]
+    # After a rotation: whether the notification Borealis installed now sends the new secret.
+    installed_notification: str | None = None

@@ -145,6 +145,8 @@ def save(*, db_session: Session, user_id: str, checked: CheckedToken, secret_box
             webhook_secret_hash=crypto.digest(secret),
         )
         db_session.add(connection)
+    if connection.environment_url and connection.environment_url != checked.environment_url:
+        connection.forget_notification()  # it stays in the previous environment, out of reach
     connection.environment_url = checked.environment_url
     connection.token_ciphertext = secret_box.encrypt(checked.token)
     connection.token_id = checked.info.id

@@ -7,16 +7,22 @@ from typing import Any
 from fastapi import APIRouter, Request
 
 from borealis.deps import AppSettings, CurrentUser, DbSession, Secrets
-from borealis.dynatrace import service
+from borealis.dynatrace import install, notifications, service
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.schemas import (
+    AlertingProfileRead,
+    AlertingProfilesRead,
     ConnectIn,
     ConnectRead,
     DisconnectRead,
+    InstalledNotificationRead,
     MissingScopeRead,
     RcaSettings,
     StatusRead,
     VerifiedStatusRead,
+    WebhookInstallIn,
+    WebhookInstallRead,
+    WebhookRemovalRead,
     WebhookUrlRead,
 )
 from borealis.dynatrace.template import SUGGESTED_PAYLOAD
@@ -97,9 +103,13 @@ def _status(connection: Connection | None) -> dict[str, Any]:
         "last_test_notification_at": None,
         "last_test_notification": None,
         "webhook_configured": False,
+        "webhook_installed": False,
+        "webhook_install": None,
     }
     if connection is None:
         return fields
+    if connection.notification_object_id:
+        fields.update(webhook_installed=True, webhook_install=_installed_read(connection))
     fields.update(
         environment_url=connection.environment_url,
         disconnected_at=connection.disconnected_at,
@@ -169,12 +179,41 @@ def status(
     )
 
 
-@router.delete("/disconnect", response_model=DisconnectRead)
-def disconnect(user: CurrentUser, db_session: DbSession) -> DisconnectRead:
-    """Forget the stored token. Idempotent; problems, incidents and the webhook URL stay."""
-    service.disconnect(db_session=db_session, user_id=user.id)
+def _installed_read(connection: Connection) -> InstalledNotificationRead:
+    profile = None
+    if connection.notification_profile_id:
+        profile = AlertingProfileRead(
+            id=connection.notification_profile_id,
+            name=connection.notification_profile_name or connection.notification_profile_id,
+        )
+    return InstalledNotificationRead(
+        object_id=connection.notification_object_id or "",
+        display_name=notifications.DISPLAY_NAME,
+        alerting_profile=profile,
+        installed_at=connection.notification_installed_at,
+    )
+
+
+@router.delete("/disconnect", response_model=DisconnectRead, response_model_exclude_none=True)
+def disconnect(
+    user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
+) -> DisconnectRead:
+    """Forget the stored token. Idempotent; problems, incidents and the webhook URL stay. A problem
+    notification Borealis installed is removed from Dynatrace first when the token allows it;
+    ``webhookRemoval`` says what happened (the disconnect never fails because of it)."""
+    _, removal = install.disconnect(
+        db_session=db_session, user_id=user.id, settings=settings, secret_box=secret_box
+    )
     db_session.commit()
-    return DisconnectRead(success=True, connected=False)
+    return DisconnectRead(
+        success=True,
+        connected=False,
+        webhook_removal=(
+            WebhookRemovalRead(removed=removal.removed, object_id=removal.object_id, message=removal.message)
+            if removal
+            else None
+        ),
+    )
 
 
 def _webhook_read(
@@ -208,8 +247,85 @@ def get_webhook_url(
 def rotate_webhook_url(
     request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
 ) -> WebhookUrlRead:
-    """Issue a new webhook secret: the old URL stops working now; paste the new one into Dynatrace."""
+    """Issue a new webhook secret: the old URL stops working now; paste the new one into Dynatrace. A
+    notification Borealis installed gets the new secret (``installedNotification`` says how it went)."""
     connection = service.require(db_session=db_session, user_id=user.id)
     service.rotate_webhook_secret(db_session=db_session, connection=connection, secret_box=secret_box)
     db_session.commit()
-    return _webhook_read(request, connection, settings, secret_box)
+    outcome = install.after_rotation(
+        db_session=db_session,
+        user_id=user.id,
+        settings=settings,
+        secret_box=secret_box,
+        request_base=str(request.base_url),
+    )
+    db_session.commit()
+    connection = service.require(db_session=db_session, user_id=user.id)
+    read = _webhook_read(request, connection, settings, secret_box)
+    read.installed_notification = outcome.message if outcome else None
+    return read
+
+
+@router.get("/alerting-profiles", response_model=AlertingProfilesRead)
+def get_alerting_profiles(
+    request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
+) -> AlertingProfilesRead:
+    """The environment's alerting profiles (Settings 2.0 ``builtin:alerting.profile``); ``default``
+    marks the one an install uses when it names none. Needs ``settings.read``."""
+    profiles, default = install.alerting_profiles(
+        db_session=db_session,
+        user_id=user.id,
+        settings=settings,
+        secret_box=secret_box,
+        request_base=str(request.base_url),
+    )
+    return AlertingProfilesRead(
+        alerting_profiles=[
+            AlertingProfileRead(id=profile.id, name=profile.name, default=profile == default)
+            for profile in profiles
+        ]
+    )
+
+
+@router.post("/webhook/install", response_model=WebhookInstallRead)
+def install_webhook(
+    request: Request,
+    user: CurrentUser,
+    db_session: DbSession,
+    settings: AppSettings,
+    secret_box: Secrets,
+    install_in: WebhookInstallIn | None = None,
+) -> WebhookInstallRead:
+    """Create or update the problem notification 'Borealis' in Dynatrace (Settings 2.0): a WEBHOOK to
+    this connection's webhook URL with the secret in a secret ``Authorization`` header, the suggested
+    payload, closed problems and merges on. Idempotent: found again by its name and webhook URL, never
+    duplicated. ``alertingProfile`` defaults to the profile named Default (else the first). Without
+    ``settings.read`` and ``settings.write`` the answer (422) names the missing scope and gives the
+    manual steps."""
+    outcome = install.install(
+        db_session=db_session,
+        user_id=user.id,
+        settings=settings,
+        secret_box=secret_box,
+        request_base=str(request.base_url),
+        alerting_profile=install_in.alerting_profile if install_in else None,
+    )
+    db_session.commit()
+    installed = outcome.installed
+    return WebhookInstallRead(
+        installed=True,
+        action="created" if installed.created else "updated",
+        object_id=installed.object_id,
+        display_name=notifications.DISPLAY_NAME,
+        webhook_url=outcome.webhook_url,
+        secret_header=notifications.SECRET_HEADER,
+        alerting_profile=AlertingProfileRead(
+            id=installed.profile.profile.id,
+            name=installed.profile.profile.name,
+            default=installed.profile.is_default,
+        ),
+        alerting_profile_choice=installed.profile.how,
+        removed_duplicates=installed.removed_duplicates,
+        message=outcome.message,
+        warnings=outcome.warnings,
+    )

@@ -13,8 +13,9 @@ from borealis.auth.models import User
 from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.deps import AppSettings, CurrentUser, DbSession, Secrets
-from borealis.dynatrace import service
+from borealis.dynatrace import install, service
 from borealis.dynatrace.models import Connection
+from borealis.dynatrace.notifications import INSTALL_SCOPES
 from borealis.dynatrace.template import SUGGESTED_PAYLOAD
 from borealis.errors import BorealisError
 from borealis.web.routing import PageRoute
@@ -52,6 +53,8 @@ def _webhook(
     url = service.webhook_url(connection=connection, secret_box=secret_box, base=base)
     plain_url = base + service.webhook_path(connection=connection)
     return {
+        "can_install": all(scope in (connection.token_scopes or []) for scope in INSTALL_SCOPES),
+        "installed": connection.notification_object_id is not None,
         "url": url,
         "public": _reachable_from_outside(base),
         "plain_url": plain_url,
@@ -62,6 +65,10 @@ def _webhook(
             else None
         ),
     }
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def _scope_rows(granted: list[str]) -> list[dict[str, Any]]:
@@ -154,24 +161,67 @@ def connect_submit(
 
 
 @router.post("/dynatrace/disconnect")
-def disconnect_submit(request: Request, db_session: DbSession, user: CurrentUser) -> Response:
-    service.disconnect(db_session=db_session, user_id=user.id)
+def disconnect_submit(
+    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings, secret_box: Secrets
+) -> Response:
+    _, removal = install.disconnect(
+        db_session=db_session, user_id=user.id, settings=settings, secret_box=secret_box
+    )
     db_session.commit()
     flash(request, "Dynatrace is disconnected and the token is deleted. Problems and incidents stay.", "info")
+    if removal is not None:
+        flash(request, _sentence(removal.message), "info" if removal.removed else "warning")
     return RedirectResponse("/dynatrace", status_code=303)
+
+
+@router.post("/dynatrace/webhook/install")
+def install_submit(
+    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings, secret_box: Secrets
+) -> Response:
+    try:
+        outcome = install.install(
+            db_session=db_session,
+            user_id=user.id,
+            settings=settings,
+            secret_box=secret_box,
+            request_base=str(request.base_url),
+            alerting_profile=None,
+        )
+    except BorealisError as exc:
+        db_session.rollback()
+        flash(request, f"The webhook was not installed: {exc.message}", "error")
+        return RedirectResponse("/dynatrace#webhook", status_code=303)
+    db_session.commit()
+    flash(request, outcome.message)
+    for warning in outcome.warnings:
+        flash(request, _sentence(warning), "warning")
+    return RedirectResponse("/dynatrace#webhook", status_code=303)
 
 
 @router.post("/dynatrace/webhook-url/rotate")
 def rotate_submit(
-    request: Request, db_session: DbSession, user: CurrentUser, secret_box: Secrets
+    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings, secret_box: Secrets
 ) -> Response:
     connection = service.require(db_session=db_session, user_id=user.id)
     service.rotate_webhook_secret(db_session=db_session, connection=connection, secret_box=secret_box)
     db_session.commit()
+    outcome = install.after_rotation(
+        db_session=db_session,
+        user_id=user.id,
+        settings=settings,
+        secret_box=secret_box,
+        request_base=str(request.base_url),
+    )
+    db_session.commit()
+    if outcome is not None and outcome.updated:
+        flash(request, "The webhook has a new secret, and the notification installed in Dynatrace sends it.")
+        return RedirectResponse("/dynatrace#webhook", status_code=303)
     flash(
         request,
         "The webhook URL has a new secret and the old URL stops working now: paste the new URL into "
         "the Custom Integration in Dynatrace.",
         "warning",
     )
+    if outcome is not None:
+        flash(request, _sentence(outcome.message), "warning")
     return RedirectResponse("/dynatrace#webhook", status_code=303)
