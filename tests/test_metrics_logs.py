@@ -11,12 +11,13 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from borealis.dynatrace.client import record_api_call
+from borealis.dynatrace.client import record_api_call, set_api_call_recorder
 from borealis.jobs import service as jobs_service
 from borealis.middleware import request_id_var
 from borealis.observability import (
     configure_logging,
     json_handler,
+    record_dynatrace_call,
     record_job,
     record_webhook,
     redact,
@@ -55,6 +56,8 @@ def test_metrics_has_every_family_in_prometheus_text_format(client):
 
 
 def test_metrics_count_webhooks_jobs_and_dynatrace_calls(client, database, account):
+    # As importing borealis.observability does (another test may have swapped the hook since).
+    set_api_call_recorder(record_dynatrace_call)
     before = scrape(client)
     record_webhook("accepted", 0.004)
     record_job("test.metrics", "done", 0.25)
