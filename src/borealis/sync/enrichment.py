@@ -169,12 +169,19 @@ def _fetch(ctx: JobContext, snapshot: Snapshot) -> Fetched:
         if ENTITIES_SCOPE not in scopes:
             fetched.not_fetched.append(
                 _scope_missing(
-                    f"{len(wanted)} entit{'y' if len(wanted) == 1 else 'ies'} and their relationships",
+                    f"{_entities(len(wanted))} and their relationships",
                     ENTITIES_SCOPE,
                 )
             )
         elif fetched.transient is None:  # after a 429 or an outage, the rest would fail too
             _fetch_entities(client, wanted, fetched)
+        else:
+            fetched.not_fetched.append(
+                {
+                    "what": f"{_entities(len(wanted))} and their relationships",
+                    "reason": "not asked after the error above",
+                }
+            )
     return fetched
 
 
@@ -231,9 +238,7 @@ def _fetch_entities(client: DynatraceClient, wanted: list[str], fetched: Fetched
         except ScopeMissing as exc:
             rest = len(wanted) - position
             fetched.not_fetched.append(
-                _scope_missing(
-                    f"{rest} entit{'y' if rest == 1 else 'ies'} and their relationships", exc.scope
-                )
+                _scope_missing(f"{_entities(rest)} and their relationships", exc.scope)
             )
             return
         except ResourceNotFound:
@@ -247,6 +252,10 @@ def _fetch_entities(client: DynatraceClient, wanted: list[str], fetched: Fetched
             fetched.not_fetched.append({"what": what, "reason": exc.message})
             fetched.transient = exc
             return
+
+
+def _entities(count: int) -> str:
+    return f"{count} entit{'y' if count == 1 else 'ies'}"
 
 
 def _scope_missing(what: str, scope: str) -> dict[str, Any]:

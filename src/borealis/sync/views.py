@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from borealis.db import Database
+from borealis.db import Database, utcnow
 from borealis.deps import CurrentUser, DbSession, get_database
 from borealis.dynatrace import service as dynatrace_service
 from borealis.dynatrace.errors import NotConnected
@@ -67,7 +67,11 @@ def sync_now(request: Request, user: CurrentUser, db_session: DbSession) -> Sync
         payload={"connectionId": connection.id},
     )
     job_id, started_before = job.id, job.started_at
+    backing_off = job.last_error is not None and job.run_after > utcnow()
     db_session.commit()
+    if backing_off:
+        # The sync is already waiting to retry after an error; asking again does not cut the wait short.
+        raise _retrying(job)
     db_session.close()  # no transaction (SQLite's write lock) held while the worker runs the sync
     job = _wait(get_database(request), job_id, started_before)
     return _answer(job)
@@ -84,11 +88,7 @@ def _wait(database: Database, job_id: int, started_before: datetime | None) -> J
         if job.state in (JobState.DONE.value, JobState.FAILED.value):
             return job
         if job.state == JobState.QUEUED.value and job.started_at != started_before:
-            raise SyncPending(
-                f"the sync could not finish: {job.last_error}; it retries at {job.run_after:%Y-%m-%d %H:%M:%S} "
-                f"UTC (job {job.id}, see GET /jobs/{job.id})",
-                details={"jobId": job.id, "retryAt": job.run_after.isoformat()},
-            )
+            raise _retrying(job)
         if time.monotonic() >= deadline:
             raise SyncPending(
                 f"the sync (job {job.id}) did not finish within {SYNC_WAIT_SECONDS:g} s; it is "
@@ -98,6 +98,14 @@ def _wait(database: Database, job_id: int, started_before: datetime | None) -> J
                 details={"jobId": job.id},
             )
         time.sleep(_POLL_SECONDS)
+
+
+def _retrying(job: Job) -> SyncPending:
+    return SyncPending(
+        f"the sync could not finish: {job.last_error}; it retries at {job.run_after:%Y-%m-%d %H:%M:%S} UTC "
+        f"(job {job.id}, see GET /jobs/{job.id})",
+        details={"jobId": job.id, "retryAt": job.run_after.isoformat()},
+    )
 
 
 def _answer(job: Job) -> SyncRead:
