@@ -15,11 +15,12 @@ from borealis.db import utcnow
 from borealis.jobs import JobContext
 from borealis.jobs import service as jobs_service
 from borealis.jobs.models import Job
-from borealis.jobs.registry import load_handlers
+from borealis.jobs.registry import REGISTRY, load_handlers
 from borealis.jobs.worker import Worker, describe
 from borealis.rca import service as rca_service
 from borealis.rca.models import RcaRun
 from borealis.rca.tasks import run_rca
+from borealis.sync.service import ENRICH_JOB
 from tests.fakes.dynatrace import ALL_SCOPES
 from tests.fakes.llm import echo_hypothesis, hallucinating, tools_then
 from tests.support.rca_scenarios import (
@@ -98,14 +99,18 @@ class Setup:
         return run_pending(self.app, settings=settings, later=later)
 
 
-def run_pending(app, *, settings=None, later: timedelta = timedelta(minutes=5)) -> list[Any]:
+def run_pending(
+    app, *, settings=None, later: timedelta = timedelta(minutes=5), kind: str = "rca"
+) -> list[Any]:
+    """Run the queued jobs of ``kind`` in this thread as a worker would, ``later`` from now."""
     database = app.state.database
+    handler = run_rca if kind == "rca" else REGISTRY.get(kind).handler
     outcomes: list[Any] = []
     for _ in range(20):
         with database.session(write=True) as session:
             job = jobs_service.claim(
                 db_session=session,
-                kinds=["rca"],
+                kinds=[kind],
                 owner="test-worker",
                 lease_seconds=600,
                 now=utcnow() + later,
@@ -127,7 +132,7 @@ def run_pending(app, *, settings=None, later: timedelta = timedelta(minutes=5)) 
             owner="test-worker",
         )
         try:
-            outcomes.append(run_rca(context))
+            outcomes.append(handler(context))
         except Exception as exc:
             outcomes.append(exc)
             retry_at = None if context.is_last_attempt else utcnow()
@@ -451,3 +456,19 @@ def test_the_llm_asks_for_more_evidence_through_the_same_scopes(
         for r in fake_dynatrace.requests_to("/api/v2/logs/search")
     )
     assert fake_dynatrace.requests_to("/api/v2/events") == []
+
+
+def test_entities_that_enrichment_cached_are_not_fetched_again(setup):
+    load_handlers()
+    setup.enable_rca()
+    (incident_id,) = setup.deliver(deployment_breaks_service())
+    service = "SERVICE-596877472CDAA92E"
+    run_pending(setup.app, kind=ENRICH_JOB)
+    fetched = len(setup.fake.requests_to(f"/api/v2/entities/{service}"))
+    assert fetched >= 1
+    setup.run_jobs()
+    rca = setup.rca(incident_id)
+    assert rca["status"] == "done"
+    (item,) = [e for e in rca["report"]["evidence"] if e["kind"] == "entity" and e["entity"]["id"] == service]
+    assert item["source"].startswith("entity cache")
+    assert len(setup.fake.requests_to(f"/api/v2/entities/{service}")) == fetched

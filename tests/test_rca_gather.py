@@ -156,3 +156,19 @@ def test_an_unresponsive_environment_stops_the_gathering_after_one_timeout(conne
     assert all(gap.reason.startswith("not attempted") for gap in gaps[1:])
     report = analyze(investigation.book.items, gaps)
     assert report.evidence[0].source.startswith("webhook notification")
+
+
+def test_entities_enrichment_cached_are_read_from_the_cache(connect, fake_dynatrace):
+    scenario = deployment_breaks_service()
+    client = connect(scenario)
+    service = "SERVICE-596877472CDAA92E"
+    cached = {service: next(e for e in scenario.entities if e["entityId"] == service)}
+    investigation = investigate(
+        client, scenario.facts(), now=scenario.now, scopes=list(ALL_SCOPES), cached_entities=cached
+    )
+    assert fake_dynatrace.requests_to(f"/api/v2/entities/{service}") == []
+    (item,) = [
+        e for e in investigation.book.items if e.kind is EvidenceKind.ENTITY and e.entity.id == service
+    ]
+    assert item.source.startswith("entity cache")
+    assert fake_dynatrace.requests_to("/api/v2/entities/APPLICATION-3F2C4A7B9D1E5F60")

@@ -10,7 +10,7 @@ same ``Investigation``, so they obey the same scopes and budget.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -157,8 +157,11 @@ class Investigation:
         window: Window,
         scopes: Sequence[str] | None = None,
         budget: Budget = Budget(),
+        cached_entities: Mapping[str, dict[str, Any]] | None = None,
     ) -> None:
         self.source = source
+        # Entity documents enrichment already fetched: read from there, no call spent.
+        self.cached_entities = dict(cached_entities or {})
         self.window = window
         self.scopes = set(scopes) if scopes else None
         self.budget = budget
@@ -247,6 +250,11 @@ class Investigation:
     def _entity(self, step: Step) -> None:
         entity_id = step.targets[0]
         if self.book.has(f"entity:{entity_id}"):
+            return
+        cached = self.cached_entities.get(entity_id)
+        if cached is not None:
+            source = f"entity cache (filled by enrichment from GET /api/v2/entities/{entity_id})"
+            self.book.add_entity(cached, source=source)
             return
         body = self._call(step, lambda: self.source.get_entity(entity_id, fields=ENTITY_FIELDS))
         if isinstance(body, dict):
@@ -414,10 +422,13 @@ def investigate(
     now: datetime,
     scopes: Sequence[str] | None = None,
     budget: Budget = Budget(),
+    cached_entities: Mapping[str, dict[str, Any]] | None = None,
 ) -> Investigation:
     """Gather the evidence of an incident's problems; the returned investigation can fetch more."""
     window = Window.around(problems, now=now, lookback=budget.lookback)
-    investigation = Investigation(source, window=window, scopes=scopes, budget=budget)
+    investigation = Investigation(
+        source, window=window, scopes=scopes, budget=budget, cached_entities=cached_entities
+    )
     investigation.gather(problems)
     logger.info(
         "gathered %d evidence items in %d calls, %d not checked",

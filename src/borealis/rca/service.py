@@ -49,6 +49,8 @@ from borealis.rca.llm import LlmConfig, narrate
 from borealis.rca.models import RcaEvidence, RcaRun, RcaStatus, RcaTrigger
 from borealis.rca.report import Report, render_markdown
 from borealis.rca.schemas import RcaRead, RcaRunSummary, RcaSummary
+from borealis.sync import service as sync_service
+from borealis.sync.api import api_client
 
 logger = logging.getLogger("borealis.rca")
 
@@ -233,6 +235,8 @@ class Inputs:
     title: str
     problems: list[ProblemFacts]
     connection: Connection | None
+    # Entity documents the enrichment cache holds for the problems' entities and their neighbours.
+    cached_entities: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -303,12 +307,46 @@ def start(*, db_session: Session, run: RcaRun) -> Inputs | None:
     members = incidents_service.members(db_session=db_session, incident=incident)
     problems = [facts_of(problem) for _, problem in members[:MAX_PROBLEMS]]
     connection = dynatrace_service.get(db_session=db_session, user_id=run.user_id)
+    cached = _cached_entities(db_session, connection, problems)
     if first:
         _event(db_session, incident, "rca_started", f"RCA started ({len(problems)} problem(s))", run)
     db_session.flush()
     return Inputs(
-        rca_id=run.id, incident_id=incident.id, title=incident.title, problems=problems, connection=connection
+        rca_id=run.id,
+        incident_id=incident.id,
+        title=incident.title,
+        problems=problems,
+        connection=connection,
+        cached_entities=cached,
     )
+
+
+def _cached_entities(
+    db_session: Session, connection: Connection | None, problems: Sequence[ProblemFacts]
+) -> dict[str, dict[str, Any]]:
+    """What enrichment cached about the problems' entities and, one step on, their neighbours."""
+    if connection is None:
+        return {}
+    wanted = {ref.id for facts in problems for ref in facts.impacted}
+    wanted |= {facts.root_cause.id for facts in problems if facts.root_cause}
+    found = sync_service.cached_entities(
+        db_session=db_session, connection_id=connection.id, entity_ids=wanted
+    )
+    neighbours = {
+        target.get("id")
+        for document in found.values()
+        for direction in ("fromRelationships", "toRelationships")
+        for targets in (document.get(direction) or {}).values()
+        for target in (targets if isinstance(targets, list) else [])[:20]
+        if isinstance(target, dict) and target.get("id")
+    } - set(found)
+    if neighbours:
+        found.update(
+            sync_service.cached_entities(
+                db_session=db_session, connection_id=connection.id, entity_ids=sorted(neighbours)[:200]
+            )
+        )
+    return found
 
 
 def analyse(
@@ -331,16 +369,19 @@ def analyse(
         )
     else:
         try:
-            client = dynatrace_service.client_for(
-                connection=connection, settings=settings, secret_box=secret_box
-            )
+            client = api_client(connection=connection, settings=settings, secret_box=secret_box)
         except BorealisError as exc:
             gap = NotChecked(what="the Dynatrace API", reason=exc.message, code="error")
     usage: dict[str, Any] = {"dynatraceCalls": 0, "llm": None}
     if client is not None:
         with client:
             investigation = investigate(
-                client, inputs.problems, now=now, scopes=connection.token_scopes or None, budget=budget
+                client,
+                inputs.problems,
+                now=now,
+                scopes=connection.token_scopes or None,
+                budget=budget,
+                cached_entities=inputs.cached_entities,
             )
             book = investigation.book
             report = analyze(book.items, book.not_checked, lookback=budget.lookback)
