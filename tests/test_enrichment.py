@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from borealis.app import make_secret_box
 from borealis.dynatrace import service as dynatrace_service
 from borealis.sync import service as sync_service
+from borealis.sync import topology as sync_topology
 from borealis.sync.api import CachedEntities, api_client
 from borealis.sync.models import CachedEntity, EntityRelation
 from tests.fakes.dynatrace import ALL_SCOPES
@@ -245,6 +246,7 @@ def test_details_correct_the_record_as_an_api_notification(
 def test_cached_topology_joins_incidents_of_related_services(
     account, fake_dynatrace, database, background_worker
 ):
+    sync_topology.install()  # as importing intake does; another test may have swapped the source
     background_worker()
     connect_and_backfill(account, fake_dynatrace, database)
     topology(fake_dynatrace)
