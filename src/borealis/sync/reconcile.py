@@ -222,19 +222,16 @@ def run(ctx: JobContext, *, kind: str) -> dict[str, Any] | None:
         ) from None
 
     counts = SyncCounts(not_found=len(fetched.unknown))
-    changed = 0
     for start in range(0, len(fetched.problems), APPLY_CHUNK):
         with ctx.session(write=True) as db_session:
             attached = db_session.get(Connection, connection.id)
             if attached is None:
                 raise PermanentFailure(f"connection {connection.id} was deleted during the {kind}")
-            changed += len(
-                apply_api_problems(
-                    db_session=db_session,
-                    connection=attached,
-                    problems=fetched.problems[start : start + APPLY_CHUNK],
-                    counts=counts,
-                )
+            apply_api_problems(
+                db_session=db_session,
+                connection=attached,
+                problems=fetched.problems[start : start + APPLY_CHUNK],
+                counts=counts,
             )
             db_session.commit()
     result = {
