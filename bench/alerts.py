@@ -26,6 +26,7 @@ from borealis.db import Database, utcnow
 from borealis.dynatrace.payload import parse_webhook
 
 sys.path.insert(0, str(Path(__file__).parent))
+import benchserver
 import ingest as ingest_bench
 
 STATES = ("OPEN", "RESOLVED", "MERGED")
@@ -169,13 +170,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.intake_only:
-        from borealis import intake
-
-        for name in ("incidents_service", "rca_service"):
-            module = getattr(intake, name, None)
-            for function in ("on_problem_changed", "after_ingest", "lock_user"):
-                if module is not None and hasattr(module, function):
-                    setattr(module, function, lambda **_kwargs: None)
+        benchserver.skip_correlation()
     with tempfile.TemporaryDirectory(prefix="borealis-bench-") as tmp:
         data_dir = Path(tmp)
         url, user_id, secret = ingest_bench.prepare(data_dir)

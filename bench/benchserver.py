@@ -42,6 +42,15 @@ def with_bare_endpoint(app):  # type: ignore[no-untyped-def]
     return outer
 
 
+def skip_correlation() -> None:
+    """Leave correlation and RCA out of ingest in this process (``--intake-only``): intake alone."""
+    from borealis import intake
+
+    intake.incidents_service.on_problems_changed = lambda **_kwargs: {}  # type: ignore[assignment]
+    intake.incidents_service.lock_user = lambda **_kwargs: None  # type: ignore[assignment]
+    intake.rca_service.after_ingest = lambda **_kwargs: None  # type: ignore[assignment]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
@@ -53,13 +62,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.intake_only:
-        from borealis import intake
-
-        for name in ("incidents_service", "rca_service", "jobs_service"):
-            module = getattr(intake, name, None)
-            for function in ("on_problem_changed", "after_ingest", "lock_user"):
-                if module is not None and hasattr(module, function):
-                    setattr(module, function, lambda **_kwargs: None)
+        skip_correlation()
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.effective_database_url)

@@ -124,7 +124,9 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
     for user_id in sorted({delivery.user_id for delivery in deliveries}):
         incidents_service.lock_user(db_session=db_session, user_id=user_id)
     applied = problems_service.apply_notifications(db_session=db_session, deliveries=deliveries)
-    correlated: set[int] = set()
+    changes: dict[int, incidents_service.ProblemChange] = {}
+    created: set[int] = set()
+    enrich: dict[int, tuple[int, str, str]] = {}
     for position, outcome in zip(positions, applied, strict=True):
         results[position] = IngestResult(
             outcome=outcome.outcome,
@@ -133,24 +135,26 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
             pid=outcome.pid,
             state=outcome.state,
         )
-        if outcome.outcome in (lifecycle.CREATED, lifecycle.UPDATED) and outcome.problem_id not in correlated:
-            correlated.add(outcome.problem_id)
-            incident = incidents_service.on_problem_changed(
-                db_session=db_session, problem_id=outcome.problem_id
+        if outcome.outcome == lifecycle.DUPLICATE:
+            continue
+        # Once per problem, with its columns as the whole batch left them.
+        changes.setdefault(outcome.problem_id, incidents_service.ProblemChange(outcome.row, outcome.previous))
+        if outcome.outcome == lifecycle.CREATED:
+            created.add(outcome.problem_id)
+        if outcome.outcome in (lifecycle.CREATED, lifecycle.UPDATED):
+            enrich[outcome.problem_id] = (
+                outcome.problem_id,
+                items[position].connection.user_id,
+                outcome.state,
             )
-            rca_service.after_ingest(
-                db_session=db_session, incident=incident, problem_created=outcome.outcome == lifecycle.CREATED
-            )
-            sync_service.request_enrichment(
-                db_session=db_session,
-                problem_id=outcome.problem_id,
-                user_id=items[position].connection.user_id,
-                state=outcome.state,
-            )
-        # Follow-up steps for this problem go here, one call each, in this same transaction, e.g.
-        # correlating the problem into an incident and enqueueing its enrichment. They see the problem
-        # as just written (``outcome.problem_id``); ``outcome.outcome`` tells created / updated /
-        # duplicate / stale, so a duplicate or stale delivery can skip work.
+
+    # Follow-up steps, in this same transaction: correlation into incidents (skipping problems whose
+    # correlated columns did not change), an RCA for new problems, enrichment of changed open ones.
+    incidents = incidents_service.on_problems_changed(db_session=db_session, changes=list(changes.values()))
+    for problem_id, incident in incidents.items():
+        if problem_id in created:
+            rca_service.after_ingest(db_session=db_session, incident=incident, problem_created=True)
+    sync_service.request_enrichments(db_session=db_session, problems=list(enrich.values()))
 
     # Connections last: every writer locks problems before the connection row, never the reverse.
     for item in items:

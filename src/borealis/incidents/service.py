@@ -10,8 +10,8 @@ the grouping the connected components of the "related" graph whatever the arriva
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -39,7 +39,7 @@ from borealis.incidents.models import (
     IncidentKey,
     IncidentProblem,
 )
-from borealis.incidents.topology import Reach, Topology, reach, topology_for
+from borealis.incidents.topology import MAX_REACHED_ENTITIES, Reach, Topology, reach, topology_for
 from borealis.problems.models import ENDED_STATES, PRIORITIES, Problem
 
 # Bounded work per ingest: key rows read, problems scored per incident and in all.
@@ -74,6 +74,9 @@ _PICTURE_COLUMNS = (
     Problem.root_cause_entity_name,
     Problem.root_cause_entity_type,
 )
+
+
+_keys: sa.Table = IncidentKey.__table__  # type: ignore[assignment]
 
 
 # -- locking and settings ---------------------------------------------------------------------------
@@ -195,12 +198,7 @@ def find_candidates(
     hits: dict[int, list[int]] = {}  # problem id -> [incident id, strong hits, weak hits]
     for keys, slot in ((strong, 1), (weak, 2)):
         for chunk in _chunks(sorted(keys), 500):
-            rows = db_session.execute(
-                sa.select(IncidentKey.problem_id, IncidentKey.incident_id)
-                .where(IncidentKey.user_id == user_id, IncidentKey.key.in_(chunk))
-                .order_by(IncidentKey.incident_id, IncidentKey.problem_id)
-                .limit(MAX_KEY_ROWS)
-            )
+            rows = db_session.execute(_KEY_HITS, {"user_id": user_id, "keys": chunk, "limit": MAX_KEY_ROWS})
             for problem_id, incident_id in rows:
                 hit = hits.setdefault(problem_id, [incident_id, 0, 0])
                 hit[slot] += 1
@@ -216,7 +214,7 @@ def find_candidates(
     incident_of = {member[2]: incident_id for member, incident_id in chosen}
     if not incident_of:
         return []
-    rows = db_session.execute(sa.select(*_FACT_COLUMNS).where(Problem.id.in_(list(incident_of))))
+    rows = db_session.execute(_FACTS_OF, {"ids": list(incident_of)})
     return [
         Candidate(
             incident_id=incident_of[row.id], incident_rank=(incident_of[row.id],), facts=facts_from(row)
@@ -225,18 +223,24 @@ def find_candidates(
     ]
 
 
-def _related(
-    *,
-    db_session: Session,
-    user_id: str,
-    facts: ProblemFacts,
-    settings: CorrelationSettings,
-    topology: Topology,
-) -> list[tuple[IncidentMatch, Incident]]:
+_KEY_HITS = (
+    sa.select(_keys.c.problem_id, _keys.c.incident_id)
+    .where(_keys.c.user_id == sa.bindparam("user_id"), _keys.c.key.in_(sa.bindparam("keys", expanding=True)))
+    .order_by(_keys.c.incident_id, _keys.c.problem_id)
+    .limit(sa.bindparam("limit"))
+)
+_FACTS_OF = sa.select(*(Problem.__table__.c[column.key] for column in _FACT_COLUMNS)).where(
+    Problem.__table__.c.id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
+def _related(work: _Work, user_id: str, facts: ProblemFacts) -> list[tuple[IncidentMatch, Incident]]:
     """The open incidents ``facts`` relates to, best first, each with its best match."""
+    db_session = work.db_session
+    settings = work.settings_of(user_id)
     reached: dict[str, Reach] = {}
-    if settings.topology and settings.max_hops > 0:
-        reached = reach(topology, facts.entities, max_hops=settings.max_hops)
+    if settings.topology and settings.max_hops > 0 and facts.entities:
+        reached = reach(work.topology_of(user_id), facts.entities, max_hops=settings.max_hops)
     candidates = find_candidates(
         db_session=db_session, user_id=user_id, facts=facts, settings=settings, reached=reached
     )
@@ -249,8 +253,11 @@ def _related(
 def _incidents(db_session: Session, incident_ids: Sequence[int | str]) -> dict[int | str, Incident]:
     if not incident_ids:
         return {}
-    rows = db_session.scalars(sa.select(Incident).where(Incident.id.in_(list(incident_ids))))
+    rows = db_session.scalars(_INCIDENTS, {"ids": list(incident_ids)})
     return {incident.id: incident for incident in rows}
+
+
+_INCIDENTS = sa.select(Incident).where(Incident.id.in_(sa.bindparam("ids", expanding=True)))
 
 
 def _is_open(incident: Incident | None) -> bool:
@@ -271,18 +278,136 @@ class Placement:
     opened: bool = False
 
 
-def load_problem(*, db_session: Session, problem_id: int) -> Problem:
-    """The problem as just written by the lifecycle step (its columns re-read, the details document left
-    out); raises NotFound for an unknown id."""
-    problem = db_session.scalar(
-        sa.select(Problem)
-        .options(load_only(*_PICTURE_COLUMNS, Problem.user_id, Problem.end_time))
-        .where(Problem.id == problem_id)
-        .execution_options(populate_existing=True)
-    )
-    if problem is None:
+@dataclass(slots=True)
+class ProblemPicture:
+    """The columns of a problem that correlation and an incident's picture read, as just written by the
+    lifecycle step (never the details document)."""
+
+    id: int
+    user_id: str
+    pid: str
+    display_id: str | None
+    title: str | None
+    state: str
+    priority: str
+    root_cause_entity_id: str | None
+    root_cause_entity_name: str | None
+    root_cause_entity_type: str | None
+    impacted_entities: list[dict[str, Any]]
+    tags: list[dict[str, Any]]
+    management_zones: list[dict[str, Any]]
+    start_time: datetime | None
+    first_received_at: datetime
+    end_time: datetime | None
+
+    @classmethod
+    def of(cls, row: Mapping[str, Any]) -> ProblemPicture:
+        """From a row (a mapping of problem columns)."""
+        return cls(**{name: row[name] for name in _PICTURE_FIELDS})
+
+
+_PICTURE_FIELDS = tuple(ProblemPicture.__dataclass_fields__)
+_PICTURE_SELECT = sa.select(*(Problem.__table__.c[name] for name in _PICTURE_FIELDS))
+
+
+@dataclass(frozen=True, slots=True)
+class ProblemChange:
+    """A problem as the lifecycle step wrote it (``row``) and as it was before (``previous``, None when
+    that step created it)."""
+
+    row: Mapping[str, Any]
+    previous: Mapping[str, Any] | None = None
+
+    @property
+    def problem_id(self) -> int:
+        return self.row["id"]
+
+    def matters(self) -> bool:
+        """Whether anything correlation or the incident's picture reads has changed."""
+        previous = self.previous
+        return previous is None or any(previous[name] != self.row[name] for name in _PICTURE_FIELDS)
+
+
+class _MemoTopology:
+    """The topology as one unit of work sees it: each entity's neighbours are asked for once."""
+
+    def __init__(self, topology: Topology) -> None:
+        self._topology = topology
+        self._known: dict[str, Collection[str]] = {}
+
+    def neighbors(self, entity_ids: Collection[str]) -> Mapping[str, Collection[str]]:
+        missing = [entity for entity in entity_ids if entity not in self._known]
+        if missing:
+            found = self._topology.neighbors(missing)
+            for entity in missing:
+                self._known[entity] = found.get(entity, ())
+        return {entity: self._known[entity] for entity in entity_ids if self._known[entity]}
+
+
+@dataclass
+class _Work:
+    """What one correlation call (a problem, or a whole ingest batch) reads once and reuses: the users'
+    settings and topology, and which users' locks it holds. It lives for one call in one transaction."""
+
+    db_session: Session
+    topology: Topology | None = None
+    settings: dict[str, CorrelationSettings] = field(default_factory=dict)
+    topologies: dict[str, Topology] = field(default_factory=dict)
+    locked: set[str] = field(default_factory=set)
+    attachments: dict[int, IncidentProblem | None] = field(default_factory=dict)
+
+    def lock(self, user_id: str) -> None:
+        if user_id not in self.locked:
+            lock_user(db_session=self.db_session, user_id=user_id)
+            self.locked.add(user_id)
+
+    def settings_of(self, user_id: str) -> CorrelationSettings:
+        settings = self.settings.get(user_id)
+        if settings is None:
+            settings = self.settings[user_id] = get_settings(db_session=self.db_session, user_id=user_id)
+        return settings
+
+    def topology_of(self, user_id: str) -> Topology:
+        if self.topology is not None:
+            return self.topology
+        topology = self.topologies.get(user_id)
+        if topology is None:
+            topology = _MemoTopology(topology_for(self.db_session, user_id))
+            self.topologies[user_id] = topology
+        return topology
+
+    def prefetch_topology(self, problems: Sequence[ProblemPicture]) -> None:
+        """Ask the topology about the entities of all these problems together (a query per hop for a
+        whole batch instead of per problem); the walk of each problem then reads the memo."""
+        by_user: dict[str, set[str]] = defaultdict(set)
+        for problem in problems:
+            by_user[problem.user_id] |= facts_from(problem).entities
+        for user_id, entities in by_user.items():
+            settings = self.settings_of(user_id)
+            if not entities or not settings.topology or settings.max_hops <= 0:
+                continue
+            topology = self.topology_of(user_id)
+            frontier: set[str] = entities
+            for _hop in range(settings.max_hops):
+                if not frontier or len(frontier) > MAX_REACHED_ENTITIES:
+                    break
+                adjacent = topology.neighbors(sorted(frontier))
+                frontier = {entity for near in adjacent.values() for entity in near} - entities
+                entities = entities | frontier
+
+    def attachment(self, problem_id: int) -> IncidentProblem | None:
+        if problem_id in self.attachments:
+            return self.attachments[problem_id]
+        return self.db_session.get(IncidentProblem, problem_id)
+
+
+def load_problem(*, db_session: Session, problem_id: int) -> ProblemPicture:
+    """The problem as just written by the lifecycle step (the columns correlation reads, the details
+    document left out); raises NotFound for an unknown id."""
+    row = db_session.execute(_PICTURE_SELECT.where(Problem.id == problem_id)).mappings().first()
+    if row is None:
         raise NotFound(f"alert {problem_id} does not exist")
-    return problem
+    return ProblemPicture.of(row)
 
 
 def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topology | None = None) -> Incident:
@@ -294,23 +419,71 @@ def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topolo
     call: the topology comes from the enrichment cache when there is one.
     """
     problem = load_problem(db_session=db_session, problem_id=problem_id)
-    lock_user(db_session=db_session, user_id=problem.user_id)
-    attachment = db_session.get(IncidentProblem, problem.id)
+    return _on_changed(_Work(db_session, topology), problem)
+
+
+def on_problems_changed(
+    *, db_session: Session, changes: Sequence[ProblemChange], topology: Topology | None = None
+) -> dict[int, Incident]:
+    """``on_problem_changed`` for the problems one ingest batch wrote, in order, reading each user's
+    settings and topology once; returns the incident of each problem it had to look at.
+
+    A problem whose columns that correlation reads did not change is left alone (its incident already
+    reflects them), unless it has no incident yet. The columns come from the changes, not the database.
+    """
+    work = _Work(db_session, topology)
+    wanted = [change for change in changes if change.matters()]
+    unchanged = [change.problem_id for change in changes if not change.matters()]
+    if unchanged:
+        attached = set(
+            db_session.scalars(
+                sa.select(IncidentProblem.problem_id).where(IncidentProblem.problem_id.in_(unchanged))
+            )
+        )
+        orphans = {problem_id for problem_id in unchanged if problem_id not in attached}
+        if orphans:
+            wanted = [change for change in changes if change.matters() or change.problem_id in orphans]
+    if not wanted:
+        return {}
+    ids = [change.problem_id for change in wanted]
+    work.attachments = dict.fromkeys(ids)
+    for attachment in db_session.scalars(_ATTACHMENTS, {"ids": ids}):
+        work.attachments[attachment.problem_id] = attachment
+    pictures = [ProblemPicture.of(change.row) for change in wanted]
+    work.prefetch_topology(pictures)
+    incidents = {
+        picture.id: _on_changed(work, picture, change.previous)
+        for picture, change in zip(pictures, wanted, strict=True)
+    }
+    db_session.flush()
+    return incidents
+
+
+_ATTACHMENTS = sa.select(IncidentProblem).where(
+    IncidentProblem.problem_id.in_(sa.bindparam("ids", expanding=True))
+)
+
+
+def _on_changed(work: _Work, problem: ProblemPicture, previous: Mapping[str, Any] | None = None) -> Incident:
+    """The ingest hook for one problem. With ``previous`` (the problem's columns before this change),
+    the candidate index is rewritten only when the problem's keys changed: every other step that
+    moves, resolves or reopens an incident keeps the index of its problems right itself."""
+    db_session = work.db_session
+    work.lock(problem.user_id)
+    attachment = work.attachment(problem.id)
     if attachment is None:
-        return _attach_new(db_session=db_session, problem=problem, topology=topology).incident
+        placement = _attach_new(work, problem)
+        work.attachments.pop(problem.id, None)
+        return placement.incident
     incident = attachment.incident
     facts = facts_from(problem)
+    keys = keys_for(facts)
+    moved = False
     if facts.entities and _opened_without_facts(incident, attachment):
-        incident = _fold_into_related(
-            db_session=db_session,
-            problem=problem,
-            attachment=attachment,
-            incident=incident,
-            topology=topology,
-        ).incident
+        placement = _fold_into_related(work, problem=problem, attachment=attachment, incident=incident)
+        incident, moved = placement.incident, placement.attached
     previous_state = attachment.problem_state
-    changed = previous_state != problem.state
-    if changed:
+    if previous_state != problem.state:
         attachment.problem_state = problem.state
         record_event(
             db_session=db_session,
@@ -320,17 +493,23 @@ def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topolo
             message=f"{facts.display_id} is {problem.state} (was {previous_state})",
             details={"state": problem.state, "previousState": previous_state},
         )
-        db_session.flush()
-        _count(db_session, incident)
+        incident.open_problem_count += _is_open_state(problem.state) - _is_open_state(previous_state)
         if problem.state in ENDED_STATES:
             _maybe_resolve(db_session, incident, why=f"all its problems have ended ({facts.display_id} last)")
         elif previous_state in ENDED_STATES:
             _maybe_reopen(db_session, incident, why=f"{facts.display_id} reopened")
     _absorb(incident, problem, facts)
-    if incident.status == OPEN:
-        _index_problem(db_session, problem.user_id, problem.id, incident.id, keys_for(facts))
-    db_session.flush()
+    if incident.status == OPEN and (
+        previous is None or moved or keys != keys_for(facts_from(ProblemPicture.of(previous)))
+    ):
+        _index_problem(db_session, problem.user_id, problem.id, incident.id, keys)
+    if previous is None:
+        db_session.flush()
     return incident
+
+
+def _is_open_state(state: str | None) -> int:
+    return 0 if state in ENDED_STATES else 1
 
 
 def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | None = None) -> Placement:
@@ -342,16 +521,15 @@ def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | No
     they are. Without an attachment yet, this is the ingest hook.
     """
     problem = load_problem(db_session=db_session, problem_id=problem_id)
-    lock_user(db_session=db_session, user_id=problem.user_id)
+    work = _Work(db_session, topology)
+    work.lock(problem.user_id)
     attachment = db_session.get(IncidentProblem, problem.id)
     if attachment is None:
-        return _attach_new(db_session=db_session, problem=problem, topology=topology)
+        return _attach_new(work, problem)
     incident = attachment.incident
     if incident.status != OPEN or incident.manual or incident.merged_into_id is not None:
         return Placement(incident)
-    return _fold_into_related(
-        db_session=db_session, problem=problem, attachment=attachment, incident=incident, topology=topology
-    )
+    return _fold_into_related(work, problem=problem, attachment=attachment, incident=incident)
 
 
 def _opened_without_facts(incident: Incident, attachment: IncidentProblem) -> bool:
@@ -368,23 +546,16 @@ def _opened_without_facts(incident: Incident, attachment: IncidentProblem) -> bo
 
 
 def _fold_into_related(
+    work: _Work,
     *,
-    db_session: Session,
-    problem: Problem,
+    problem: ProblemPicture,
     attachment: IncidentProblem,
     incident: Incident,
-    topology: Topology | None,
 ) -> Placement:
     """Fold the problem's incident and the open incidents it relates to into the best related one."""
-    settings = get_settings(db_session=db_session, user_id=problem.user_id)
+    db_session = work.db_session
     facts = facts_from(problem)
-    found = _related(
-        db_session=db_session,
-        user_id=problem.user_id,
-        facts=facts,
-        settings=settings,
-        topology=topology or topology_for(db_session, problem.user_id),
-    )
+    found = _related(work, problem.user_id, facts)
     related = [(item, other) for item, other in found if other.id != incident.id and not other.manual]
     if not related:
         return Placement(incident)
@@ -414,17 +585,14 @@ def _fold_into_related(
     return Placement(target, attached=True)
 
 
-def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | None) -> Placement:
-    settings = get_settings(db_session=db_session, user_id=problem.user_id)
+def _attach_new(work: _Work, problem: ProblemPicture) -> Placement:
+    db_session = work.db_session
+    settings = work.settings_of(problem.user_id)
     facts = facts_from(problem)
-    found = _related(
-        db_session=db_session,
-        user_id=problem.user_id,
-        facts=facts,
-        settings=settings,
-        topology=topology or topology_for(db_session, problem.user_id),
-    )
+    found = _related(work, problem.user_id, facts)
+    still_open = _is_open_state(problem.state)
     if not found:
+        # The incident is inserted with its whole picture: one statement, no update after it.
         incident = Incident(
             user_id=problem.user_id,
             title=problem.title or facts.display_id,
@@ -432,7 +600,12 @@ def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | N
             priority=problem.priority,
             started_at=facts.start_time or utcnow(),
             affected_entities=[],
+            search_text="",
+            problem_count=1,
+            open_problem_count=still_open,
+            manual=False,
         )
+        _absorb(incident, problem, facts)
         db_session.add(incident)
         db_session.flush()
         reason = f"no related open incident within {settings.window_minutes} min"
@@ -474,6 +647,7 @@ def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | N
             message=f"{facts.display_id} joined: {best.match.reason}",
             details={"strategy": best.match.strategy, "score": best.match.score},
         )
+        merged = False
         for other, source in found[1:]:
             if source.manual or target.manual or source.merged_into_id is not None:
                 continue
@@ -484,13 +658,16 @@ def _attach_new(*, db_session: Session, problem: Problem, topology: Topology | N
                 actor="system",
                 why=f"{facts.display_id} {other.match.reason}",
             )
-    _count(db_session, target)
-    _absorb(target, problem, facts)
+            merged = True
+        if not merged:
+            # (A merge recounts the target, this problem included.)
+            target.problem_count += 1
+            target.open_problem_count += still_open
+        _absorb(target, problem, facts)
     if problem.state in ENDED_STATES:
         _maybe_resolve(db_session, target, why=f"all its problems have ended ({facts.display_id} last)")
     if target.status == OPEN:
         _index_problem(db_session, problem.user_id, problem.id, target.id, keys_for(facts), fresh=True)
-    db_session.flush()
     return Placement(target, attached=True, opened=not found)
 
 
@@ -519,7 +696,6 @@ def _attach(
         attached_at=utcnow(),
     )
     db_session.add(attachment)
-    db_session.flush()
     return attachment
 
 
@@ -570,18 +746,19 @@ def _absorb(incident: Incident, problem: Problem, facts: ProblemFacts) -> None:
 
 
 def _count(db_session: Session, incident: Incident) -> None:
-    """Problem counts from the attachments (cheap: one indexed aggregate)."""
-    total, still_open = db_session.execute(
-        sa.select(
-            sa.func.count(),
-            sa.func.coalesce(sa.func.sum(sa.case((Problem.state.in_(list(ENDED_STATES)), 0), else_=1)), 0),
-        )
-        .select_from(IncidentProblem)
-        .join(Problem, Problem.id == IncidentProblem.problem_id)
-        .where(IncidentProblem.incident_id == incident.id)
-    ).one()
+    """Problem counts from the attachments, by the state the incident last saw of each (the same as
+    the problems' own once their changes are correlated; kept by increments on the ingest path)."""
+    total, still_open = db_session.execute(_COUNT, {"incident_id": incident.id}).one()
     incident.problem_count = int(total)
     incident.open_problem_count = int(still_open)
+
+
+_COUNT = sa.select(
+    sa.func.count(),
+    sa.func.coalesce(
+        sa.func.sum(sa.case((IncidentProblem.problem_state.in_(sorted(ENDED_STATES)), 0), else_=1)), 0
+    ),
+).where(IncidentProblem.incident_id == sa.bindparam("incident_id"))
 
 
 def refresh(*, db_session: Session, incident: Incident) -> Incident:
@@ -658,22 +835,25 @@ def _index_problem(
     """Make the problem's index rows exactly ``keys`` under ``incident_id`` (``fresh``: it has none yet)."""
     existing: dict[str, int] = {}
     if not fresh:
-        rows = db_session.execute(
-            sa.select(IncidentKey.key, IncidentKey.incident_id).where(IncidentKey.problem_id == problem_id)
-        )
-        existing = dict(rows.all())
+        existing = dict(db_session.execute(_KEYS_OF_PROBLEM, {"problem_id": problem_id}).all())
     if set(existing) == keys and all(value == incident_id for value in existing.values()):
         return
     if existing:
-        db_session.execute(sa.delete(IncidentKey).where(IncidentKey.problem_id == problem_id))
+        db_session.execute(_UNINDEX_PROBLEM, {"problem_id": problem_id})
     if keys:
         db_session.execute(
-            sa.insert(IncidentKey),
+            _keys.insert(),
             [
                 {"user_id": user_id, "key": key, "problem_id": problem_id, "incident_id": incident_id}
                 for key in sorted(keys)
             ],
         )
+
+
+_KEYS_OF_PROBLEM = sa.select(_keys.c.key, _keys.c.incident_id).where(
+    _keys.c.problem_id == sa.bindparam("problem_id")
+)
+_UNINDEX_PROBLEM = _keys.delete().where(_keys.c.problem_id == sa.bindparam("problem_id"))
 
 
 def _index_incident(db_session: Session, incident: Incident) -> None:

@@ -6,15 +6,24 @@ The surface other domains use::
 """
 
 from borealis.jobs.registry import JobContext, LeaseLost, PermanentFailure, Retry, register
-from borealis.jobs.service import counts_by_state, enqueue, ensure_schedule, remove_schedule
+from borealis.jobs.service import (
+    JobRequest,
+    counts_by_state,
+    enqueue,
+    enqueue_many,
+    ensure_schedule,
+    remove_schedule,
+)
 
 __all__ = [
     "JobContext",
+    "JobRequest",
     "LeaseLost",
     "PermanentFailure",
     "Retry",
     "counts_by_state",
     "enqueue",
+    "enqueue_many",
     "ensure_schedule",
     "register",
     "remove_schedule",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -136,6 +137,125 @@ def enqueue(
             assert job is not None
             return job
     raise RuntimeError(f"could not enqueue {kind} {key}: the queue kept changing under us")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """One keyed piece of work for ``enqueue_many``."""
+
+    key: str
+    user_id: str | None
+    payload: dict[str, Any]
+    run_after: datetime | None = None
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+
+
+_QUEUED_TWINS = (
+    sa.select(
+        _jobs.c.id, _jobs.c.key, _jobs.c.payload, _jobs.c.attempts, _jobs.c.run_after, _jobs.c.max_attempts
+    )
+    .where(
+        _jobs.c.kind == sa.bindparam("kind"),
+        _jobs.c.state == QUEUED,
+        _jobs.c.key.in_(sa.bindparam("keys", expanding=True)),
+    )
+    .order_by(_jobs.c.id)
+)
+# Held until commit on PostgreSQL: a worker cannot claim a twin while it is being folded.
+_QUEUED_TWINS_LOCKED = _QUEUED_TWINS.with_for_update()
+_FOLD_TWIN = (
+    _jobs.update()
+    .where(_jobs.c.id == sa.bindparam("_id"))
+    .values(
+        payload=sa.bindparam("_payload", type_=_jobs.c.payload.type),
+        run_after=sa.bindparam("_run_after", type_=_jobs.c.run_after.type),
+        max_attempts=sa.bindparam("_max_attempts", type_=sa.Integer),
+        updated_at=sa.bindparam("_now", type_=_jobs.c.updated_at.type),
+    )
+)
+
+
+def enqueue_many(*, db_session: Session, kind: str, requests: Sequence[JobRequest]) -> None:
+    """``enqueue`` for many keys of one kind, in a handful of statements whatever their number (the
+    webhook asks for an enrichment per changed problem in every batch). A queued twin that the request
+    would not change is left as it is."""
+    if not requests:
+        return
+    if not kind or len(kind) > 100:
+        raise InvalidInput("a job kind is 1 to 100 characters")
+    now = utcnow()
+    # key -> (user id, payload, run after, max attempts), requests for one key folded in order.
+    wanted: dict[str, tuple[str | None, dict[str, Any], datetime, int]] = {}
+    for request in requests:
+        if not 0 < len(request.key) <= 200:
+            raise InvalidInput("a job key is 1 to 200 characters")
+        if request.max_attempts < 1:
+            raise InvalidInput("max_attempts must be at least 1")
+        user_id, payload = request.user_id, dict(request.payload)
+        run_after, max_attempts = request.run_after or now, request.max_attempts
+        earlier = wanted.get(request.key)
+        if earlier is not None:
+            payload = {**earlier[1], **payload}
+            run_after, max_attempts = min(earlier[2], run_after), max(earlier[3], max_attempts)
+        wanted[request.key] = (user_id, payload, run_after, max_attempts)
+    db_session.info[_ENQUEUED_FLAG] = True
+    keys = sorted(wanted)
+    statement = _QUEUED_TWINS
+    if db_session.get_bind().dialect.name == "postgresql":
+        statement = _QUEUED_TWINS_LOCKED
+    folds: list[dict[str, Any]] = []
+    for start in range(0, len(keys), 500):
+        for twin in db_session.execute(statement, {"kind": kind, "keys": keys[start : start + 500]}):
+            _user_id, asked, asked_after, asked_attempts = wanted.pop(twin.key)
+            payload = {**(twin.payload or {}), **asked}
+            run_after = twin.run_after
+            if twin.attempts == 0 and asked_after < run_after:
+                run_after = asked_after
+            max_attempts = max(twin.max_attempts, asked_attempts)
+            if (payload, run_after, max_attempts) != (twin.payload, twin.run_after, twin.max_attempts):
+                folds.append(
+                    {
+                        "_id": twin.id,
+                        "_payload": payload,
+                        "_run_after": run_after,
+                        "_max_attempts": max_attempts,
+                        "_now": now,
+                    }
+                )
+    if folds:
+        db_session.execute(_FOLD_TWIN, folds)
+    if not wanted:
+        return
+    rows = [
+        {
+            "kind": kind,
+            "user_id": user_id,
+            "key": key,
+            "payload": payload,
+            "state": QUEUED,
+            "attempts": 0,
+            "max_attempts": max_attempts,
+            "run_after": run_after,
+            "created_at": now,
+            "updated_at": now,
+        }
+        for key, (user_id, payload, run_after, max_attempts) in wanted.items()
+    ]
+    inserted = db_session.execute(
+        _insert(db_session)(_jobs).on_conflict_do_nothing().returning(_jobs.c.key), rows
+    ).scalars()
+    # A key another process queued between our look and our insert: fold into it the careful way.
+    for key in sorted(set(wanted) - set(inserted)):
+        user_id, payload, run_after, max_attempts = wanted[key]
+        enqueue(
+            db_session=db_session,
+            kind=kind,
+            user_id=user_id,
+            key=key,
+            payload=payload,
+            run_after=run_after,
+            max_attempts=max_attempts,
+        )
 
 
 def _fold(

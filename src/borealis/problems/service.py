@@ -9,7 +9,7 @@ transaction already serializes writers) in key order, so concurrent batches queu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -92,13 +92,17 @@ class Delivery:
 
 @dataclass(slots=True)
 class Applied:
-    """What applying one delivery did."""
+    """What applying one delivery did. ``row`` is the problem's columns as written with the batch and
+    ``previous`` its columns before the batch (None when the batch created it), so later steps can
+    tell what changed without reading the problem again."""
 
     outcome: str
     problem_id: int
     pid: str
     display_id: str | None
     state: str
+    row: dict[str, Any] = field(default_factory=dict, repr=False)
+    previous: dict[str, Any] | None = field(default=None, repr=False)
 
 
 def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) -> list[Applied]:
@@ -115,8 +119,9 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
     rows = _lock_rows(db_session, dialect, keys)
     known_hashes = _known_hashes(db_session, [row["id"] for row in rows.values()], deliveries)
 
-    # What each problem counted as before this batch (None: it did not exist).
-    counted_as = {row["id"]: None if key in created else _count_key(row) for key, row in rows.items()}
+    # Each problem as it was before this batch (None: the batch created it).
+    previous = {row["id"]: None if key in created else dict(row) for key, row in rows.items()}
+    counted_as = {pid: None if row is None else _count_key(row) for pid, row in previous.items()}
     results: list[Applied] = []
     new_notifications: dict[tuple[int, str], dict[str, Any]] = {}
     duplicates: dict[tuple[int, str], dict[str, Any]] = {}
@@ -175,8 +180,11 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
     _update_counts(db_session, dialect, counted_as, touched)
     # Results carry the final state of each problem, as committed with this batch.
     for result in results:
-        result.state = touched[result.problem_id]["state"]
-        result.display_id = touched[result.problem_id]["display_id"]
+        row = touched[result.problem_id]
+        result.state = row["state"]
+        result.display_id = row["display_id"]
+        result.row = row
+        result.previous = previous[result.problem_id]
     return results
 
 
@@ -304,14 +312,14 @@ def _insert_missing(db_session: Session, dialect: str, firsts: list[Delivery]) -
             updated_at=now,
         )
         rows.append(row)
-    for start in range(0, len(rows), _CHUNK):
+    if rows:
+        # One cached statement run for many rows (a multi-row VALUES would be compiled every time).
         statement = (
             _insert(dialect)
-            .values(rows[start : start + _CHUNK])
             .on_conflict_do_nothing(index_elements=["connection_id", "pid_key"])
             .returning(problems_table.c.connection_id, problems_table.c.pid_key)
         )
-        created.update((row.connection_id, row.pid_key) for row in db_session.execute(statement))
+        created.update((row.connection_id, row.pid_key) for row in db_session.execute(statement, rows))
     return created
 
 
