@@ -6,11 +6,12 @@ per delivery, as the webhook's writer or a replica runs it), one by one and with
 and its grouping is scored pairwise against the truth (precision, recall, F1). A third replay leaves the
 entity cache empty: what a token without ``entities.read`` gets.
 
-Cost: problems are seeded straight into the database as a busy environment holds them (2% open, in
-open incidents of about three problems each, in the candidate index; the rest resolved), with an entity
-cache of services and hosts. Then new problems arrive, half on entities of open incidents (they join),
-half anywhere (most open an incident): the writer's transaction is timed per notification, one per
-transaction and in batches of 64 (group commit under load). Flat from 1k to 100k is the target.
+Cost: problems are seeded straight into the database as a busy environment holds them (2% open, at
+most 450, in open incidents of about three problems each, in the candidate index; the rest resolved),
+with an entity cache of services and hosts. Then new problems arrive, half in applications with open
+incidents (they join), half anywhere (most open an incident), each resolving a little later: the
+writer's transaction is timed per notification, one per transaction and in batches of 64 (group commit
+under load), in rounds that alternate between the sizes. Flat from 1k to 100k is the target.
 
     .venv/bin/python bench/correlation.py [--sizes 1000,100000] [--database sqlite|postgresql]
 """
@@ -27,7 +28,7 @@ import tempfile
 import time
 from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -416,64 +417,95 @@ def _p95(values: list[float]) -> float:
     return sorted(values)[int(0.95 * (len(values) - 1))]
 
 
-def ingest_cost(kind: str, size: int, *, singles: int, batched: int) -> tuple[float, float]:
-    """Microseconds per notification with ``size`` problems stored: one per transaction (and of those,
-    the OPENs of new problems, which correlate), and in batches of 64."""
-    with database_of(kind) as database:
-        user_id, connection_id, secret = new_user(database, "bench")
-        now = utcnow().replace(microsecond=0)
+class CostRun:
+    """One database with ``size`` stored problems, fed new problems round by round."""
+
+    def __init__(self, database: Database, kind: str, size: int) -> None:
+        self.size = size
+        self.user_id, connection_id, self.secret = new_user(database, "bench")
+        self.now = utcnow().replace(microsecond=0)
         began = time.perf_counter()
-        open_clusters = seed_history(database, user_id, connection_id, size, now)
-        seeded = time.perf_counter() - began
+        self.open_clusters = seed_history(database, self.user_id, connection_id, size, self.now)
+        self.seeded = time.perf_counter() - began
         if kind == "sqlite":  # start from a checkpointed log, as a server that has been running would
             with database.engine.connect() as connection:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        self.database = database
+        self.estate = Estate(size, random.Random(size))
+        self.writer = WebhookWriter.__new__(WebhookWriter)
+        self.writer.database = database
+        self.next_pid = 10**8
+        self.open_before = self.open_incidents()
+        self.alone: list[float] = []
+        self.opening: list[float] = []
+        self.batched: list[float] = []  # seconds per notification, one value per round
+        for _, job in self._jobs(16):
+            self.writer.process([job])
 
-        def open_incidents() -> int:
-            with database.session() as session:
-                return int(
-                    session.scalar(
-                        sa.select(sa.func.count()).select_from(Incident).where(Incident.status == "open")
-                    )
-                    or 0
-                )
+    def open_incidents(self) -> int:
+        with self.database.session() as session:
+            statement = sa.select(sa.func.count()).select_from(Incident).where(Incident.status == "open")
+            return int(session.scalar(statement) or 0)
 
-        before = open_incidents()
-        estate = Estate(size, random.Random(size))
-        writer = WebhookWriter.__new__(WebhookWriter)
-        writer.database = database
+    def _jobs(self, count: int) -> list[tuple[str, _Job]]:
+        first, self.next_pid = self.next_pid, self.next_pid + count
+        return [
+            (
+                what,
+                _Job(
+                    self.user_id, self.secret, parse_webhook(body), None, False, body.decode(), None, utcnow()
+                ),
+            )
+            for what, body in arrivals(count, self.open_clusters, self.estate, self.now, first=first)
+        ]
 
-        def jobs(first: int, count: int) -> list[tuple[str, _Job]]:
-            return [
-                (what, _Job(user_id, secret, parse_webhook(body), None, False, body.decode(), None, utcnow()))
-                for what, body in arrivals(count, open_clusters, estate, now, first=first)
-            ]
-
-        for _, job in jobs(10**8, 16):
-            writer.process([job])
-        timings: list[float] = []
-        opening: list[float] = []
-        for what, job in jobs(2 * 10**8, singles):
+    def round(self, *, singles: int, batched: int) -> None:
+        """Time ``singles`` new problems one notification per transaction, then ``batched`` in 64s."""
+        for what, job in self._jobs(singles):
             started = time.perf_counter()
-            writer.process([job])
-            timings.append(time.perf_counter() - started)
+            self.writer.process([job])
+            self.alone.append(time.perf_counter() - started)
             if what == "open":
-                opening.append(timings[-1])
-        batch = [job for _, job in jobs(3 * 10**8, batched)]
+                self.opening.append(self.alone[-1])
+        jobs = [job for _, job in self._jobs(batched)]
         started = time.perf_counter()
-        for offset in range(0, len(batch), 64):
-            writer.process(batch[offset : offset + 64])
-        in_batches = (time.perf_counter() - started) / len(batch)
+        for offset in range(0, len(jobs), 64):
+            self.writer.process(jobs[offset : offset + 64])
+        self.batched.append((time.perf_counter() - started) / len(jobs))
+
+    def report(self) -> None:
+        us = 1e6
         print(
-            f"  {size:>7d} problems, {before} open incidents ({open_incidents()} after), seeded in {seeded:.0f} s"
+            f"  {self.size:>7d} problems, {self.open_before} open incidents ({self.open_incidents()} after),"
+            f" seeded in {self.seeded:.0f} s"
         )
         print(
-            f"    alone: {statistics.mean(timings) * 1e6:6.0f} us per notification"
-            f" (p50 {statistics.median(timings) * 1e6:.0f}, p95 {_p95(timings) * 1e6:.0f});"
-            f" new problems {statistics.mean(opening) * 1e6:.0f} us (p95 {_p95(opening) * 1e6:.0f});"
-            f" in batches of 64: {in_batches * 1e6:.0f} us per notification"
+            f"    one per transaction: p50 {statistics.median(self.alone) * us:.0f} us per notification"
+            f" (mean {statistics.mean(self.alone) * us:.0f}, p95 {_p95(self.alone) * us:.0f});"
+            f" new problems p50 {statistics.median(self.opening) * us:.0f} us;"
+            f" in batches of 64: {statistics.median(self.batched) * us:.0f} us per notification"
         )
-        return statistics.mean(timings), in_batches
+
+
+def ingest_cost(kind: str, sizes: list[int], *, rounds: int, singles: int, batched: int) -> None:
+    """Seed one database per size, then measure round by round, alternating sizes, so that a busy
+    machine slows every size alike."""
+    print(f"Ingest cost with correlation ({kind}), new problems arriving at stored problems:")
+    with ExitStack() as stack:
+        runs = [CostRun(stack.enter_context(database_of(kind)), kind, size) for size in sizes]
+        for _ in range(rounds):
+            for run in runs:
+                run.round(singles=singles, batched=batched)
+        for run in runs:
+            run.report()
+        if len(runs) > 1:
+            small, large = runs[0], runs[-1]
+            alone = statistics.median(large.alone) / statistics.median(small.alone)
+            grouped = statistics.median(large.batched) / statistics.median(small.batched)
+            print(
+                f"  ratio {large.size} / {small.size}: {alone:.2f} one per transaction,"
+                f" {grouped:.2f} in batches (flat is ~1)"
+            )
 
 
 def main() -> None:
@@ -484,24 +516,16 @@ def main() -> None:
         "--sizes", default="1000,100000", help="stored problems to measure at, comma-separated"
     )
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")
-    parser.add_argument("--singles", type=int, default=150, help="new problems timed one per transaction")
-    parser.add_argument("--batched", type=int, default=512, help="new problems timed in batches of 64")
+    parser.add_argument("--rounds", type=int, default=4, help="measuring rounds, alternating the sizes")
+    parser.add_argument("--singles", type=int, default=40, help="new problems per round, one per transaction")
+    parser.add_argument("--batched", type=int, default=128, help="new problems per round, in batches of 64")
     parser.add_argument("--skip-corpus", action="store_true")
     args = parser.parse_args()
     if not args.skip_corpus:
         replay_corpus(args.database)
         print()
     sizes = [int(item) for item in args.sizes.split(",") if item]
-    print(f"Ingest cost with correlation ({args.database}), new problems arriving at stored problems:")
-    results = {
-        size: ingest_cost(args.database, size, singles=args.singles, batched=args.batched) for size in sizes
-    }
-    if len(sizes) > 1:
-        small, large = results[sizes[0]], results[sizes[-1]]
-        print(
-            f"  ratio {sizes[-1]} / {sizes[0]}: {large[0] / small[0]:.2f} alone, {large[1] / small[1]:.2f} in batches"
-            " (flat is ~1)"
-        )
+    ingest_cost(args.database, sizes, rounds=args.rounds, singles=args.singles, batched=args.batched)
 
 
 if __name__ == "__main__":
