@@ -48,7 +48,7 @@ def skip_correlation() -> None:
 
     intake.incidents_service.on_problems_changed = lambda **_kwargs: {}  # type: ignore[assignment]
     intake.incidents_service.lock_user = lambda **_kwargs: None  # type: ignore[assignment]
-    intake.rca_service.after_ingest = lambda **_kwargs: None  # type: ignore[assignment]
+    intake.rca_service.after_ingest_many = lambda **_kwargs: None  # type: ignore[assignment]
 
 
 def main() -> None:

@@ -16,6 +16,8 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from borealis import jsontext
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -74,6 +76,8 @@ def normalize_url(url: str) -> str:
 def create_engine(url: str, **kwargs: Any) -> Engine:
     """An engine tuned per backend: SQLite in WAL with foreign keys and explicit BEGINs."""
     url = normalize_url(url)
+    kwargs.setdefault("json_serializer", jsontext.dumps)
+    kwargs.setdefault("json_deserializer", jsontext.loads)
     if url.startswith("sqlite"):
         engine = sa.create_engine(
             url,

@@ -151,9 +151,10 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
     # Follow-up steps, in this same transaction: correlation into incidents (skipping problems whose
     # correlated columns did not change), an RCA for new problems, enrichment of changed open ones.
     incidents = incidents_service.on_problems_changed(db_session=db_session, changes=list(changes.values()))
-    for problem_id, incident in incidents.items():
-        if problem_id in created:
-            rca_service.after_ingest(db_session=db_session, incident=incident, problem_created=True)
+    rca_service.after_ingest_many(
+        db_session=db_session,
+        incidents=[incident for problem_id, incident in incidents.items() if problem_id in created],
+    )
     sync_service.request_enrichments(db_session=db_session, problems=list(enrich.values()))
 
     # Connections last: every writer locks problems before the connection row, never the reverse.

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from borealis import jsontext
 from borealis.dynatrace.template import EXPECTED_FIELDS
 
 OPEN = "OPEN"
@@ -244,7 +245,7 @@ def _load_json(body: bytes) -> Any:
         # NUL cannot be stored in PostgreSQL text or JSONB; it carries no meaning in a notification.
         text = text.replace("\\u0000", "\\ufffd")
     try:
-        document = json.loads(text, parse_constant=_no_constant)
+        document = jsontext.loads(text, parse_constant=_no_constant)
         if isinstance(document, dict) and any(text.count(f'"{key}"') > 1 for key in document):
             # Perhaps a key sent twice (json keeps the last silently): parse again, seeing every pair.
             document = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
@@ -414,7 +415,7 @@ def _maybe_json(value: Any, name: str, notification: ProblemNotification) -> Any
         return None
     if stripped[0] in "[{":
         try:
-            return json.loads(stripped, parse_constant=_no_constant)
+            return jsontext.loads(stripped, parse_constant=_no_constant)
         except (json.JSONDecodeError, RecursionError):
             pass
     if _unreplaced_in(stripped):

@@ -10,7 +10,8 @@ the grouping the connected components of the "related" graph whatever the arriva
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -191,9 +192,11 @@ def find_candidates(
     facts: ProblemFacts,
     settings: CorrelationSettings,
     reached: dict[str, Reach],
+    known: dict[int, ProblemFacts] | None = None,
 ) -> list[Candidate]:
     """Problems of open incidents that share an index key with ``facts``: through the index only, and
-    at most ``MAX_CANDIDATES`` of them, those sharing the most strong keys first."""
+    at most ``MAX_CANDIDATES`` of them, those sharing the most strong keys first. Facts already in
+    ``known`` are not read again (and those read are added to it)."""
     strong, weak = _lookup_keys(facts, settings, reached)
     hits: dict[int, list[int]] = {}  # problem id -> [incident id, strong hits, weak hits]
     for keys, slot in ((strong, 1), (weak, 2)):
@@ -214,12 +217,15 @@ def find_candidates(
     incident_of = {member[2]: incident_id for member, incident_id in chosen}
     if not incident_of:
         return []
-    rows = db_session.execute(_FACTS_OF, {"ids": list(incident_of)})
+    known = {} if known is None else known
+    missing = [problem_id for problem_id in incident_of if problem_id not in known]
+    if missing:
+        for row in db_session.execute(_FACTS_OF, {"ids": missing}):
+            known[row.id] = facts_from(row)
     return [
-        Candidate(
-            incident_id=incident_of[row.id], incident_rank=(incident_of[row.id],), facts=facts_from(row)
-        )
-        for row in sorted(rows, key=lambda row: row.id)
+        Candidate(incident_id=incident_id, incident_rank=(incident_id,), facts=known[problem_id])
+        for problem_id, incident_id in sorted(incident_of.items())
+        if problem_id in known
     ]
 
 
@@ -242,19 +248,29 @@ def _related(work: _Work, user_id: str, facts: ProblemFacts) -> list[tuple[Incid
     if settings.topology and settings.max_hops > 0 and facts.entities:
         reached = reach(work.topology_of(user_id), facts.entities, max_hops=settings.max_hops)
     candidates = find_candidates(
-        db_session=db_session, user_id=user_id, facts=facts, settings=settings, reached=reached
+        db_session=db_session,
+        user_id=user_id,
+        facts=facts,
+        settings=settings,
+        reached=reached,
+        known=work.facts,
     )
     found = related_incidents(facts, candidates, settings=settings, reached=reached)
     # The index holds open incidents only; checking again costs nothing and loads them in one query.
-    loaded = _incidents(db_session, [item.incident_id for item in found])
+    loaded = _incidents(db_session, [item.incident_id for item in found], known=work.incidents)
     return [(item, loaded[item.incident_id]) for item in found if _is_open(loaded.get(item.incident_id))]
 
 
-def _incidents(db_session: Session, incident_ids: Sequence[int | str]) -> dict[int | str, Incident]:
-    if not incident_ids:
-        return {}
-    rows = db_session.scalars(_INCIDENTS, {"ids": list(incident_ids)})
-    return {incident.id: incident for incident in rows}
+def _incidents(
+    db_session: Session, incident_ids: Sequence[int], *, known: dict[int, Incident] | None = None
+) -> dict[int, Incident]:
+    """The incidents with these ids (those in ``known`` are not read again; new ones are added)."""
+    known = {} if known is None else known
+    missing = [incident_id for incident_id in incident_ids if incident_id not in known]
+    if missing:
+        for incident in db_session.scalars(_INCIDENTS, {"ids": missing}):
+            known[incident.id] = incident
+    return {incident_id: known[incident_id] for incident_id in incident_ids if incident_id in known}
 
 
 _INCIDENTS = sa.select(Incident).where(Incident.id.in_(sa.bindparam("ids", expanding=True)))
@@ -355,6 +371,9 @@ class _Work:
     topologies: dict[str, Topology] = field(default_factory=dict)
     locked: set[str] = field(default_factory=set)
     attachments: dict[int, IncidentProblem | None] = field(default_factory=dict)
+    # Held for the whole call (the session's identity map keeps clean objects only weakly).
+    incidents: dict[int, Incident] = field(default_factory=dict)
+    facts: dict[int, ProblemFacts] = field(default_factory=dict)
 
     def lock(self, user_id: str) -> None:
         if user_id not in self.locked:
@@ -451,10 +470,13 @@ def on_problems_changed(
         work.attachments[attachment.problem_id] = attachment
     pictures = [ProblemPicture.of(change.row) for change in wanted]
     work.prefetch_topology(pictures)
-    incidents = {
-        picture.id: _on_changed(work, picture, change.previous)
-        for picture, change in zip(pictures, wanted, strict=True)
-    }
+    # New attachments, events and incident changes are written together at the end; the steps that
+    # read them back (merges, recounts, resolving) flush first.
+    with db_session.no_autoflush, _events_in_bulk(db_session):
+        incidents = {
+            picture.id: _on_changed(work, picture, change.previous)
+            for picture, change in zip(pictures, wanted, strict=True)
+        }
     db_session.flush()
     return incidents
 
@@ -472,9 +494,7 @@ def _on_changed(work: _Work, problem: ProblemPicture, previous: Mapping[str, Any
     work.lock(problem.user_id)
     attachment = work.attachment(problem.id)
     if attachment is None:
-        placement = _attach_new(work, problem)
-        work.attachments.pop(problem.id, None)
-        return placement.incident
+        return _attach_new(work, problem).incident
     incident = attachment.incident
     facts = facts_from(problem)
     keys = keys_for(facts)
@@ -609,7 +629,7 @@ def _attach_new(work: _Work, problem: ProblemPicture) -> Placement:
         db_session.add(incident)
         db_session.flush()
         reason = f"no related open incident within {settings.window_minutes} min"
-        _attach(
+        work.attachments[problem.id] = _attach(
             db_session,
             problem.id,
             incident.id,
@@ -629,7 +649,7 @@ def _attach_new(work: _Work, problem: ProblemPicture) -> Placement:
         target = incident
     else:
         best, target = found[0]
-        _attach(
+        work.attachments[problem.id] = _attach(
             db_session,
             problem.id,
             target.id,
@@ -748,6 +768,7 @@ def _absorb(incident: Incident, problem: Problem, facts: ProblemFacts) -> None:
 def _count(db_session: Session, incident: Incident) -> None:
     """Problem counts from the attachments, by the state the incident last saw of each (the same as
     the problems' own once their changes are correlated; kept by increments on the ingest path)."""
+    db_session.flush()
     total, still_open = db_session.execute(_COUNT, {"incident_id": incident.id}).one()
     incident.problem_count = int(total)
     incident.open_problem_count = int(still_open)
@@ -763,6 +784,7 @@ _COUNT = sa.select(
 
 def refresh(*, db_session: Session, incident: Incident) -> Incident:
     """Recompute the incident's picture from all its problems (after moves and merges); returns it."""
+    db_session.flush()
     members = db_session.scalars(
         sa.select(Problem)
         .options(load_only(*_PICTURE_COLUMNS))
@@ -792,6 +814,7 @@ def _maybe_resolve(db_session: Session, incident: Incident, *, why: str, actor: 
 
 
 def _set_resolved(db_session: Session, incident: Incident, *, why: str, actor: str) -> None:
+    db_session.flush()
     ends = db_session.scalar(
         sa.select(sa.func.max(Problem.end_time))
         .join(IncidentProblem, IncidentProblem.problem_id == Problem.id)
@@ -858,6 +881,7 @@ _UNINDEX_PROBLEM = _keys.delete().where(_keys.c.problem_id == sa.bindparam("prob
 
 def _index_incident(db_session: Session, incident: Incident) -> None:
     """Index every problem of an incident that is (again) open."""
+    db_session.flush()
     rows = db_session.execute(
         sa.select(*_FACT_COLUMNS)
         .join(IncidentProblem, IncidentProblem.problem_id == Problem.id)
@@ -879,19 +903,44 @@ def record_event(
     actor: str = "system",
     problem_id: int | None = None,
     details: dict[str, Any] | None = None,
-) -> IncidentEvent:
+) -> None:
     """A new line on the incident's timeline (RCA adds its own kinds: ``rca_queued``, ...)."""
-    event = IncidentEvent(
-        incident_id=incident.id,
-        at=utcnow(),
-        kind=kind,
-        actor=actor,
-        problem_id=problem_id,
-        message=message,
-        details=details or {},
-    )
-    db_session.add(event)
-    return event
+    row = {
+        "incident_id": incident.id,
+        "at": utcnow(),
+        "kind": kind,
+        "actor": actor,
+        "problem_id": problem_id,
+        "message": message,
+        "details": details or {},
+    }
+    pending = db_session.info.get(_PENDING_EVENTS)
+    if pending is not None:
+        pending.append(row)
+    else:
+        db_session.add(IncidentEvent(**row))
+
+
+# Events recorded while correlating a batch, written with one statement at its end (the ORM would
+# write them one by one on SQLite, to learn each new id).
+_PENDING_EVENTS = "borealis.incidents.pending_events"
+_events: sa.Table = IncidentEvent.__table__  # type: ignore[assignment]
+
+
+@contextmanager
+def _events_in_bulk(db_session: Session) -> Iterator[None]:
+    if _PENDING_EVENTS in db_session.info:
+        yield
+        return
+    pending: list[dict[str, Any]] = []
+    db_session.info[_PENDING_EVENTS] = pending
+    try:
+        yield
+    finally:
+        del db_session.info[_PENDING_EVENTS]
+    if pending:
+        db_session.flush()
+        db_session.execute(_events.insert(), pending)
 
 
 # -- manual actions and merging ---------------------------------------------------------------------
@@ -899,6 +948,7 @@ def record_event(
 
 def _merge(db_session: Session, *, target: Incident, source: Incident, actor: str, why: str) -> None:
     """Move every problem of ``source`` into ``target`` and leave ``source`` pointing at it."""
+    db_session.flush()
     attachments = db_session.scalars(
         sa.select(IncidentProblem).where(IncidentProblem.incident_id == source.id)
     ).all()

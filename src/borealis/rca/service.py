@@ -213,6 +213,22 @@ def after_ingest(
     return request(db_session=db_session, incident=incident, trigger=trigger, settings=settings)
 
 
+def after_ingest_many(
+    *, db_session: Session, incidents: Sequence[Incident], settings: Settings | None = None
+) -> None:
+    """``after_ingest`` for the incidents that gained a new problem in one ingest batch, in order:
+    whether each user wants automatic runs is read once for the batch, not once per problem."""
+    if not incidents:
+        return
+    user_ids = sorted({incident.user_id for incident in incidents})
+    wanted = set(
+        db_session.scalars(sa.select(User.id).where(User.id.in_(user_ids), User.rca_enabled.is_(True)))
+    )
+    for incident in incidents:
+        if incident.user_id in wanted:
+            after_ingest(db_session=db_session, incident=incident, problem_created=True, settings=settings)
+
+
 def _event(db_session: Session, incident: Incident, kind: str, message: str, run: RcaRun) -> None:
     incidents_service.record_event(
         db_session=db_session,
