@@ -22,13 +22,11 @@ from borealis.errors import BorealisError
 from borealis.incidents.views import router as incidents_router
 from borealis.jobs.views import router as jobs_router
 from borealis.middleware import BodyLimitMiddleware, RequestIdMiddleware, request_id_var
+from borealis.observability import AccessLogMiddleware, metrics_router
 from borealis.problems.views import router as problems_router
 from borealis.problems.webhook import install as install_webhook
 from borealis.rca.views import router as rca_router
 from borealis.sync.views import router as sync_router
-from borealis.observability import AccessLogMiddleware, metrics_router
-from borealis.problems.views import router as problems_router
-from borealis.problems.webhook import install as install_webhook
 from borealis.web import install as install_web
 
 logger = logging.getLogger("borealis.http")
@@ -56,8 +54,6 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     install_web(app)  # first: pages answer browsers on paths they share with the API
     app.include_router(dynatrace_router)
-    app.include_router(problems_router)
-    install_webhook(app)  # first route: matched on every Dynatrace delivery
     app.include_router(problems_router)
     app.include_router(incidents_router)
     app.include_router(rca_router)
