@@ -89,7 +89,6 @@ class Worker:
         self._stopping = threading.Event()
         self._hurry = threading.Event()
         self._wake = threading.Event()
-        self._stopped = threading.Event()
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._held: dict[int, JobContext] = {}
@@ -166,7 +165,6 @@ class Worker:
         for _ in self._threads:
             self._inbox.put(None)
         service.remove_wake_listener(self.wake)
-        self._stopped.set()
         logger.info("worker stopped", extra={"worker": self.owner})
 
     def run_until_stopped(self) -> None:
