@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -320,9 +322,12 @@ def test_no_endpoint_ever_returns_the_token(account, fake_dynatrace):
 def _database_bytes(database, settings) -> bytes:
     """Everything the database holds: the SQLite files (WAL included) or a dump of the PostgreSQL table."""
     if database.is_sqlite:
+        # Read in a child process: closing another descriptor of the database file in this process would
+        # drop SQLite's POSIX locks on it.
         path = Path(database.engine.url.database)
-        files = [path, path.with_name(path.name + "-wal")]
-        return b"".join(file.read_bytes() for file in files if file.exists())
+        files = [str(file) for file in (path, path.with_name(path.name + "-wal")) if file.exists()]
+        reader = "import sys\nfor name in sys.argv[1:]:\n    sys.stdout.buffer.write(open(name, 'rb').read())"
+        return subprocess.run([sys.executable, "-c", reader, *files], capture_output=True, check=True).stdout
     with database.engine.connect() as connection:
         rows = connection.exec_driver_sql("SELECT row_to_json(c)::text FROM connections c").scalars()
         return "\n".join(rows).encode()

@@ -370,18 +370,23 @@ def test_get_entity_returns_relationships(fake_dynatrace, make_client):
     assert entity["fromRelationships"]["runsOn"][0]["id"] == "HOST-1"
 
 
-def test_every_call_is_reported_to_the_metrics_hook(fake_dynatrace, make_client):
+@pytest.fixture
+def restore_recorder():
+    """Put back whatever recorder was installed (the Prometheus one), whatever the test sets."""
+    previous = client_module._recorder
+    yield
+    client_module.set_api_call_recorder(previous)
+
+
+def test_every_call_is_reported_to_the_metrics_hook(fake_dynatrace, make_client, restore_recorder):
     calls: list[tuple[str, int | str]] = []
     client_module.set_api_call_recorder(lambda endpoint, status: calls.append((endpoint, status)))
-    try:
-        token = fake_dynatrace.add_token(["problems.read"])
-        client = make_client(token)
-        client.lookup_token()
-        client.cluster_version()
-        with pytest.raises(ResourceNotFound):
-            client.get_problem("nope")
-    finally:
-        client_module.set_api_call_recorder(None)
+    token = fake_dynatrace.add_token(["problems.read"])
+    client = make_client(token)
+    client.lookup_token()
+    client.cluster_version()
+    with pytest.raises(ResourceNotFound):
+        client.get_problem("nope")
     assert calls == [
         ("POST /api/v2/apiTokens/lookup", 200),
         ("GET /api/v1/config/clusterversion", 403),
@@ -389,16 +394,13 @@ def test_every_call_is_reported_to_the_metrics_hook(fake_dynatrace, make_client)
     ]
 
 
-def test_a_failing_metrics_hook_does_not_break_calls(fake_dynatrace, make_client):
+def test_a_failing_metrics_hook_does_not_break_calls(fake_dynatrace, make_client, restore_recorder):
     def broken(endpoint: str, status: int | str) -> None:
         raise RuntimeError("metrics down")
 
     client_module.set_api_call_recorder(broken)
-    try:
-        token = fake_dynatrace.add_token()
-        assert make_client(token).lookup_token().enabled
-    finally:
-        client_module.set_api_call_recorder(None)
+    token = fake_dynatrace.add_token()
+    assert make_client(token).lookup_token().enabled
 
 
 def test_the_token_never_reaches_logs_or_errors(fake_dynatrace, make_client, caplog):
