@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from borealis import intake
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
-from borealis.incidents import service
+from borealis.incidents import service, topology
 from borealis.incidents.models import Incident, IncidentKey, IncidentProblem
 from borealis.incidents.topology import StaticTopology, use_topology_source
 from tests.support.webhooks import encode, wire_connection
@@ -34,8 +34,10 @@ def wired(app, database, account):
 
 @pytest.fixture
 def no_topology_source():
+    """Restore the installed topology source (the enrichment cache) after a test replaces it."""
+    previous = list(topology._sources)
     yield
-    use_topology_source(None)
+    use_topology_source(previous[0] if previous else None)
 
 
 def ingest(database, wired, pid: str, **fields: Any) -> int:
