@@ -469,7 +469,8 @@ def on_problems_changed(
     for attachment in db_session.scalars(_ATTACHMENTS, {"ids": ids}):
         work.attachments[attachment.problem_id] = attachment
     pictures = [ProblemPicture.of(change.row) for change in wanted]
-    work.prefetch_topology(pictures)
+    # Only problems without an incident look for related ones (a fold later asks for itself).
+    work.prefetch_topology([picture for picture in pictures if work.attachments[picture.id] is None])
     # New attachments, events and incident changes are written together at the end; the steps that
     # read them back (merges, recounts, resolving) flush first.
     with db_session.no_autoflush, _events_in_bulk(db_session):

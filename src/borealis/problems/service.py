@@ -115,9 +115,16 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
     for delivery in deliveries:
         first_of.setdefault((delivery.connection_id, _key(delivery)), delivery)
 
-    created = _insert_missing(db_session, dialect, [first_of[key] for key in keys])
+    # Most deliveries concern known problems: read (and lock) those first, create the others after.
     rows = _lock_rows(db_session, dialect, keys)
-    known_hashes = _known_hashes(db_session, [row["id"] for row in rows.values()], deliveries)
+    missing = [key for key in keys if key not in rows]
+    created: set[tuple[str, str]] = set()
+    if missing:
+        created = _insert_missing(db_session, dialect, [first_of[key] for key in missing])
+        rows.update(_lock_rows(db_session, dialect, missing))
+    known_hashes = _known_hashes(
+        db_session, [row["id"] for key, row in rows.items() if key not in created], deliveries
+    )
 
     # Each problem as it was before this batch (None: the batch created it).
     previous = {row["id"]: None if key in created else dict(row) for key, row in rows.items()}
@@ -291,15 +298,12 @@ def _insert(dialect: str) -> Any:
 
 
 def _insert_missing(db_session: Session, dialect: str, firsts: list[Delivery]) -> set[tuple[str, str]]:
-    """Create the problems not stored yet (in key order); returns the keys this call created."""
+    """Create the problems not stored yet (in key order; one another process creates at the same time
+    is left to it); returns the keys this call created."""
     created: set[tuple[str, str]] = set()
-    existing = _existing_keys(db_session, firsts)
     now = utcnow()
     rows = []
     for delivery in firsts:
-        key = (delivery.connection_id, _key(delivery))
-        if key in existing:
-            continue
         row = lifecycle.new_problem(delivery.notification)
         row.update(
             connection_id=delivery.connection_id,
@@ -323,22 +327,6 @@ def _insert_missing(db_session: Session, dialect: str, firsts: list[Delivery]) -
     return created
 
 
-def _existing_keys(db_session: Session, firsts: list[Delivery]) -> set[tuple[str, str]]:
-    """Keys already stored: most deliveries update a known problem, and a plain read is cheap."""
-    found: set[tuple[str, str]] = set()
-    by_connection: dict[str, list[str]] = {}
-    for delivery in firsts:
-        by_connection.setdefault(delivery.connection_id, []).append(_key(delivery))
-    for connection_id, keys in by_connection.items():
-        for start in range(0, len(keys), _CHUNK):
-            statement = sa.select(problems_table.c.pid_key).where(
-                problems_table.c.connection_id == connection_id,
-                problems_table.c.pid_key.in_(keys[start : start + _CHUNK]),
-            )
-            found.update((connection_id, key) for key in db_session.scalars(statement))
-    return found
-
-
 def _lock_rows(
     db_session: Session, dialect: str, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], dict[str, Any]]:
@@ -346,22 +334,25 @@ def _lock_rows(
     by_connection: dict[str, list[str]] = {}
     for connection_id, key in keys:
         by_connection.setdefault(connection_id, []).append(key)
+    statement = _LOCK_ROWS_FOR_UPDATE if dialect == "postgresql" else _LOCK_ROWS
     for connection_id in sorted(by_connection):
         pid_keys = by_connection[connection_id]
         for start in range(0, len(pid_keys), _CHUNK):
-            statement = (
-                sa.select(problems_table)
-                .where(
-                    problems_table.c.connection_id == connection_id,
-                    problems_table.c.pid_key.in_(pid_keys[start : start + _CHUNK]),
-                )
-                .order_by(problems_table.c.pid_key)
-            )
-            if dialect == "postgresql":
-                statement = statement.with_for_update()
-            for row in db_session.execute(statement).mappings():
+            chunk = {"connection_id": connection_id, "pid_keys": pid_keys[start : start + _CHUNK]}
+            for row in db_session.execute(statement, chunk).mappings():
                 rows[(connection_id, row["pid_key"])] = dict(row)
     return rows
+
+
+_LOCK_ROWS = (
+    sa.select(problems_table)
+    .where(
+        problems_table.c.connection_id == sa.bindparam("connection_id"),
+        problems_table.c.pid_key.in_(sa.bindparam("pid_keys", expanding=True)),
+    )
+    .order_by(problems_table.c.pid_key)
+)
+_LOCK_ROWS_FOR_UPDATE = _LOCK_ROWS.with_for_update()
 
 
 def _known_hashes(
@@ -370,12 +361,15 @@ def _known_hashes(
     hashes = sorted({d.notification.content_hash for d in deliveries})
     found: set[tuple[int, str]] = set()
     for start in range(0, len(problem_ids), _CHUNK):
-        statement = sa.select(notifications_table.c.problem_id, notifications_table.c.content_hash).where(
-            notifications_table.c.problem_id.in_(problem_ids[start : start + _CHUNK]),
-            notifications_table.c.content_hash.in_(hashes),
-        )
-        found.update((row.problem_id, row.content_hash) for row in db_session.execute(statement))
+        chunk = {"problem_ids": problem_ids[start : start + _CHUNK], "hashes": hashes}
+        found.update((row.problem_id, row.content_hash) for row in db_session.execute(_KNOWN_HASHES, chunk))
     return found
+
+
+_KNOWN_HASHES = sa.select(notifications_table.c.problem_id, notifications_table.c.content_hash).where(
+    notifications_table.c.problem_id.in_(sa.bindparam("problem_ids", expanding=True)),
+    notifications_table.c.content_hash.in_(sa.bindparam("hashes", expanding=True)),
+)
 
 
 def _count_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -409,9 +403,8 @@ def _update_counts(
         index_elements=["user_id", "state", "severity", "impact"],
         set_={"count": counts_table.c.count + insert.excluded.count},
     )
-    # One row at a time, in key order: concurrent writers lock counts in the same order.
-    for change in changes:
-        db_session.execute(statement, change)
+    # In key order (the driver runs them in turn): concurrent writers lock counts in the same order.
+    db_session.execute(statement, changes)
 
 
 def _notification_row(delivery: Delivery, problem_id: int | None, outcome: str) -> dict[str, Any]:
