@@ -11,7 +11,7 @@ from borealis.incidents.models import (
     IncidentProblem,
 )
 from borealis.jobs.models import Job, JobSchedule
-from borealis.problems.models import Notification, Problem, ProblemCount, RejectedDelivery
+from borealis.problems.models import Notification, Problem, ProblemCount, ProblemTerm, RejectedDelivery
 from borealis.rca.models import RcaEvidence, RcaRun
 from borealis.sync.models import CachedEntity, EntityRelation, ProblemEnrichment, SyncState
 
@@ -32,6 +32,7 @@ __all__ = [
     "Problem",
     "ProblemCount",
     "ProblemEnrichment",
+    "ProblemTerm",
     "RcaEvidence",
     "RcaRun",
     "RejectedDelivery",

@@ -15,6 +15,10 @@ RESOLVED = "RESOLVED"
 MERGED = "MERGED"
 ENDED_STATES = frozenset({RESOLVED, MERGED})
 PRIORITIES = ("critical", "high", "medium", "low", "info")
+# Longer words are kept (and searched) by their beginning.
+MAX_TERM_LENGTH = 64
+# Terms compare by code point on both databases ("C" on PostgreSQL), so a prefix is a key range.
+TermType = sa.String(MAX_TERM_LENGTH).with_variant(sa.String(MAX_TERM_LENGTH, collation="C"), "postgresql")
 
 
 class Problem(Base):
@@ -69,7 +73,7 @@ class Problem(Base):
     # The latest problem details document and its kind ("v2", "v1", "api").
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     details_format: Mapped[str | None] = mapped_column(sa.String(16))
-    # Lower-case title, ids and entity names: what the alerts `q` filter searches.
+    # Lower-case title, ids and entity names: the source of the problem's search terms.
     search_text: Mapped[str] = mapped_column(sa.Text, default="")
     first_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -155,3 +159,23 @@ class ProblemCount(Base):
     severity: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     impact: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     count: Mapped[int] = mapped_column(sa.Integer, default=0)
+
+
+class ProblemTerm(Base):
+    """One word a problem can be found by with the alerts ``q`` filter (see problems/search.py).
+
+    Kept in step with ``Problem.search_text`` by the lifecycle write. Keyed by problem for upkeep;
+    the (user, term) index answers "which of my problems have a word beginning with ..." as a range.
+    """
+
+    __tablename__ = "problem_terms"
+    __table_args__ = (
+        sa.Index("ix_problem_terms_user_term", "user_id", "term", "problem_id"),
+        {"sqlite_with_rowid": False},
+    )
+
+    problem_id: Mapped[int] = mapped_column(
+        BigId, sa.ForeignKey("problems.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    term: Mapped[str] = mapped_column(TermType, primary_key=True)
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))

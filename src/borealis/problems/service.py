@@ -1,4 +1,4 @@
-"""Problem operations: apply notifications (batched), keep rejected deliveries, read alerts.
+"""Problem operations: apply notifications (batched), keep rejected deliveries, read one alert.
 
 Applying works on many notifications per call so the webhook's group commit costs a handful of
 statements per batch, not per delivery. It is safe with several processes on one database: rows are
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
 from borealis.dynatrace.payload import ProblemNotification
-from borealis.problems import lifecycle
+from borealis.problems import lifecycle, search
 from borealis.problems.models import Notification, Problem, ProblemCount, RejectedDelivery
 
 SOURCES = ("webhook", "api")
@@ -185,6 +185,7 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
     if duplicates:
         db_session.execute(_BUMP_DUPLICATE, list(duplicates.values()))
     _update_counts(db_session, dialect, counted_as, touched)
+    search.update_terms(db_session=db_session, changes=_text_changes(previous, touched))
     # Results carry the final state of each problem, as committed with this batch.
     for result in results:
         row = touched[result.problem_id]
@@ -407,6 +408,18 @@ def _update_counts(
     db_session.execute(statement, changes)
 
 
+def _text_changes(
+    previous: dict[int, dict[str, Any] | None], touched: dict[int, dict[str, Any]]
+) -> list[search.TextChange]:
+    """The problems whose searchable text this batch changed (created ones start from nothing)."""
+    changes = []
+    for problem_id, row in touched.items():
+        before = (previous.get(problem_id) or {}).get("search_text") or ""
+        if before != row["search_text"]:
+            changes.append(search.TextChange(problem_id, row["user_id"], before, row["search_text"]))
+    return changes
+
+
 def _notification_row(delivery: Delivery, problem_id: int | None, outcome: str) -> dict[str, Any]:
     notification = delivery.notification
     return {
@@ -431,118 +444,7 @@ def _notification_row(delivery: Delivery, problem_id: int | None, outcome: str) 
     }
 
 
-# --- alerts --------------------------------------------------------------------------------------------
-
-_LIST_COLUMNS = (
-    "id",
-    "display_id",
-    "pid",
-    "title",
-    "state",
-    "severity",
-    "impact",
-    "priority",
-    "impacted_entity",
-    "impacted_entities",
-    "root_cause_entity_id",
-    "root_cause_entity_name",
-    "root_cause_entity_type",
-    "problem_url",
-    "tags",
-    "start_time",
-    "end_time",
-    "first_received_at",
-    "last_received_at",
-    "notification_count",
-)
-
-
-@dataclass(slots=True)
-class AlertFilters:
-    """Validated filters of the alerts list; ``None`` means no filter."""
-
-    state: str | None = None
-    severity: str | None = None
-    impact: str | None = None
-    q: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-
-
-@dataclass(slots=True)
-class AlertPage:
-    rows: list[dict[str, Any]]
-    total: int
-    next_after: tuple[datetime, int] | None
-
-
-def list_alerts(
-    *,
-    db_session: Session,
-    user_id: str,
-    filters: AlertFilters,
-    limit: int,
-    offset: int = 0,
-    after: tuple[datetime, int] | None = None,
-) -> AlertPage:
-    """One page of a user's problems, newest activity first, with the total matching the filters."""
-    table = problems_table
-    conditions: list[Any] = [table.c.user_id == user_id]
-    if filters.state:
-        conditions.append(table.c.state == filters.state)
-    if filters.severity:
-        conditions.append(table.c.severity == filters.severity)
-    if filters.impact:
-        conditions.append(table.c.impact == filters.impact)
-    if filters.q:
-        pattern = "%" + _escape_like(filters.q.lower()) + "%"
-        conditions.append(table.c.search_text.like(pattern, escape="\\"))
-    if filters.since:
-        conditions.append(table.c.last_received_at >= filters.since)
-    if filters.until:
-        conditions.append(table.c.last_received_at <= filters.until)
-
-    total = _total(db_session, user_id, filters, conditions)
-    page_conditions = list(conditions)
-    if after is not None:
-        at, last_id = after
-        page_conditions.append(
-            sa.or_(
-                table.c.last_received_at < at,
-                sa.and_(table.c.last_received_at == at, table.c.id < last_id),
-            )
-        )
-    statement = (
-        sa.select(*(table.c[name] for name in _LIST_COLUMNS))
-        .where(*page_conditions)
-        .order_by(table.c.last_received_at.desc(), table.c.id.desc())
-        .limit(limit)
-    )
-    if after is None and offset:
-        statement = statement.offset(offset)
-    rows = [dict(row) for row in db_session.execute(statement).mappings()]
-    next_after = None
-    if len(rows) == limit:
-        next_after = (rows[-1]["last_received_at"], rows[-1]["id"])
-    return AlertPage(rows=rows, total=total, next_after=next_after)
-
-
-def _total(db_session: Session, user_id: str, filters: AlertFilters, conditions: list[Any]) -> int:
-    """The number of matching problems: from the kept counts when only state, severity and impact
-    filter (any number of problems in constant time), else counted."""
-    if filters.q or filters.since or filters.until:
-        return (
-            db_session.scalar(sa.select(sa.func.count()).select_from(problems_table).where(*conditions)) or 0
-        )
-    counts = counts_table
-    statement = sa.select(sa.func.coalesce(sa.func.sum(counts.c.count), 0)).where(counts.c.user_id == user_id)
-    if filters.state:
-        statement = statement.where(counts.c.state == filters.state)
-    if filters.severity:
-        statement = statement.where(counts.c.severity == filters.severity)
-    if filters.impact:
-        statement = statement.where(counts.c.impact == filters.impact)
-    return int(db_session.scalar(statement) or 0)
+# --- alerts (the list itself is in listing.py) -----------------------------------------------------
 
 
 def latest_payloads(*, db_session: Session, problem_ids: list[int]) -> dict[int, str]:
@@ -564,7 +466,3 @@ def get_for_user(*, db_session: Session, user_id: str, problem_id: int) -> Probl
     """The problem with this id if it belongs to the user, else None."""
     problem = db_session.get(Problem, problem_id)
     return problem if problem is not None and problem.user_id == user_id else None
-
-
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

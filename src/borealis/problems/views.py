@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
 from borealis.deps import CurrentUser, DbSession
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import IMPACTS, SEVERITIES
 from borealis.errors import InvalidInput, NotFound
 from borealis.incidents import service as incidents_service
-from borealis.problems import service
+from borealis.problems import listing, service
 from borealis.problems.models import MERGED, OPEN, RESOLVED, Problem
 from borealis.problems.schemas import (
     AlertDetail,
@@ -128,25 +128,43 @@ def _alert(row: Any, payload: Any = None) -> dict[str, Any]:
     }
 
 
+Q_HELP = (
+    "Words to find in the title, display id, PID or an entity's name or id (any case). A problem "
+    "matches when each word begins one of its words; inside a word, each part after punctuation "
+    "begins a word too, so 'front' finds 'easytravel-frontend' and '22011' finds 'P-22011'."
+)
+OFFSET_HELP = (
+    "Problems to skip. Costs time in proportion to the rows skipped (counted from the nearer end of "
+    "the list); to go through many pages, follow nextCursor instead."
+)
+CURSOR_HELP = (
+    "nextCursor of the previous page (same filters): the next page at any depth for the cost of the "
+    "first. Replaces offset."
+)
+
+
 @router.get("/alerts", response_model=AlertList, response_model_exclude_none=False)
 def list_alerts(
     user: CurrentUser,
     db_session: DbSession,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Problems per page, 1..500.")] = 50,
-    offset: Annotated[int, Query(ge=0, description="Problems to skip.")] = 0,
+    offset: Annotated[int, Query(ge=0, description=OFFSET_HELP)] = 0,
     state: Annotated[str | None, Query(description="OPEN, RESOLVED or MERGED (any case).")] = None,
     severity: Annotated[str | None, Query(description=f"One of {', '.join(SEVERITIES)}.")] = None,
     impact: Annotated[str | None, Query(description=f"One of {', '.join(IMPACTS)}.")] = None,
-    q: Annotated[
-        str | None, Query(max_length=200, description="Text in the title or an entity name.")
-    ] = None,
+    q: Annotated[str | None, Query(max_length=200, description=Q_HELP)] = None,
     since: Annotated[str | None, Query(description="Last activity at or after (ISO 8601).")] = None,
     until: Annotated[str | None, Query(description="Last activity at or before (ISO 8601).")] = None,
-    cursor: Annotated[str | None, Query(description="nextCursor of the previous page.")] = None,
+    cursor: Annotated[str | None, Query(description=CURSOR_HELP)] = None,
     include: Annotated[str | None, Query(description="'payload' adds the latest raw body.")] = None,
-) -> dict[str, Any]:
-    """The user's problems, newest activity first, one row per problem."""
-    filters = service.AlertFilters(
+) -> Response:
+    """The user's problems, newest activity first, one row per problem, and how many match.
+
+    ``total`` is exact. ``nextCursor`` is set while more pages follow; pass it as ``cursor`` (with
+    the same filters) for the next page, which costs the same at any depth, unlike a deep ``offset``.
+    ``q`` matches word beginnings: every word of ``q`` must begin a word of the problem's title,
+    display id, PID or an impacted or root-cause entity's name or id."""
+    filters = listing.AlertFilters(
         state=_choice("state", state, STATES),
         severity=_choice("severity", severity, SEVERITIES),
         impact=_choice("impact", impact, IMPACTS),
@@ -156,7 +174,7 @@ def list_alerts(
     )
     includes = _includes(include)
     after = _decode_cursor(cursor) if cursor else None
-    page = service.list_alerts(
+    page = listing.list_alerts(
         db_session=db_session, user_id=user.id, filters=filters, limit=limit, offset=offset, after=after
     )
     payloads: dict[int, str] = {}
@@ -167,16 +185,20 @@ def list_alerts(
     incident_ids = incidents_service.incident_ids_for(
         db_session=db_session, problem_ids=[row["id"] for row in page.rows]
     )
-    return {
-        "alerts": [
-            {**_alert(row, _payload(payloads.get(row["id"]))), "incidentId": incident_ids.get(row["id"])}
-            for row in page.rows
-        ],
-        "total": page.total,
-        "limit": limit,
-        "offset": offset,
-        "nextCursor": _encode_cursor(page.next_after) if page.next_after else None,
-    }
+    answer = AlertList.model_validate(
+        {
+            "alerts": [
+                {**_alert(row, _payload(payloads.get(row["id"]))), "incidentId": incident_ids.get(row["id"])}
+                for row in page.rows
+            ],
+            "total": page.total,
+            "limit": limit,
+            "offset": offset,
+            "nextCursor": _encode_cursor(page.next_after) if page.next_after else None,
+        }
+    )
+    # Serialized here, in the request's worker thread, rather than validated again on another.
+    return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
 
 
 def _user_problem(alert_id: int, user: CurrentUser, db_session: DbSession) -> Problem:

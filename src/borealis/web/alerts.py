@@ -13,7 +13,7 @@ from borealis.dynatrace import service as dynatrace_service
 from borealis.dynatrace.payload import IMPACTS, SEVERITIES
 from borealis.errors import InvalidInput, NotFound
 from borealis.incidents import service as incidents_service
-from borealis.problems import service
+from borealis.problems import listing, service
 from borealis.problems.models import MERGED, OPEN, RESOLVED
 from borealis.web.routing import PageRoute
 from borealis.web.security import verify_csrf
@@ -57,13 +57,13 @@ def alerts_page(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
     search = (q or "").strip() or None
-    filters = service.AlertFilters(
+    filters = listing.AlertFilters(
         state=_choice("state", state, STATES),
         severity=_choice("severity", severity, SEVERITIES),
         impact=_choice("impact", impact, IMPACTS),
         q=search,
     )
-    page = service.list_alerts(
+    page = listing.list_alerts(
         db_session=db_session, user_id=user.id, filters=filters, limit=limit, offset=offset
     )
     incident_ids = incidents_service.incident_ids_for(

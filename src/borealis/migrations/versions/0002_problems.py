@@ -1,4 +1,4 @@
-"""Problems: problems, their notifications, rejected webhook deliveries, per-user counts.
+"""Problems: problems, their notifications, rejected webhook deliveries, per-user counts, search terms.
 
 Revision ID: 0002
 Revises: 0001
@@ -15,6 +15,9 @@ revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
+
+# Search terms compare by code point ("C" on PostgreSQL) so that a word prefix is a key range.
+TERM = sa.String(64).with_variant(sa.String(64, collation="C"), "postgresql")
 
 
 def upgrade() -> None:
@@ -156,8 +159,29 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", "state", "severity", "impact", name=op.f("pk_problem_counts")),
     )
 
+    op.create_table(
+        "problem_terms",
+        sa.Column("problem_id", BigId, autoincrement=False, nullable=False),
+        sa.Column("term", TERM, nullable=False),
+        sa.Column("user_id", sa.String(36), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["problem_id"],
+            ["problems.id"],
+            name=op.f("fk_problem_terms_problem_id_problems"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_problem_terms_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("problem_id", "term", name=op.f("pk_problem_terms")),
+        sqlite_with_rowid=False,
+    )
+    op.create_index(op.f("ix_problem_terms_user_term"), "problem_terms", ["user_id", "term", "problem_id"])
+
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_problem_terms_user_term"), table_name="problem_terms")
+    op.drop_table("problem_terms")
     op.drop_table("problem_counts")
     op.drop_index(op.f("ix_rejected_deliveries_connection_received"), table_name="rejected_deliveries")
     op.drop_table("rejected_deliveries")

@@ -1,0 +1,133 @@
+"""The words the alerts ``q`` filter finds a problem by, kept in ``problem_terms`` so a search looks up
+words in an index instead of reading every problem.
+
+A problem's words come from its ``search_text`` (title, display id, PID, the impacted-entity sentence,
+root-cause and impacted entity names and ids), lower-cased and split at whitespace. Punctuation at
+either end of a word is dropped, and each part that follows punctuation inside a word starts a word of
+its own: ``easytravel-frontend`` is found by ``easytravel``, ``easytravel-front`` and ``frontend``;
+``P-22011`` by ``p-22011`` and ``22011``; ``host.prod.example.com`` by ``prod.example`` and ``example``.
+A query matches a problem when each of its words is the beginning of one of the problem's words.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from borealis.problems.models import MAX_TERM_LENGTH, ProblemTerm
+
+# Enough for any real title and entity list; bounds the work one oversized payload can cause.
+MAX_TERMS_PER_PROBLEM = 500
+MAX_QUERY_WORDS = 8
+
+_EDGES = re.compile(r"^[\W_]+|[\W_]+$")
+_PART = re.compile(r"[^\W_]+")
+
+terms_table: sa.Table = ProblemTerm.__table__  # type: ignore[assignment]
+
+
+def words(text: str) -> list[str]:
+    """The whitespace-separated words of ``text``, lower-cased, without punctuation at either end."""
+    found = []
+    for raw in text.lower().split():
+        word = _EDGES.sub("", raw)
+        if word:
+            found.append(word)
+    return found
+
+
+def terms(search_text: str | None) -> list[str]:
+    """The terms stored for a problem with this ``search_text``: each word and each of its parts
+    that follows punctuation (to its end), cut to MAX_TERM_LENGTH, without repeats."""
+    if not search_text:
+        return []
+    found: dict[str, None] = {}
+    for word in words(search_text):
+        for part in _PART.finditer(word):
+            found.setdefault(word[part.start() :][:MAX_TERM_LENGTH])
+            if len(found) >= MAX_TERMS_PER_PROBLEM:
+                return list(found)
+    return list(found)
+
+
+def query_words(q: str) -> list[str]:
+    """The words a problem must all begin one of its terms with to match ``q``; a word already implied
+    by a longer one (``svc`` beside ``svc-42``) is left out, and at most MAX_QUERY_WORDS are kept."""
+    candidates = sorted({word[:MAX_TERM_LENGTH] for word in words(q)}, key=len, reverse=True)
+    kept: list[str] = []
+    for word in candidates:
+        if not any(longer.startswith(word) for longer in kept):
+            kept.append(word)
+    return kept[:MAX_QUERY_WORDS]
+
+
+def prefix_range(word: str) -> tuple[str, str]:
+    """Bounds ``low <= term < high`` of the terms that begin with ``word``, in code point order (how
+    both databases compare the ``term`` column)."""
+    return word, word + "\U0010ffff"
+
+
+@dataclass(slots=True)
+class TextChange:
+    """A problem whose searchable text changed in this transaction."""
+
+    problem_id: int
+    user_id: str
+    before: str
+    after: str
+
+
+def update_terms(*, db_session: Session, changes: Sequence[TextChange]) -> int:
+    """Bring ``problem_terms`` in line with the changed texts (only the terms that differ are
+    written); returns the number of rows inserted and deleted."""
+    removed: list[dict[str, object]] = []
+    added: list[dict[str, object]] = []
+    for change in changes:
+        if change.before == change.after:
+            continue
+        old, new = set(terms(change.before)), terms(change.after)
+        kept = set(new)
+        removed.extend({"p": change.problem_id, "t": term} for term in old - kept)
+        added.extend(
+            {"problem_id": change.problem_id, "term": term, "user_id": change.user_id}
+            for term in new
+            if term not in old
+        )
+    if removed:
+        db_session.execute(
+            terms_table.delete().where(
+                terms_table.c.problem_id == sa.bindparam("p"), terms_table.c.term == sa.bindparam("t")
+            ),
+            removed,
+        )
+    if added:
+        db_session.execute(terms_table.insert(), added)
+    return len(removed) + len(added)
+
+
+def matching(user_id: str, word: str) -> sa.Select[tuple[int]]:
+    """The ids of the user's problems with a term beginning with ``word`` (may repeat an id)."""
+    low, high = prefix_range(word)
+    return sa.select(terms_table.c.problem_id).where(
+        terms_table.c.user_id == user_id, terms_table.c.term >= low, terms_table.c.term < high
+    )
+
+
+def has_word(problem_id: sa.ColumnElement[int], word: str) -> sa.ColumnElement[bool]:
+    """True for a problem with a term beginning with ``word``: one seek in the primary key per row.
+
+    Written as a one-row subquery rather than EXISTS so that PostgreSQL checks it row by row as the
+    query walks its index, instead of turning it into a join and sorting what it found."""
+    low, high = prefix_range(word)
+    terms = terms_table.alias()  # its own name: the outer query may read problem_terms too
+    first = (
+        sa.select(sa.literal(1))
+        .where(terms.c.problem_id == problem_id, terms.c.term >= low, terms.c.term < high)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return first.is_not(None)
