@@ -10,22 +10,26 @@ errors keep the standard library's message and position).
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 # 19 digits in a row may be an integer beyond 64 bits (or a long fraction): leave those to ``json``.
-_LONG_DIGITS = re.compile(r"\d{19}")
-_LONG_DIGITS_BYTES = re.compile(rb"\d{19}")
+# Found by mapping every digit to "0" and everything else to " " (far cheaper than a regex scan).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x20 for byte in range(256))
+_LONG_RUN = b"0" * 19
 _OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _has_long_number(text: str | bytes | bytearray) -> bool:
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return _LONG_RUN in raw.translate(_DIGITS_AS_ZEROS)
 
 
 def loads(text: str | bytes | bytearray, *, parse_constant: Callable[[str], Any] | None = None) -> Any:
     """``json.loads``, faster (``parse_constant`` as there: what ``NaN`` and ``Infinity`` become)."""
-    pattern = _LONG_DIGITS if isinstance(text, str) else _LONG_DIGITS_BYTES
-    if not pattern.search(text):  # type: ignore[arg-type]
+    if not _has_long_number(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

@@ -15,6 +15,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 
 from borealis.incidents.topology import Reach
 
@@ -338,6 +339,7 @@ _WORD = re.compile(r"[a-z][a-z0-9_.-]*")
 _STOPWORDS = frozenset({"a", "an", "the", "on", "in", "of", "for", "to", "and", "at", "is", "by", "with"})
 
 
+@lru_cache(maxsize=4096)
 def title_words(title: str) -> frozenset[str]:
     """The words of a title that identify the kind of problem: lowercase, without numbers and stopwords
     ("3 services slow" and "5 services slow" say the same thing)."""

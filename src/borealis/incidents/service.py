@@ -197,24 +197,7 @@ def find_candidates(
     """Problems of open incidents that share an index key with ``facts``: through the index only, and
     at most ``MAX_CANDIDATES`` of them, those sharing the most strong keys first. Facts already in
     ``known`` are not read again (and those read are added to it)."""
-    strong, weak = _lookup_keys(facts, settings, reached)
-    hits: dict[int, list[int]] = {}  # problem id -> [incident id, strong hits, weak hits]
-    for keys, slot in ((strong, 1), (weak, 2)):
-        for chunk in _chunks(sorted(keys), 500):
-            rows = db_session.execute(_KEY_HITS, {"user_id": user_id, "keys": chunk, "limit": MAX_KEY_ROWS})
-            for problem_id, incident_id in rows:
-                hit = hits.setdefault(problem_id, [incident_id, 0, 0])
-                hit[slot] += 1
-    hits.pop(int(facts.problem_id), None)
-    by_incident: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
-    for problem_id, (incident_id, strong_hits, weak_hits) in hits.items():
-        by_incident[incident_id].append((-strong_hits, -weak_hits, problem_id))
-    chosen: list[tuple[tuple[int, int, int], int]] = []
-    for incident_id, members in by_incident.items():
-        chosen.extend((member, incident_id) for member in sorted(members)[:MAX_CANDIDATES_PER_INCIDENT])
-    chosen.sort()
-    chosen = chosen[:MAX_CANDIDATES]
-    incident_of = {member[2]: incident_id for member, incident_id in chosen}
+    incident_of = _choose(_key_hits(db_session, user_id, facts, settings, reached))
     if not incident_of:
         return []
     known = {} if known is None else known
@@ -229,6 +212,69 @@ def find_candidates(
     ]
 
 
+def _key_hits(
+    db_session: Session,
+    user_id: str,
+    facts: ProblemFacts,
+    settings: CorrelationSettings,
+    reached: dict[str, Reach],
+) -> dict[int, list[int]]:
+    """Problem id -> [incident id, strong key hits, weak key hits] of the problems (other than this
+    one) that share an index key with ``facts``; from the batch's copy of the index when it has them."""
+    strong, weak = _lookup_keys(facts, settings, reached)
+    index = db_session.info.get(_KEY_INDEX, {}).get(user_id)
+    if index is not None and not (strong <= index.keys() and weak <= index.keys()):
+        index = None
+    hits: dict[int, list[int]] = {}
+    for keys, slot in ((strong, 1), (weak, 2)):
+        for chunk in _chunks(sorted(keys), 500):
+            if index is None:
+                rows = db_session.execute(
+                    _KEY_HITS, {"user_id": user_id, "keys": chunk, "limit": MAX_KEY_ROWS}
+                ).all()
+            else:
+                # As the query would answer: ordered by incident, then problem, and as many.
+                rows = sorted((row for key in chunk for row in index[key]), key=lambda row: (row[1], row[0]))[
+                    :MAX_KEY_ROWS
+                ]
+            for problem_id, incident_id in rows:
+                hit = hits.setdefault(problem_id, [incident_id, 0, 0])
+                hit[slot] += 1
+    hits.pop(int(facts.problem_id), None)
+    return hits
+
+
+def _choose(hits: dict[int, list[int]]) -> dict[int, int]:
+    """Of the problems hit, at most ``MAX_CANDIDATES_PER_INCIDENT`` per incident and
+    ``MAX_CANDIDATES`` in all, those sharing the most strong keys first: problem id -> incident id."""
+    by_incident: dict[int, list[tuple[int, int, int]]] = defaultdict(list)
+    for problem_id, (incident_id, strong_hits, weak_hits) in hits.items():
+        by_incident[incident_id].append((-strong_hits, -weak_hits, problem_id))
+    chosen: list[tuple[tuple[int, int, int], int]] = []
+    for incident_id, members in by_incident.items():
+        chosen.extend((member, incident_id) for member in sorted(members)[:MAX_CANDIDATES_PER_INCIDENT])
+    chosen.sort()
+    return {member[2]: incident_id for member, incident_id in chosen[:MAX_CANDIDATES]}
+
+
+# A batch's copy of the candidate index (session.info: user id -> key -> [(problem id, incident id)]),
+# for the keys its new problems look up. Kept in step with the problems the batch indexes; any other
+# change to the index (resolving, merging, re-indexing) drops it, and lookups go to the database.
+_KEY_INDEX = "borealis.incidents.key_index"
+# Larger neighbourhoods are looked up problem by problem.
+_PREFETCH_ROWS = 20_000
+_PREFETCH_FACTS = 2_000
+
+
+def _drop_key_index(db_session: Session) -> None:
+    db_session.info.pop(_KEY_INDEX, None)
+
+
+_KEY_ROWS_FOR = (
+    sa.select(_keys.c.key, _keys.c.problem_id, _keys.c.incident_id)
+    .where(_keys.c.user_id == sa.bindparam("user_id"), _keys.c.key.in_(sa.bindparam("keys", expanding=True)))
+    .limit(sa.bindparam("limit"))
+)
 _KEY_HITS = (
     sa.select(_keys.c.problem_id, _keys.c.incident_id)
     .where(_keys.c.user_id == sa.bindparam("user_id"), _keys.c.key.in_(sa.bindparam("keys", expanding=True)))
@@ -244,9 +290,7 @@ def _related(work: _Work, user_id: str, facts: ProblemFacts) -> list[tuple[Incid
     """The open incidents ``facts`` relates to, best first, each with its best match."""
     db_session = work.db_session
     settings = work.settings_of(user_id)
-    reached: dict[str, Reach] = {}
-    if settings.topology and settings.max_hops > 0 and facts.entities:
-        reached = reach(work.topology_of(user_id), facts.entities, max_hops=settings.max_hops)
+    reached = work.reached(user_id, facts)
     candidates = find_candidates(
         db_session=db_session,
         user_id=user_id,
@@ -400,7 +444,7 @@ class _Work:
         whole batch instead of per problem); the walk of each problem then reads the memo."""
         by_user: dict[str, set[str]] = defaultdict(set)
         for problem in problems:
-            by_user[problem.user_id] |= facts_from(problem).entities
+            by_user[problem.user_id] |= self.facts_of(problem).entities
         for user_id, entities in by_user.items():
             settings = self.settings_of(user_id)
             if not entities or not settings.topology or settings.max_hops <= 0:
@@ -413,6 +457,63 @@ class _Work:
                 adjacent = topology.neighbors(sorted(frontier))
                 frontier = {entity for near in adjacent.values() for entity in near} - entities
                 entities = entities | frontier
+
+    def prefetch_candidates(self, problems: Sequence[ProblemPicture]) -> None:
+        """Read the candidate index once for the keys of all these new problems, and the facts and
+        incidents it leads to, so that correlating each one needs no query of its own."""
+        keys_of: dict[str, set[str]] = defaultdict(set)
+        facts_of: dict[str, list[tuple[ProblemFacts, dict[str, Reach]]]] = defaultdict(list)
+        for problem in problems:
+            facts = self.facts_of(problem)
+            reached = self.reached(problem.user_id, facts)
+            strong, weak = _lookup_keys(facts, self.settings_of(problem.user_id), reached)
+            keys_of[problem.user_id] |= strong | weak
+            facts_of[problem.user_id].append((facts, reached))
+        index: dict[str, dict[str, list[tuple[int, int]]]] = {}
+        for user_id, keys in keys_of.items():
+            rows: dict[str, list[tuple[int, int]]] = {key: [] for key in keys}
+            count = 0
+            for chunk in _chunks(sorted(keys), 500):
+                found = self.db_session.execute(
+                    _KEY_ROWS_FOR, {"user_id": user_id, "keys": chunk, "limit": _PREFETCH_ROWS + 1}
+                ).all()
+                count += len(found)
+                for key, problem_id, incident_id in found:
+                    rows[key].append((problem_id, incident_id))
+            if count <= _PREFETCH_ROWS:
+                index[user_id] = rows
+        if not index:
+            return
+        self.db_session.info[_KEY_INDEX] = index
+        # What the new problems will score against, as the index stands now (later additions are
+        # this batch's own problems, whose facts come with them).
+        wanted: dict[int, int] = {}
+        for user_id, items in facts_of.items():
+            if user_id not in index:
+                continue
+            for facts, reached in items:
+                hits = _key_hits(self.db_session, user_id, facts, self.settings_of(user_id), reached)
+                wanted.update(_choose(hits))
+        missing = [problem_id for problem_id in wanted if problem_id not in self.facts]
+        if len(missing) <= _PREFETCH_FACTS:
+            for start in range(0, len(missing), 500):
+                for row in self.db_session.execute(_FACTS_OF, {"ids": missing[start : start + 500]}):
+                    self.facts[row.id] = facts_from(row)
+            _incidents(self.db_session, sorted(set(wanted.values())), known=self.incidents)
+
+    def facts_of(self, problem: ProblemPicture) -> ProblemFacts:
+        """The problem's facts (the same as its stored row's: the lifecycle step already wrote it)."""
+        facts = self.facts.get(problem.id)
+        if facts is None:
+            facts = self.facts[problem.id] = facts_from(problem)
+        return facts
+
+    def reached(self, user_id: str, facts: ProblemFacts) -> dict[str, Reach]:
+        """What the topology reaches from the problem's entities, within the user's hops."""
+        settings = self.settings_of(user_id)
+        if not (settings.topology and settings.max_hops > 0 and facts.entities):
+            return {}
+        return reach(self.topology_of(user_id), facts.entities, max_hops=settings.max_hops)
 
     def attachment(self, problem_id: int) -> IncidentProblem | None:
         if problem_id in self.attachments:
@@ -470,14 +571,20 @@ def on_problems_changed(
         work.attachments[attachment.problem_id] = attachment
     pictures = [ProblemPicture.of(change.row) for change in wanted]
     # Only problems without an incident look for related ones (a fold later asks for itself).
-    work.prefetch_topology([picture for picture in pictures if work.attachments[picture.id] is None])
+    new = [picture for picture in pictures if work.attachments[picture.id] is None]
     # New attachments, events and incident changes are written together at the end; the steps that
     # read them back (merges, recounts, resolving) flush first.
     with db_session.no_autoflush, _events_in_bulk(db_session):
-        incidents = {
-            picture.id: _on_changed(work, picture, change.previous)
-            for picture, change in zip(pictures, wanted, strict=True)
-        }
+        try:
+            if new:
+                work.prefetch_topology(new)
+                work.prefetch_candidates(new)
+            incidents = {
+                picture.id: _on_changed(work, picture, change.previous)
+                for picture, change in zip(pictures, wanted, strict=True)
+            }
+        finally:
+            _drop_key_index(db_session)
     db_session.flush()
     return incidents
 
@@ -497,7 +604,7 @@ def _on_changed(work: _Work, problem: ProblemPicture, previous: Mapping[str, Any
     if attachment is None:
         return _attach_new(work, problem).incident
     incident = attachment.incident
-    facts = facts_from(problem)
+    facts = work.facts_of(problem)
     keys = keys_for(facts)
     moved = False
     if facts.entities and _opened_without_facts(incident, attachment):
@@ -575,7 +682,7 @@ def _fold_into_related(
 ) -> Placement:
     """Fold the problem's incident and the open incidents it relates to into the best related one."""
     db_session = work.db_session
-    facts = facts_from(problem)
+    facts = work.facts_of(problem)
     found = _related(work, problem.user_id, facts)
     related = [(item, other) for item, other in found if other.id != incident.id and not other.manual]
     if not related:
@@ -609,7 +716,7 @@ def _fold_into_related(
 def _attach_new(work: _Work, problem: ProblemPicture) -> Placement:
     db_session = work.db_session
     settings = work.settings_of(problem.user_id)
-    facts = facts_from(problem)
+    facts = work.facts_of(problem)
     found = _related(work, problem.user_id, facts)
     still_open = _is_open_state(problem.state)
     if not found:
@@ -823,6 +930,7 @@ def _set_resolved(db_session: Session, incident: Incident, *, why: str, actor: s
     )
     incident.status = RESOLVED
     incident.resolved_at = ends if ends is not None and actor == "system" else utcnow()
+    _drop_key_index(db_session)
     db_session.execute(sa.delete(IncidentKey).where(IncidentKey.incident_id == incident.id))
     record_event(
         db_session=db_session, incident=incident, kind="resolved", actor=actor, message=f"resolved: {why}"
@@ -862,6 +970,11 @@ def _index_problem(
         existing = dict(db_session.execute(_KEYS_OF_PROBLEM, {"problem_id": problem_id}).all())
     if set(existing) == keys and all(value == incident_id for value in existing.values()):
         return
+    if not fresh:
+        _drop_key_index(db_session)
+    elif (index := db_session.info.get(_KEY_INDEX, {}).get(user_id)) is not None:
+        for key in keys & index.keys():
+            index[key].append((problem_id, incident_id))
     if existing:
         db_session.execute(_UNINDEX_PROBLEM, {"problem_id": problem_id})
     if keys:
@@ -959,6 +1072,7 @@ def _merge(db_session: Session, *, target: Incident, source: Incident, actor: st
             attachment.strategy = "merge"
             attachment.reason = f"merged in from incident #{source.id}: {why}"
     db_session.flush()
+    _drop_key_index(db_session)
     if target.status == OPEN:
         db_session.execute(
             sa.update(IncidentKey).where(IncidentKey.incident_id == source.id).values(incident_id=target.id)
@@ -1118,6 +1232,7 @@ def move_problem(
     if target.status == OPEN:
         _index_problem(db_session, incident.user_id, problem_id, target.id, keys_for(facts_from(problem)))
     else:
+        _drop_key_index(db_session)
         db_session.execute(sa.delete(IncidentKey).where(IncidentKey.problem_id == problem_id))
     if incident.status == OPEN and not incident.open_problem_count:
         why = "no problems left" if not incident.problem_count else "all its remaining problems have ended"
