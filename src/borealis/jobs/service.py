@@ -156,13 +156,27 @@ _QUEUED_TWINS = (
     )
     .where(
         _jobs.c.kind == sa.bindparam("kind"),
-        _jobs.c.state == QUEUED,
+        # A literal, not a parameter, so the partial index of queued jobs (uq_jobs_queued_kind_key)
+        # applies rather than reading every queued job.
+        _jobs.c.state == sa.literal_column(f"'{QUEUED}'"),
         _jobs.c.key.in_(sa.bindparam("keys", expanding=True)),
     )
     .order_by(_jobs.c.id)
 )
 # Held until commit on PostgreSQL: a worker cannot claim a twin while it is being folded.
 _QUEUED_TWINS_LOCKED = _QUEUED_TWINS.with_for_update()
+# SQLite has to be told to use that index (without statistics it prefers the state index).
+_QUEUED_TWINS_SQLITE = (
+    sa.text(
+        "SELECT id, key, payload, attempts, run_after, max_attempts FROM jobs "
+        "INDEXED BY uq_jobs_queued_kind_key WHERE kind = :kind AND state = 'queued' AND key IN :keys "
+        "ORDER BY id"
+    )
+    .bindparams(sa.bindparam("keys", expanding=True))
+    .columns(
+        _jobs.c.id, _jobs.c.key, _jobs.c.payload, _jobs.c.attempts, _jobs.c.run_after, _jobs.c.max_attempts
+    )
+)
 _FOLD_TWIN = (
     _jobs.update()
     .where(_jobs.c.id == sa.bindparam("_id"))
@@ -200,9 +214,10 @@ def enqueue_many(*, db_session: Session, kind: str, requests: Sequence[JobReques
         wanted[request.key] = (user_id, payload, run_after, max_attempts)
     db_session.info[_ENQUEUED_FLAG] = True
     keys = sorted(wanted)
-    statement = _QUEUED_TWINS
-    if db_session.get_bind().dialect.name == "postgresql":
-        statement = _QUEUED_TWINS_LOCKED
+    dialect = db_session.get_bind().dialect.name
+    statement = {"postgresql": _QUEUED_TWINS_LOCKED, "sqlite": _QUEUED_TWINS_SQLITE}.get(
+        dialect, _QUEUED_TWINS
+    )
     folds: list[dict[str, Any]] = []
     for start in range(0, len(keys), 500):
         for twin in db_session.execute(statement, {"kind": kind, "keys": keys[start : start + 500]}):
