@@ -17,7 +17,7 @@ from borealis.dynatrace.payload import parse_webhook
 from borealis.errors import InvalidInput
 from borealis.problems import listing, search
 from borealis.problems import service as problems_service
-from borealis.problems.models import Problem, ProblemTerm
+from borealis.problems.models import Problem, ProblemTerm, SearchUser
 from tests.support.webhooks import BASE_MS, encode, notification, wire_connection
 
 START = datetime.fromtimestamp(BASE_MS / 1000, UTC)
@@ -179,10 +179,13 @@ def test_a_title_change_changes_what_q_finds(account, client, wired, database):
     _assert_terms_follow_search_text(database)
 
 
-def test_q_without_letters_or_digits_is_4xx(account):
-    response = account.client.get("/dynatrace/alerts", params={"q": "%%"})
+@pytest.mark.parametrize(
+    ("q", "mentions"), [("%%", "letter or digit"), ("a1 b2 c3 d4 e5 f6 g7 h8 i9", "at most 8")]
+)
+def test_a_q_that_cannot_be_searched_as_given_is_4xx(account, q, mentions):
+    response = account.client.get("/dynatrace/alerts", params={"q": q})
     assert response.status_code == 422
-    assert "letter or digit" in response.json()["error"]["message"]
+    assert mentions in response.json()["error"]["message"]
 
 
 def test_the_last_page_has_no_next_cursor(account, client, wired):
@@ -300,9 +303,9 @@ def _assert_terms_follow_search_text(database) -> None:
             if search.terms(problem.search_text)
         }
         owners = session.execute(
-            sa.select(ProblemTerm.user_id, Problem.user_id).join(
-                Problem, Problem.id == ProblemTerm.problem_id
-            )
+            sa.select(ProblemTerm.user_number, SearchUser.number)
+            .join(Problem, Problem.id == ProblemTerm.problem_id)
+            .join(SearchUser, SearchUser.user_id == Problem.user_id, isouter=True)
         ).all()
     assert stored == expected
     assert all(term_owner == problem_owner for term_owner, problem_owner in owners)

@@ -11,7 +11,14 @@ from borealis.incidents.models import (
     IncidentProblem,
 )
 from borealis.jobs.models import Job, JobSchedule
-from borealis.problems.models import Notification, Problem, ProblemCount, ProblemTerm, RejectedDelivery
+from borealis.problems.models import (
+    Notification,
+    Problem,
+    ProblemCount,
+    ProblemTerm,
+    RejectedDelivery,
+    SearchUser,
+)
 from borealis.rca.models import RcaEvidence, RcaRun
 from borealis.sync.models import CachedEntity, EntityRelation, ProblemEnrichment, SyncState
 
@@ -36,6 +43,7 @@ __all__ = [
     "RcaEvidence",
     "RcaRun",
     "RejectedDelivery",
+    "SearchUser",
     "SyncState",
     "User",
 ]

@@ -113,11 +113,18 @@ def list_alerts(
 
 
 def query_words(q: str) -> list[str]:
-    """The words of a ``q`` filter; a ``q`` without a letter or digit is refused, not ignored."""
+    """The words of a ``q`` filter; a ``q`` without a letter or digit, or with more words than a
+    search uses, is refused rather than quietly read as something else."""
     found = search.query_words(q)
     if not found:
         raise InvalidInput(
             f"q must contain a letter or digit to search for; got {q!r}", details={"field": "q"}
+        )
+    if len(found) > search.MAX_QUERY_WORDS:
+        raise InvalidInput(
+            f"q has {len(found)} different words; search with at most {search.MAX_QUERY_WORDS} "
+            "(the most distinctive ones: a host, service or problem id)",
+            details={"field": "q"},
         )
     return found
 
@@ -140,10 +147,13 @@ class _Query:
     _base_total: int | None = None
     _total: int | None = None
     _conditions: list[Any] | None = None
+    # The user's number in the search index (0 before any of their problems was indexed).
+    number: int = 0
 
     def __post_init__(self) -> None:
         if self.filters.q is not None:
             self.words = [_Word(word) for word in query_words(self.filters.q)]
+            self.number = search.user_number(db_session=self.db_session, user_id=self.user_id) or 0
 
     # --- counts -----------------------------------------------------------------------------------
 
@@ -155,7 +165,7 @@ class _Query:
 
     def _count(self) -> int:
         base = self.base_total()
-        if base == 0:
+        if base == 0 or (self.words and not self.number):
             return 0
         if self.words:
             return self._count_matches()
@@ -191,7 +201,7 @@ class _Query:
             return 0
         if not self._narrowed():
             # Distinct problems among the rarest word's postings that have every other word.
-            ids = search.matching(self.user_id, rarest.text).where(
+            ids = search.matching(self.number, rarest.text).where(
                 *(search.has_word(terms_table.c.problem_id, word.text) for word in others)
             )
             return self._count_rows(ids.group_by(terms_table.c.problem_id))
@@ -214,7 +224,7 @@ class _Query:
             return word.size
         # Its postings are at least as many as the problems: enough to plan the page.
         word.size = self._count_rows(
-            search.matching(self.user_id, word.text).group_by(terms_table.c.problem_id)
+            search.matching(self.number, word.text).group_by(terms_table.c.problem_id)
         )
         return word.size
 
@@ -226,7 +236,7 @@ class _Query:
         return word.size
 
     def _count_postings(self, word: str, cap: int | None = None) -> int:
-        postings = search.matching(self.user_id, word)
+        postings = search.matching(self.number, word)
         return self._count_rows(postings if cap is None else postings.limit(cap))
 
     def _count_rows(self, statement: sa.Select[Any]) -> int:
@@ -237,7 +247,7 @@ class _Query:
         """The first and last term beginning with the word (two seeks)."""
         low, high = search.prefix_range(word)
         ranged = sa.select(terms_table.c.term).where(
-            terms_table.c.user_id == self.user_id, terms_table.c.term >= low, terms_table.c.term < high
+            terms_table.c.user_number == self.number, terms_table.c.term >= low, terms_table.c.term < high
         )
         first = self.db_session.scalar(ranged.order_by(terms_table.c.term).limit(1))
         last = self.db_session.scalar(ranged.order_by(terms_table.c.term.desc()).limit(1))
@@ -348,7 +358,7 @@ class _Query:
         row (no index for those, so the plan is driven by the candidate ids)."""
         table = problems_table
         conditions: list[Any] = [
-            _id.in_(search.matching(self.user_id, rarest.text)),
+            _id.in_(search.matching(self.number, rarest.text)),
             _unindexed(table.c.user_id) == self.user_id,
             *self._has_words(others),
         ]

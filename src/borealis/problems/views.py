@@ -129,9 +129,9 @@ def _alert(row: Any, payload: Any = None) -> dict[str, Any]:
 
 
 Q_HELP = (
-    "Words to find in the title, display id, PID or an entity's name or id (any case). A problem "
-    "matches when each word begins one of its words; inside a word, each part after punctuation "
-    "begins a word too, so 'front' finds 'easytravel-frontend' and '22011' finds 'P-22011'."
+    "Up to 8 words to find in the title, display id, PID or an entity's name or id (any case). A "
+    "problem matches when each word begins one of its words; inside a word, each part after "
+    "punctuation begins a word too, so 'front' finds 'easytravel-frontend' and '22011' finds 'P-22011'."
 )
 OFFSET_HELP = (
     "Problems to skip. Costs time in proportion to the rows skipped (counted from the nearer end of "

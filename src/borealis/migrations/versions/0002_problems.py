@@ -160,28 +160,38 @@ def upgrade() -> None:
     )
 
     op.create_table(
+        "search_users",
+        sa.Column("number", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("user_id", sa.String(36), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["user_id"], ["users.id"], name=op.f("fk_search_users_user_id_users"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("number", name=op.f("pk_search_users")),
+        sa.UniqueConstraint("user_id", name=op.f("uq_search_users_user_id")),
+    )
+    op.create_table(
         "problem_terms",
         sa.Column("problem_id", BigId, autoincrement=False, nullable=False),
         sa.Column("term", TERM, nullable=False),
-        sa.Column("user_id", sa.String(36), nullable=False),
+        sa.Column("user_number", sa.Integer(), nullable=False),
         sa.ForeignKeyConstraint(
             ["problem_id"],
             ["problems.id"],
             name=op.f("fk_problem_terms_problem_id_problems"),
             ondelete="CASCADE",
         ),
-        sa.ForeignKeyConstraint(
-            ["user_id"], ["users.id"], name=op.f("fk_problem_terms_user_id_users"), ondelete="CASCADE"
-        ),
         sa.PrimaryKeyConstraint("problem_id", "term", name=op.f("pk_problem_terms")),
         sqlite_with_rowid=False,
     )
-    op.create_index(op.f("ix_problem_terms_user_term"), "problem_terms", ["user_id", "term", "problem_id"])
+    op.create_index(
+        op.f("ix_problem_terms_user_term"), "problem_terms", ["user_number", "term", "problem_id"]
+    )
 
 
 def downgrade() -> None:
     op.drop_index(op.f("ix_problem_terms_user_term"), table_name="problem_terms")
     op.drop_table("problem_terms")
+    op.drop_table("search_users")
     op.drop_table("problem_counts")
     op.drop_index(op.f("ix_rejected_deliveries_connection_received"), table_name="rejected_deliveries")
     op.drop_table("rejected_deliveries")
