@@ -144,14 +144,16 @@ def _ms(moment: datetime) -> int:
 
 
 class Estate:
-    """The monitored environment of ``problems`` stored problems: applications of ten services on two
-    hosts each (a chain of calls from the gateway to the database service), one per 300 problems."""
+    """The monitored environment: 334 applications of ten services on two hosts each (a chain of calls
+    from the gateway to the database service). The same at every size, so that only the stored
+    problems and the open incidents differ between the measurements."""
 
+    CLUSTERS = 334
     SERVICES = 10
     HOSTS = 2
 
-    def __init__(self, problems: int, chance: random.Random) -> None:
-        self.clusters = max(10, problems // 300)
+    def __init__(self, chance: random.Random) -> None:
+        self.clusters = self.CLUSTERS
         self.chance = chance
 
     def service(self, cluster: int, index: int) -> str:
@@ -248,7 +250,7 @@ def seed_history(
     """Store ``count`` problems in incidents of one to five, the newest open (2%, at most 450) and in the
     candidate index, the rest resolved; returns the applications with open incidents."""
     chance = random.Random(count)
-    estate = Estate(count, chance)
+    estate = Estate(chance)
     opened = min(MAX_OPEN, max(3, int(count * OPEN_SHARE)))
     rows: list[dict[str, Any]] = []
     groups: list[tuple[int, int, bool]] = []  # first row, size, open
@@ -381,13 +383,19 @@ class _Row:
 
 
 def arrivals(
-    count: int, open_clusters: list[int], estate: Estate, now: datetime, first: int
+    count: int,
+    open_clusters: list[int],
+    estate: Estate,
+    now: datetime,
+    *,
+    first: int,
+    pending: deque[dict[str, Any]],
 ) -> list[tuple[str, bytes]]:
     """A steady stream: ``count`` new problems, half in applications with open incidents (they join),
-    half anywhere (most open an incident); each resolves 20 new problems later."""
+    half anywhere (most open an incident); each resolves 20 new problems later (``pending`` carries the
+    ones still open from one call to the next)."""
     chance = random.Random(first)
     stream: list[tuple[str, bytes]] = []
-    pending: deque[dict[str, Any]] = deque()
     for k in range(count):
         n = first + k
         _, impacted, root = estate.trouble(chance.choice(open_clusters) if k % 2 == 0 else None)
@@ -431,10 +439,11 @@ class CostRun:
             with database.engine.connect() as connection:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         self.database = database
-        self.estate = Estate(size, random.Random(size))
+        self.estate = Estate(random.Random(size))
         self.writer = WebhookWriter.__new__(WebhookWriter)
         self.writer.database = database
         self.next_pid = 10**8
+        self.pending: deque[dict[str, Any]] = deque()
         self.open_before = self.open_incidents()
         self.alone: list[float] = []
         self.opening: list[float] = []
@@ -456,7 +465,9 @@ class CostRun:
                     self.user_id, self.secret, parse_webhook(body), None, False, body.decode(), None, utcnow()
                 ),
             )
-            for what, body in arrivals(count, self.open_clusters, self.estate, self.now, first=first)
+            for what, body in arrivals(
+                count, self.open_clusters, self.estate, self.now, first=first, pending=self.pending
+            )
         ]
 
     def round(self, *, singles: int, batched: int) -> None:
