@@ -60,11 +60,21 @@ _MUTABLE = (
     "duplicate_count",
     "updated_at",
 )
-_UPDATE_PROBLEM = (
-    problems_table.update()
-    .where(problems_table.c.id == sa.bindparam("_id"))
-    .values({name: sa.bindparam(name) for name in _MUTABLE})
-)
+_UPDATE_PROBLEM: dict[tuple[str, ...], Any] = {}
+
+
+def _update_problem(columns: tuple[str, ...]) -> Any:
+    """``UPDATE problems SET <columns>`` by id, built once per set of columns."""
+    statement = _UPDATE_PROBLEM.get(columns)
+    if statement is None:
+        statement = _UPDATE_PROBLEM[columns] = (
+            problems_table.update()
+            .where(problems_table.c.id == sa.bindparam("_id"))
+            .values({name: sa.bindparam(name) for name in columns})
+        )
+    return statement
+
+
 _BUMP_DUPLICATE = (
     notifications_table.update()
     .where(
@@ -172,14 +182,7 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
             )
         )
 
-    now = utcnow()
-    db_session.execute(
-        _UPDATE_PROBLEM,
-        [
-            {"_id": pid, **{name: row[name] for name in _MUTABLE}, "updated_at": now}
-            for pid, row in touched.items()
-        ],
-    )
+    _write_back(db_session, touched, previous)
     if new_notifications:
         db_session.execute(notifications_table.insert(), list(new_notifications.values()))
     if duplicates:
@@ -371,6 +374,25 @@ _KNOWN_HASHES = sa.select(notifications_table.c.problem_id, notifications_table.
     notifications_table.c.problem_id.in_(sa.bindparam("problem_ids", expanding=True)),
     notifications_table.c.content_hash.in_(sa.bindparam("hashes", expanding=True)),
 )
+
+
+def _write_back(
+    db_session: Session, touched: dict[int, dict[str, Any]], previous: dict[int, dict[str, Any] | None]
+) -> None:
+    """Write the columns the batch changed, one statement per distinct set of changed columns (a
+    redelivery with newer evidence changes a handful of the problem's columns, not all of them)."""
+    now = utcnow()
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for problem_id, row in touched.items():
+        before = previous.get(problem_id)
+        row["updated_at"] = now
+        if before is None:
+            columns = _MUTABLE
+        else:
+            columns = tuple(name for name in _MUTABLE if row[name] != before[name])
+        groups.setdefault(columns, []).append({"_id": problem_id, **{name: row[name] for name in columns}})
+    for columns, params in groups.items():
+        db_session.execute(_update_problem(columns), params)
 
 
 def _count_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
