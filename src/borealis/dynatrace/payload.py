@@ -174,6 +174,8 @@ class ProblemNotification:
 
 def pid_key(pid: str) -> str:
     """The identity of a problem: ``-123_1578561060000V2`` and ``-123`` are the same problem."""
+    if "_" not in pid:
+        return pid
     match = _V2_SUFFIX.match(pid)
     return match.group(1) if match else pid
 

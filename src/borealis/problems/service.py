@@ -120,10 +120,11 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
     if not deliveries:
         return []
     dialect = db_session.get_bind().dialect.name
-    keys = sorted({(d.connection_id, _key(d)) for d in deliveries})
+    key_of = [(delivery.connection_id, _key(delivery)) for delivery in deliveries]
     first_of: dict[tuple[str, str], Delivery] = {}
-    for delivery in deliveries:
-        first_of.setdefault((delivery.connection_id, _key(delivery)), delivery)
+    for key, delivery in zip(key_of, deliveries, strict=True):
+        first_of.setdefault(key, delivery)
+    keys = sorted(first_of)
 
     # Most deliveries concern known problems: read (and lock) those first, create the others after.
     rows = _lock_rows(db_session, dialect, keys)
@@ -144,8 +145,7 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
     duplicates: dict[tuple[int, str], dict[str, Any]] = {}
     touched: dict[int, dict[str, Any]] = {}
     fresh = set(created)
-    for delivery in deliveries:
-        key = (delivery.connection_id, _key(delivery))
+    for key, delivery in zip(key_of, deliveries, strict=True):
         row = rows[key]
         problem_id = row["id"]
         notification = delivery.notification

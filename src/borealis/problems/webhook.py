@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import sqlalchemy as sa
+from sqlalchemy.orm import load_only
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from borealis import intake, jsontext
@@ -198,8 +199,7 @@ class _Checkpointer:
 def _process(session: sa.orm.Session, jobs: list[_Job]) -> list[Answer]:
     user_ids = sorted({job.user_id for job in jobs})
     connections = {
-        connection.user_id: connection
-        for connection in session.scalars(sa.select(Connection).where(Connection.user_id.in_(user_ids)))
+        connection.user_id: connection for connection in session.scalars(_CONNECTIONS, {"user_ids": user_ids})
     }
     answers: list[Answer | None] = [None] * len(jobs)
     accepted: list[intake.Accepted] = []
@@ -230,6 +230,24 @@ def _process(session: sa.orm.Session, jobs: list[_Job]) -> list[Answer]:
     for position, result in zip(positions, results, strict=True):
         answers[position] = Answer(200, result.as_answer())
     return [answer for answer in answers if answer is not None]
+
+
+# What a delivery needs of its connection: who, the secret's hash, whether it is connected, and the times
+# it keeps (a test notification also sets its report; unloaded attributes can still be set).
+_CONNECTIONS = (
+    sa.select(Connection)
+    .options(
+        load_only(
+            Connection.id,
+            Connection.user_id,
+            Connection.token_ciphertext,
+            Connection.webhook_secret_hash,
+            Connection.last_webhook_at,
+            Connection.last_test_notification_at,
+        )
+    )
+    .where(Connection.user_id.in_(sa.bindparam("user_ids", expanding=True)))
+)
 
 
 def get_writer(app: Any) -> WebhookWriter:
