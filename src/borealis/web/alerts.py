@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from borealis.deps import CurrentUser, DbSession
 from borealis.dynatrace import service as dynatrace_service
 from borealis.dynatrace.payload import IMPACTS, SEVERITIES
-from borealis.errors import InvalidInput, NotFound
+from borealis.errors import NotFound
 from borealis.incidents import service as incidents_service
 from borealis.problems import listing, service
 from borealis.problems.models import MERGED, OPEN, RESOLVED
+from borealis.web.listing import PAGE_SIZE, Limit, Offset, Search, choice, list_context, search_text
 from borealis.web.routing import PageRoute
 from borealis.web.security import verify_csrf
 from borealis.web.templating import render
@@ -22,26 +22,6 @@ from borealis.web.templating import render
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
 STATES = (OPEN, RESOLVED, MERGED)
-PAGE_SIZE = 25
-MAX_PAGE_SIZE = 200
-
-
-def _choice(name: str, value: str | None, valid: tuple[str, ...]) -> str | None:
-    if not value:
-        return None
-    upper = value.strip().upper()
-    if upper not in valid:
-        raise InvalidInput(f"The {name} filter must be one of {', '.join(valid)}; the link has {value!r}.")
-    return upper
-
-
-def _page_link(filters: dict[str, str | None], limit: int, offset: int) -> str:
-    query = {key: value for key, value in filters.items() if value}
-    if offset:
-        query["offset"] = str(offset)
-    if limit != PAGE_SIZE:
-        query["limit"] = str(limit)
-    return "/dynatrace/alerts" + (f"?{urlencode(query)}" if query else "")
 
 
 @router.get("/dynatrace/alerts")
@@ -52,15 +32,15 @@ def alerts_page(
     state: str | None = None,
     severity: str | None = None,
     impact: str | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    q: Search = None,
+    limit: Limit = PAGE_SIZE,
+    offset: Offset = 0,
 ) -> Response:
-    search = (q or "").strip() or None
+    search = search_text(q)
     filters = listing.AlertFilters(
-        state=_choice("state", state, STATES),
-        severity=_choice("severity", severity, SEVERITIES),
-        impact=_choice("impact", impact, IMPACTS),
+        state=choice("state", state, STATES, str.upper),
+        severity=choice("severity", severity, SEVERITIES, str.upper),
+        impact=choice("impact", impact, IMPACTS, str.upper),
         q=search,
     )
     page = listing.list_alerts(
@@ -78,17 +58,11 @@ def alerts_page(
         "user": user,
         "alerts": page.rows,
         "incident_ids": incident_ids,
-        "total": page.total,
-        "limit": limit,
-        "offset": offset,
-        "filters": chosen,
-        "filtered": any(chosen.values()),
         "states": STATES,
         "severities": SEVERITIES,
         "impacts": IMPACTS,
         "connected": connection is not None and connection.connected,
-        "previous_link": _page_link(chosen, limit, max(offset - limit, 0)) if offset else None,
-        "next_link": _page_link(chosen, limit, offset + limit) if offset + limit < page.total else None,
+        **list_context("/dynatrace/alerts", chosen, total=page.total, limit=limit, offset=offset),
     }
     return render(request, "alerts.html", context)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Form, Path, Query, Request, Response
+from fastapi import APIRouter, Depends, Form, Path, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
@@ -18,35 +17,16 @@ from borealis.incidents.models import STATUSES, Incident
 from borealis.problems.models import PRIORITIES
 from borealis.rca import service as rca_service
 from borealis.rca.models import RcaStatus, RcaTrigger
+from borealis.web.listing import PAGE_SIZE, Limit, Offset, Search, choice, list_context, search_text
 from borealis.web.routing import PageRoute
 from borealis.web.security import flash, verify_csrf
 from borealis.web.templating import render
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
-PAGE_SIZE = 25
-MAX_PAGE_SIZE = 200
 # Targets offered for merge and move: the most recent incidents are the likely ones.
 TARGET_CHOICES = 50
 NEW_INCIDENT = "new"
-
-
-def _choice(name: str, value: str | None, valid: tuple[str, ...]) -> str | None:
-    if not value:
-        return None
-    lower = value.strip().lower()
-    if lower not in valid:
-        raise InvalidInput(f"The {name} filter must be one of {', '.join(valid)}; the link has {value!r}.")
-    return lower
-
-
-def _page_link(filters: dict[str, str | None], limit: int, offset: int) -> str:
-    query = {key: value for key, value in filters.items() if value}
-    if offset:
-        query["offset"] = str(offset)
-    if limit != PAGE_SIZE:
-        query["limit"] = str(limit)
-    return "/incidents" + (f"?{urlencode(query)}" if query else "")
 
 
 @router.get("/incidents")
@@ -56,14 +36,14 @@ def incidents_page(
     db_session: DbSession,
     status: str | None = None,
     priority: str | None = None,
-    q: Annotated[str | None, Query(max_length=200)] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = PAGE_SIZE,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    q: Search = None,
+    limit: Limit = PAGE_SIZE,
+    offset: Offset = 0,
 ) -> Response:
-    search = (q or "").strip() or None
+    search = search_text(q)
     filters = service.IncidentFilter(
-        status=_choice("status", status, STATUSES),
-        priority=_choice("priority", priority, PRIORITIES),
+        status=choice("status", status, STATUSES, str.lower),
+        priority=choice("priority", priority, PRIORITIES, str.lower),
         q=search,
     )
     items, total = service.list_incidents(
@@ -76,15 +56,9 @@ def incidents_page(
         "wide": True,
         "user": user,
         "incidents": items,
-        "total": total,
-        "limit": limit,
-        "offset": offset,
-        "filters": chosen,
-        "filtered": any(chosen.values()),
         "statuses": STATUSES,
         "priorities": PRIORITIES,
-        "previous_link": _page_link(chosen, limit, max(offset - limit, 0)) if offset else None,
-        "next_link": _page_link(chosen, limit, offset + limit) if offset + limit < total else None,
+        **list_context("/incidents", chosen, total=total, limit=limit, offset=offset),
     }
     return render(request, "incidents.html", context)
 
