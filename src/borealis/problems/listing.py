@@ -358,7 +358,7 @@ class _Query:
         row (no index for those, so the plan is driven by the candidate ids)."""
         table = problems_table
         conditions: list[Any] = [
-            _id.in_(search.matching(self.number, rarest.text)),
+            search.among_matching(_id, self.number, rarest.text, dialect=self._dialect()),
             _unindexed(table.c.user_id) == self.user_id,
             *self._has_words(others),
         ]
@@ -369,6 +369,9 @@ class _Query:
         if self.filters.until:
             conditions.append(_unindexed_time(_activity) <= self.filters.until)
         return conditions
+
+    def _dialect(self) -> str:
+        return self.db_session.get_bind().dialect.name
 
     @staticmethod
     def _has_words(words: list[_Word]) -> list[Any]:

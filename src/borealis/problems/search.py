@@ -149,6 +149,21 @@ def matching(number: int, word: str) -> sa.Select[tuple[int]]:
     )
 
 
+def among_matching(
+    problem_id: sa.ColumnElement[int], number: int, word: str, *, dialect: str
+) -> sa.ColumnElement[bool]:
+    """True for the problems having a term beginning with ``word``, written so the database reads
+    that (short) list first and fetches each problem by id. On PostgreSQL the list is one array
+    built up front: given an IN, the planner may prefer to join it against every problem instead."""
+    ids = matching(number, word)
+    if dialect != "postgresql":
+        return problem_id.in_(ids)
+    listed = ids.subquery()
+    array = sa.select(sa.func.array_agg(listed.c.problem_id)).scalar_subquery()
+    # The cast makes it one array value (ANY of a bare subquery would compare row by row).
+    return problem_id == sa.any_(sa.cast(array, postgresql.ARRAY(sa.BigInteger())))
+
+
 def has_word(problem_id: sa.ColumnElement[int], word: str) -> sa.ColumnElement[bool]:
     """True for a problem with a term beginning with ``word``: one seek in the primary key per row.
 
