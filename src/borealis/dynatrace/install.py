@@ -318,11 +318,28 @@ def disconnect(
     return connection, removal
 
 
-def after_rotation(
+def rotate(
     *, db_session: Session, user_id: str, settings: Settings, secret_box: SecretBox, request_base: str
 ) -> SecretUpdate | None:
-    """Send the rotated secret to the installed notification (call after the rotation is committed).
-    Returns what happened, or None when nothing is installed."""
+    """Issue a new webhook secret and send it to the installed notification; returns what happened there,
+    or None when nothing is installed. The one flow that commits on its own: the new secret is durable
+    before Dynatrace hears of it. The caller commits what the update recorded."""
+    connection = service.require(db_session=db_session, user_id=user_id)
+    service.rotate_webhook_secret(db_session=db_session, connection=connection, secret_box=secret_box)
+    db_session.commit()
+    return _after_rotation(
+        db_session=db_session,
+        user_id=user_id,
+        settings=settings,
+        secret_box=secret_box,
+        request_base=request_base,
+    )
+
+
+def _after_rotation(
+    *, db_session: Session, user_id: str, settings: Settings, secret_box: SecretBox, request_base: str
+) -> SecretUpdate | None:
+    """Send the rotated secret to the installed notification (once the rotation is committed)."""
     connection = service.get(db_session=db_session, user_id=user_id)
     if connection is None or not connection.connected or not connection.notification_object_id:
         return None

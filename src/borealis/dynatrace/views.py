@@ -249,10 +249,7 @@ def rotate_webhook_url(
 ) -> WebhookUrlRead:
     """Issue a new webhook secret: the old URL stops working now; paste the new one into Dynatrace. A
     notification Borealis installed gets the new secret (``installedNotification`` says how it went)."""
-    connection = service.require(db_session=db_session, user_id=user.id)
-    service.rotate_webhook_secret(db_session=db_session, connection=connection, secret_box=secret_box)
-    db_session.commit()
-    outcome = install.after_rotation(
+    outcome = install.rotate(
         db_session=db_session,
         user_id=user.id,
         settings=settings,

@@ -202,10 +202,7 @@ def install_submit(
 def rotate_submit(
     request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings, secret_box: Secrets
 ) -> Response:
-    connection = service.require(db_session=db_session, user_id=user.id)
-    service.rotate_webhook_secret(db_session=db_session, connection=connection, secret_box=secret_box)
-    db_session.commit()
-    outcome = install.after_rotation(
+    outcome = install.rotate(
         db_session=db_session,
         user_id=user.id,
         settings=settings,
