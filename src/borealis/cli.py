@@ -47,14 +47,26 @@ def _prepare_storage(settings: Settings) -> None:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
 
 
-@contextmanager
-def _session() -> Iterator[Session]:
-    """A write session on the configured database, committed when the command succeeds."""
-    settings = _settings()
+def _database(settings: Settings) -> Database:
+    """The configured database; SQLite, which has no deploy step of its own, is brought up to date."""
     _prepare_storage(settings)
     database = Database(settings.effective_database_url)
     if database.is_sqlite:
         migrate.upgrade(database.url)
+    return database
+
+
+Imports = Annotated[
+    list[str] | None,
+    typer.Option("--import", help="Also import this module for its job handlers (repeatable)."),
+]
+
+
+@contextmanager
+def _session() -> Iterator[Session]:
+    """A write session on the configured database, committed when the command succeeds."""
+    settings = _settings()
+    database = _database(settings)
     session = database.session(write=True)
     try:
         yield session
@@ -77,10 +89,7 @@ def serve(
     concurrency: Annotated[
         int, typer.Option(min=1, max=64, help="Jobs the in-process workers run at once.")
     ] = 4,
-    imports: Annotated[
-        list[str] | None,
-        typer.Option("--import", help="Also import this module for its job handlers (repeatable)."),
-    ] = None,
+    imports: Imports = None,
 ) -> None:
     """Run the API, the web UI and the background workers in one process."""
     import uvicorn
@@ -90,10 +99,7 @@ def serve(
 
     settings = _settings()
     configure_logging(settings.log_level)
-    _prepare_storage(settings)
-    database = Database(settings.effective_database_url)
-    if database.is_sqlite:
-        migrate.upgrade(database.url)
+    database = _database(settings)
     application = create_app(settings, database)
     worker = (
         _make_worker(settings, database, concurrency=concurrency, imports=imports or []) if workers else None
@@ -140,20 +146,14 @@ def worker(
         int | None, typer.Option(help="Serve this worker's Prometheus metrics on this port.")
     ] = None,
     metrics_host: Annotated[str, typer.Option(help="Interface for --metrics-port.")] = "127.0.0.1",
-    imports: Annotated[
-        list[str] | None,
-        typer.Option("--import", help="Also import this module for its job handlers (repeatable)."),
-    ] = None,
+    imports: Imports = None,
 ) -> None:
     """Run background workers only (scale-out: any number of these against one PostgreSQL)."""
     from borealis.observability import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level)
-    _prepare_storage(settings)
-    database = Database(settings.effective_database_url)
-    if database.is_sqlite:
-        migrate.upgrade(database.url)
+    database = _database(settings)
     try:
         runner = _make_worker(
             settings,
