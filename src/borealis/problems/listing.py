@@ -68,6 +68,9 @@ _SIZE_CAP = 20_000
 # A bounded walk reads this many times the rows it expects to need (plus a margin) at most.
 _WALK_SLACK = 4
 _WALK_MARGIN = 500
+# On SQLite a walk tests the rarest word against its list of problems built in memory, rather than
+# seek its terms per row, when the list is at most this many times the rows the walk expects to read.
+_LIST_FACTOR = 10
 
 
 @dataclass(slots=True)
@@ -284,9 +287,10 @@ class _Query:
             reach = _WALK_SLACK * expected + _WALK_MARGIN
             boundary = self._boundary(keyset, descending, reach)
             bounds = [] if boundary is None else [_within(boundary, descending)]
-            rows = self._fetch(
-                [*self._where(), *keyset, *bounds, *self._has_words(self.words)], descending, limit, offset
-            )
+            checks = self._has_words(self.words)
+            if self._dialect() == "sqlite" and rarest.size <= _LIST_FACTOR * expected:
+                checks[0] = search.in_list_of(_id, self.number, rarest.text)
+            rows = self._fetch([*self._where(), *keyset, *bounds, *checks], descending, limit, offset)
             if len(rows) == limit or boundary is None:
                 return rows
         conditions = [*self._candidates(rarest, others), *keyset]

@@ -164,6 +164,13 @@ def among_matching(
     return problem_id == sa.any_(sa.cast(array, postgresql.ARRAY(sa.BigInteger())))
 
 
+def in_list_of(problem_id: sa.ColumnElement[int], number: int, word: str) -> sa.ColumnElement[bool]:
+    """True for the problems having a term beginning with ``word``, for SQLite walking many rows
+    against a short list: it builds the list once in memory and probes it per row, cheaper than a
+    seek per row. (``+ 0`` keeps it from fetching the list's problems by id instead of walking.)"""
+    return (problem_id + 0).in_(matching(number, word))
+
+
 def has_word(problem_id: sa.ColumnElement[int], word: str) -> sa.ColumnElement[bool]:
     """True for a problem with a term beginning with ``word``: one seek in the primary key per row.
 
