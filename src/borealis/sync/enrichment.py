@@ -21,7 +21,6 @@ from borealis.db import utcnow
 from borealis.dynatrace.client import PROBLEM_DETAIL_FIELDS, DynatraceClient
 from borealis.dynatrace.errors import (
     DynatraceError,
-    RateLimited,
     ResourceNotFound,
     ScopeMissing,
     TokenDisabled,
@@ -31,12 +30,12 @@ from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import pid_key
 from borealis.incidents import service as incidents_service
 from borealis.incidents.models import Incident
-from borealis.jobs import JobContext, PermanentFailure, Retry
+from borealis.jobs import JobContext, PermanentFailure
 from borealis.problems.models import Problem
 from borealis.rca import service as rca_service
 from borealis.rca.models import RcaTrigger
 from borealis.sync import reconcile, service
-from borealis.sync.api import api_client
+from borealis.sync.api import api_client, retry_later
 from borealis.sync.models import SyncCounts
 
 logger = logging.getLogger("borealis.sync")
@@ -112,12 +111,7 @@ def run(ctx: JobContext) -> dict[str, Any] | None:
     if fetched.transient is not None and not ctx.is_last_attempt:
         # Keep what did arrive, then try the rest again after the back-off (a 429's wait if it said).
         _store(ctx, snapshot, fetched, complete=False)
-        limited = isinstance(fetched.transient, RateLimited)
-        raise Retry(
-            fetched.transient.message,
-            delay=fetched.transient.retry_after if limited else None,
-            count_attempt=not limited,
-        )
+        raise retry_later(fetched.transient)
     return _store(ctx, snapshot, fetched, complete=True)
 
 

@@ -26,7 +26,6 @@ from borealis.db import utcnow
 from borealis.dynatrace.client import DynatraceClient
 from borealis.dynatrace.errors import (
     DynatraceError,
-    RateLimited,
     ResourceNotFound,
     ScopeMissing,
     TokenDisabled,
@@ -35,11 +34,11 @@ from borealis.dynatrace.errors import (
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import PayloadRejected, ProblemNotification, from_api_problem
 from borealis.incidents import service as incidents_service
-from borealis.jobs import JobContext, PermanentFailure, Retry
+from borealis.jobs import JobContext, PermanentFailure
 from borealis.problems import lifecycle
 from borealis.problems.models import ENDED_STATES, Notification, Problem
 from borealis.sync import service
-from borealis.sync.api import api_client
+from borealis.sync.api import api_client, retry_later
 from borealis.sync.models import SyncCounts
 
 logger = logging.getLogger("borealis.sync")
@@ -215,11 +214,7 @@ def run(ctx: JobContext, *, kind: str) -> dict[str, Any] | None:
         return _finish(ctx, connection, kind=kind, started=started, failure=exc)
     except DynatraceError as exc:
         _record_failure(ctx, connection, kind=kind, started=started, error=exc.message)
-        limited = isinstance(exc, RateLimited)
-        # Waiting out a rate limit is not the sync failing: it does not spend an attempt.
-        raise Retry(
-            exc.message, delay=exc.retry_after if limited else None, count_attempt=not limited
-        ) from None
+        raise retry_later(exc) from None
 
     counts = SyncCounts(not_found=len(fetched.unknown))
     for start in range(0, len(fetched.problems), APPLY_CHUNK):
