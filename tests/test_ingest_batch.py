@@ -270,3 +270,26 @@ def test_fast_json_refuses_what_the_standard_library_refuses_with_its_message():
 def test_fast_json_writes_what_reads_back_the_same():
     value = {"big": 2**80, "nested": [{"k": "v"}], 1: "int key"}
     assert json.loads(jsontext.dumps(value)) == {"big": 2**80, "nested": [{"k": "v"}], "1": "int key"}
+
+
+def test_a_candidate_whose_entities_changed_is_scored_with_its_new_ones(database, two):
+    """Candidates' facts are kept between batches; a candidate updated since must not be scored with
+    what it looked like before."""
+    _calm, wired = two
+    ingest(database, wired, [problem_body("a", display="P-A", entities=("SERVICE-X",))])
+    # P-B scores against P-A (and so reads P-A's facts) and joins it.
+    ingest(database, wired, [problem_body("b", display="P-B", minute=1, entities=("SERVICE-X",))])
+    # P-A moves on to another entity, in a later notification.
+    ingest(
+        database,
+        wired,
+        [problem_body("a", display="P-A", observed_minute=5, entities=("SERVICE-X", "SERVICE-Y"))],
+    )
+    ingest(database, wired, [problem_body("c", display="P-C", minute=2, entities=("SERVICE-Y",))])
+    groups = {group for group, *_ in picture(database, wired.user_id)}
+    assert groups == {frozenset({"P-A", "P-B", "P-C"})}
+    with database.session() as session:
+        attachment = session.get(
+            IncidentProblem, session.scalar(sa.select(Problem.id).where(Problem.pid == "c"))
+        )
+        assert "SERVICE-Y" in attachment.reason

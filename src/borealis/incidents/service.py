@@ -201,10 +201,7 @@ def find_candidates(
     if not incident_of:
         return []
     known = {} if known is None else known
-    missing = [problem_id for problem_id in incident_of if problem_id not in known]
-    if missing:
-        for row in db_session.execute(_FACTS_OF, {"ids": missing}):
-            known[row.id] = facts_from(row)
+    _load_facts(db_session, list(incident_of), known)
     return [
         Candidate(incident_id=incident_id, incident_rank=(incident_id,), facts=known[problem_id])
         for problem_id, incident_id in sorted(incident_of.items())
@@ -281,9 +278,41 @@ _KEY_HITS = (
     .order_by(_keys.c.incident_id, _keys.c.problem_id)
     .limit(sa.bindparam("limit"))
 )
-_FACTS_OF = sa.select(*(Problem.__table__.c[column.key] for column in _FACT_COLUMNS)).where(
-    Problem.__table__.c.id.in_(sa.bindparam("ids", expanding=True))
+_problems: sa.Table = Problem.__table__  # type: ignore[assignment]
+_FACTS_OF = sa.select(
+    *(_problems.c[column.key] for column in _FACT_COLUMNS),
+    _problems.c.notification_count,
+    _problems.c.updated_at,
+).where(_problems.c.id.in_(sa.bindparam("ids", expanding=True)))
+_VERSIONS_OF = sa.select(_problems.c.id, _problems.c.notification_count, _problems.c.updated_at).where(
+    _problems.c.id.in_(sa.bindparam("ids", expanding=True))
 )
+
+# Facts of stored problems by id, with the version they were read at (the problem's notification count
+# and last write): new problems score against the same few candidates batch after batch, and decoding
+# their entities and tags again each time costs more than checking they are unchanged. Any write to a
+# problem moves its version, so every process reads what another process changed.
+_FACTS_CACHE: dict[int, tuple[tuple[int, datetime], ProblemFacts]] = {}
+_FACTS_CACHE_SIZE = 50_000
+
+
+def _load_facts(db_session: Session, problem_ids: list[int], known: dict[int, ProblemFacts]) -> None:
+    """Put the facts of these problems into ``known`` (those not there yet; unknown ids are left out)."""
+    missing = [problem_id for problem_id in problem_ids if problem_id not in known]
+    stale: list[int] = []
+    for start in range(0, len(missing), 500):
+        for row in db_session.execute(_VERSIONS_OF, {"ids": missing[start : start + 500]}):
+            cached = _FACTS_CACHE.get(row.id)
+            if cached is not None and cached[0] == (row.notification_count, row.updated_at):
+                known[row.id] = cached[1]
+            else:
+                stale.append(row.id)
+    if len(_FACTS_CACHE) + len(stale) > _FACTS_CACHE_SIZE:
+        _FACTS_CACHE.clear()
+    for start in range(0, len(stale), 500):
+        for row in db_session.execute(_FACTS_OF, {"ids": stale[start : start + 500]}):
+            facts = known[row.id] = facts_from(row)
+            _FACTS_CACHE[row.id] = ((row.notification_count, row.updated_at), facts)
 
 
 def _related(work: _Work, user_id: str, facts: ProblemFacts) -> list[tuple[IncidentMatch, Incident]]:
@@ -494,11 +523,8 @@ class _Work:
             for facts, reached in items:
                 hits = _key_hits(self.db_session, user_id, facts, self.settings_of(user_id), reached)
                 wanted.update(_choose(hits))
-        missing = [problem_id for problem_id in wanted if problem_id not in self.facts]
-        if len(missing) <= _PREFETCH_FACTS:
-            for start in range(0, len(missing), 500):
-                for row in self.db_session.execute(_FACTS_OF, {"ids": missing[start : start + 500]}):
-                    self.facts[row.id] = facts_from(row)
+        if len(wanted) <= _PREFETCH_FACTS:
+            _load_facts(self.db_session, list(wanted), self.facts)
             _incidents(self.db_session, sorted(set(wanted.values())), known=self.incidents)
 
     def facts_of(self, problem: ProblemPicture) -> ProblemFacts:
