@@ -23,12 +23,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import openai
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from borealis.rca.analyzer import analyze
 from borealis.rca.evidence import ENTITY_ID_PATTERN, Action, Evidence, EvidenceKind, NotChecked
-from borealis.rca.report import Claim, Impact, Report, RootCause, RuledOut, TimelineEntry, Verdict
-from borealis.schemas import CamelModel
+from borealis.rca.report import NarrativeReport, Report, Verdict
 
 logger = logging.getLogger("borealis.rca.llm")
 
@@ -116,19 +115,6 @@ class ToolBox(Protocol):
     """More evidence on request (``Investigation`` provides it, within scopes and budget)."""
 
     def fetch(self, action: Action, target: str) -> tuple[list[Evidence], list[NotChecked]]: ...
-
-
-class NarrativeReport(CamelModel):
-    """What the model must answer: the report without the parts it may not change (evidence, gaps)."""
-
-    verdict: Verdict
-    summary: str
-    root_cause: RootCause
-    timeline: list[TimelineEntry] = Field(default_factory=list)
-    impact: Impact = Field(default_factory=Impact)
-    contributing_factors: list[Claim] = Field(default_factory=list)
-    ruled_out: list[RuledOut] = Field(default_factory=list)
-    next_steps: list[Claim] = Field(default_factory=list)
 
 
 SYSTEM_PROMPT = """You write root-cause analyses of production incidents for on-call engineers.

@@ -63,7 +63,10 @@ class Candidate(CamelModel):
     reasons: list[Claim] = Field(default_factory=list)
 
 
-class Report(CamelModel):
+class NarrativeReport(CamelModel):
+    """The part of a report that is told, and all a model may write: the evidence, the gaps and the
+    ranking stay as gathered."""
+
     verdict: Verdict
     summary: str
     root_cause: RootCause
@@ -71,8 +74,11 @@ class Report(CamelModel):
     impact: Impact = Field(default_factory=Impact)
     contributing_factors: list[Claim] = Field(default_factory=list)
     ruled_out: list[RuledOut] = Field(default_factory=list)
-    not_checked: list[NotChecked] = Field(default_factory=list)
     next_steps: list[Claim] = Field(default_factory=list)
+
+
+class Report(NarrativeReport):
+    not_checked: list[NotChecked] = Field(default_factory=list)
     candidates: list[Candidate] = Field(default_factory=list)
     evidence: list[Evidence] = Field(default_factory=list)
 
