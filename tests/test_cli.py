@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
-BOREALIS = str(Path(sys.executable).with_name("borealis"))
+from tests.support.processes import BOREALIS, process_env
 
 
 @pytest.fixture
 def cli_env(database_url, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOREALIS_")}
-    env.update(
-        BOREALIS_DATABASE_URL=database_url,
-        BOREALIS_DATA_DIR=str(tmp_path),
-        BOREALIS_SECRET_KEY="test-secret-key-for-borealis",
-    )
-    return env
+    return process_env(database_url, tmp_path)
 
 
 def run(env, *args, stdin=None):

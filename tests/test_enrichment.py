@@ -24,9 +24,9 @@ from tests.support.sync import (
     jobs,
     problems,
     settled,
-    wait_until,
     webhook_for,
 )
+from tests.support.waiting import wait_until
 
 EVIDENCE = {
     "totalCount": 1,

@@ -4,17 +4,14 @@ workers in threads and in real processes, and the /jobs API."""
 from __future__ import annotations
 
 import json
-import os
 import random
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -29,21 +26,8 @@ from borealis.jobs.registry import Registry
 from borealis.jobs.worker import Worker
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.job_kinds import read_events
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BOREALIS = str(Path(sys.executable).with_name("borealis"))
-
-
-def wait_until(condition: Callable[[], object], *, timeout: float = 60, what: str = "condition") -> object:
-    """Poll until ``condition`` is truthy; the deadline only guards against hanging, it asserts no speed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.05)
+from tests.support.processes import borealis_processes, process_env
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -568,45 +552,14 @@ def test_counts_by_state_cover_every_state(database, user_id):
 
 
 @pytest.fixture
-def process_env(database_url, tmp_path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOREALIS_")}
-    env.update(
-        BOREALIS_DATABASE_URL=database_url,
-        BOREALIS_DATA_DIR=str(tmp_path),
-        BOREALIS_SECRET_KEY=TEST_SECRET_KEY,
-        PYTHONPATH=str(REPO_ROOT),
-    )
-    return env
-
-
-@pytest.fixture
-def spawn(process_env, tmp_path, database) -> Iterator[Callable[..., subprocess.Popen]]:
+def spawn(database_url, tmp_path, database) -> Iterator[Callable[..., subprocess.Popen]]:
     """Start ``borealis`` subprocesses; whatever is still running at the end is killed."""
-    processes: list[subprocess.Popen] = []
     # Fresh SQLite connections in this process: if anything here ever opened and closed the database
     # file directly (POSIX locks are per process), our old connections hold no locks, and a subprocess
     # closing its last connection would delete the WAL they still write to.
     database.engine.dispose()
-
-    def factory(*args: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [BOREALIS, *args],
-            env=process_env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        processes.append(process)
-        return process
-
-    yield factory
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        _, stderr = process.communicate(timeout=30)
-        # Shown by pytest when the test failed: what the process said.
-        print(f"--- {' '.join(process.args[1:])} (exit {process.returncode}) ---\n{stderr}")
+    with borealis_processes(process_env(database_url, tmp_path), tmp_path) as start:
+        yield start
 
 
 def worker_args(*extra: str) -> list[str]:

@@ -3,13 +3,9 @@ job worker and the fake Dynatrace."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,8 +13,8 @@ import pytest
 from borealis.dynatrace.errors import RateLimited
 from borealis.sync import reconcile
 from borealis.sync.api import CallLimiter, CappedClient
-from tests.conftest import TEST_SECRET_KEY
 from tests.fakes.dynatrace import ALL_SCOPES, to_millis
+from tests.support.processes import borealis_processes, process_env
 from tests.support.sync import (
     closed,
     connect,
@@ -28,12 +24,9 @@ from tests.support.sync import (
     jobs,
     problems,
     settled,
-    wait_until,
     webhook_for,
 )
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-BOREALIS = str(Path(sys.executable).with_name("borealis"))
+from tests.support.waiting import wait_until
 
 
 def sync_now(account) -> dict:
@@ -387,33 +380,9 @@ def test_slot_is_not_held_while_waiting_out_a_rate_limit():
 
 @pytest.fixture
 def worker_process(database_url, tmp_path):
-    processes: list[subprocess.Popen] = []
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BOREALIS_")}
-    env.update(
-        BOREALIS_DATABASE_URL=database_url,
-        BOREALIS_DATA_DIR=str(tmp_path),
-        BOREALIS_SECRET_KEY=TEST_SECRET_KEY,
-        BOREALIS_ALLOW_PRIVATE_DYNATRACE="true",
-        PYTHONPATH=str(REPO_ROOT),
-    )
-
-    def spawn(*args: str) -> subprocess.Popen:
-        process = subprocess.Popen(
-            [BOREALIS, "worker", *args],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        processes.append(process)
-        return process
-
-    yield spawn
-    for process in processes:
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
+    env = process_env(database_url, tmp_path, BOREALIS_ALLOW_PRIVATE_DYNATRACE="true")
+    with borealis_processes(env, tmp_path) as start:
+        yield lambda *args: start("worker", *args)
 
 
 def test_backfill_of_a_killed_worker_finishes_once_after_its_lease(

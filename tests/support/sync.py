@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,18 +13,6 @@ from borealis.db import Database
 from borealis.jobs.models import Job
 from borealis.problems.models import Notification, Problem
 from tests.fakes.dynatrace import ALL_SCOPES, FakeDynatrace, to_millis
-
-
-def wait_until(condition: Callable[[], Any], *, timeout: float = 60, what: str = "condition") -> Any:
-    """Poll until ``condition`` is truthy; the deadline only guards against hanging, it asserts no speed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for: {what}")
-        time.sleep(0.05)
 
 
 def connect(account: Any, fake: FakeDynatrace, scopes: Sequence[str] = ALL_SCOPES) -> str:
