@@ -9,10 +9,7 @@ from typing import Any
 
 import httpx
 
-from borealis import intake
-from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import parse_webhook
-from tests.support.webhooks import encode, wire_connection
+from tests.support.webhooks import encode, ingest_raw, wire_connection
 from tests.test_incidents_api import problem_body
 
 CAUSES = 5
@@ -113,17 +110,7 @@ def test_concurrent_writers_group_like_one_by_one(app, database, make_account):
     random.Random(3).shuffle(shuffled)
 
     def ingest(body: dict[str, Any]) -> str:
-        raw = encode(body)
-        with database.session(write=True) as session:
-            connection = session.get(Connection, wired.connection_id)
-            result = intake.ingest(
-                db_session=session,
-                connection=connection,
-                notification=parse_webhook(raw),
-                raw_body=raw.decode(),
-            )
-            session.commit()
-            return result.outcome
+        return ingest_raw(database, wired.connection_id, encode(body)).outcome
 
     with ThreadPoolExecutor(max_workers=8) as pool:
         outcomes = list(pool.map(ingest, shuffled))

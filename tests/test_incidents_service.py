@@ -7,13 +7,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from borealis import intake
-from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import parse_webhook
 from borealis.incidents import service, topology
 from borealis.incidents.models import Incident, IncidentKey, IncidentProblem
 from borealis.incidents.topology import StaticTopology, use_topology_source
-from tests.support.webhooks import encode, wire_connection
+from tests.support.webhooks import encode, ingest_raw, wire_connection
 from tests.test_incidents_api import problem_body
 
 # The app tier's problem names no database entity: only the entity graph links the two.
@@ -41,14 +38,7 @@ def no_topology_source():
 
 
 def ingest(database, wired, pid: str, **fields: Any) -> int:
-    raw = encode(problem_body(pid, **fields))
-    with database.session(write=True) as session:
-        connection = session.get(Connection, wired.connection_id)
-        result = intake.ingest(
-            db_session=session, connection=connection, notification=parse_webhook(raw), raw_body=raw.decode()
-        )
-        session.commit()
-        return result.alert_id
+    return ingest_raw(database, wired.connection_id, encode(problem_body(pid, **fields))).alert_id
 
 
 def incident_of(database, alert_id: int) -> int:
@@ -152,12 +142,7 @@ def test_ingesting_again_is_idempotent_for_the_incident(database, wired):
 def test_a_merged_that_overtook_its_open_joins_the_related_incident_once_the_open_arrives(database, wired):
     first = ingest(database, wired, "1", **DATABASE)
     raw = encode({"ProblemID": "P-2", "PID": "2", "State": "MERGED", "ImpactedEntities": [], "Tags": ""})
-    with database.session(write=True) as session:
-        connection = session.get(Connection, wired.connection_id)
-        merged = intake.ingest(
-            db_session=session, connection=connection, notification=parse_webhook(raw), raw_body=raw.decode()
-        ).alert_id
-        session.commit()
+    merged = ingest_raw(database, wired.connection_id, raw).alert_id
     alone = incident_of(database, merged)
     assert alone != incident_of(database, first)
 

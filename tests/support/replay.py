@@ -25,14 +25,12 @@ from typing import Any
 import httpx
 import sqlalchemy as sa
 
-from borealis import intake
 from borealis.db import Database
-from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import parse_webhook
 from borealis.incidents.models import Incident, IncidentProblem
 from borealis.problems.models import Problem
 from borealis.sync.service import store_entities
 from tests.scenarios.model import CorrelationScenario, Grouping
+from tests.support.webhooks import ingest_raw
 
 RETRIES = 3
 
@@ -150,26 +148,13 @@ def replay_direct(
 ) -> list[str]:
     """Ingest every delivery in its own transaction (as separate replicas would); returns the outcomes."""
 
-    def attempt(raw: bytes) -> str:
-        with database.session(write=True) as session:
-            connection = session.get(Connection, connection_id)
-            assert connection is not None
-            result = intake.ingest(
-                db_session=session,
-                connection=connection,
-                notification=parse_webhook(raw),
-                raw_body=raw.decode(),
-            )
-            session.commit()
-            return result.outcome
-
     def send(body: dict[str, Any]) -> str:
         raw = json.dumps(body).encode()
         # As the webhook writer does: a transaction that failed on the database (a lock timeout, a
         # deadlock between writers) is run again.
         for tries_left in reversed(range(RETRIES)):
             try:
-                return attempt(raw)
+                return ingest_raw(database, connection_id, raw).outcome
             except sa.exc.OperationalError:
                 if not tries_left:
                     raise

@@ -6,9 +6,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from borealis import intake
 from borealis.crypto import SecretBox, digest, new_secret
 from borealis.db import Database
 from borealis.dynatrace.models import Connection
+from borealis.dynatrace.payload import parse_webhook
 from tests.support.shared import WEBHOOK_SAMPLES
 
 SAMPLES = str(WEBHOOK_SAMPLES)
@@ -101,3 +103,15 @@ def notification(
 
 def encode(body: dict[str, Any]) -> bytes:
     return json.dumps(body).encode()
+
+
+def ingest_raw(database: Database, connection_id: str, raw: bytes) -> intake.IngestResult:
+    """Ingest one delivery in its own committed transaction, as one replica's webhook would."""
+    with database.session(write=True) as session:
+        connection = session.get(Connection, connection_id)
+        assert connection is not None
+        result = intake.ingest(
+            db_session=session, connection=connection, notification=parse_webhook(raw), raw_body=raw.decode()
+        )
+        session.commit()
+        return result
