@@ -20,7 +20,7 @@ from borealis.dynatrace.payload import (
     template_report,
 )
 from borealis.dynatrace.template import EXPECTED_FIELDS, SUGGESTED_PAYLOAD
-from tests.support.webhooks import SAMPLES, encode, notification
+from tests.support.webhooks import SAMPLES, encode, filled_template, notification
 
 API_SAMPLES = Path(SAMPLES).parent / "api-samples"
 
@@ -104,24 +104,7 @@ def test_official_test_run_is_recognized_and_reports_the_missing_template_fields
 
 
 def test_suggested_template_filled_in_by_a_test_run_is_reported_ok():
-    filled = SUGGESTED_PAYLOAD
-    values = {
-        "{ProblemID}": "999",
-        "{PID}": "99999",
-        "{State}": "OPEN",
-        "{ProblemTitle}": "Dynatrace problem notification test run",
-        "{ProblemSeverity}": "AVAILABILITY",
-        "{ProblemImpact}": "INFRASTRUCTURE",
-        "{ProblemURL}": "https://example.com",
-        "{ImpactedEntity}": "MyHost1",
-        "{ImpactedEntityNames}": "MyHost1",
-        "{ImpactedEntities}": '[{"type": "HOST", "name": "MyHost1", "entity": "HOST-1"}]',
-        "{Tags}": "testtag1",
-        "{ProblemDetailsJSONv2}": '{"problemId": "99999", "startTime": 1, "endTime": -1}',
-    }
-    for placeholder, value in values.items():
-        filled = filled.replace(placeholder, value)
-    parsed = parse_webhook(filled.encode())
+    parsed = parse_webhook(filled_template())
     report = template_report(parsed, datetime.now(UTC))
     assert report == {**report, "ok": True, "missingFields": [], "unreplacedPlaceholders": []}
 

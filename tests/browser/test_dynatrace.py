@@ -9,35 +9,12 @@ import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
-from borealis.dynatrace.template import SUGGESTED_PAYLOAD
 from tests.browser.conftest import screenshot
-from tests.support.webhooks import SAMPLES
+from tests.support.webhooks import SAMPLES, filled_template
 
 pytestmark = pytest.mark.browser
 
 READ_ONLY = ("problems.read", "entities.read", "events.read", "logs.read", "metrics.read", "DataExport")
-
-
-def filled_template() -> bytes:
-    """The suggested payload as Dynatrace fills it in for "Send test notification"."""
-    values = {
-        "{ProblemID}": "999",
-        "{PID}": "99999",
-        "{State}": "OPEN",
-        "{ProblemTitle}": "Dynatrace problem notification test run",
-        "{ProblemSeverity}": "AVAILABILITY",
-        "{ProblemImpact}": "INFRASTRUCTURE",
-        "{ProblemURL}": "https://example.com",
-        "{ImpactedEntity}": "MyHost1",
-        "{ImpactedEntityNames}": "MyHost1",
-        "{ImpactedEntities}": '[{"type": "HOST", "name": "MyHost1", "entity": "HOST-1"}]',
-        "{Tags}": "testtag1",
-        "{ProblemDetailsJSONv2}": '{"problemId": "99999", "startTime": 1, "endTime": -1}',
-    }
-    body = SUGGESTED_PAYLOAD
-    for placeholder, value in values.items():
-        body = body.replace(placeholder, value)
-    return body.encode()
 
 
 def connect(page: Page, environment_url: str, token: str) -> None:

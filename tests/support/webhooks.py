@@ -11,6 +11,7 @@ from borealis.crypto import SecretBox, digest, new_secret
 from borealis.db import Database
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
+from borealis.dynatrace.template import SUGGESTED_PAYLOAD
 from tests.support.shared import WEBHOOK_SAMPLES
 
 SAMPLES = str(WEBHOOK_SAMPLES)
@@ -115,3 +116,25 @@ def ingest_raw(database: Database, connection_id: str, raw: bytes) -> intake.Ing
         )
         session.commit()
         return result
+
+
+def filled_template() -> bytes:
+    """The suggested payload as Dynatrace fills it in for "Send test notification"."""
+    values = {
+        "{ProblemID}": "999",
+        "{PID}": "99999",
+        "{State}": "OPEN",
+        "{ProblemTitle}": "Dynatrace problem notification test run",
+        "{ProblemSeverity}": "AVAILABILITY",
+        "{ProblemImpact}": "INFRASTRUCTURE",
+        "{ProblemURL}": "https://example.com",
+        "{ImpactedEntity}": "MyHost1",
+        "{ImpactedEntityNames}": "MyHost1",
+        "{ImpactedEntities}": '[{"type": "HOST", "name": "MyHost1", "entity": "HOST-1"}]',
+        "{Tags}": "testtag1",
+        "{ProblemDetailsJSONv2}": '{"problemId": "99999", "startTime": 1, "endTime": -1}',
+    }
+    body = SUGGESTED_PAYLOAD
+    for placeholder, value in values.items():
+        body = body.replace(placeholder, value)
+    return body.encode()
