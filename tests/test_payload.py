@@ -283,6 +283,42 @@ def test_duplicate_keys_keep_the_useful_value():
     assert any("2 times" in warning for warning in parsed.warnings)
 
 
+def test_a_key_sent_twice_is_found_in_a_body_with_escapes():
+    body = b'{"PID": "{PID}", "ProblemTitle": "a \\"quoted\\" title", "PID": "777", "Tags": "k\\u003av"}'
+    parsed = parse_webhook(body)
+    assert parsed.pid == "777"
+    assert parsed.title == 'a "quoted" title'
+    assert any("PID was sent 2 times" in warning for warning in parsed.warnings)
+
+
+def test_a_key_named_again_inside_the_details_is_not_a_key_sent_twice():
+    body = notification(state="OPEN")
+    body["ProblemDetailsJSONv2"]["title"] = "ProblemTitle"
+    body["ProblemDetailsJSONv2"]["PID"] = "other"
+    parsed = parse(body)
+    assert (parsed.pid, parsed.title, parsed.state) == ("-4242424242424242424", "CPU saturation", OPEN)
+    assert not any("times" in warning for warning in parsed.warnings)
+
+
+def test_a_key_sent_twice_inside_the_details_keeps_its_last_value():
+    text = encode(notification()).replace(b'"status": "OPEN"', b'"status": "CLOSED", "status": "OPEN"')
+    parsed = parse_webhook(text)
+    assert parsed.details["status"] == "OPEN"
+    assert not any("times" in warning for warning in parsed.warnings)
+
+
+def test_long_digit_runs_are_kept_exactly_in_text_and_in_numbers():
+    body = notification(pid="-8720840650528236841")
+    body["ProblemDetailsJSONv2"]["occurrences"] = 2**70
+    body["ProblemDetailsJSONv2"]["ratio"] = 0.1234567890123456789
+    parsed = parse(body)
+    assert parsed.pid == "-8720840650528236841"
+    assert parsed.details["problemId"] == "-8720840650528236841_1700000000000V2"
+    assert parsed.details["occurrences"] == 2**70
+    assert isinstance(parsed.details["occurrences"], int)
+    assert parsed.details["ratio"] == 0.1234567890123456789
+
+
 def test_body_is_json_whatever_the_encoding_marks():
     body = "\ufeff" + json.dumps(notification(title="Überlast"))
     assert parse_webhook(body.encode("utf-8")).title == "Überlast"

@@ -92,6 +92,13 @@ _FIELD_SPELLINGS = {
 }
 _CANONICAL = {spelling: name for name, spellings in _FIELD_SPELLINGS.items() for spelling in spellings}
 _KEY_NOISE = re.compile(r"[\s_\-]+")
+# Keys spelled as in the suggested template, found without normalizing them.
+_TEMPLATE_KEYS = {name: _CANONICAL[_KEY_NOISE.sub("", name.lower())] for name in _FIELD_SPELLINGS}
+# Containers in a text within this count are nested shallowly enough for ``json`` to read them.
+_SHALLOW = 256
+# Type tuples, not unions (``int | float``), which isinstance would build anew on every call.
+_NUMBER = (int, float)
+_NOT_TEXT = (bool, dict, list)
 
 SUGGESTED_TEMPLATE_HINT = (
     "use the payload template from GET /dynatrace/webhook-url in the Dynatrace custom integration"
@@ -239,16 +246,13 @@ def template_report(notification: ProblemNotification, received_at: datetime) ->
 def _load_json(body: bytes) -> Any:
     if not body.strip():
         raise PayloadRejected(f"the body is empty; {SUGGESTED_TEMPLATE_HINT}", malformed=True)
-    try:
-        text = body.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = body.decode("latin-1")
-    if "\\u0000" in text:
+    text = _decode(body)
+    if "\\" in text and "\\u0000" in text:
         # NUL cannot be stored in PostgreSQL text or JSONB; it carries no meaning in a notification.
         text = text.replace("\\u0000", "\\ufffd")
     try:
         document = jsontext.loads(text, parse_constant=_no_constant)
-        if isinstance(document, dict) and any(text.count(f'"{key}"') > 1 for key in document):
+        if isinstance(document, dict) and _read_every_pair(text, document):
             # Perhaps a key sent twice (json keeps the last silently): parse again, seeing every pair.
             document = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
         return document
@@ -263,6 +267,34 @@ def _load_json(body: bytes) -> Any:
         raise PayloadRejected(
             "the body is nested too deeply to be a Dynatrace notification", malformed=True
         ) from None
+
+
+def _decode(body: bytes) -> str:
+    """UTF-8 without a leading byte order mark (what the ``utf-8-sig`` codec gives, at a fraction of its
+    cost), else Latin-1: any byte sequence is text."""
+    try:
+        return body.decode().removeprefix("\ufeff")
+    except UnicodeDecodeError:
+        return body.decode("latin-1")
+
+
+def _read_every_pair(text: str, document: dict[str, Any]) -> bool:
+    """Whether to parse again seeing every pair: a top-level key quoted more than once in the text may
+    have been sent twice.
+
+    Most bodies are settled by counting colons instead of searching for every key. A colon in JSON text
+    is inside a string or after a member's name; the document written back has the same strings (when the
+    text has no escape) and one name per member it kept. So the same number of colons means no member was
+    dropped, no key was sent twice at any depth, and parsing again would give this same document. Not
+    for deep text: ``json`` may refuse to parse it again, and that refusal is the answer.
+    """
+    if (
+        "\\" not in text
+        and text.count("{") + text.count("[") <= _SHALLOW
+        and jsontext.dumps(document).count(":") == text.count(":")
+    ):
+        return False
+    return any(text.count(f'"{key}"') > 1 for key in document)
 
 
 def _no_constant(_name: str) -> None:
@@ -303,7 +335,7 @@ def _from_document(document: dict[str, Any]) -> ProblemNotification:
     warnings: list[str] = []
     duplicates = getattr(document, "duplicates", {})
     for key, value in document.items():
-        name = _CANONICAL.get(_KEY_NOISE.sub("", key.lower()))
+        name = _TEMPLATE_KEYS.get(key) or _CANONICAL.get(_KEY_NOISE.sub("", key.lower()))
         if name is None:
             continue
         if key in duplicates:
@@ -320,14 +352,15 @@ def _from_document(document: dict[str, Any]) -> ProblemNotification:
 
     def text(name: str) -> str | None:
         value = fields.get(name)
-        if isinstance(value, bool):
-            return str(value).lower()
-        if isinstance(value, int | float):
-            return str(value)
-        if not isinstance(value, str):
-            if value not in (None, "", [], {}):
-                warnings.append(f"{name} is a {type(value).__name__}, expected text; ignored")
-            return None
+        if type(value) is not str:  # text is the usual case: skip these checks for it
+            if isinstance(value, bool):
+                return str(value).lower()
+            if isinstance(value, _NUMBER):
+                return str(value)
+            if not isinstance(value, str):
+                if value not in (None, "", [], {}):
+                    warnings.append(f"{name} is a {type(value).__name__}, expected text; ignored")
+                return None
         value = value.strip()
         if not value:
             return None
@@ -484,10 +517,10 @@ def _type_of(entity_id: str | None) -> str | None:
 
 def _tags(value: Any, notification: ProblemNotification) -> list[dict[str, Any]]:
     """``"a, key:value, [Kubernetes]ns:prod"`` (or a list) into ``{context, key, value}`` items."""
+    if isinstance(value, str):
+        return [_tag(part.strip()) for part in value.split(",") if part.strip()]
     if isinstance(value, list):
         items = value
-    elif isinstance(value, str):
-        items = [part for part in value.split(",") if part.strip()]
     elif value is None:
         return []
     else:
@@ -611,9 +644,12 @@ def _apply_v1_details(notification: ProblemNotification, details: dict[str, Any]
 
 def _ms(value: Any, notification: ProblemNotification) -> datetime | None:
     """Epoch milliseconds (``-1`` meaning "not yet") as a UTC datetime."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if type(value) is not int:  # an integer is the usual case: skip these checks for it
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        elif isinstance(value, bool) or not isinstance(value, _NUMBER):
+            return None
+    if value <= 0:
         return None
     try:
         return datetime.fromtimestamp(value / 1000, UTC)
@@ -623,7 +659,7 @@ def _ms(value: Any, notification: ProblemNotification) -> datetime | None:
 
 
 def _latest(values: list[Any], notification: ProblemNotification) -> datetime | None:
-    times = [time for time in (_ms(value, notification) for value in values) if time is not None]
+    times = [time for value in values if (time := _ms(value, notification)) is not None]
     return max(times) if times else None
 
 
@@ -636,7 +672,9 @@ def _is_test(notification: ProblemNotification) -> bool:
 
 
 def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, bool | dict | list):
+    if type(value) is str:  # the usual case: skip the checks below
+        return value.strip() or None
+    if value is None or isinstance(value, _NOT_TEXT):
         return None
     value = str(value).strip()
     return value or None
