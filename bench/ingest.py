@@ -132,6 +132,23 @@ def start_server(data_dir: Path, port: int, extra: list[str]) -> subprocess.Pope
     raise SystemExit("the server did not start")
 
 
+def follow_up_drain(url: str) -> tuple[int, float]:
+    """How many follow-ups wait when the burst ends, and how long the server takes to finish them."""
+    database = Database(url)
+    started = time.monotonic()
+    count = "SELECT count(*) FROM follow_ups"
+    try:
+        with database.session() as session:
+            pending = session.scalar(sa.text(count))
+        while True:
+            with database.session() as session:
+                if not session.scalar(sa.text(count)):
+                    return pending, time.monotonic() - started
+            time.sleep(0.05)
+    finally:
+        database.dispose()
+
+
 def report(name: str, result: loadgen.Result) -> None:
     print(
         f"{name:8s} {result.count:7d} requests in {result.seconds:5.1f} s = {result.throughput:8.0f}/s   "
@@ -179,6 +196,7 @@ def main() -> None:
         server = start_server(data_dir, port, ["--intake-only"] if args.intake_only else [])
         try:
             warm, bare, hook = asyncio.run(drive(args, port, user_id, secret))
+            pending, drained = follow_up_drain(url)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -203,6 +221,10 @@ def main() -> None:
         )
         outcomes = dict(sorted(hook.statuses.items()))
         print(f"statuses {outcomes}")
+        print(
+            f"follow-ups {pending} problems waiting for correlation and enrichment when the burst ended, "
+            f"all done {drained:.2f} s later"
+        )
 
 
 if __name__ == "__main__":

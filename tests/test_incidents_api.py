@@ -350,7 +350,13 @@ def test_list_filters_and_pages(dynatrace):
     dynatrace.send(problem_body("3", display="P-3", minute=60, title="Slow search", entities=("SERVICE-C",)))
     dynatrace.send(
         problem_body(
-            "3", display="P-3", minute=60, state="RESOLVED", entities=("SERVICE-C",), observed_minute=70
+            "3",
+            display="P-3",
+            minute=60,
+            title="Slow search",
+            state="RESOLVED",
+            entities=("SERVICE-C",),
+            observed_minute=70,
         )
     )
     user = dynatrace.user

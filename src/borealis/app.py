@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,6 +26,7 @@ from borealis.jobs.views import router as jobs_router
 from borealis.middleware import BodyLimitMiddleware, RequestIdMiddleware, request_id_var
 from borealis.observability import AccessLogMiddleware, metrics_router
 from borealis.problems.views import router as problems_router
+from borealis.problems.webhook import get_writer as get_webhook_writer
 from borealis.problems.webhook import install as install_webhook
 from borealis.rca.views import router as rca_router
 from borealis.sync.views import router as sync_router
@@ -38,12 +41,21 @@ def make_secret_box(settings: Settings) -> SecretBox:
     return SecretBox.from_key_file(settings.data_dir)
 
 
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # The webhook writer starts with the server, so follow-ups a stopped process left behind are
+    # carried out at once.
+    get_webhook_writer(app)
+    yield
+
+
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
     settings = settings or get_settings()
     database = database or Database(settings.effective_database_url)
     secret_box = make_secret_box(settings)
 
     app = FastAPI(
+        lifespan=_lifespan,
         title="Borealis",
         version=__version__,
         description="Dynatrace problems into incidents with an evidence-backed root-cause analysis.",

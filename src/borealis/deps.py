@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from borealis import intake
 from borealis.auth import service as auth_service
 from borealis.auth.models import User
 from borealis.config import Settings
@@ -62,15 +63,33 @@ def get_current_user(request: Request, db_session: DbSession) -> User:
             raise NotAuthenticated(
                 "the API key is unknown or revoked; create one with `borealis api-keys create`"
             )
+    else:
+        user_id = request.session.get(SESSION_USER_KEY) if "session" in request.scope else None
+        user = auth_service.get(db_session=db_session, user_id=user_id) if user_id else None
+    if user is not None:
+        _follow_ups_done(request, db_session, user.id)
         return user
-    user_id = request.session.get(SESSION_USER_KEY) if "session" in request.scope else None
-    if user_id:
-        user = auth_service.get(db_session=db_session, user_id=user_id)
-        if user is not None:
-            return user
     raise NotAuthenticated(
         "authentication required: send 'Authorization: Bearer <api key>' or log in to the web UI"
     )
+
+
+def _follow_ups_done(request: Request, db_session: Session, user_id: str) -> None:
+    """Carry out the caller's waiting follow-ups first, so what they read includes everything already
+    acknowledged (the webhook answers before correlating; see ``intake.follow_up``)."""
+    if not intake.pending_follow_ups(db_session=db_session, user_id=user_id):
+        return
+    if request.method not in _READ_METHODS:
+        # The request's own write transaction; the view commits it.
+        while intake.follow_up(db_session=db_session, user_ids=[user_id]) == intake.FOLLOW_UP_BATCH:
+            pass
+        return
+    with request.app.state.database.session(write=True) as session:
+        while intake.follow_up(db_session=session, user_ids=[user_id]) == intake.FOLLOW_UP_BATCH:
+            session.commit()
+        session.commit()
+    # A new snapshot, which includes them.
+    db_session.rollback()
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
@@ -19,10 +20,14 @@ from borealis.dynatrace.payload import ProblemNotification, from_api_problem, te
 from borealis.incidents import service as incidents_service
 from borealis.problems import lifecycle
 from borealis.problems import service as problems_service
+from borealis.problems.models import FollowUp
 from borealis.rca import service as rca_service
 from borealis.sync import service as sync_service
 
 SOURCES = problems_service.SOURCES
+# Follow-ups carried out per call (and per transaction).
+FOLLOW_UP_BATCH = 500
+_follow_ups: sa.Table = FollowUp.__table__  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
@@ -94,8 +99,15 @@ def ingest_api_problem(
     )
 
 
-def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[IngestResult]:
-    """Ingest notifications in order, in the caller's transaction; returns one result per item."""
+def ingest_many(
+    *, db_session: Session, items: Sequence[Accepted], follow_up_now: bool = True
+) -> list[IngestResult]:
+    """Ingest notifications in order, in the caller's transaction; returns one result per item.
+
+    The lifecycle step writes each problem and queues its follow-up (``FollowUp``) in this transaction.
+    With ``follow_up_now`` the follow-ups of these users run here too, so the caller commits problems and
+    incidents together; the webhook passes False and acknowledges first (see ``follow_up``).
+    """
     results: list[IngestResult | None] = [None] * len(items)
     deliveries: list[problems_service.Delivery] = []
     positions: list[int] = []
@@ -120,13 +132,13 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
             )
         )
 
-    # Correlation lock first: every writer takes it before any problem row, never after.
-    for user_id in sorted({delivery.user_id for delivery in deliveries}):
-        incidents_service.lock_user(db_session=db_session, user_id=user_id)
+    user_ids = sorted({delivery.user_id for delivery in deliveries})
+    if follow_up_now:
+        # Correlation lock first: every step that correlates takes it before any problem row.
+        for user_id in user_ids:
+            incidents_service.lock_user(db_session=db_session, user_id=user_id)
     applied = problems_service.apply_notifications(db_session=db_session, deliveries=deliveries)
-    changes: dict[int, incidents_service.ProblemChange] = {}
-    created: set[int] = set()
-    enrich: dict[int, tuple[int, str, str]] = {}
+    changed: dict[int, problems_service.Applied] = {}
     for position, outcome in zip(positions, applied, strict=True):
         results[position] = IngestResult(
             outcome=outcome.outcome,
@@ -135,27 +147,10 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
             pid=outcome.pid,
             state=outcome.state,
         )
-        if outcome.outcome == lifecycle.DUPLICATE:
-            continue
-        # Once per problem, with its columns as the whole batch left them.
-        changes.setdefault(outcome.problem_id, incidents_service.ProblemChange(outcome.row, outcome.previous))
-        if outcome.outcome == lifecycle.CREATED:
-            created.add(outcome.problem_id)
-        if outcome.outcome in (lifecycle.CREATED, lifecycle.UPDATED):
-            enrich[outcome.problem_id] = (
-                outcome.problem_id,
-                items[position].connection.user_id,
-                outcome.state,
-            )
-
-    # Follow-up steps, in this same transaction: correlation into incidents (skipping problems whose
-    # correlated columns did not change), an RCA for new problems, enrichment of changed open ones.
-    incidents = incidents_service.on_problems_changed(db_session=db_session, changes=list(changes.values()))
-    rca_service.after_ingest_many(
-        db_session=db_session,
-        incidents=[incident for problem_id, incident in incidents.items() if problem_id in created],
-    )
-    sync_service.request_enrichments(db_session=db_session, problems=list(enrich.values()))
+        if outcome.outcome != lifecycle.DUPLICATE:
+            # Once per problem, with its columns as the whole batch left them.
+            changed.setdefault(outcome.problem_id, outcome)
+    _queue_follow_ups(db_session, list(changed.values()))
 
     # Connections last: every writer locks problems before the connection row, never the reverse.
     for item in items:
@@ -167,7 +162,161 @@ def ingest_many(*, db_session: Session, items: Sequence[Accepted]) -> list[Inges
             if last is None or last <= item.received_at:
                 connection.last_test_notification_at = item.received_at
                 connection.last_test_report = template_report(item.notification, item.received_at)
+    if follow_up_now and user_ids:
+        follow_up(db_session=db_session, user_ids=user_ids)
     return [result for result in results if result is not None]
+
+
+def _queue_follow_ups(db_session: Session, changed: Sequence[problems_service.Applied]) -> None:
+    """Queue what each changed problem still needs, or fold it into the follow-up already waiting for
+    the problem (which keeps its ``previous_keys``: those are what the incident index still holds).
+
+    A plain insert is safe: the lifecycle step holds the problem's row, so no other writer queues a
+    follow-up for it meanwhile.
+    """
+    wanted = []
+    for applied in changed:
+        correlate = applied.previous is None or incidents_service.picture_changed(
+            applied.previous, applied.row
+        )
+        enrich = applied.outcome in (lifecycle.CREATED, lifecycle.UPDATED) and sync_service.wants_enrichment(
+            db_session=db_session, problem_id=applied.problem_id, state=applied.state
+        )
+        if correlate or enrich:
+            wanted.append((applied, correlate, enrich))
+    if not wanted:
+        return
+    waiting = _waiting_follow_ups(db_session, [applied.problem_id for applied, _, _ in wanted])
+    now = utcnow()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for applied, correlate, enrich in wanted:
+        states = [list(step) for step in applied.states]
+        before = waiting.get(applied.problem_id)
+        if before is None:
+            previous = applied.previous
+            inserts.append(
+                {
+                    "problem_id": applied.problem_id,
+                    "user_id": applied.row["user_id"],
+                    "created": previous is None,
+                    "correlate": correlate,
+                    "enrich": enrich,
+                    "previous_keys": None if previous is None else incidents_service.index_keys(previous),
+                    "states": _bounded(states),
+                    "queued_at": now,
+                }
+            )
+        elif (correlate and not before.correlate) or (enrich and not before.enrich) or len(states) > 1:
+            updates.append(
+                {
+                    "_id": before.id,
+                    "correlate": before.correlate or correlate,
+                    "enrich": before.enrich or enrich,
+                    "states": _bounded(list(before.states) + states[1:]),
+                }
+            )
+    if inserts:
+        db_session.execute(_follow_ups.insert(), inserts)
+    if updates:
+        db_session.execute(_FOLD_FOLLOW_UP, updates)
+
+
+_FOLD_FOLLOW_UP = (
+    _follow_ups.update()
+    .where(_follow_ups.c.id == sa.bindparam("_id"))
+    .values(correlate=sa.bindparam("correlate"), enrich=sa.bindparam("enrich"), states=sa.bindparam("states"))
+)
+
+
+# States replayed per follow-up at most: the first and the newest (a problem flapping all through a
+# burst keeps its first and latest flips on the timeline).
+_MAX_STATES = 16
+
+
+def _bounded(states: list[Any]) -> list[Any]:
+    return states if len(states) <= _MAX_STATES else states[:2] + states[-(_MAX_STATES - 2) :]
+
+
+def _waiting_follow_ups(db_session: Session, problem_ids: list[int]) -> dict[int, Any]:
+    """The follow-ups already waiting for these problems. On PostgreSQL they are locked: one being
+    carried out is waited for (and is gone after), so nothing is folded into a row about to be deleted."""
+    statement = sa.select(
+        _follow_ups.c.id,
+        _follow_ups.c.problem_id,
+        _follow_ups.c.correlate,
+        _follow_ups.c.enrich,
+        _follow_ups.c.states,
+    ).where(_follow_ups.c.problem_id.in_(sorted(problem_ids)))
+    if _dialect(db_session) == "postgresql":
+        statement = statement.with_for_update()
+    return {row.problem_id: row for row in db_session.execute(statement)}
+
+
+def _dialect(db_session: Session) -> str:
+    return db_session.get_bind().dialect.name
+
+
+def follow_up(
+    *, db_session: Session, user_ids: Sequence[str] | None = None, limit: int = FOLLOW_UP_BATCH
+) -> int:
+    """Carry out queued follow-ups (of these users, or of anyone), oldest first, in the caller's
+    transaction: correlation into incidents, an analysis for each new problem's incident, enrichment of
+    changed open problems. Returns how many it carried out (fewer than ``limit``: none are left).
+
+    Serialized per user by the correlation lock; on PostgreSQL the follow-up rows are locked too, so
+    a change queued meanwhile waits and is queued again once these are gone, never folded into a row
+    this call deletes.
+    """
+    if user_ids is None:
+        user_ids = list(db_session.scalars(sa.select(FollowUp.user_id).distinct().limit(limit)))
+    user_ids = sorted(set(user_ids))
+    if not user_ids:
+        return 0
+    for user_id in user_ids:
+        incidents_service.lock_user(db_session=db_session, user_id=user_id)
+    pending = sa.select(FollowUp).where(FollowUp.user_id.in_(user_ids)).order_by(FollowUp.id).limit(limit)
+    if _dialect(db_session) == "postgresql":
+        pending = pending.with_for_update()
+    follow_ups = list(db_session.scalars(pending))
+    if not follow_ups:
+        return 0
+    rows = incidents_service.pictures(db_session=db_session, problem_ids=[f.problem_id for f in follow_ups])
+    changes = [
+        incidents_service.ProblemChange(
+            rows[f.problem_id],
+            created=f.created,
+            correlate=f.correlate,
+            previous_keys=None if f.previous_keys is None else frozenset(f.previous_keys),
+            states=tuple((state, at) for state, at in f.states or ()),
+        )
+        for f in follow_ups
+        if f.problem_id in rows
+    ]
+    incidents = incidents_service.on_problems_changed(db_session=db_session, changes=changes)
+    created = [f.problem_id for f in follow_ups if f.created]
+    rca_service.after_ingest_many(
+        db_session=db_session,
+        incidents=[incidents[problem_id] for problem_id in created if problem_id in incidents],
+    )
+    sync_service.request_enrichments(
+        db_session=db_session,
+        problems=[
+            (f.problem_id, f.user_id, rows[f.problem_id]["state"])
+            for f in follow_ups
+            if f.enrich and f.problem_id in rows
+        ],
+    )
+    db_session.execute(sa.delete(FollowUp).where(FollowUp.id.in_([f.id for f in follow_ups])))
+    return len(follow_ups)
+
+
+def pending_follow_ups(*, db_session: Session, user_id: str | None = None) -> bool:
+    """Whether any follow-up (of this user, or of anyone) is waiting."""
+    statement = sa.select(FollowUp.id)
+    if user_id is not None:
+        statement = statement.where(FollowUp.user_id == user_id)
+    return db_session.scalar(statement.limit(1)) is not None
 
 
 def _record_test(db_session: Session, item: Accepted, received_at: datetime) -> IngestResult:

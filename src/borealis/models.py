@@ -12,6 +12,7 @@ from borealis.incidents.models import (
 )
 from borealis.jobs.models import Job, JobSchedule
 from borealis.problems.models import (
+    FollowUp,
     Notification,
     Problem,
     ProblemCount,
@@ -29,6 +30,7 @@ __all__ = [
     "Connection",
     "CorrelationSettingsRow",
     "EntityRelation",
+    "FollowUp",
     "Incident",
     "IncidentEvent",
     "IncidentKey",

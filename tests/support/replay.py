@@ -30,7 +30,7 @@ from borealis.incidents.models import Incident, IncidentProblem
 from borealis.problems.models import Problem
 from borealis.sync.service import store_entities
 from tests.scenarios.model import CorrelationScenario, Grouping
-from tests.support.webhooks import ingest_raw
+from tests.support.webhooks import followed_up, ingest_raw
 
 RETRIES = 3
 
@@ -190,7 +190,8 @@ class Outcome:
 
 
 def outcome(database: Database, user_id: str) -> Outcome:
-    """Read every problem's incident straight from the database."""
+    """Read every problem's incident straight from the database, once the follow-ups are done."""
+    followed_up(database)
     with database.session() as session:
         rows = session.execute(
             sa.select(IncidentProblem.incident_id, Problem.display_id, Problem.pid, Incident.status)

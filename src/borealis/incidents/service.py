@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -279,6 +279,8 @@ _KEY_HITS = (
     .limit(sa.bindparam("limit"))
 )
 _problems: sa.Table = Problem.__table__  # type: ignore[assignment]
+# Ids per IN list when reading many problems.
+_CHUNK = 500
 _FACTS_OF = sa.select(
     *(_problems.c[column.key] for column in _FACT_COLUMNS),
     _problems.c.notification_count,
@@ -401,20 +403,34 @@ _PICTURE_SELECT = sa.select(*(Problem.__table__.c[name] for name in _PICTURE_FIE
 
 @dataclass(frozen=True, slots=True)
 class ProblemChange:
-    """A problem as the lifecycle step wrote it (``row``) and as it was before (``previous``, None when
-    that step created it)."""
+    """A problem as the lifecycle step left it (``row``) and what changed: ``created`` (the problem is
+    new), ``correlate`` (something correlation or the incident's picture reads changed),
+    ``previous_keys``, its candidate-index keys before the change (None when created), and ``states``,
+    the states it took meanwhile in order with when each came (microseconds since the epoch), from the
+    one its incident saw (at 0) or, for a new problem, the one it came in."""
 
     row: Mapping[str, Any]
-    previous: Mapping[str, Any] | None = None
+    created: bool = False
+    correlate: bool = True
+    previous_keys: frozenset[str] | None = None
+    states: tuple[tuple[str, int], ...] = ()
 
     @property
     def problem_id(self) -> int:
         return self.row["id"]
 
     def matters(self) -> bool:
-        """Whether anything correlation or the incident's picture reads has changed."""
-        previous = self.previous
-        return previous is None or any(previous[name] != self.row[name] for name in _PICTURE_FIELDS)
+        return self.created or self.correlate
+
+
+def picture_changed(previous: Mapping[str, Any], row: Mapping[str, Any]) -> bool:
+    """Whether anything correlation or an incident's picture reads differs between two problem rows."""
+    return any(previous[name] != row[name] for name in _PICTURE_FIELDS)
+
+
+def index_keys(row: Mapping[str, Any]) -> list[str]:
+    """The candidate-index keys of a problem row, sorted."""
+    return sorted(keys_for(facts_from(ProblemPicture.of(row))))
 
 
 class _MemoTopology:
@@ -556,6 +572,16 @@ def load_problem(*, db_session: Session, problem_id: int) -> ProblemPicture:
     return ProblemPicture.of(row)
 
 
+def pictures(*, db_session: Session, problem_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
+    """The columns correlation reads of each of these problems that exists, by id."""
+    found: dict[int, Mapping[str, Any]] = {}
+    for start in range(0, len(problem_ids), _CHUNK):
+        chunk = problem_ids[start : start + _CHUNK]
+        for row in db_session.execute(_PICTURE_SELECT.where(Problem.id.in_(chunk))).mappings():
+            found[row["id"]] = row
+    return found
+
+
 def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topology | None = None) -> Incident:
     """Keep the problem's incident up to date after the lifecycle step; returns that incident.
 
@@ -605,14 +631,33 @@ def on_problems_changed(
             if new:
                 work.prefetch_topology(new)
                 work.prefetch_candidates(new)
-            incidents = {
-                picture.id: _on_changed(work, picture, change.previous)
-                for picture, change in zip(pictures, wanted, strict=True)
-            }
+            incidents = {}
+            for _at, _order, picture, state, previous_keys in _replay(work, pictures, wanted):
+                incidents[picture.id] = _on_changed(work, replace(picture, state=state), previous_keys)
         finally:
             _drop_key_index(db_session)
     db_session.flush()
     return incidents
+
+
+def _replay(
+    work: _Work, pictures: Sequence[ProblemPicture], changes: Sequence[ProblemChange]
+) -> list[tuple[int, tuple[int, int], ProblemPicture, str, frozenset[str] | None]]:
+    """The steps that correlate these changes as if each delivery had come alone, in the order they
+    arrived: each problem first in the state its incident saw (a new one in the state it came in), then
+    every state it took since. A problem that opened and ended within one burst still gathers the
+    related ones that came while it was open, and none that came after."""
+    steps = []
+    for position, (picture, change) in enumerate(zip(pictures, changes, strict=True)):
+        states = list(change.states) or [(picture.state, 0)]
+        if states[-1][0] != picture.state:
+            states.append((picture.state, states[-1][1]))
+        first_keys = None if change.created else change.previous_keys
+        keys = frozenset(keys_for(work.facts_of(picture)))
+        for step, (state, at) in enumerate(states):
+            steps.append((at, (position, step), picture, state, first_keys if step == 0 else keys))
+    steps.sort(key=lambda item: (item[0], item[1]))
+    return steps
 
 
 _ATTACHMENTS = sa.select(IncidentProblem).where(
@@ -620,16 +665,23 @@ _ATTACHMENTS = sa.select(IncidentProblem).where(
 )
 
 
-def _on_changed(work: _Work, problem: ProblemPicture, previous: Mapping[str, Any] | None = None) -> Incident:
-    """The ingest hook for one problem. With ``previous`` (the problem's columns before this change),
-    the candidate index is rewritten only when the problem's keys changed: every other step that
-    moves, resolves or reopens an incident keeps the index of its problems right itself."""
+def _on_changed(
+    work: _Work, problem: ProblemPicture, previous_keys: Collection[str] | None = None
+) -> Incident:
+    """The ingest hook for one problem. With ``previous_keys`` (the problem's index keys before this
+    change), the candidate index is rewritten only when the keys changed: every other step that moves,
+    resolves or reopens an incident keeps the index of its problems right itself."""
     db_session = work.db_session
     work.lock(problem.user_id)
     attachment = work.attachment(problem.id)
     if attachment is None:
         return _attach_new(work, problem).incident
     incident = attachment.incident
+    if incident is None:
+        # Attached earlier in this unit of work, not flushed yet.
+        incident = _incidents(db_session, [attachment.incident_id], known=work.incidents)[
+            attachment.incident_id
+        ]
     facts = work.facts_of(problem)
     keys = keys_for(facts)
     moved = False
@@ -653,11 +705,9 @@ def _on_changed(work: _Work, problem: ProblemPicture, previous: Mapping[str, Any
         elif previous_state in ENDED_STATES:
             _maybe_reopen(db_session, incident, why=f"{facts.display_id} reopened")
     _absorb(incident, problem, facts)
-    if incident.status == OPEN and (
-        previous is None or moved or keys != keys_for(facts_from(ProblemPicture.of(previous)))
-    ):
+    if incident.status == OPEN and (previous_keys is None or moved or keys != previous_keys):
         _index_problem(db_session, problem.user_id, problem.id, incident.id, keys)
-    if previous is None:
+    if previous_keys is None:
         db_session.flush()
     return incident
 

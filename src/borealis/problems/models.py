@@ -192,3 +192,31 @@ class ProblemTerm(Base):
     )
     term: Mapped[str] = mapped_column(TermType, primary_key=True)
     user_number: Mapped[int] = mapped_column(sa.Integer)
+
+
+class FollowUp(Base):
+    """A problem change that is stored and acknowledged but not yet followed up: correlation into
+    incidents, an analysis for a new incident, enrichment from the API (see ``intake.follow_up``).
+
+    Written in the transaction that changed the problem, so a follow-up is never lost; folded per problem
+    while it waits (a burst of deliveries about one problem is correlated once); removed by the step that
+    carries it out. ``previous_keys`` are the problem's candidate-index keys as its incident last saw them
+    (None for a new problem).
+    """
+
+    __tablename__ = "follow_ups"
+    __table_args__ = (sa.Index("ix_follow_ups_user", "user_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    problem_id: Mapped[int] = mapped_column(
+        BigId, sa.ForeignKey("problems.id", ondelete="CASCADE"), unique=True
+    )
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    created: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    correlate: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    enrich: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    previous_keys: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    # The states the problem took while this waited, in order, from the one its incident last saw
+    # (from its first, for a new problem): correlation replays them, as if each had come alone.
+    states: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

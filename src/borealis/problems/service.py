@@ -113,6 +113,9 @@ class Applied:
     state: str
     row: dict[str, Any] = field(default_factory=dict, repr=False)
     previous: dict[str, Any] | None = field(default=None, repr=False)
+    # The states the problem took in this batch, in order, each with when (microseconds since the
+    # epoch) the delivery that brought it arrived; the first is its state before the batch (at 0).
+    states: list[tuple[str, int]] = field(default_factory=list, repr=False)
 
 
 def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) -> list[Applied]:
@@ -144,6 +147,7 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
     new_notifications: dict[tuple[int, str], dict[str, Any]] = {}
     duplicates: dict[tuple[int, str], dict[str, Any]] = {}
     touched: dict[int, dict[str, Any]] = {}
+    states: dict[int, list[tuple[str, int]]] = {}
     fresh = set(created)
     for key, delivery in zip(key_of, deliveries, strict=True):
         row = rows[key]
@@ -172,6 +176,10 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
             new_notifications[hash_key] = _notification_row(delivery, problem_id, outcome)
         row["last_received_at"] = max(row["last_received_at"], delivery.received_at)
         touched[problem_id] = row
+        before = previous[problem_id]
+        taken = states.setdefault(problem_id, [] if before is None else [(before["state"], 0)])
+        if not taken or taken[-1][0] != row["state"]:
+            taken.append((row["state"], _microseconds(delivery.received_at)))
         results.append(
             Applied(
                 outcome=outcome,
@@ -196,6 +204,7 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
         result.display_id = row["display_id"]
         result.row = row
         result.previous = previous[result.problem_id]
+        result.states = states[result.problem_id]
     return results
 
 
@@ -393,6 +402,10 @@ def _write_back(
         groups.setdefault(columns, []).append({"_id": problem_id, **{name: row[name] for name in columns}})
     for columns, params in groups.items():
         db_session.execute(_update_problem(columns), params)
+
+
+def _microseconds(when: datetime) -> int:
+    return int(when.timestamp() * 1_000_000)
 
 
 def _count_key(row: dict[str, Any]) -> tuple[str, str, str, str]:

@@ -5,6 +5,12 @@ it to the process's single writer thread. The writer commits whatever has queued
 (group commit: one fsync for many deliveries) and only then resolves each request, so every 2xx answer is
 durable. Authentication happens inside that transaction, against the stored secret hash, so a rotated
 secret or a disconnect takes effect at once and in every process.
+
+That transaction holds the lifecycle step and queues the rest (correlation, analysis, enrichment) as
+follow-ups; the writer carries them out once deliveries stop queueing, so a burst is acknowledged at
+intake speed and each problem is correlated once for all its deliveries meanwhile. Whoever reads
+incidents first has its own follow-ups done (``deps.get_current_user``); under a long burst the writer
+still gives them a little time between batches, so none waits longer than ``MAX_FOLLOW_UP_LAG``.
 """
 
 from __future__ import annotations
@@ -42,6 +48,11 @@ PREFIX = "/dynatrace/webhook/"
 NOT_DELIVERIES = frozenset({PREFIX + "install"})
 MAX_BATCH = 256
 MAX_QUEUED = 20_000
+# Follow-ups run when no delivery arrived for this long...
+IDLE_SECONDS = 0.01
+# ... and, under a burst that never pauses, a few at a time once the oldest waited this long.
+MAX_FOLLOW_UP_LAG = 10.0
+BUSY_FOLLOW_UPS = 20
 _RETRIES = 3
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
@@ -94,6 +105,8 @@ class WebhookWriter:
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
         self._checkpointer = _Checkpointer(database) if database.is_sqlite else None
+        # When the oldest follow-up this writer queued (or found at start) began waiting; None: none.
+        self._follow_ups_since: float | None = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="borealis-webhook-writer", daemon=True)
         self._thread.start()
 
@@ -115,11 +128,33 @@ class WebhookWriter:
             except BaseException:
                 session.rollback()
                 raise
+        if self._follow_ups_since is None and any(answer.status == 200 for answer in answers):
+            self._follow_ups_since = time.monotonic()
         return answers
+
+    def follow_up(self, limit: int = intake.FOLLOW_UP_BATCH) -> int:
+        """Carry out up to ``limit`` waiting follow-ups in one transaction; returns how many."""
+        try:
+            with self.database.session(write=True) as session:
+                done = intake.follow_up(db_session=session, limit=limit)
+                session.commit()
+        except Exception:
+            # They stay queued; the next pause tries again.
+            logger.exception("follow-ups failed")
+            return 0
+        if done < limit:
+            self._follow_ups_since = None
+        return done
 
     def _run(self) -> None:
         while True:
-            jobs = [self._queue.get()]
+            try:
+                # With follow-ups waiting, a pause in deliveries is the time to carry them out.
+                wait = None if self._follow_ups_since is None else IDLE_SECONDS
+                jobs = [self._queue.get(timeout=wait)]
+            except queue.Empty:
+                self.follow_up()
+                continue
             while len(jobs) < self.max_batch:
                 try:
                     jobs.append(self._queue.get_nowait())
@@ -136,6 +171,9 @@ class WebhookWriter:
                     job.done(answer)
             for loop, settled in waiting.items():
                 loop.call_soon_threadsafe(_settle_all, settled)
+            since = self._follow_ups_since
+            if since is not None and time.monotonic() - since > MAX_FOLLOW_UP_LAG:
+                self.follow_up(BUSY_FOLLOW_UPS)
 
     def _answer(self, jobs: list[_Job]) -> list[Answer]:
         for attempt in range(_RETRIES):
@@ -226,7 +264,7 @@ def _process(session: sa.orm.Session, jobs: list[_Job]) -> list[Answer]:
             accepted.append(
                 intake.Accepted(connection, job.notification, "webhook", job.raw_body, job.received_at)
             )
-    results = intake.ingest_many(db_session=session, items=accepted)
+    results = intake.ingest_many(db_session=session, items=accepted, follow_up_now=False)
     for position, result in zip(positions, results, strict=True):
         answers[position] = Answer(200, result.as_answer())
     return [answer for answer in answers if answer is not None]

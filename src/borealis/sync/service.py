@@ -56,11 +56,16 @@ def enrichment_key(problem_id: int) -> str:
     return f"problem:{problem_id}"
 
 
+def wants_enrichment(*, db_session: Session, problem_id: int, state: str) -> bool:
+    """Whether a created or changed problem needs fetching: not when it has ended, nor when this
+    transaction is the enrichment of that very problem."""
+    return state not in ENDED_STATES and problem_id not in db_session.info.get(_QUIET, ())
+
+
 def request_enrichment(*, db_session: Session, problem_id: int, user_id: str, state: str) -> Job | None:
     """The queued enrichment job for an open problem that was created or changed (folded with any
-    queued one, so a burst makes one fetch), or None when nothing needs fetching: the problem has
-    ended, or this transaction is the enrichment of that very problem."""
-    if state in ENDED_STATES or problem_id in db_session.info.get(_QUIET, ()):
+    queued one, so a burst makes one fetch), or None when nothing needs fetching (``wants_enrichment``)."""
+    if not wants_enrichment(db_session=db_session, problem_id=problem_id, state=state):
         return None
     return jobs.enqueue(
         db_session=db_session,
@@ -76,7 +81,6 @@ def request_enrichment(*, db_session: Session, problem_id: int, user_id: str, st
 def request_enrichments(*, db_session: Session, problems: Sequence[tuple[int, str, str]]) -> None:
     """``request_enrichment`` for many (problem id, user id, state) at once: what one webhook batch
     changed, in a few statements."""
-    quiet = db_session.info.get(_QUIET, ())
     run_after = utcnow() + ENRICH_DEBOUNCE
     requests = [
         jobs.JobRequest(
@@ -87,7 +91,7 @@ def request_enrichments(*, db_session: Session, problems: Sequence[tuple[int, st
             max_attempts=ENRICH_MAX_ATTEMPTS,
         )
         for problem_id, user_id, state in problems
-        if state not in ENDED_STATES and problem_id not in quiet
+        if wants_enrichment(db_session=db_session, problem_id=problem_id, state=state)
     ]
     jobs.enqueue_many(db_session=db_session, kind=ENRICH_JOB, requests=requests)
 

@@ -1,0 +1,178 @@
+"""Follow-ups: the webhook acknowledges after the lifecycle step and correlates afterwards.
+
+What a burst leaves waiting is folded per problem and replayed in arrival order, so it ends like the
+same deliveries correlated one by one; readers of incidents see it done; nothing waiting is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sqlalchemy as sa
+
+from borealis import intake
+from borealis.db import utcnow
+from borealis.dynatrace.models import Connection
+from borealis.dynatrace.payload import parse_webhook
+from borealis.incidents.models import Incident, IncidentEvent, IncidentProblem
+from borealis.problems.models import FollowUp, Problem
+from tests.support.server import serve_in_thread
+from tests.support.webhooks import encode, followed_up, wire_connection
+from tests.test_incidents_api import problem_body
+
+
+def acknowledge(database, wired, bodies: list[dict[str, Any]]) -> None:
+    """Each body in its own transaction, as the webhook writer commits them: follow-ups left waiting."""
+    for body in bodies:
+        raw = encode(body)
+        with database.session(write=True) as session:
+            connection = session.get(Connection, wired.connection_id)
+            item = intake.Accepted(connection, parse_webhook(raw), "webhook", raw.decode(), utcnow())
+            intake.ingest_many(db_session=session, items=[item], follow_up_now=False)
+            session.commit()
+
+
+def one_by_one(database, wired, bodies: list[dict[str, Any]]) -> None:
+    for body in bodies:
+        acknowledge(database, wired, [body])
+        followed_up(database)
+
+
+def waiting(database) -> list[FollowUp]:
+    with database.session() as session:
+        return list(session.scalars(sa.select(FollowUp).order_by(FollowUp.id)))
+
+
+def timeline(database, user_id: str) -> list[tuple[str, str]]:
+    """Every incident event of the user as (kind, message), in order."""
+    with database.session() as session:
+        rows = session.execute(
+            sa.select(IncidentEvent.kind, IncidentEvent.message)
+            .join(Incident, Incident.id == IncidentEvent.incident_id)
+            .where(Incident.user_id == user_id)
+            .order_by(IncidentEvent.id)
+        ).all()
+    return [(kind, message) for kind, message in rows]
+
+
+def groups(database, user_id: str) -> set[tuple[frozenset[str], str]]:
+    with database.session() as session:
+        rows = session.execute(
+            sa.select(Incident.id, Incident.status, Problem.display_id)
+            .join(IncidentProblem, IncidentProblem.incident_id == Incident.id)
+            .join(Problem, Problem.id == IncidentProblem.problem_id)
+            .where(Incident.user_id == user_id)
+        ).all()
+    found: dict[int, tuple[str, set[str]]] = {}
+    for incident_id, status, display in rows:
+        found.setdefault(incident_id, (status, set()))[1].add(display)
+    return {(frozenset(displays), status) for status, displays in found.values()}
+
+
+def flapping() -> list[dict[str, Any]]:
+    """P-1 opens, resolves and reopens; P-2, related, comes while it is open; P-3, related too, comes
+    after P-1 and P-2 have both resolved, so it must open an incident of its own."""
+    related = {"entities": ("SERVICE-A",), "root_cause": "HOST-A"}
+    return [
+        problem_body("1", display="P-1", **related),
+        problem_body("2", display="P-2", minute=1, **related),
+        problem_body("1", display="P-1", state="RESOLVED", observed_minute=5, **related),
+        problem_body("2", display="P-2", minute=1, state="RESOLVED", observed_minute=6, **related),
+        problem_body("3", display="P-3", minute=7, **related),
+    ]
+
+
+def test_a_burst_waits_as_one_follow_up_per_problem_with_every_state_it_took(app, database, make_account):
+    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
+    acknowledge(database, wired, flapping())
+    pending = waiting(database)
+    assert len(pending) == 3
+    by_problem = {follow_up.problem_id: follow_up for follow_up in pending}
+    with database.session() as session:
+        ids = dict(session.execute(sa.select(Problem.display_id, Problem.id)).all())
+    assert [state for state, _at in by_problem[ids["P-1"]].states] == ["OPEN", "RESOLVED"]
+    assert by_problem[ids["P-1"]].created
+    assert by_problem[ids["P-1"]].previous_keys is None
+    # Nothing is correlated yet: the acknowledgement did not wait for it.
+    assert groups(database, wired.user_id) == set()
+
+
+def test_a_burst_followed_up_at_once_ends_like_one_by_one(app, database, make_account):
+    calm = wire_connection(database, app.state.secret_box, make_account("calm@example.com").user_id)
+    busy = wire_connection(database, app.state.secret_box, make_account("busy@example.com").user_id)
+    bodies = flapping()
+    one_by_one(database, calm, bodies)
+    acknowledge(database, busy, bodies)
+    assert followed_up(database) == 3
+    assert waiting(database) == []
+    expected = {(frozenset({"P-1", "P-2"}), "resolved"), (frozenset({"P-3"}), "open")}
+    assert groups(database, calm.user_id) == expected
+    assert groups(database, busy.user_id) == expected
+    # The same timeline, state changes included, as if each delivery had been correlated on arrival.
+    assert timeline(database, busy.user_id) == timeline(database, calm.user_id)
+    kinds = [kind for kind, _ in timeline(database, busy.user_id)]
+    assert kinds.count("problem_state_changed") == 2
+    assert "resolved" in kinds
+
+
+def test_a_later_change_folds_into_the_waiting_follow_up(app, database, make_account):
+    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
+    first = problem_body("1", display="P-1", entities=("SERVICE-A",))
+    acknowledge(database, wired, [first])
+    followed_up(database)
+    # Two more deliveries while nothing follows up: one follow-up remembers the keys the index holds.
+    acknowledge(
+        database,
+        wired,
+        [
+            problem_body("1", display="P-1", entities=("SERVICE-A", "SERVICE-B"), observed_minute=3),
+            problem_body("1", display="P-1", state="RESOLVED", entities=("SERVICE-B",), observed_minute=4),
+        ],
+    )
+    (pending,) = waiting(database)
+    assert not pending.created
+    assert pending.correlate
+    assert "e:SERVICE-A" in pending.previous_keys
+    assert "e:SERVICE-B" not in pending.previous_keys
+    assert [state for state, _at in pending.states] == ["OPEN", "RESOLVED"]
+    followed_up(database)
+    assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "resolved")}
+
+
+def test_reading_incidents_carries_out_the_callers_follow_ups(app, database, account):
+    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
+    assert len(waiting(database)) == 1
+    response = account.client.get("/incidents")
+    assert response.status_code == 200
+    assert [incident["title"] for incident in response.json()["incidents"]] == ["Response time degradation"]
+    assert waiting(database) == []
+
+
+def test_the_writer_follows_up_once_deliveries_pause(app, database, account, client):
+    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    for minute in range(3):
+        body = problem_body(str(minute), display=f"P-{minute}", minute=minute, entities=("SERVICE-A",))
+        assert client.post(wired.url, json=body).status_code == 200
+    deadline = time.monotonic() + 10
+    while waiting(database) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert waiting(database) == []
+    assert groups(database, account.user_id) == {(frozenset({"P-0", "P-1", "P-2"}), "open")}
+
+
+def test_follow_ups_a_stopped_server_left_are_carried_out_when_one_starts(
+    app, settings, database, make_account
+):
+    from borealis.app import create_app
+
+    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
+    acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
+    assert len(waiting(database)) == 1
+    with serve_in_thread(create_app(settings, database)):
+        deadline = time.monotonic() + 10
+        while waiting(database) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    assert waiting(database) == []
+    assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "open")}
