@@ -156,28 +156,6 @@ class ProblemNotification:
     def priority(self) -> str | None:
         return priority_for(self.severity)
 
-    def fields(self) -> dict[str, Any]:
-        """The normalized fields as JSON (camelCase), without the details document."""
-        return {
-            "pid": self.pid,
-            "problemId": self.display_id,
-            "apiProblemId": self.api_problem_id,
-            "state": self.state,
-            "title": self.title,
-            "severity": self.severity,
-            "impact": self.impact,
-            "problemUrl": self.problem_url,
-            "impactedEntity": self.impacted_entity,
-            "impactedEntities": self.impacted_entities,
-            "tags": self.tags,
-            "managementZones": self.management_zones,
-            "rootCauseEntity": self.root_cause_entity,
-            "startTime": _iso(self.start_time),
-            "endTime": _iso(self.end_time),
-            "observedAt": _iso(self.observed_at),
-            "detailsFormat": self.details_format,
-        }
-
 
 def pid_key(pid: str) -> str:
     """The identity of a problem: ``-123_1578561060000V2`` and ``-123`` are the same problem."""
@@ -678,7 +656,3 @@ def _text(value: Any) -> str | None:
         return None
     value = str(value).strip()
     return value or None
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value else None

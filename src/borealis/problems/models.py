@@ -126,8 +126,6 @@ class Notification(Base):
     received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     delivery_count: Mapped[int] = mapped_column(sa.Integer, default=1)
-    # The normalized fields (without the details document, which stays in the raw body).
-    parsed: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     # Unreplaced placeholders, fields that could not be read.
     warnings: Mapped[list[str]] = mapped_column(JSONType, default=list)
     raw_body: Mapped[str] = mapped_column(sa.Text)

@@ -472,7 +472,6 @@ def _notification_row(delivery: Delivery, problem_id: int | None, outcome: str) 
         "received_at": delivery.received_at,
         "last_received_at": delivery.received_at,
         "delivery_count": 1,
-        "parsed": notification.fields(),
         "warnings": notification.warnings
         + [f"unreplaced placeholder in {name}" for name in notification.unreplaced],
         "raw_body": delivery.raw_body,

@@ -1,4 +1,5 @@
-"""Follow-ups: problem changes acknowledged by intake and not yet correlated or enriched.
+"""Follow-ups: problem changes acknowledged by intake and not yet correlated or enriched. Notifications
+drop ``parsed``, a copy of the normalized fields nothing read (the raw body stays).
 
 Revision ID: 0008
 Revises: 0007
@@ -43,8 +44,12 @@ def upgrade() -> None:
         sa.UniqueConstraint("problem_id", name="uq_follow_ups_problem_id"),
     )
     op.create_index("ix_follow_ups_user", "follow_ups", ["user_id", "id"])
+    with op.batch_alter_table("notifications") as batch:
+        batch.drop_column("parsed")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("notifications") as batch:
+        batch.add_column(sa.Column("parsed", JSONType, nullable=False, server_default="{}"))
     op.drop_index("ix_follow_ups_user", table_name="follow_ups")
     op.drop_table("follow_ups")
