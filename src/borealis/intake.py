@@ -13,8 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
-from borealis.db import utcnow
+from borealis.db import Driver, utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import ProblemNotification, from_api_problem, template_report
 from borealis.incidents import service as incidents_service
@@ -28,6 +29,7 @@ SOURCES = problems_service.SOURCES
 # Follow-ups carried out per call (and per transaction).
 FOLLOW_UP_BATCH = 500
 _follow_ups: sa.Table = FollowUp.__table__  # type: ignore[assignment]
+_connections: sa.Table = Connection.__table__  # type: ignore[assignment]
 
 
 @dataclass(slots=True)
@@ -153,15 +155,7 @@ def ingest_many(
     _queue_follow_ups(db_session, list(changed.values()))
 
     # Connections last: every writer locks problems before the connection row, never the reverse.
-    for item in items:
-        connection = item.connection
-        if item.source == "webhook":
-            _touch(connection, "last_webhook_at", item.received_at)
-        if item.notification.is_test:
-            last = connection.last_test_notification_at
-            if last is None or last <= item.received_at:
-                connection.last_test_notification_at = item.received_at
-                connection.last_test_report = template_report(item.notification, item.received_at)
+    _touch_connections(db_session, items)
     if follow_up_now and user_ids:
         follow_up(db_session=db_session, user_ids=user_ids)
     return [result for result in results if result is not None]
@@ -207,26 +201,20 @@ def _queue_follow_ups(db_session: Session, changed: Sequence[problems_service.Ap
                     "queued_at": now,
                 }
             )
-        elif (correlate and not before.correlate) or (enrich and not before.enrich) or len(states) > 1:
+        elif (correlate and not before["correlate"]) or (enrich and not before["enrich"]) or len(states) > 1:
             updates.append(
                 {
-                    "_id": before.id,
-                    "correlate": before.correlate or correlate,
-                    "enrich": before.enrich or enrich,
-                    "states": _bounded(list(before.states) + states[1:]),
+                    "id": before["id"],
+                    "correlate": before["correlate"] or correlate,
+                    "enrich": before["enrich"] or enrich,
+                    "states": _bounded(list(before["states"]) + states[1:]),
                 }
             )
-    if inserts:
-        db_session.execute(_follow_ups.insert(), inserts)
-    if updates:
-        db_session.execute(_FOLD_FOLLOW_UP, updates)
-
-
-_FOLD_FOLLOW_UP = (
-    _follow_ups.update()
-    .where(_follow_ups.c.id == sa.bindparam("_id"))
-    .values(correlate=sa.bindparam("correlate"), enrich=sa.bindparam("enrich"), states=sa.bindparam("states"))
-)
+    driver = Driver.of(db_session)
+    for rows, key in ((inserts, None), (updates, "id")):
+        if rows:
+            writer = driver.writer(_follow_ups, [name for name in rows[0] if name != key], key=key)
+            driver.execute_many(db_session, writer.sql, writer.params(rows))
 
 
 # States replayed per follow-up at most: the first and the newest (a problem flapping all through a
@@ -238,19 +226,15 @@ def _bounded(states: list[Any]) -> list[Any]:
     return states if len(states) <= _MAX_STATES else states[:2] + states[-(_MAX_STATES - 2) :]
 
 
-def _waiting_follow_ups(db_session: Session, problem_ids: list[int]) -> dict[int, Any]:
+def _waiting_follow_ups(db_session: Session, problem_ids: list[int]) -> dict[int, dict[str, Any]]:
     """The follow-ups already waiting for these problems. On PostgreSQL they are locked: one being
     carried out is waited for (and is gone after), so nothing is folded into a row about to be deleted."""
-    statement = sa.select(
-        _follow_ups.c.id,
-        _follow_ups.c.problem_id,
-        _follow_ups.c.correlate,
-        _follow_ups.c.enrich,
-        _follow_ups.c.states,
-    ).where(_follow_ups.c.problem_id.in_(sorted(problem_ids)))
-    if _dialect(db_session) == "postgresql":
-        statement = statement.with_for_update()
-    return {row.problem_id: row for row in db_session.execute(statement)}
+    driver = Driver.of(db_session)
+    reader = driver.reader(_follow_ups, ("id", "problem_id", "correlate", "enrich", "states"))
+    lock = " FOR UPDATE" if _dialect(db_session) == "postgresql" else ""
+    ids = sorted(problem_ids)
+    sql = f"{reader.sql} WHERE problem_id IN ({driver.marks(len(ids))}) ORDER BY problem_id{lock}"
+    return {row["problem_id"]: row for row in reader.dicts(driver.execute(db_session, sql, ids))}
 
 
 def _dialect(db_session: Session) -> str:
@@ -339,7 +323,49 @@ def _record_test(db_session: Session, item: Accepted, received_at: datetime) -> 
     )
 
 
-def _touch(connection: Connection, attribute: str, when: datetime | None) -> None:
-    current = getattr(connection, attribute)
-    if when is not None and (current is None or current < when):
-        setattr(connection, attribute, when)
+def _touch_connections(db_session: Session, items: Sequence[Accepted]) -> None:
+    """Record on each connection when its webhook last delivered, and its newest test notification,
+    with a statement each (the loaded objects are updated as committed: nothing left to flush)."""
+    webhook_at: dict[str, tuple[Connection, datetime]] = {}
+    tests: dict[str, tuple[Connection, datetime, ProblemNotification]] = {}
+    for item in items:
+        connection, at = item.connection, item.received_at
+        if at is None:
+            continue
+        if item.source == "webhook" and (
+            connection.id not in webhook_at or webhook_at[connection.id][1] < at
+        ):
+            webhook_at[connection.id] = (connection, at)
+        if item.notification.is_test and (connection.id not in tests or tests[connection.id][1] <= at):
+            tests[connection.id] = (connection, at, item.notification)
+    driver = Driver.of(db_session)
+    for connection, at in webhook_at.values():
+        if connection.last_webhook_at is None or connection.last_webhook_at < at:
+            touch = driver.statement(
+                _connections, _TOUCH_WEBHOOK, ("last_webhook_at", "id", "last_webhook_at")
+            )
+            driver.execute(
+                db_session, touch.sql, touch.params([{"id": connection.id, "last_webhook_at": at}])[0]
+            )
+            set_committed_value(connection, "last_webhook_at", at)
+    for connection, at, notification in tests.values():
+        last = connection.last_test_notification_at
+        if last is None or last <= at:
+            report = template_report(notification, at)
+            row = {"id": connection.id, "last_test_notification_at": at, "last_test_report": report}
+            test = driver.statement(_connections, _TOUCH_TEST, _TOUCH_TEST_PARAMS)
+            driver.execute(db_session, test.sql, test.params([row])[0])
+            set_committed_value(connection, "last_test_notification_at", at)
+            set_committed_value(connection, "last_test_report", report)
+
+
+# Only forward: a delivery committed meanwhile by another process may be newer.
+_TOUCH_WEBHOOK = (
+    "UPDATE connections SET last_webhook_at = {mark} WHERE id = {mark}"
+    " AND (last_webhook_at IS NULL OR last_webhook_at < {mark})"
+)
+_TOUCH_TEST = (
+    "UPDATE connections SET last_test_notification_at = {mark}, last_test_report = {mark} WHERE id = {mark}"
+    " AND (last_test_notification_at IS NULL OR last_test_notification_at <= {mark})"
+)
+_TOUCH_TEST_PARAMS = ("last_test_notification_at", "last_test_report", "id", "last_test_notification_at")

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from borealis.db import utcnow
+from borealis.db import Driver, utcnow
 from borealis.dynatrace.payload import ProblemNotification
 from borealis.problems import lifecycle, search
 from borealis.problems.models import Notification, Problem, ProblemCount, RejectedDelivery
@@ -60,32 +60,12 @@ _MUTABLE = (
     "duplicate_count",
     "updated_at",
 )
-_UPDATE_PROBLEM: dict[tuple[str, ...], Any] = {}
-
-
-def _update_problem(columns: tuple[str, ...]) -> Any:
-    """``UPDATE problems SET <columns>`` by id, built once per set of columns."""
-    statement = _UPDATE_PROBLEM.get(columns)
-    if statement is None:
-        statement = _UPDATE_PROBLEM[columns] = (
-            problems_table.update()
-            .where(problems_table.c.id == sa.bindparam("_id"))
-            .values({name: sa.bindparam(name) for name in columns})
-        )
-    return statement
-
-
+# An identical redelivery: counted on the notification it repeats (delivery count, then the time).
 _BUMP_DUPLICATE = (
-    notifications_table.update()
-    .where(
-        notifications_table.c.problem_id == sa.bindparam("_problem_id"),
-        notifications_table.c.content_hash == sa.bindparam("_hash"),
-    )
-    .values(
-        delivery_count=notifications_table.c.delivery_count + sa.bindparam("_count", type_=sa.Integer),
-        last_received_at=sa.bindparam("_at", type_=notifications_table.c.last_received_at.type),
-    )
+    "UPDATE notifications SET delivery_count = delivery_count + {mark}, last_received_at = {mark}"
+    " WHERE problem_id = {mark} AND content_hash = {mark}"
 )
+_BUMP_DUPLICATE_PARAMS = ("delivery_count", "last_received_at", "problem_id", "content_hash")
 
 
 @dataclass(slots=True)
@@ -163,10 +143,10 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
                 pending["last_received_at"] = delivery.received_at
             else:
                 bump = duplicates.setdefault(
-                    hash_key, {"_problem_id": problem_id, "_hash": hash_key[1], "_count": 0}
+                    hash_key, {"problem_id": problem_id, "content_hash": hash_key[1], "delivery_count": 0}
                 )
-                bump["_count"] += 1
-                bump["_at"] = delivery.received_at
+                bump["delivery_count"] += 1
+                bump["last_received_at"] = delivery.received_at
         else:
             outcome = lifecycle.apply(row, notification)
             if key in fresh:
@@ -191,10 +171,14 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
         )
 
     _write_back(db_session, touched, previous)
+    driver = Driver.of(db_session)
     if new_notifications:
-        db_session.execute(notifications_table.insert(), list(new_notifications.values()))
+        rows = list(new_notifications.values())
+        writer = driver.writer(notifications_table, tuple(rows[0]))
+        driver.execute_many(db_session, writer.sql, writer.params(rows))
     if duplicates:
-        db_session.execute(_BUMP_DUPLICATE, list(duplicates.values()))
+        bump = driver.statement(notifications_table, _BUMP_DUPLICATE, _BUMP_DUPLICATE_PARAMS)
+        driver.execute_many(db_session, bump.sql, bump.params(list(duplicates.values())))
     _update_counts(db_session, dialect, counted_as, touched)
     search.update_terms(db_session=db_session, changes=_text_changes(previous, touched))
     # Results carry the final state of each problem, as committed with this batch.
@@ -343,46 +327,45 @@ def _insert_missing(db_session: Session, dialect: str, firsts: list[Delivery]) -
 def _lock_rows(
     db_session: Session, dialect: str, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], dict[str, Any]]:
+    """The stored rows of these (connection, PID key) problems, locked for this transaction (on
+    PostgreSQL; SQLite's write transaction holds the whole database) in key order."""
+    driver = Driver.of(db_session)
+    reader = driver.reader(problems_table)
+    lock = " FOR UPDATE" if dialect == "postgresql" else ""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     by_connection: dict[str, list[str]] = {}
     for connection_id, key in keys:
         by_connection.setdefault(connection_id, []).append(key)
-    statement = _LOCK_ROWS_FOR_UPDATE if dialect == "postgresql" else _LOCK_ROWS
     for connection_id in sorted(by_connection):
         pid_keys = by_connection[connection_id]
         for start in range(0, len(pid_keys), _CHUNK):
-            chunk = {"connection_id": connection_id, "pid_keys": pid_keys[start : start + _CHUNK]}
-            for row in db_session.execute(statement, chunk).mappings():
-                rows[(connection_id, row["pid_key"])] = dict(row)
+            chunk = pid_keys[start : start + _CHUNK]
+            sql = (
+                f"{reader.sql} WHERE connection_id = {driver.mark} AND pid_key IN ({driver.marks(len(chunk))})"
+                f" ORDER BY pid_key{lock}"
+            )
+            for row in reader.dicts(driver.execute(db_session, sql, [connection_id, *chunk])):
+                rows[(connection_id, row["pid_key"])] = row
     return rows
-
-
-_LOCK_ROWS = (
-    sa.select(problems_table)
-    .where(
-        problems_table.c.connection_id == sa.bindparam("connection_id"),
-        problems_table.c.pid_key.in_(sa.bindparam("pid_keys", expanding=True)),
-    )
-    .order_by(problems_table.c.pid_key)
-)
-_LOCK_ROWS_FOR_UPDATE = _LOCK_ROWS.with_for_update()
 
 
 def _known_hashes(
     db_session: Session, problem_ids: list[int], deliveries: Sequence[Delivery]
 ) -> set[tuple[int, str]]:
+    driver = Driver.of(db_session)
     hashes = sorted({d.notification.content_hash for d in deliveries})
     found: set[tuple[int, str]] = set()
     for start in range(0, len(problem_ids), _CHUNK):
-        chunk = {"problem_ids": problem_ids[start : start + _CHUNK], "hashes": hashes}
-        found.update((row.problem_id, row.content_hash) for row in db_session.execute(_KNOWN_HASHES, chunk))
+        chunk = problem_ids[start : start + _CHUNK]
+        sql = (
+            "SELECT problem_id, content_hash FROM notifications"  # noqa: S608 (markers only)
+            f" WHERE problem_id IN ({driver.marks(len(chunk))}) AND content_hash IN ({driver.marks(len(hashes))})"
+        )
+        found.update(
+            (problem_id, content_hash)
+            for problem_id, content_hash in driver.execute(db_session, sql, [*chunk, *hashes])
+        )
     return found
-
-
-_KNOWN_HASHES = sa.select(notifications_table.c.problem_id, notifications_table.c.content_hash).where(
-    notifications_table.c.problem_id.in_(sa.bindparam("problem_ids", expanding=True)),
-    notifications_table.c.content_hash.in_(sa.bindparam("hashes", expanding=True)),
-)
 
 
 def _write_back(
@@ -399,9 +382,11 @@ def _write_back(
             columns = _MUTABLE
         else:
             columns = tuple(name for name in _MUTABLE if row[name] != before[name])
-        groups.setdefault(columns, []).append({"_id": problem_id, **{name: row[name] for name in columns}})
-    for columns, params in groups.items():
-        db_session.execute(_update_problem(columns), params)
+        groups.setdefault(columns, []).append(row)
+    driver = Driver.of(db_session)
+    for columns, rows in groups.items():
+        writer = driver.writer(problems_table, columns, key="id")
+        driver.execute_many(db_session, writer.sql, writer.params(rows))
 
 
 def _microseconds(when: datetime) -> int:
@@ -434,13 +419,22 @@ def _update_counts(
     ]
     if not changes:
         return
-    insert = postgresql.insert(counts_table) if dialect == "postgresql" else sqlite.insert(counts_table)
-    statement = insert.on_conflict_do_update(
+    # In key order (the driver runs them in turn): concurrent writers lock counts in the same order.
+    db_session.execute(_COUNT_UPSERT[dialect], changes)
+
+
+def _count_upsert(insert: Any) -> Any:
+    return insert.on_conflict_do_update(
         index_elements=["user_id", "state", "severity", "impact"],
         set_={"count": counts_table.c.count + insert.excluded.count},
     )
-    # In key order (the driver runs them in turn): concurrent writers lock counts in the same order.
-    db_session.execute(statement, changes)
+
+
+# Built once: building an upsert (its ``excluded`` columns) costs more than running it.
+_COUNT_UPSERT = {
+    "postgresql": _count_upsert(postgresql.insert(counts_table)),
+    "sqlite": _count_upsert(sqlite.insert(counts_table)),
+}
 
 
 def _text_changes(
