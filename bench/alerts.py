@@ -30,7 +30,6 @@ from borealis.dynatrace.payload import parse_webhook
 from borealis.problems import search
 
 sys.path.insert(0, str(Path(__file__).parent))
-import benchserver
 import ingest as ingest_bench
 
 STATES = ("OPEN", "RESOLVED", "MERGED")
@@ -179,18 +178,21 @@ def api_key(url: str, user_id: str) -> str:
 
 
 def ingest_cost(url: str, user_id: str, secret: str, start: int, count: int = 2048) -> float:
-    """Microseconds per notification through the writer's transaction (batches of 64, distinct PIDs)."""
-    from borealis.problems.webhook import WebhookWriter, _Job
+    """Microseconds per notification: the webhook writer's transaction (batches of 64, distinct PIDs),
+    then the follow-ups (correlation) it queued, as the writer carries them out."""
+    from borealis.problems.webhook import _Job
 
     database = Database(url)
-    writer = WebhookWriter.__new__(WebhookWriter)
-    writer.database = database
     bodies = [ingest_bench.body(start + i, 10**9) for i in range(count)]
     jobs = [_Job(user_id, secret, parse_webhook(b), None, False, b.decode(), None, utcnow()) for b in bodies]
-    writer.process(jobs[:64])
+
+    def ingest(batch: list[_Job]) -> None:
+        ingest_bench.as_the_writer(database, batch)
+
+    ingest(jobs[:64])
     began = time.perf_counter()
     for offset in range(64, count, 64):
-        writer.process(jobs[offset : offset + 64])
+        ingest(jobs[offset : offset + 64])
     elapsed = time.perf_counter() - began
     database.dispose()
     return elapsed / (count - 64) * 1e6
@@ -216,12 +218,7 @@ def main() -> None:
     parser.add_argument("--problems", type=int, default=1_000_000)
     parser.add_argument("--others", type=int, default=50_000)
     parser.add_argument("--requests", type=int, default=40)
-    parser.add_argument(
-        "--intake-only", action="store_true", help="leave correlation and RCA out of the ingest cost"
-    )
     args = parser.parse_args()
-    if args.intake_only:
-        benchserver.skip_correlation()
     with tempfile.TemporaryDirectory(prefix="borealis-bench-") as tmp:
         data_dir = Path(tmp)
         url, user_id, secret = ingest_bench.prepare(data_dir)
@@ -240,7 +237,7 @@ def main() -> None:
 
         key = api_key(url, user_id)
         port = ingest_bench.free_port()
-        server = ingest_bench.start_server(data_dir, port, ["--intake-only"] if args.intake_only else [])
+        server = ingest_bench.start_server(data_dir, port, [])
         deep, middle = args.problems * 9 // 10, args.problems // 2
         queries = [
             ("no filter", ""),

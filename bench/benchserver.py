@@ -42,27 +42,11 @@ def with_bare_endpoint(app):  # type: ignore[no-untyped-def]
     return outer
 
 
-def skip_correlation() -> None:
-    """Leave correlation and RCA out of ingest in this process (``--intake-only``): intake alone."""
-    from borealis import intake
-
-    intake.incidents_service.on_problems_changed = lambda **_kwargs: {}  # type: ignore[assignment]
-    intake.incidents_service.lock_user = lambda **_kwargs: None  # type: ignore[assignment]
-    intake.rca_service.after_ingest_many = lambda **_kwargs: None  # type: ignore[assignment]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument(
-        "--intake-only",
-        action="store_true",
-        help="skip the follow-up steps after the lifecycle (correlation, RCA), to measure intake alone",
-    )
     args = parser.parse_args()
-    if args.intake_only:
-        skip_correlation()
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.effective_database_url)

@@ -38,12 +38,14 @@ import sqlalchemy as sa
 REPOSITORY = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPOSITORY))
 
+sys.path.insert(0, str(Path(__file__).parent))
 from tests.scenarios import corpus  # noqa: E402
 from tests.scenarios.model import webhook_body  # noqa: E402
 from tests.support import rca_scenarios  # noqa: E402
 from tests.support.databases import throwaway_database  # noqa: E402
 from tests.support.replay import load_topology, outcome, pairwise, replay_direct  # noqa: E402
 
+import ingest as ingest_bench  # noqa: E402
 from borealis import migrate  # noqa: E402
 from borealis.auth import service as auth_service  # noqa: E402
 from borealis.crypto import SecretBox, digest, new_secret  # noqa: E402
@@ -53,7 +55,7 @@ from borealis.dynatrace.payload import parse_webhook  # noqa: E402
 from borealis.incidents.models import Incident, IncidentKey, IncidentProblem  # noqa: E402
 from borealis.incidents.service import facts_from, keys_for  # noqa: E402
 from borealis.problems.models import Problem, ProblemCount  # noqa: E402
-from borealis.problems.webhook import WebhookWriter, _Job  # noqa: E402
+from borealis.problems.webhook import _Job  # noqa: E402
 from borealis.sync.service import store_entities  # noqa: E402
 
 OPEN_SHARE = 0.02
@@ -440,8 +442,6 @@ class CostRun:
                 connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         self.database = database
         self.estate = Estate(random.Random(size))
-        self.writer = WebhookWriter.__new__(WebhookWriter)
-        self.writer.database = database
         self.next_pid = 10**8
         self.pending: deque[dict[str, Any]] = deque()
         self.open_before = self.open_incidents()
@@ -449,7 +449,7 @@ class CostRun:
         self.opening: list[float] = []
         self.batched: list[float] = []  # seconds per notification, one value per round
         for _, job in self._jobs(16):
-            self.writer.process([job])
+            ingest_bench.as_the_writer(self.database, [job])
 
     def open_incidents(self) -> int:
         with self.database.session() as session:
@@ -474,14 +474,14 @@ class CostRun:
         """Time ``singles`` new problems one notification per transaction, then ``batched`` in 64s."""
         for what, job in self._jobs(singles):
             started = time.perf_counter()
-            self.writer.process([job])
+            ingest_bench.as_the_writer(self.database, [job])
             self.alone.append(time.perf_counter() - started)
             if what == "open":
                 self.opening.append(self.alone[-1])
         jobs = [job for _, job in self._jobs(batched)]
         started = time.perf_counter()
         for offset in range(0, len(jobs), 64):
-            self.writer.process(jobs[offset : offset + 64])
+            ingest_bench.as_the_writer(self.database, jobs[offset : offset + 64])
         self.batched.append((time.perf_counter() - started) / len(jobs))
 
     def report(self) -> None:

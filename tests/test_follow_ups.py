@@ -176,3 +176,25 @@ def test_follow_ups_a_stopped_server_left_are_carried_out_when_one_starts(
             time.sleep(0.02)
     assert waiting(database) == []
     assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "open")}
+
+
+def test_followed_up_one_at_a_time_still_ends_like_one_by_one(app, database, make_account):
+    """Carried out in the smallest steps, a follow-up replays no state that came after the next state
+    of one still waiting: P-1's resolution waits until P-2, which came before it, has joined."""
+    calm = wire_connection(database, app.state.secret_box, make_account("calm@example.com").user_id)
+    busy = wire_connection(database, app.state.secret_box, make_account("busy@example.com").user_id)
+    bodies = flapping()
+    one_by_one(database, calm, bodies)
+    acknowledge(database, busy, bodies)
+    steps = 0
+    while True:
+        with database.session(write=True) as session:
+            done = intake.follow_up(db_session=session, user_ids=[busy.user_id], limit=1)
+            session.commit()
+        if not done:
+            break
+        steps += 1
+        assert steps < 20, "follow-ups made no progress"
+    assert waiting(database) == []
+    assert groups(database, busy.user_id) == groups(database, calm.user_id)
+    assert timeline(database, busy.user_id) == timeline(database, calm.user_id)

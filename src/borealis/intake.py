@@ -1,7 +1,10 @@
-"""The flow of one accepted notification across concepts: parse result -> lifecycle -> follow-up steps.
+"""The flow of one accepted notification across concepts: parse result -> lifecycle -> follow-ups.
 
-Everything here runs in the caller's transaction (the webhook's group commit, or a sync job), so a
-problem, its notification and whatever follows from it are committed together or not at all.
+The lifecycle step and the follow-up it queues (correlation into incidents, an analysis for a new
+incident, enrichment) are written in the caller's transaction, so a problem, its notification and what
+must follow from it are committed together or not at all. The follow-up itself runs in that transaction
+too (``follow_up_now``, for sync jobs and direct callers) or later (the webhook, which acknowledges first;
+see ``follow_up``).
 """
 
 from __future__ import annotations
@@ -198,6 +201,7 @@ def _queue_follow_ups(db_session: Session, changed: Sequence[problems_service.Ap
                     "enrich": enrich,
                     "previous_keys": None if previous is None else incidents_service.index_keys(previous),
                     "states": _bounded(states),
+                    "next_at": _next_at(states, now),
                     "queued_at": now,
                 }
             )
@@ -259,24 +263,43 @@ def follow_up(
         return 0
     for user_id in user_ids:
         incidents_service.lock_user(db_session=db_session, user_id=user_id)
-    pending = sa.select(FollowUp).where(FollowUp.user_id.in_(user_ids)).order_by(FollowUp.id).limit(limit)
+    # One more than taken: when its next state arrived bounds what this call may replay.
+    pending = (
+        sa.select(FollowUp)
+        .where(FollowUp.user_id.in_(user_ids))
+        .order_by(FollowUp.next_at, FollowUp.id)
+        .limit(limit + 1)
+    )
     if _dialect(db_session) == "postgresql":
         pending = pending.with_for_update()
-    follow_ups = list(db_session.scalars(pending))
+    found = list(db_session.scalars(pending))
+    follow_ups, waiting = found[:limit], found[limit:]
     if not follow_ups:
         return 0
+    until = waiting[0].next_at if waiting else None
     rows = incidents_service.pictures(db_session=db_session, problem_ids=[f.problem_id for f in follow_ups])
-    changes = [
-        incidents_service.ProblemChange(
-            rows[f.problem_id],
-            created=f.created,
-            correlate=f.correlate,
-            previous_keys=None if f.previous_keys is None else frozenset(f.previous_keys),
-            states=tuple((state, at) for state, at in f.states or ()),
+    changes = []
+    # Problem id -> (the state replayed last, the states left for a later call).
+    later: dict[int, tuple[str, list[list[Any]]]] = {}
+    for f in follow_ups:
+        if f.problem_id not in rows:
+            continue
+        states = [list(step) for step in f.states or ()]
+        # A state taken after the next one of a follow-up still waiting must not be replayed before it
+        # (the first follow-up always replays at least its next state: none waiting comes before it).
+        now = [step for index, step in enumerate(states) if index == 0 or until is None or step[1] <= until]
+        if len(now) < len(states):
+            later[f.problem_id] = (now[-1][0], states[len(now) :])
+        changes.append(
+            incidents_service.ProblemChange(
+                rows[f.problem_id],
+                created=f.created,
+                correlate=f.correlate,
+                previous_keys=None if f.previous_keys is None else frozenset(f.previous_keys),
+                states=tuple((state, at) for state, at in now),
+                final=f.problem_id not in later,
+            )
         )
-        for f in follow_ups
-        if f.problem_id in rows
-    ]
     incidents = incidents_service.on_problems_changed(db_session=db_session, changes=changes)
     created = [f.problem_id for f in follow_ups if f.created]
     rca_service.after_ingest_many(
@@ -291,8 +314,27 @@ def follow_up(
             if f.enrich and f.problem_id in rows
         ],
     )
-    db_session.execute(sa.delete(FollowUp).where(FollowUp.id.in_([f.id for f in follow_ups])))
+    done = [f for f in follow_ups if f.problem_id not in later]
+    if done:
+        db_session.execute(sa.delete(FollowUp).where(FollowUp.id.in_([f.id for f in done])))
+    for f in follow_ups:
+        if f.problem_id in later:
+            # What is left: the states still to come, from the one the incident now has.
+            reached, left = later[f.problem_id]
+            f.states = [[reached, 0], *left]
+            f.next_at = left[0][1]
+            f.created = False
+            f.correlate = True
+            f.enrich = False
+            f.previous_keys = incidents_service.index_keys(rows[f.problem_id])
+    db_session.flush()
     return len(follow_ups)
+
+
+def _next_at(states: list[list[Any]], now: datetime) -> int:
+    """When the first state of a new follow-up arrived (its queueing time if it took none)."""
+    timed = [at for _state, at in states if at]
+    return timed[0] if timed else int(now.timestamp() * 1_000_000)
 
 
 def pending_follow_ups(*, db_session: Session, user_id: str | None = None) -> bool:

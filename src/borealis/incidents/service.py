@@ -414,6 +414,8 @@ class ProblemChange:
     correlate: bool = True
     previous_keys: frozenset[str] | None = None
     states: tuple[tuple[str, int], ...] = ()
+    # False when later states are left for another time: the row's state is then not reached yet.
+    final: bool = True
 
     @property
     def problem_id(self) -> int:
@@ -650,7 +652,7 @@ def _replay(
     steps = []
     for position, (picture, change) in enumerate(zip(pictures, changes, strict=True)):
         states = list(change.states) or [(picture.state, 0)]
-        if states[-1][0] != picture.state:
+        if change.final and states[-1][0] != picture.state:
             states.append((picture.state, states[-1][1]))
         first_keys = None if change.created else change.previous_keys
         keys = frozenset(keys_for(work.facts_of(picture)))

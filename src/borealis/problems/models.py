@@ -203,7 +203,7 @@ class FollowUp(Base):
     """
 
     __tablename__ = "follow_ups"
-    __table_args__ = (sa.Index("ix_follow_ups_user", "user_id", "id"),)
+    __table_args__ = (sa.Index("ix_follow_ups_user_next", "user_id", "next_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     problem_id: Mapped[int] = mapped_column(
@@ -217,4 +217,7 @@ class FollowUp(Base):
     # The states the problem took while this waited, in order, from the one its incident last saw
     # (from its first, for a new problem): correlation replays them, as if each had come alone.
     states: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    # When the first of those states not replayed yet arrived (microseconds since the epoch; when the
+    # follow-up was queued if none): follow-ups are carried out in this order.
+    next_at: Mapped[int] = mapped_column(sa.BigInteger)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -39,11 +39,12 @@ def upgrade() -> None:
         sa.Column("enrich", sa.Boolean, nullable=False),
         sa.Column("previous_keys", JSONType, nullable=True),
         sa.Column("states", JSONType, nullable=False),
+        sa.Column("next_at", sa.BigInteger, nullable=False),
         sa.Column("queued_at", UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name="pk_follow_ups"),
         sa.UniqueConstraint("problem_id", name="uq_follow_ups_problem_id"),
     )
-    op.create_index("ix_follow_ups_user", "follow_ups", ["user_id", "id"])
+    op.create_index("ix_follow_ups_user_next", "follow_ups", ["user_id", "next_at", "id"])
     with op.batch_alter_table("notifications") as batch:
         batch.drop_column("parsed")
 
@@ -51,5 +52,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     with op.batch_alter_table("notifications") as batch:
         batch.add_column(sa.Column("parsed", JSONType, nullable=False, server_default="{}"))
-    op.drop_index("ix_follow_ups_user", table_name="follow_ups")
+    op.drop_index("ix_follow_ups_user_next", table_name="follow_ups")
     op.drop_table("follow_ups")
