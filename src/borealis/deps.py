@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -17,6 +18,8 @@ from borealis.db import Database, session_scope
 from borealis.errors import NotAuthenticated
 
 SESSION_USER_KEY = "user_id"
+# How long a request waits for its user's follow-ups at most (a storm's worth takes longer).
+FOLLOW_UP_WAIT = 2.0
 
 
 def get_database(request: Request) -> Database:
@@ -76,17 +79,22 @@ def get_current_user(request: Request, db_session: DbSession) -> User:
 
 def _follow_ups_done(request: Request, db_session: Session, user_id: str) -> None:
     """Carry out the caller's waiting follow-ups first, so what they read includes everything already
-    acknowledged (the webhook answers before correlating; see ``intake.follow_up``)."""
+    acknowledged (the webhook answers before correlating; see ``intake.follow_up``). Under a storm the
+    wait is bounded: after ``FOLLOW_UP_WAIT`` seconds the request goes on and the rest follows."""
     if not intake.pending_follow_ups(db_session=db_session, user_id=user_id):
         return
+    deadline = time.monotonic() + FOLLOW_UP_WAIT
     if request.method not in _READ_METHODS:
         # The request's own write transaction; the view commits it.
         while intake.follow_up(db_session=db_session, user_ids=[user_id]) == intake.FOLLOW_UP_BATCH:
-            pass
+            if time.monotonic() > deadline:
+                break
         return
     with request.app.state.database.session(write=True) as session:
         while intake.follow_up(db_session=session, user_ids=[user_id]) == intake.FOLLOW_UP_BATCH:
             session.commit()
+            if time.monotonic() > deadline:
+                break
         session.commit()
     # A new snapshot, which includes them.
     db_session.rollback()
