@@ -54,7 +54,9 @@ MAX_QUEUED = 20_000
 # Follow-ups run when no delivery arrived for this long, this many at a time (a delivery that comes
 # meanwhile waits for at most one such transaction)...
 IDLE_SECONDS = 0.05
-IDLE_FOLLOW_UPS = 20
+IDLE_FOLLOW_UPS = 50
+# ... and go on after this much quiet (senders answered a moment ago send again within it).
+NEXT_FOLLOW_UPS_SECONDS = 0.005
 # ... and, under a burst that never pauses, a few at a time once the oldest waited this long.
 MAX_FOLLOW_UP_LAG = 10.0
 BUSY_FOLLOW_UPS = 20
@@ -160,7 +162,7 @@ class WebhookWriter:
                 if self._follow_ups_since is None:
                     wait = None
                 else:
-                    wait = 0.0 if self._more_follow_ups else IDLE_SECONDS
+                    wait = NEXT_FOLLOW_UPS_SECONDS if self._more_follow_ups else IDLE_SECONDS
                 jobs = [self._queue.get(timeout=wait)]
             except queue.Empty:
                 self._more_follow_ups = self.follow_up(IDLE_FOLLOW_UPS) == IDLE_FOLLOW_UPS
@@ -171,6 +173,8 @@ class WebhookWriter:
                     jobs.append(self._queue.get(timeout=max(0.0, linger_until - time.monotonic())))
                 except queue.Empty:
                     break
+            # Deliveries came: the next follow-ups wait for a full pause again.
+            self._more_follow_ups = False
             answers = self._answer(jobs)
             if self._checkpointer is not None:
                 self._checkpointer.nudge()
