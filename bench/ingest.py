@@ -142,11 +142,7 @@ def as_the_writer(database: Database, jobs: list[Any]) -> None:
     with database.session(write=True) as session:
         _process(session, jobs)
         session.commit()
-    done = intake.FOLLOW_UP_BATCH
-    while done == intake.FOLLOW_UP_BATCH:
-        with database.session(write=True) as session:
-            done = intake.follow_up(db_session=session)
-            session.commit()
+    intake.follow_up_all(database=database)
 
 
 def follow_up_drain(url: str) -> tuple[int, float]:

@@ -83,21 +83,16 @@ def _follow_ups_done(request: Request, db_session: Session, user_id: str) -> Non
     wait is bounded: after ``FOLLOW_UP_WAIT`` seconds the request goes on and the rest follows."""
     if not intake.pending_follow_ups(db_session=db_session, user_id=user_id):
         return
-    deadline = time.monotonic() + FOLLOW_UP_WAIT
-    if request.method not in _READ_METHODS:
-        # The request's own write transaction; the view commits it.
-        while intake.follow_up(db_session=db_session, user_ids=[user_id]) == intake.FOLLOW_UP_BATCH:
-            if time.monotonic() > deadline:
-                break
+    if request.method in _READ_METHODS:
+        intake.follow_up_all(database=request.app.state.database, user_ids=[user_id], seconds=FOLLOW_UP_WAIT)
+        # A new snapshot, which includes them.
+        db_session.rollback()
         return
-    with request.app.state.database.session(write=True) as session:
-        while intake.follow_up(db_session=session, user_ids=[user_id]) == intake.FOLLOW_UP_BATCH:
-            session.commit()
-            if time.monotonic() > deadline:
-                break
-        session.commit()
-    # A new snapshot, which includes them.
-    db_session.rollback()
+    # In the request's own write transaction (it holds SQLite's write lock); the view commits it.
+    deadline = time.monotonic() + FOLLOW_UP_WAIT
+    while intake.follow_up(db_session=db_session, user_ids=[user_id]) == intake.FOLLOW_UP_BATCH:
+        if time.monotonic() > deadline:
+            break
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -9,6 +9,7 @@ see ``follow_up``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from borealis.db import Driver, utcnow
+from borealis.db import Database, Driver, utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import ProblemNotification, from_api_problem, template_report
 from borealis.incidents import service as incidents_service
@@ -335,6 +336,22 @@ def _next_at(states: list[list[Any]], now: datetime) -> int:
     """When the first state of a new follow-up arrived (its queueing time if it took none)."""
     timed = [at for _state, at in states if at]
     return timed[0] if timed else int(now.timestamp() * 1_000_000)
+
+
+def follow_up_all(
+    *, database: Database, user_ids: Sequence[str] | None = None, seconds: float | None = None
+) -> int:
+    """Carry out every waiting follow-up (of these users, or of anyone), ``FOLLOW_UP_BATCH`` per
+    transaction, or stop once ``seconds`` have passed; returns how many it carried out."""
+    deadline = None if seconds is None else time.monotonic() + seconds
+    total = 0
+    while True:
+        with database.session(write=True) as session:
+            done = follow_up(db_session=session, user_ids=user_ids)
+            session.commit()
+        total += done
+        if done < FOLLOW_UP_BATCH or (deadline is not None and time.monotonic() > deadline):
+            return total
 
 
 def pending_follow_ups(*, db_session: Session, user_id: str | None = None) -> bool:

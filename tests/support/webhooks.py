@@ -37,14 +37,7 @@ def followed_up(database: Database) -> int:
     """Carry out every waiting follow-up, as the webhook writer does once deliveries pause; returns how
     many. Tests call it where deliveries arrive far apart in real life (each one correlated before the
     next), and before reading incidents from the database directly (the API does this itself)."""
-    done = 0
-    while True:
-        with database.session(write=True) as session:
-            count = intake.follow_up(db_session=session)
-            session.commit()
-        done += count
-        if count < intake.FOLLOW_UP_BATCH:
-            return done
+    return intake.follow_up_all(database=database)
 
 
 def wire_connection(database: Database, secret_box: SecretBox, user_id: str) -> Wired:

@@ -173,9 +173,7 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
     _write_back(db_session, touched, previous)
     driver = Driver.of(db_session)
     if new_notifications:
-        rows = list(new_notifications.values())
-        writer = driver.writer(notifications_table, tuple(rows[0]))
-        driver.execute_many(db_session, writer.sql, writer.params(rows))
+        _insert_notifications(db_session, list(new_notifications.values()))
     if duplicates:
         bump = driver.statement(notifications_table, _BUMP_DUPLICATE, _BUMP_DUPLICATE_PARAMS)
         driver.execute_many(db_session, bump.sql, bump.params(list(duplicates.values())))
@@ -203,7 +201,7 @@ def record_test_notification(
 ) -> None:
     """Keep a test notification in the connection's history; it never becomes a problem."""
     delivery = Delivery(connection_id, "", notification, source, raw_body, received_at)
-    db_session.execute(notifications_table.insert(), [_notification_row(delivery, None, lifecycle.TEST)])
+    _insert_notifications(db_session, [_notification_row(delivery, None, lifecycle.TEST)])
 
 
 def record_rejected(
@@ -447,6 +445,12 @@ def _text_changes(
         if before != row["search_text"]:
             changes.append(search.TextChange(problem_id, row["user_id"], before, row["search_text"]))
     return changes
+
+
+def _insert_notifications(db_session: Session, rows: list[dict[str, Any]]) -> None:
+    driver = Driver.of(db_session)
+    writer = driver.writer(notifications_table, tuple(rows[0]))
+    driver.execute_many(db_session, writer.sql, writer.params(rows))
 
 
 def _notification_row(delivery: Delivery, problem_id: int | None, outcome: str) -> dict[str, Any]:

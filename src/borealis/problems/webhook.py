@@ -141,6 +141,29 @@ class WebhookWriter:
             self._follow_ups_since = time.monotonic()
         return answers
 
+    def _next_batch(self) -> list[_Job] | None:
+        """The next deliveries to commit together, or None after a pause spent on follow-ups."""
+        try:
+            jobs = [self._queue.get(timeout=self._pause())]
+        except queue.Empty:
+            self._more_follow_ups = self.follow_up(IDLE_FOLLOW_UPS) == IDLE_FOLLOW_UPS
+            return None
+        linger_until = time.monotonic() + LINGER_SECONDS
+        while len(jobs) < self.max_batch:
+            try:
+                jobs.append(self._queue.get(timeout=max(0.0, linger_until - time.monotonic())))
+            except queue.Empty:
+                break
+        # Deliveries came: the next follow-ups wait for a full pause again.
+        self._more_follow_ups = False
+        return jobs
+
+    def _pause(self) -> float | None:
+        """How long without deliveries makes a pause to carry out follow-ups in (None: none wait)."""
+        if self._follow_ups_since is None:
+            return None
+        return NEXT_FOLLOW_UPS_SECONDS if self._more_follow_ups else IDLE_SECONDS
+
     def follow_up(self, limit: int) -> int:
         """Carry out up to ``limit`` waiting follow-ups in one transaction; returns how many."""
         try:
@@ -157,24 +180,9 @@ class WebhookWriter:
 
     def _run(self) -> None:
         while True:
-            try:
-                # With follow-ups waiting, a pause in deliveries is the time to carry them out.
-                if self._follow_ups_since is None:
-                    wait = None
-                else:
-                    wait = NEXT_FOLLOW_UPS_SECONDS if self._more_follow_ups else IDLE_SECONDS
-                jobs = [self._queue.get(timeout=wait)]
-            except queue.Empty:
-                self._more_follow_ups = self.follow_up(IDLE_FOLLOW_UPS) == IDLE_FOLLOW_UPS
+            jobs = self._next_batch()
+            if jobs is None:
                 continue
-            linger_until = time.monotonic() + LINGER_SECONDS
-            while len(jobs) < self.max_batch:
-                try:
-                    jobs.append(self._queue.get(timeout=max(0.0, linger_until - time.monotonic())))
-                except queue.Empty:
-                    break
-            # Deliveries came: the next follow-ups wait for a full pause again.
-            self._more_follow_ups = False
             answers = self._answer(jobs)
             if self._checkpointer is not None:
                 self._checkpointer.nudge()
@@ -286,7 +294,7 @@ def _process(session: sa.orm.Session, jobs: list[_Job]) -> list[Answer]:
 
 
 # What a delivery needs of its connection: who, the secret's hash, whether it is connected, and the times
-# it keeps (a test notification also sets its report; unloaded attributes can still be set).
+# intake moves forward (``intake._touch_connections``).
 _CONNECTIONS = (
     sa.select(Connection)
     .options(
