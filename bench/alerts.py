@@ -26,7 +26,6 @@ import sqlalchemy as sa
 
 from borealis.auth import service as auth_service
 from borealis.db import Database, utcnow
-from borealis.dynatrace.payload import parse_webhook
 from borealis.problems import search
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -180,13 +179,13 @@ def api_key(url: str, user_id: str) -> str:
 def ingest_cost(url: str, user_id: str, secret: str, start: int, count: int = 2048) -> float:
     """Microseconds per notification: the webhook writer's transaction (batches of 64, distinct PIDs),
     then the follow-ups (correlation) it queued, as the writer carries them out."""
-    from borealis.problems.webhook import _Job
+    from borealis.problems import delivery
 
     database = Database(url)
     bodies = [ingest_bench.body(start + i, 10**9) for i in range(count)]
-    jobs = [_Job(user_id, secret, parse_webhook(b), None, False, b.decode(), None, utcnow()) for b in bodies]
+    jobs = [delivery.job(user_id=user_id, token=secret, body=b, received_at=utcnow()) for b in bodies]
 
-    def ingest(batch: list[_Job]) -> None:
+    def ingest(batch: list[delivery.Job]) -> None:
         ingest_bench.as_the_writer(database, batch)
 
     ingest(jobs[:64])

@@ -51,11 +51,10 @@ from borealis.auth import service as auth_service  # noqa: E402
 from borealis.crypto import SecretBox, digest, new_secret  # noqa: E402
 from borealis.db import Database, utcnow  # noqa: E402
 from borealis.dynatrace.models import Connection  # noqa: E402
-from borealis.dynatrace.payload import parse_webhook  # noqa: E402
 from borealis.incidents.models import Incident, IncidentKey, IncidentProblem  # noqa: E402
 from borealis.incidents.service import facts_from, keys_for  # noqa: E402
+from borealis.problems import delivery  # noqa: E402
 from borealis.problems.models import Problem, ProblemCount  # noqa: E402
-from borealis.problems.webhook import _Job  # noqa: E402
 from borealis.sync.service import store_entities  # noqa: E402
 
 OPEN_SHARE = 0.02
@@ -456,14 +455,12 @@ class CostRun:
             statement = sa.select(sa.func.count()).select_from(Incident).where(Incident.status == "open")
             return int(session.scalar(statement) or 0)
 
-    def _jobs(self, count: int) -> list[tuple[str, _Job]]:
+    def _jobs(self, count: int) -> list[tuple[str, delivery.Job]]:
         first, self.next_pid = self.next_pid, self.next_pid + count
         return [
             (
                 what,
-                _Job(
-                    self.user_id, self.secret, parse_webhook(body), None, False, body.decode(), None, utcnow()
-                ),
+                delivery.job(user_id=self.user_id, token=self.secret, body=body, received_at=utcnow()),
             )
             for what, body in arrivals(
                 count, self.open_clusters, self.estate, self.now, first=first, pending=self.pending

@@ -137,10 +137,10 @@ def as_the_writer(database: Database, jobs: list[Any]) -> None:
     """Run webhook jobs as the writer does (one transaction), then carry out the follow-ups they
     queued, as it does once deliveries pause: what one notification costs the server in all."""
     from borealis import intake
-    from borealis.problems.webhook import _process
+    from borealis.problems.delivery import process
 
     with database.session(write=True) as session:
-        _process(session, jobs)
+        process(session, jobs)
         session.commit()
     intake.follow_up_all(database=database)
 

@@ -46,12 +46,14 @@ def make_secret_box(settings: Settings) -> SecretBox:
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # The webhook writer starts with the server, so follow-ups a stopped process left behind are
     # carried out at once.
-    get_webhook_writer(app)
+    writer = get_webhook_writer(app)
+    await writer.start()
     # What is loaded by now lives as long as the process: leave it out of every garbage collection,
     # which then only walks what requests allocate (a full pass over all of it costs tens of ms).
     gc.collect()
     gc.freeze()
     yield
+    await writer.stop()
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:

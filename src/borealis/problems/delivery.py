@@ -1,0 +1,195 @@
+"""One webhook delivery: its body parsed into a ``Job``, and a batch of jobs applied in one transaction.
+
+The webhook endpoint reads deliveries; the writer process (``writer.py``) turns them into jobs and
+commits them in batches. Authentication happens here, inside that transaction, against the stored secret
+hash, so a rotated secret or a disconnect takes effect at once and in every process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session, load_only
+
+from borealis import intake, jsontext
+from borealis.crypto import matches
+from borealis.dynatrace.models import Connection
+from borealis.dynatrace.payload import PayloadRejected, ProblemNotification, parse_webhook
+from borealis.problems import service as problems_service
+
+NOT_FOUND = (
+    "no Dynatrace connection for this user id; connect first (POST /dynatrace/connect) and copy the URL "
+    "from GET /dynatrace/webhook-url"
+)
+UNAUTHORIZED = (
+    "missing or wrong webhook secret: send the URL from GET /dynatrace/webhook-url as is (its ?token=) "
+    "or 'Authorization: Bearer <secret>'"
+)
+NOT_STORED = "the notification could not be stored; send it again"
+
+
+@dataclass(slots=True)
+class Answer:
+    """What the webhook answers a delivery: a status and a JSON body."""
+
+    status: int
+    body: dict[str, Any]
+
+
+def error(status: int, code: str, message: str) -> Answer:
+    return Answer(status, {"error": {"code": code, "message": message}})
+
+
+@dataclass(slots=True)
+class Job:
+    """A delivery from the sender's point of view: who it claims to be, and what it sent, parsed."""
+
+    user_id: str
+    token: str
+    notification: ProblemNotification | None
+    rejection: str | None
+    malformed: bool
+    raw_body: str
+    content_type: str | None
+    received_at: datetime
+    # The endpoint's number for the delivery, to route its answer back.
+    id: int = 0
+
+
+def job(
+    *,
+    user_id: str,
+    token: str,
+    body: bytes,
+    received_at: datetime,
+    content_type: str | None = None,
+    id: int = 0,
+) -> Job:
+    """Parse a delivery's body; a body with no use becomes a job that records why."""
+    notification: ProblemNotification | None = None
+    rejection: str | None = None
+    malformed = False
+    try:
+        notification = parse_webhook(body)
+    except PayloadRejected as exc:
+        rejection, malformed = exc.message, exc.malformed
+    raw = body.decode("utf-8", "replace")
+    if "\x00" in raw:
+        raw = raw.replace("\x00", "\ufffd")
+    return Job(user_id, token, notification, rejection, malformed, raw, content_type, received_at, id)
+
+
+def to_wire(job: Job) -> bytes:
+    """The job as JSON text, for the writer process (parsing happened on the server's side)."""
+    notification = job.notification
+    values: list[Any] | None = None
+    if notification is not None:
+        values = [getattr(notification, name) for name in _NOTIFICATION_FIELDS]
+        for index in _TIME_FIELDS:
+            if values[index] is not None:
+                values[index] = values[index].isoformat()
+        values[_PRESENT] = sorted(notification.present_fields)
+    return jsontext.dumps(
+        [
+            job.id,
+            job.user_id,
+            job.token,
+            values,
+            job.rejection,
+            job.malformed,
+            job.raw_body,
+            job.content_type,
+            job.received_at.isoformat(),
+        ]
+    ).encode()
+
+
+def from_wire(text: bytes) -> Job:
+    """The job ``to_wire`` wrote."""
+    id_, user_id, token, values, rejection, malformed, raw_body, content_type, received_at = jsontext.loads(
+        text
+    )
+    notification = None
+    if values is not None:
+        for index in _TIME_FIELDS:
+            if values[index] is not None:
+                values[index] = datetime.fromisoformat(values[index])
+        values[_PRESENT] = frozenset(values[_PRESENT])
+        notification = ProblemNotification(*values)
+    return Job(
+        user_id,
+        token,
+        notification,
+        rejection,
+        malformed,
+        raw_body,
+        content_type,
+        datetime.fromisoformat(received_at),
+        id_,
+    )
+
+
+_NOTIFICATION_FIELDS = tuple(field.name for field in fields(ProblemNotification))
+_TIME_FIELDS = tuple(
+    index for index, field in enumerate(fields(ProblemNotification)) if field.type == "datetime | None"
+)
+_PRESENT = _NOTIFICATION_FIELDS.index("present_fields")
+
+
+def process(db_session: Session, jobs: list[Job]) -> list[Answer]:
+    """Authenticate and apply jobs in the caller's transaction; one answer per job, in order."""
+    user_ids = sorted({job.user_id for job in jobs})
+    connections = {
+        connection.user_id: connection
+        for connection in db_session.scalars(_CONNECTIONS, {"user_ids": user_ids})
+    }
+    answers: list[Answer | None] = [None] * len(jobs)
+    accepted: list[intake.Accepted] = []
+    positions: list[int] = []
+    for position, job in enumerate(jobs):
+        connection = connections.get(job.user_id)
+        if connection is None or not connection.connected:
+            answers[position] = error(404, "not_found", NOT_FOUND)
+        elif not matches(job.token, connection.webhook_secret_hash):
+            answers[position] = error(401, "not_authenticated", UNAUTHORIZED)
+        elif job.notification is None:
+            problems_service.record_rejected(
+                db_session=db_session,
+                connection_id=connection.id,
+                reason=job.rejection or "unusable body",
+                raw_body=job.raw_body,
+                content_type=job.content_type,
+                received_at=job.received_at,
+            )
+            status, code = (400, "malformed_payload") if job.malformed else (422, "invalid_payload")
+            answers[position] = error(status, code, job.rejection or "unusable body")
+        else:
+            positions.append(position)
+            accepted.append(
+                intake.Accepted(connection, job.notification, "webhook", job.raw_body, job.received_at)
+            )
+    results = intake.ingest_many(db_session=db_session, items=accepted, follow_up_now=False)
+    for position, result in zip(positions, results, strict=True):
+        answers[position] = Answer(200, result.as_answer())
+    return [answer for answer in answers if answer is not None]
+
+
+# What a delivery needs of its connection: who, the secret's hash, whether it is connected, and the times
+# intake moves forward (``intake._touch_connections``).
+_CONNECTIONS = (
+    sa.select(Connection)
+    .options(
+        load_only(
+            Connection.id,
+            Connection.user_id,
+            Connection.token_ciphertext,
+            Connection.webhook_secret_hash,
+            Connection.last_webhook_at,
+            Connection.last_test_notification_at,
+        )
+    )
+    .where(Connection.user_id.in_(sa.bindparam("user_ids", expanding=True)))
+)

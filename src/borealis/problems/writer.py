@@ -1,0 +1,424 @@
+"""The webhook writer: a process beside the server that commits deliveries in batches.
+
+Python runs one thread of a process at a time, and a delivery costs work in two places: the server's
+(HTTP: reading the request, answering it) and the writer's (parsing the body, authenticating, the
+lifecycle step, SQL, the commit). In one process those add up; in two they run on two cores at once.
+The server starts the writer (``WriterClient``) and talks to it over a socket pair: it parses each
+delivery and sends it on, and gets the answers back a batch at a time.
+
+The writer commits whatever has queued up in one transaction (group commit: one fsync for many
+deliveries) and only then answers each, so every 2xx is durable. That transaction holds the lifecycle
+step and queues the rest (correlation, analysis, enrichment) as follow-ups; the writer carries them out
+once deliveries stop coming, so a burst is acknowledged at intake speed and each problem is correlated
+once for all its deliveries meanwhile. Whoever reads incidents first has its own follow-ups done
+(``deps.get_current_user``); under a long burst the writer still gives them a little time between
+batches, so none waits longer than ``MAX_FOLLOW_UP_LAG``.
+
+If the server goes away (stopped, or killed), the writer sees its socket close and exits; if the writer
+dies, the deliveries it held are answered 500 ("send it again") and the next delivery starts another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import itertools
+import logging
+import queue
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+import sqlalchemy as sa
+
+from borealis import intake, jsontext
+from borealis.db import Database
+from borealis.problems.delivery import NOT_STORED, Answer, Job, error, from_wire, process, to_wire
+
+logger = logging.getLogger("borealis.webhook")
+
+MAX_BATCH = 256
+# After the first delivery of a batch, how long to wait for more: under load a batch then holds about
+# one delivery per sender instead of half of them, and each costs half as much of the batch's fixed work.
+LINGER_SECONDS = 0.0
+# Follow-ups run when no delivery arrived for this long, this many at a time (a delivery that comes
+# meanwhile waits for at most one such transaction)...
+IDLE_SECONDS = 0.05
+IDLE_FOLLOW_UPS = 50
+# ... and go on after this much quiet (senders answered a moment ago send again within it).
+NEXT_FOLLOW_UPS_SECONDS = 0.005
+# ... and, under a burst that never pauses, a few at a time once the oldest waited this long.
+MAX_FOLLOW_UP_LAG = 10.0
+BUSY_FOLLOW_UPS = 20
+_RETRIES = 3
+
+# Frames on the socket: a 4-byte length and JSON. To the writer: the settings, then one delivery each
+# (``delivery.to_wire``); back: the answers of a batch.
+_LENGTH = struct.Struct("!I")
+
+
+# --- the server's end -----------------------------------------------------------------------------------
+
+
+class WriterClient:
+    """Starts the writer process, hands it deliveries, and routes its answers to the waiting requests."""
+
+    def __init__(self, database_url: str, *, log_level: str = "WARNING") -> None:
+        self.database_url = database_url
+        self.log_level = log_level
+        self._ids = itertools.count(1)
+        self._pending: dict[int, asyncio.Future[Answer]] = {}
+        self._channel: _Channel | None = None
+        self._connecting: asyncio.Lock | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._socket: socket.socket | None = None
+        self._spawn()
+
+    def backlog(self) -> int:
+        """Deliveries handed over and not answered yet."""
+        return len(self._pending)
+
+    async def submit(self, job: Job) -> Answer:
+        """Hand a parsed delivery to the writer; returns its answer once it is committed."""
+        channel = self._channel
+        if channel is None or channel.closed:
+            channel = await self._connect()
+        job.id = next(self._ids)
+        future = channel.loop.create_future()
+        self._pending[job.id] = future
+        channel.send(_frame(to_wire(job)))
+        return await future
+
+    async def start(self) -> None:
+        """Connect to the writer on the running event loop (else the first delivery does)."""
+        if self._channel is None or self._channel.closed:
+            await self._connect()
+
+    async def stop(self, timeout: float = 10.0) -> None:
+        """Close the socket (the writer finishes its batch and exits) and wait for the process."""
+        if self._channel is not None:
+            self._channel.close()
+        elif self._socket is not None:
+            self._socket.close()
+        self._channel, self._socket = None, None
+        process_ = self._process
+        if process_ is not None:
+            try:
+                await asyncio.to_thread(process_.wait, timeout)
+            except subprocess.TimeoutExpired:
+                process_.kill()
+
+    def _spawn(self) -> None:
+        ours, theirs = socket.socketpair()
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "borealis.problems.writer", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            # Its own session: a Ctrl-C in the terminal stops the server, which then closes the socket.
+            start_new_session=True,
+        )
+        theirs.close()
+        settings = jsontext.dumps({"database_url": self.database_url, "log_level": self.log_level})
+        ours.sendall(_frame(settings.encode()))
+        self._socket = ours
+
+    async def _connect(self) -> _Channel:
+        if self._connecting is None:
+            self._connecting = asyncio.Lock()
+        async with self._connecting:
+            if self._channel is not None and not self._channel.closed:
+                return self._channel
+            if self._socket is None:
+                self._spawn()
+            assert self._socket is not None
+            loop = asyncio.get_running_loop()
+            _, channel = await loop.create_unix_connection(lambda: _Channel(self, loop), sock=self._socket)
+            self._channel = channel
+            return channel
+
+    def _settle(self, answers: list[list[Any]]) -> None:
+        for job_id, status, body in answers:
+            future = self._pending.pop(job_id, None)
+            if future is not None and not future.done():
+                future.set_result(Answer(status, body))
+
+    def _lost(self, channel: _Channel) -> None:
+        """The writer went away: answer what it held, and start another on the next delivery."""
+        if channel is not self._channel:
+            return
+        if self._pending:
+            logger.error("the webhook writer stopped with %d deliveries unanswered", len(self._pending))
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result(error(500, "internal_error", NOT_STORED))
+        self._pending.clear()
+        self._channel, self._socket = None, None
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+
+
+class _Channel(asyncio.Protocol):
+    """The socket to the writer on the server's event loop: deliveries out (those of one turn of the loop
+    in one write), batches of answers in."""
+
+    def __init__(self, client: WriterClient, loop: asyncio.AbstractEventLoop) -> None:
+        self.client = client
+        self.loop = loop
+        self.closed = False
+        self._transport: asyncio.Transport | None = None
+        self._outbox: list[bytes] = []
+        self._inbox = bytearray()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def send(self, frame: bytes) -> None:
+        if not self._outbox:
+            self.loop.call_soon(self._flush)
+        self._outbox.append(frame)
+
+    def _flush(self) -> None:
+        if self._transport is not None and not self.closed:
+            self._transport.write(b"".join(self._outbox))
+        self._outbox.clear()
+
+    def data_received(self, data: bytes) -> None:
+        self._inbox += data
+        start = 0
+        while len(self._inbox) - start >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(self._inbox, start)
+            end = start + _LENGTH.size + length
+            if len(self._inbox) < end:
+                break
+            self.client._settle(jsontext.loads(bytes(self._inbox[start + _LENGTH.size : end])))
+            start = end
+        del self._inbox[:start]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.client._lost(self)
+
+    def close(self) -> None:
+        self.closed = True
+        if self._transport is not None:
+            self._transport.close()
+
+
+def _frame(payload: bytes) -> bytes:
+    return _LENGTH.pack(len(payload)) + payload
+
+
+# --- the writer's end -----------------------------------------------------------------------------------
+
+
+class WebhookWriter:
+    """Applies queued jobs in batches, one transaction each, on a thread of its own; hands each batch's
+    answers (job id, answer) to ``answer``."""
+
+    def __init__(
+        self,
+        database: Database,
+        answer: Callable[[list[tuple[int, Answer]]], None],
+        *,
+        max_batch: int = MAX_BATCH,
+    ) -> None:
+        self.database = database
+        self.answer = answer
+        self.max_batch = max_batch
+        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._stopping = False
+        self._checkpointer = _Checkpointer(database) if database.is_sqlite else None
+        # When the oldest follow-up this writer queued (or found at start) began waiting; None: none.
+        self._follow_ups_since: float | None = time.monotonic()
+        # Whether the last pause left follow-ups for the next (then it goes on unless deliveries wait).
+        self._more_follow_ups = False
+        self._thread = threading.Thread(target=self._run, name="borealis-webhook-writer", daemon=True)
+        self._thread.start()
+
+    def put(self, job: Job) -> None:
+        self._queue.put(job)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Apply what is queued, then end the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout)
+
+    def process(self, jobs: list[Job]) -> list[Answer]:
+        """Run jobs in one transaction and commit; returns one answer per job (raises on failure)."""
+        with self.database.session(write=True) as session:
+            try:
+                answers = process(session, jobs)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        if self._follow_ups_since is None and any(answer.status == 200 for answer in answers):
+            self._follow_ups_since = time.monotonic()
+        return answers
+
+    def follow_up(self, limit: int) -> int:
+        """Carry out up to ``limit`` waiting follow-ups in one transaction; returns how many."""
+        try:
+            with self.database.session(write=True) as session:
+                done = intake.follow_up(db_session=session, limit=limit)
+                session.commit()
+        except Exception:
+            # They stay queued; the next pause tries again.
+            logger.exception("follow-ups failed")
+            return 0
+        if done < limit:
+            self._follow_ups_since = None
+        return done
+
+    def _run(self) -> None:
+        while not self._stopping:
+            jobs = self._next_batch()
+            if not jobs:
+                continue
+            answers = self._answer(jobs)
+            if self._checkpointer is not None:
+                self._checkpointer.nudge()
+            self.answer([(job.id, answer) for job, answer in zip(jobs, answers, strict=True)])
+            since = self._follow_ups_since
+            if since is not None and time.monotonic() - since > MAX_FOLLOW_UP_LAG:
+                self.follow_up(BUSY_FOLLOW_UPS)
+
+    def _next_batch(self) -> list[Job] | None:
+        """The next deliveries to commit together, or None after a pause spent on follow-ups."""
+        try:
+            first = self._queue.get(timeout=self._pause())
+        except queue.Empty:
+            self._more_follow_ups = self.follow_up(IDLE_FOLLOW_UPS) == IDLE_FOLLOW_UPS
+            return None
+        jobs: list[Job] = []
+        if first is None:
+            self._stopping = True
+            return jobs
+        jobs.append(first)
+        linger_until = time.monotonic() + LINGER_SECONDS
+        while len(jobs) < self.max_batch:
+            try:
+                item = self._queue.get(timeout=max(0.0, linger_until - time.monotonic()))
+            except queue.Empty:
+                break
+            if item is None:
+                self._stopping = True
+                break
+            jobs.append(item)
+        # Deliveries came: the next follow-ups wait for a full pause again.
+        self._more_follow_ups = False
+        return jobs
+
+    def _pause(self) -> float | None:
+        """How long without deliveries makes a pause to carry out follow-ups in (None: none wait)."""
+        if self._follow_ups_since is None:
+            return None
+        return NEXT_FOLLOW_UPS_SECONDS if self._more_follow_ups else IDLE_SECONDS
+
+    def _answer(self, jobs: list[Job]) -> list[Answer]:
+        for attempt in range(_RETRIES):
+            try:
+                return self.process(jobs)
+            except sa.exc.OperationalError as exc:
+                # Lock timeouts and deadlocks between processes: the whole batch is safe to run again.
+                logger.warning("webhook batch attempt %d failed: %s", attempt + 1, type(exc).__name__)
+            except Exception:
+                logger.exception("webhook batch of %d failed", len(jobs))
+                break
+        if len(jobs) == 1:
+            return [error(500, "internal_error", NOT_STORED)]
+        # One bad delivery must not fail the others: run each alone.
+        return [answer for job in jobs for answer in self._answer([job])]
+
+
+class _Checkpointer:
+    """Copies the SQLite write-ahead log into the database file from a thread of its own.
+
+    Left to SQLite, the commit that finds the log past its limit does this copy itself, and every
+    delivery of that batch waits for it. Here a separate connection does it after commits (at most
+    every ``PAUSE`` seconds, ``PASSIVE``: it never blocks the writer), so the log stays short and
+    commits stay quick; the SQLite engine works outside the GIL meanwhile.
+    """
+
+    PAUSE = 0.05
+
+    def __init__(self, database: Database) -> None:
+        self.database = database
+        self._wanted = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="borealis-wal-checkpoint", daemon=True)
+        self._thread.start()
+
+    def nudge(self) -> None:
+        self._wanted.set()
+
+    def _run(self) -> None:
+        connection = None
+        while True:
+            self._wanted.wait()
+            self._wanted.clear()
+            try:
+                if connection is None:
+                    connection = self.database.engine.raw_connection()
+                connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except Exception as exc:  # the next commit asks again; SQLite still checkpoints on its own
+                logger.warning("WAL checkpoint failed: %s", type(exc).__name__)
+                if connection is not None:
+                    connection.invalidate()
+                    connection = None
+            time.sleep(self.PAUSE)
+
+
+def serve(sock: socket.socket) -> None:
+    """The writer process: read deliveries until the server closes the socket, then finish and exit.
+
+    This thread reads deliveries; the writer thread applies them.
+    """
+    inbox = sock.makefile("rb")
+    settings = jsontext.loads(_read(inbox, _LENGTH.unpack(_read(inbox, _LENGTH.size))[0]))
+    from borealis.observability import configure_logging
+
+    configure_logging(settings["log_level"])
+    database = Database(settings["database_url"])
+    sending = threading.Lock()
+
+    def answer(answers: list[tuple[int, Answer]]) -> None:
+        payload = jsontext.dumps([[job_id, a.status, a.body] for job_id, a in answers]).encode()
+        try:
+            with sending:
+                sock.sendall(_frame(payload))
+        except OSError:
+            pass  # the server is gone: nobody waits for these answers
+
+    writer = WebhookWriter(database, answer)
+    gc.collect()
+    gc.freeze()
+    try:
+        while True:
+            head = inbox.read(_LENGTH.size)
+            if len(head) < _LENGTH.size:
+                break
+            writer.put(from_wire(_read(inbox, _LENGTH.unpack(head)[0])))
+    except EOFError:
+        pass
+    finally:
+        writer.stop()
+        database.dispose()
+
+
+def _read(inbox: BinaryIO, size: int) -> bytes:
+    data = inbox.read(size)
+    if len(data) < size:
+        raise EOFError
+    return data
+
+
+if __name__ == "__main__":
+    # The server closes the socket to stop the writer; signals meant for the server are not for it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    serve(socket.socket(fileno=int(sys.argv[1])))

@@ -1,0 +1,103 @@
+"""The webhook writer process: deliveries reach it intact, a writer that dies is replaced, and it ends
+with the server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from borealis.app import create_app
+from borealis.db import utcnow
+from borealis.problems.delivery import from_wire, job, to_wire
+from borealis.problems.models import Notification
+from tests.support.server import serve_in_thread
+from tests.support.webhooks import SAMPLES, encode, notification, wire_connection
+
+REJECTED = [
+    b"{not json",
+    b"[1, 2]",
+    b'{"ProblemTitle": "no identity"}',
+    b'{"PID": "{PID}", "ProblemID": "{ProblemID}"}',
+    b"\x00\xff" * 10,
+]
+
+
+@pytest.mark.parametrize("name", sorted(path.name for path in Path(SAMPLES).glob("*.json")))
+def test_every_sample_crosses_to_the_writer_unchanged(name):
+    body = (Path(SAMPLES) / name).read_bytes()
+    sent = job(user_id="u", token="t", body=body, received_at=utcnow(), content_type="text/plain", id=7)
+    assert sent.notification is not None or sent.rejection
+    assert from_wire(to_wire(sent)) == sent
+
+
+@pytest.mark.parametrize("body", REJECTED)
+def test_a_rejected_body_crosses_with_its_reason(body):
+    sent = job(user_id="u", token="t", body=body, received_at=utcnow())
+    received = from_wire(to_wire(sent))
+    assert sent.notification is None
+    assert sent.rejection
+    assert received == sent
+
+
+def test_long_numbers_and_times_cross_exactly():
+    document = notification(observed_ms=1_700_000_000_123, end_ms=1_700_000_600_456)
+    document["ProblemDetailsJSONv2"]["huge"] = 123456789012345678901234567890
+    sent = job(user_id="u", token="t", body=encode(document), received_at=utcnow())
+    received = from_wire(to_wire(sent))
+    assert received == sent
+    assert received.notification.details["huge"] == 123456789012345678901234567890
+    assert received.notification.observed_at == sent.notification.observed_at
+    assert received.received_at == sent.received_at
+
+
+@pytest.fixture
+def own_server(settings, database):
+    """A server of its own, so killing its writer leaves the shared one alone."""
+    app = create_app(settings, database)
+    with serve_in_thread(app) as server:
+        yield app, server
+
+
+def stored(database) -> int:
+    with database.session() as session:
+        return session.scalar(sa.select(sa.func.count()).select_from(Notification))
+
+
+def test_a_killed_writer_is_replaced_and_nothing_acknowledged_is_lost(own_server, account, database):
+    app, server = own_server
+    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    with httpx.Client(base_url=server.url, timeout=30) as client:
+        first = client.post(wired.url, content=encode(notification(pid="-1", observed_ms=1_700_000_000_000)))
+        assert first.status_code == 200
+        writer = app.state.webhook_writer._process
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(timeout=10)
+
+        answers = []
+        for attempt in range(5):
+            body = encode(notification(pid="-2", observed_ms=1_700_000_000_000 + attempt))
+            answers.append(client.post(wired.url, content=body))
+            if answers[-1].status_code == 200:
+                break
+        # The delivery that finds the writer gone may be refused ("send it again"); the next is stored.
+        assert answers[-1].status_code == 200, [answer.text for answer in answers]
+        assert all(answer.status_code in (200, 500) for answer in answers)
+        assert app.state.webhook_writer._process.pid != writer.pid
+    assert stored(database) == 1 + sum(answer.status_code == 200 for answer in answers)
+
+
+def test_the_writer_ends_with_the_server(settings, database):
+    app = create_app(settings, database)
+    with serve_in_thread(app):
+        writer = app.state.webhook_writer._process
+        assert writer.poll() is None
+    deadline = time.monotonic() + 10
+    while writer.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert writer.poll() is not None
