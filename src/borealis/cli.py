@@ -91,7 +91,7 @@ def serve(
     ] = 4,
     imports: Imports = None,
 ) -> None:
-    """Run the API, the web UI and the background workers in one process."""
+    """Run the API, the web UI and the background workers (the webhook writer in a process beside)."""
     import uvicorn
 
     from borealis.app import create_app
