@@ -231,7 +231,7 @@ class WebhookWriter:
         self.database = database
         self.answer = answer
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Job | bytes | None] = queue.SimpleQueue()
         self._stopping = False
         self._checkpointer = _Checkpointer(database) if database.is_sqlite else None
         # When the oldest follow-up this writer queued (or found at start) began waiting; None: none.
@@ -241,7 +241,8 @@ class WebhookWriter:
         self._thread = threading.Thread(target=self._run, name="borealis-webhook-writer", daemon=True)
         self._thread.start()
 
-    def put(self, job: Job) -> None:
+    def put(self, job: Job | bytes) -> None:
+        """Queue a job, or a job as ``delivery.to_wire`` wrote it (read on the writer's thread)."""
         self._queue.put(job)
 
     def stop(self, timeout: float | None = None) -> None:
@@ -296,7 +297,7 @@ class WebhookWriter:
         except queue.Empty:
             self._more_follow_ups = self.follow_up(IDLE_FOLLOW_UPS) == IDLE_FOLLOW_UPS
             return None
-        jobs: list[Job] = []
+        jobs: list[Job | bytes] = []
         if first is None:
             self._stopping = True
             return jobs
@@ -313,7 +314,7 @@ class WebhookWriter:
             jobs.append(item)
         # Deliveries came: the next follow-ups wait for a full pause again.
         self._more_follow_ups = False
-        return jobs
+        return [from_wire(job) if isinstance(job, bytes) else job for job in jobs]
 
     def _pause(self) -> float | None:
         """How long without deliveries makes a pause to carry out follow-ups in (None: none wait)."""
@@ -403,7 +404,7 @@ def serve(sock: socket.socket) -> None:
             head = inbox.read(_LENGTH.size)
             if len(head) < _LENGTH.size:
                 break
-            writer.put(from_wire(_read(inbox, _LENGTH.unpack(head)[0])))
+            writer.put(_read(inbox, _LENGTH.unpack(head)[0]))
     except EOFError:
         pass
     finally:
