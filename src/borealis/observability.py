@@ -74,9 +74,16 @@ DYNATRACE_RATE_LIMITED = Counter(
 
 def record_webhook(outcome: str, seconds: float | None = None) -> None:
     """Count one webhook delivery; ``seconds`` is the ingest latency when it was processed."""
-    WEBHOOKS.labels(outcome=outcome).inc()
+    counter = _webhooks_by_outcome.get(outcome)
+    if counter is None:
+        # Looking a label up costs more than counting; the outcomes are a handful.
+        counter = _webhooks_by_outcome[outcome] = WEBHOOKS.labels(outcome=outcome)
+    counter.inc()
     if seconds is not None:
         WEBHOOK_INGEST_SECONDS.observe(seconds)
+
+
+_webhooks_by_outcome: dict[str, Any] = {}
 
 
 def record_dynatrace_call(endpoint: str, status: int | str) -> None:
