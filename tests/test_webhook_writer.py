@@ -101,3 +101,19 @@ def test_the_writer_ends_with_the_server(settings, database):
     while writer.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     assert writer.poll() is not None
+
+
+def test_an_application_served_again_on_a_new_event_loop_gets_a_writer_there(settings, database, account):
+    app = create_app(settings, database)
+    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    pids = []
+    for server_number in range(2):
+        # Without the lifespan nothing stops the writer between the two: the second server's event loop
+        # cannot use the first one's connection to it.
+        with serve_in_thread(app, lifespan="off") as server, httpx.Client(base_url=server.url) as client:
+            body = encode(notification(pid=f"-{server_number + 10}"))
+            assert client.post(wired.url, content=body).status_code == 200
+            pids.append(app.state.webhook_writer._process.pid)
+    assert pids[0] != pids[1]
+    assert stored(database) == 2
+    app.state.webhook_writer._process.kill()

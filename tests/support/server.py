@@ -19,13 +19,13 @@ class RunningServer:
 
 
 @contextmanager
-def serve_in_thread(app: object, *, host: str = "127.0.0.1") -> Iterator[RunningServer]:
+def serve_in_thread(app: object, *, host: str = "127.0.0.1", lifespan: str = "on") -> Iterator[RunningServer]:
     """Serve ``app`` until the block ends; the port is chosen by the kernel."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

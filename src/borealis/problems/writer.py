@@ -76,6 +76,7 @@ class WriterClient:
         self._pending: dict[int, asyncio.Future[Answer]] = {}
         self._channel: _Channel | None = None
         self._connecting: asyncio.Lock | None = None
+        self._connecting_loop: asyncio.AbstractEventLoop | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._socket: socket.socket | None = None
         self._spawn()
@@ -87,7 +88,7 @@ class WriterClient:
     async def submit(self, job: Job) -> Answer:
         """Hand a parsed delivery to the writer; returns its answer once it is committed."""
         channel = self._channel
-        if channel is None or channel.closed:
+        if channel is None or channel.closed or channel.loop is not asyncio.get_running_loop():
             channel = await self._connect()
         job.id = next(self._ids)
         future = channel.loop.create_future()
@@ -97,11 +98,11 @@ class WriterClient:
 
     async def start(self) -> None:
         """Connect to the writer on the running event loop (else the first delivery does)."""
-        if self._channel is None or self._channel.closed:
-            await self._connect()
+        await self._connect()
 
     async def stop(self, timeout: float = 10.0) -> None:
         """Close the socket (the writer finishes its batch and exits) and wait for the process."""
+        self._answer_pending()
         if self._channel is not None:
             self._channel.close()
         elif self._socket is not None:
@@ -129,18 +130,33 @@ class WriterClient:
         self._socket = ours
 
     async def _connect(self) -> _Channel:
-        if self._connecting is None:
-            self._connecting = asyncio.Lock()
+        loop = asyncio.get_running_loop()
+        if self._connecting is None or self._connecting_loop is not loop:
+            self._connecting, self._connecting_loop = asyncio.Lock(), loop
         async with self._connecting:
-            if self._channel is not None and not self._channel.closed:
-                return self._channel
+            channel = self._channel
+            if channel is not None and not channel.closed:
+                if channel.loop is loop:
+                    return channel
+                # The application is served on another event loop now (the last one ended without
+                # ``stop``): this one gets a writer of its own.
+                self._channel, self._socket = None, None
+                if self._process is not None:
+                    self._process.kill()
             if self._socket is None:
                 self._spawn()
             assert self._socket is not None
-            loop = asyncio.get_running_loop()
             _, channel = await loop.create_unix_connection(lambda: _Channel(self, loop), sock=self._socket)
             self._channel = channel
             return channel
+
+    def _answer_pending(self) -> None:
+        """Answer every delivery still waiting "send it again" (its transaction, if any, rolled back
+        or committed: Dynatrace's retry then lands as a duplicate at worst)."""
+        for future in self._pending.values():
+            if not future.done():
+                future.set_result(error(500, "internal_error", NOT_STORED))
+        self._pending.clear()
 
     def _settle(self, answers: list[list[Any]]) -> None:
         for job_id, status, body in answers:
@@ -154,10 +170,7 @@ class WriterClient:
             return
         if self._pending:
             logger.error("the webhook writer stopped with %d deliveries unanswered", len(self._pending))
-        for future in self._pending.values():
-            if not future.done():
-                future.set_result(error(500, "internal_error", NOT_STORED))
-        self._pending.clear()
+        self._answer_pending()
         self._channel, self._socket = None, None
         if self._process is not None and self._process.poll() is None:
             self._process.kill()
