@@ -178,17 +178,23 @@ class Driver:
         finally:
             cursor.close()
 
-    def reader(self, table: sa.Table, names: Sequence[str] | None = None) -> RowReader:
-        """``SELECT <columns> FROM <table>`` (add the rest) and how to turn its rows into dicts."""
-        key = ("read", table.name, tuple(names or ()))
+    def reader(
+        self, table: sa.Table, names: Sequence[str] | None = None, *, undecoded: Sequence[str] = ()
+    ) -> RowReader:
+        """``SELECT <columns> FROM <table>`` (add the rest) and how to turn its rows into dicts; the JSON
+        columns named ``undecoded`` come back as ``StoredJson``."""
+        key = ("read", table.name, tuple(names or ()), tuple(undecoded))
         found = self._cache.get(key)
         if found is None:
             columns = [table.c[name] for name in names] if names else list(table.c)
+            selected = [
+                f"{column.name}::text" if column.name in undecoded and not self.sqlite else column.name
+                for column in columns
+            ]
             # Identifiers come from our own table definitions, values go as parameters.
-            sql = f"SELECT {', '.join(column.name for column in columns)} FROM {table.name}"  # noqa: S608
-            found = self._cache[key] = RowReader(
-                sql, tuple(column.name for column in columns), tuple(self.decoder(c) for c in columns)
-            )
+            sql = f"SELECT {', '.join(selected)} FROM {table.name}"  # noqa: S608
+            decoders = tuple(_stored_json if c.name in undecoded else self.decoder(c) for c in columns)
+            found = self._cache[key] = RowReader(sql, tuple(column.name for column in columns), decoders)
         return found
 
     def writer(self, table: sa.Table, names: Sequence[str], *, key: str | None = None) -> RowWriter:
@@ -241,7 +247,7 @@ class Driver:
         if isinstance(column.type, UTCDateTime):
             return _time_to_sqlite if self.sqlite else None
         if _is_json(column):
-            return jsontext.dumps
+            return _json_to_text
         if isinstance(column.type, sa.Boolean) and self.sqlite:
             return _bool_to_int
         return None
@@ -308,6 +314,22 @@ def _time_from_sqlite(value: str | None) -> datetime | None:
 
 def _time_from_postgresql(value: datetime | None) -> datetime | None:
     return None if value is None else value.astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredJson:
+    """A JSON value as the database holds it, not decoded: for a document a writer only keeps or
+    replaces, where decoding it (and encoding it again) would cost more than the rest of its row."""
+
+    text: str
+
+
+def _stored_json(value: str | None) -> StoredJson | None:
+    return None if value is None or value == "null" else StoredJson(value)
+
+
+def _json_to_text(value: Any) -> str:
+    return value.text if isinstance(value, StoredJson) else jsontext.dumps(value)
 
 
 def _json_from_text(value: str | None) -> Any:

@@ -326,9 +326,10 @@ def _lock_rows(
     db_session: Session, dialect: str, keys: list[tuple[str, str]]
 ) -> dict[tuple[str, str], dict[str, Any]]:
     """The stored rows of these (connection, PID key) problems, locked for this transaction (on
-    PostgreSQL; SQLite's write transaction holds the whole database) in key order."""
+    PostgreSQL; SQLite's write transaction holds the whole database) in key order. The details
+    document stays as stored (``StoredJson``): a delivery only keeps or replaces it."""
     driver = Driver.of(db_session)
-    reader = driver.reader(problems_table)
+    reader = driver.reader(problems_table, undecoded=("details",))
     lock = " FOR UPDATE" if dialect == "postgresql" else ""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     by_connection: dict[str, list[str]] = {}
