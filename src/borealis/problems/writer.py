@@ -246,7 +246,7 @@ class WebhookWriter:
         self.max_batch = max_batch
         self._queue: queue.SimpleQueue[Job | bytes | None] = queue.SimpleQueue()
         self._stopping = False
-        self._checkpointer = _Checkpointer(database) if database.is_sqlite else None
+        self._checkpointer = Checkpointer(database) if database.is_sqlite else None
         # When the oldest follow-up this writer queued (or found at start) began waiting; None: none.
         self._follow_ups_since: float | None = time.monotonic()
         # Whether the last pause left follow-ups for the next (then it goes on unless deliveries wait).
@@ -351,7 +351,7 @@ class WebhookWriter:
         return [answer for job in jobs for answer in self._answer([job])]
 
 
-class _Checkpointer:
+class Checkpointer:
     """Copies the SQLite write-ahead log into the database file from a thread of its own.
 
     Left to SQLite, the commit that finds the log past its limit does this copy itself, and every
