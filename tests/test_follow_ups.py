@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
 from borealis import intake
@@ -16,10 +17,19 @@ from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
 from borealis.incidents.models import Incident, IncidentEvent, IncidentProblem
+from borealis.problems import writer
 from borealis.problems.models import FollowUp, Problem
 from tests.support.server import serve_in_thread
 from tests.support.webhooks import encode, followed_up, wire_connection
 from tests.test_incidents_api import problem_body
+
+
+@pytest.fixture(autouse=True)
+def _shared_writer_at_rest() -> None:
+    """These tests watch follow-ups wait. The shared server's writer carries out waiting follow-ups once
+    its own deliveries pause (IDLE_SECONDS): let that pass, for an earlier test's deliveries, be over
+    first, so it cannot take this test's."""
+    time.sleep(writer.IDLE_SECONDS * 5)
 
 
 def acknowledge(database, wired, bodies: list[dict[str, Any]]) -> None:

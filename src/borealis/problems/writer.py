@@ -1,8 +1,8 @@
 """The webhook writer: a process beside the server that commits deliveries in batches.
 
 Python runs one thread of a process at a time, and a delivery costs work in two places: the server's
-(HTTP: reading the request, answering it) and the writer's (parsing the body, authenticating, the
-lifecycle step, SQL, the commit). In one process those add up; in two they run on two cores at once.
+(HTTP, parsing the body, answering) and the writer's (authenticating, the lifecycle step, SQL, the
+commit). In one process those add up; in two they run on two cores at once.
 The server starts the writer (``WriterClient``) and talks to it over a socket pair: it parses each
 delivery and sends it on, and gets the answers back a batch at a time.
 
@@ -43,10 +43,9 @@ from borealis.problems.delivery import NOT_STORED, Answer, Job, error, from_wire
 
 logger = logging.getLogger("borealis.webhook")
 
+# A batch is whatever queued up while the last one ran, this many at most (waiting for more would only
+# add latency: the server keeps working meanwhile, on its own core).
 MAX_BATCH = 256
-# After the first delivery of a batch, how long to wait for more: under load a batch then holds about
-# one delivery per sender instead of half of them, and each costs half as much of the batch's fixed work.
-LINGER_SECONDS = 0.0
 # Follow-ups run when no delivery arrived for this long, this many at a time (a delivery that comes
 # meanwhile waits for at most one such transaction)...
 IDLE_SECONDS = 0.05
@@ -304,21 +303,20 @@ class WebhookWriter:
                 self.follow_up(BUSY_FOLLOW_UPS)
 
     def _next_batch(self) -> list[Job] | None:
-        """The next deliveries to commit together, or None after a pause spent on follow-ups."""
+        """The next deliveries to commit together; None after a pause spent on follow-ups, none at all
+        once the server closed the socket."""
         try:
             first = self._queue.get(timeout=self._pause())
         except queue.Empty:
             self._more_follow_ups = self.follow_up(IDLE_FOLLOW_UPS) == IDLE_FOLLOW_UPS
             return None
-        jobs: list[Job | bytes] = []
         if first is None:
             self._stopping = True
-            return jobs
-        jobs.append(first)
-        linger_until = time.monotonic() + LINGER_SECONDS
+            return []
+        jobs: list[Job | bytes] = [first]
         while len(jobs) < self.max_batch:
             try:
-                item = self._queue.get(timeout=max(0.0, linger_until - time.monotonic()))
+                item = self._queue.get_nowait()
             except queue.Empty:
                 break
             if item is None:
