@@ -77,7 +77,7 @@ def normalize_url(url: str) -> str:
 def create_engine(url: str, **kwargs: Any) -> Engine:
     """An engine tuned per backend: SQLite in WAL with foreign keys and explicit BEGINs."""
     url = normalize_url(url)
-    kwargs.setdefault("json_serializer", jsontext.dumps)
+    kwargs.setdefault("json_serializer", _json_to_text)
     kwargs.setdefault("json_deserializer", jsontext.loads)
     if url.startswith("sqlite"):
         engine = sa.create_engine(

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from borealis import intake, jsontext
 from borealis.crypto import matches
-from borealis.db import Driver
+from borealis.db import Driver, StoredJson
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import PayloadRejected, ProblemNotification, parse_webhook
 from borealis.problems import service as problems_service
@@ -85,16 +85,22 @@ def job(
 
 
 def to_wire(job: Job) -> bytes:
-    """The job as bytes, for the writer process (parsing happened on the server's side): the length of
-    a JSON header, the header, then the raw body as it is (inside JSON it would cost escaping)."""
+    """The job as bytes, for the writer process (parsing happened on the server's side): the lengths
+    of a JSON header and of the details document, the header, the document, then the raw body as it
+    is (inside JSON it would cost escaping). The writer only stores the document: it gets it as
+    ``StoredJson``, never decoded."""
     notification = job.notification
     values: list[Any] | None = None
+    details = b""
     if notification is not None:
         values = [getattr(notification, name) for name in _NOTIFICATION_FIELDS]
         for index in _TIME_FIELDS:
             if values[index] is not None:
                 values[index] = values[index].isoformat()
         values[_PRESENT] = sorted(notification.present_fields)
+        if notification.details is not None:
+            details = jsontext.dumps(notification.details).encode()
+            values[_DETAILS] = None
     header = jsontext.dumps(
         [
             job.id,
@@ -107,15 +113,16 @@ def to_wire(job: Job) -> bytes:
             job.received_at.isoformat(),
         ]
     ).encode()
-    return _HEADER_LENGTH.pack(len(header)) + header + job.raw_body.encode()
+    return _LENGTHS.pack(len(header), len(details)) + header + details + job.raw_body.encode()
 
 
 def from_wire(data: bytes) -> Job:
     """The job ``to_wire`` wrote."""
-    (length,) = _HEADER_LENGTH.unpack_from(data)
-    end = _HEADER_LENGTH.size + length
+    header_length, details_length = _LENGTHS.unpack_from(data)
+    header_end = _LENGTHS.size + header_length
+    details_end = header_end + details_length
     id_, user_id, token, values, rejection, malformed, content_type, received_at = jsontext.loads(
-        data[_HEADER_LENGTH.size : end]
+        data[_LENGTHS.size : header_end]
     )
     notification = None
     if values is not None:
@@ -123,6 +130,8 @@ def from_wire(data: bytes) -> Job:
             if values[index] is not None:
                 values[index] = datetime.fromisoformat(values[index])
         values[_PRESENT] = frozenset(values[_PRESENT])
+        if details_length:
+            values[_DETAILS] = StoredJson(data[header_end:details_end].decode())
         notification = ProblemNotification(*values)
     return Job(
         user_id,
@@ -130,19 +139,20 @@ def from_wire(data: bytes) -> Job:
         notification,
         rejection,
         malformed,
-        data[end:].decode(),
+        data[details_end:].decode(),
         content_type,
         datetime.fromisoformat(received_at),
         id_,
     )
 
 
-_HEADER_LENGTH = struct.Struct("!I")
+_LENGTHS = struct.Struct("!II")
 _NOTIFICATION_FIELDS = tuple(field.name for field in fields(ProblemNotification))
 _TIME_FIELDS = tuple(
     index for index, field in enumerate(fields(ProblemNotification)) if field.type == "datetime | None"
 )
 _PRESENT = _NOTIFICATION_FIELDS.index("present_fields")
+_DETAILS = _NOTIFICATION_FIELDS.index("details")
 
 
 def process(db_session: Session, jobs: list[Job]) -> list[Answer]:
