@@ -1,8 +1,10 @@
-"""One webhook delivery: its body parsed into a ``Job``, and a batch of jobs applied in one transaction.
+"""One webhook delivery: its body parsed into a ``Job``, the job's wire form, and a batch of jobs applied
+in one transaction.
 
-The webhook endpoint reads deliveries; the writer process (``writer.py``) turns them into jobs and
-commits them in batches. Authentication happens here, inside that transaction, against the stored secret
-hash, so a rotated secret or a disconnect takes effect at once and in every process.
+The webhook endpoint parses each delivery into a job and sends it, in its wire form, to the writer
+process (``writer.py``), which applies jobs in batches. Authentication happens there, inside the batch's
+transaction, against the stored secret hash, so a rotated secret or a disconnect takes effect at once
+and in every process.
 """
 
 from __future__ import annotations
