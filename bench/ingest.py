@@ -184,7 +184,7 @@ async def drive(args: argparse.Namespace, port: int, user_id: str, secret: str) 
     bare = [loadgen.request_bytes(HOST, port, "/__bare", body(i, args.pids)) for i in range(200)]
     path = f"/dynatrace/webhook/{user_id}?token={secret}"
     hooks = [loadgen.request_bytes(HOST, port, path, body(i, args.pids)) for i in range(args.distinct)]
-    # Warm up both paths (connections, caches, the writer thread).
+    # Warm up both paths (connections, caches, the writer process).
     await loadgen.run(HOST, port, bare, concurrency=args.concurrency, duration=1.0)
     warm = await loadgen.run(HOST, port, hooks[:500], concurrency=args.concurrency, duration=60, cycle=False)
     bare_result = await loadgen.run(HOST, port, bare, concurrency=args.concurrency, duration=args.seconds)

@@ -243,7 +243,8 @@ class WebhookWriter:
         self.database = database
         self.answer = answer
         self.max_batch = max_batch
-        self._queue: queue.SimpleQueue[Job | bytes | None] = queue.SimpleQueue()
+        # Deliveries in their wire form (read back on the writer's thread); None: stop.
+        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._stopping = False
         self._checkpointer = Checkpointer(database) if database.is_sqlite else None
         # When the oldest follow-up this writer queued (or found at start) began waiting; None: none.
@@ -253,9 +254,9 @@ class WebhookWriter:
         self._thread = threading.Thread(target=self._run, name="borealis-webhook-writer", daemon=True)
         self._thread.start()
 
-    def put(self, job: Job | bytes) -> None:
-        """Queue a job, or a job as ``delivery.to_wire`` wrote it (read on the writer's thread)."""
-        self._queue.put(job)
+    def put(self, wire: bytes) -> None:
+        """Queue a delivery as ``delivery.to_wire`` wrote it."""
+        self._queue.put(wire)
 
     def stop(self, timeout: float | None = None) -> None:
         """Apply what is queued, then end the thread."""
@@ -313,8 +314,8 @@ class WebhookWriter:
         if first is None:
             self._stopping = True
             return []
-        jobs: list[Job | bytes] = [first]
-        while len(jobs) < self.max_batch:
+        wires = [first]
+        while len(wires) < self.max_batch:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
@@ -322,10 +323,10 @@ class WebhookWriter:
             if item is None:
                 self._stopping = True
                 break
-            jobs.append(item)
+            wires.append(item)
         # Deliveries came: the next follow-ups wait for a full pause again.
         self._more_follow_ups = False
-        return [from_wire(job) if isinstance(job, bytes) else job for job in jobs]
+        return [from_wire(wire) for wire in wires]
 
     def _pause(self) -> float | None:
         """How long without deliveries makes a pause to carry out follow-ups in (None: none wait)."""
