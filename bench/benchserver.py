@@ -2,6 +2,10 @@
 
 Run: ``python bench/benchserver.py --port N`` with the usual BOREALIS_* environment. ``POST /__bare``
 answers 200 straight from the outermost ASGI layer, on the same uvicorn, loop and process as the app.
+
+With ``--without-storage`` the webhook does everything up to the hand-off to the writer (reading,
+parsing, the wire form) and answers at once: what the server's side of a delivery costs on its own, an
+upper bound for the webhook on this machine. Nothing is stored then.
 """
 
 from __future__ import annotations
@@ -42,11 +46,39 @@ def with_bare_endpoint(app):  # type: ignore[no-untyped-def]
     return outer
 
 
+def without_storage() -> None:
+    """Answer each parsed delivery at once instead of handing it to the writer."""
+    from borealis.problems.delivery import Answer, Job, to_wire
+    from borealis.problems.writer import WriterClient
+
+    async def submit(self: WriterClient, job: Job) -> Answer:
+        to_wire(job)
+        notification = job.notification
+        if notification is None:
+            return Answer(422, {"error": {"code": "invalid_payload", "message": job.rejection}})
+        return Answer(
+            200,
+            {
+                "received": True,
+                "outcome": "updated",
+                "problemId": notification.display_id,
+                "pid": notification.pid,
+                "state": notification.state,
+                "alertId": 0,
+            },
+        )
+
+    WriterClient.submit = submit  # type: ignore[method-assign]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--without-storage", action="store_true")
     args = parser.parse_args()
+    if args.without_storage:
+        without_storage()
     settings = load_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     database = Database(settings.effective_database_url)
