@@ -260,3 +260,35 @@ def test_concurrent_deliveries_over_http_all_land(live_server, wired, database):
         assert session.scalar(sa.select(sa.func.count()).select_from(Problem)) == 10
         assert session.scalar(sa.select(sa.func.sum(Notification.delivery_count))) == len(bodies)
         assert session.scalar(sa.select(sa.func.sum(Problem.duplicate_count))) == 20
+
+
+# --- documentation -------------------------------------------------------------------------------------
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref":
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _refs(value)
+
+
+def test_openapi_describes_the_webhook_as_it_answers(client, wired):
+    document = client.get("/openapi.json").json()
+    operation = document["paths"]["/dynatrace/webhook/{user_id}"]["post"]
+    assert {parameter["name"] for parameter in operation["parameters"]} == {"user_id", "token"}
+    assert {"200", "400", "401", "404", "413", "422"} <= set(operation["responses"])
+    schemas = document["components"]["schemas"]
+    for ref in set(_refs(document)):
+        assert ref.removeprefix("#/components/schemas/") in schemas, ref
+
+    documented = schemas["WebhookAnswer"]["properties"]
+    answer = client.post(wired.url, json=notification()).json()
+    assert set(answer) == set(documented)
+    assert answer["outcome"] in documented["outcome"]["enum"]
+    refused = client.post(wired.path, json=notification()).json()
+    assert set(refused["error"]) <= set(schemas["ErrorBody"]["properties"])

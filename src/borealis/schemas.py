@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
@@ -10,9 +12,12 @@ class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, from_attributes=True)
 
 
-class ErrorBody(BaseModel):
+class ErrorBody(CamelModel):
     code: str
     message: str
+    # The request's id, as in the X-Request-ID header and the server's log.
+    request_id: str | None = None
+    details: dict[str, Any] | None = None
 
 
 class ErrorResponse(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from borealis.schemas import CamelModel
 
@@ -98,3 +98,14 @@ class RejectedDeliveryRead(CamelModel):
 
 class RejectedDeliveryList(CamelModel):
     deliveries: list[RejectedDeliveryRead]
+
+
+class WebhookAnswer(CamelModel):
+    """What ``POST /dynatrace/webhook/{user_id}`` answers a delivery, once it is committed."""
+
+    received: bool
+    outcome: Literal["created", "updated", "duplicate", "stale", "test"]
+    problem_id: str | None = None
+    pid: str | None = None
+    state: str | None = None
+    alert_id: int | None = None

@@ -16,6 +16,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs
 
+from pydantic.json_schema import models_json_schema
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from borealis import jsontext
@@ -23,7 +24,9 @@ from borealis.db import utcnow
 from borealis.middleware import request_id_var
 from borealis.observability import record_webhook
 from borealis.problems.delivery import NOT_FOUND, NOT_STORED, UNAUTHORIZED, Answer, error, job
+from borealis.problems.schemas import WebhookAnswer
 from borealis.problems.writer import WriterClient
+from borealis.schemas import ErrorResponse
 
 logger = logging.getLogger("borealis.webhook")
 
@@ -202,7 +205,8 @@ async def _send(send: Send, answer: Answer) -> None:
 
 
 def install(app: Any) -> None:
-    """Put the webhook in front of the application's middleware stack (see ``WebhookFastPath``)."""
+    """Put the webhook in front of the application's middleware stack (see ``WebhookFastPath``), and
+    describe it in the application's OpenAPI document, where no route of its own would put it."""
     build = app.build_middleware_stack
     endpoint = WebhookEndpoint(app)
 
@@ -210,3 +214,85 @@ def install(app: Any) -> None:
         return WebhookFastPath(build(), endpoint)
 
     app.build_middleware_stack = build_with_webhook
+    generate = app.openapi
+
+    def openapi_with_webhook() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = generate()
+            document["paths"][PREFIX + "{user_id}"] = _openapi_path()
+            _, definitions = models_json_schema(
+                [(WebhookAnswer, "serialization"), (ErrorResponse, "serialization")],
+                ref_template="#/components/schemas/{model}",
+            )
+            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            for name, schema in definitions["$defs"].items():
+                schemas.setdefault(name, schema)
+        return app.openapi_schema
+
+    app.openapi = openapi_with_webhook
+
+
+def _openapi_path() -> dict[str, Any]:
+    """The webhook's entry in the OpenAPI document."""
+
+    def error(description: str) -> dict[str, Any]:
+        schema = {"$ref": "#/components/schemas/ErrorResponse"}
+        return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+    answer = {"$ref": "#/components/schemas/WebhookAnswer"}
+    return {
+        "post": {
+            "tags": ["dynatrace"],
+            "summary": "Receive a Dynatrace problem notification",
+            "description": (
+                "Where Dynatrace's custom integration posts problem notifications. Use the URL and the "
+                "payload template from GET /dynatrace/webhook-url. The body is read as JSON whatever the "
+                "Content-Type says, up to the server's body limit (1 MiB by default). The answer comes "
+                "once the notification is durably stored; Dynatrace's test notification is recorded as "
+                "a connection check (see GET /dynatrace/status), never as a problem. A body with no "
+                "usable problem is refused and kept for troubleshooting "
+                "(GET /dynatrace/rejected-deliveries)."
+            ),
+            "operationId": "receive_dynatrace_webhook",
+            "parameters": [
+                {
+                    "name": "user_id",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string"},
+                    "description": "The user the connection belongs to (part of the webhook URL).",
+                },
+                {
+                    "name": "token",
+                    "in": "query",
+                    "required": False,
+                    "schema": {"type": "string"},
+                    "description": "The webhook secret, unless sent as 'Authorization: Bearer <secret>'.",
+                },
+            ],
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "additionalProperties": True,
+                            "description": "The notification as the payload template lays it out.",
+                        }
+                    }
+                },
+            },
+            "responses": {
+                "200": {
+                    "description": "Stored (or counted as a redelivery, or recorded as a test).",
+                    "content": {"application/json": {"schema": answer}},
+                },
+                "400": error("The body is not JSON, or not a JSON object."),
+                "401": error("The webhook secret is missing or wrong."),
+                "404": error("No Dynatrace connection for this user id."),
+                "413": error("The body is larger than the limit."),
+                "422": error("The body has no usable problem identity (the message names what is missing)."),
+                "503": error("Too many notifications queued; Dynatrace sends it again."),
+            },
+        }
+    }
