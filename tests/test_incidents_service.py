@@ -158,3 +158,38 @@ def test_a_merged_that_overtook_its_open_joins_the_related_incident_once_the_ope
         assert session.get(Incident, alone).merged_into_id == incident_of(database, first)
         incident = session.get(Incident, incident_of(database, first))
         assert (incident.status, incident.problem_count, incident.open_problem_count) == ("open", 2, 1)
+
+
+def test_an_update_that_widens_a_problem_joins_the_incident_it_now_shares_entities_with(database, wired):
+    first = ingest(database, wired, "1", **DATABASE)
+    second = ingest(database, wired, "2", **ORDERS)
+    apart = incident_of(database, second)
+    assert apart != incident_of(database, first)
+
+    widened = {**ORDERS, "entities": ("SERVICE-ORDERS", "SERVICE-DB"), "observed_minute": 6}
+    assert ingest(database, wired, "2", **widened) == second
+    assert incident_of(database, second) == incident_of(database, first)
+    with database.session() as session:
+        assert session.get(Incident, apart).merged_into_id == incident_of(database, first)
+        incident = session.get(Incident, incident_of(database, first))
+        assert (incident.status, incident.problem_count) == ("open", 2)
+        kinds = [event.kind for event in service.timeline(db_session=session, incident=incident)]
+        assert "merged" in kinds, kinds
+
+
+def test_an_update_that_widens_a_problem_leaves_an_incident_a_person_arranged(database, wired, account):
+    first = ingest(database, wired, "1", **DATABASE)
+    second = ingest(database, wired, "2", **ORDERS)
+    account.client.post(f"/incidents/{incident_of(database, second)}/resolve")
+    account.client.post(f"/incidents/{incident_of(database, second)}/reopen")
+    widened = {**ORDERS, "entities": ("SERVICE-ORDERS", "SERVICE-DB"), "observed_minute": 6}
+    ingest(database, wired, "2", **widened)
+    assert incident_of(database, first) != incident_of(database, second)
+
+
+def test_an_update_that_changes_nothing_correlation_reads_moves_nothing(database, wired):
+    first = ingest(database, wired, "1", **DATABASE)
+    second = ingest(database, wired, "2", **ORDERS)
+    apart = incident_of(database, second)
+    ingest(database, wired, "2", **{**ORDERS, "observed_minute": 6, "severity": "ERROR"})
+    assert incident_of(database, second) == apart != incident_of(database, first)

@@ -687,7 +687,11 @@ def _on_changed(
     facts = work.facts_of(problem)
     keys = keys_for(facts)
     moved = False
-    if facts.entities and _opened_without_facts(incident, attachment):
+    if (facts.entities and _opened_without_facts(incident, attachment)) or (
+        previous_keys is not None and not set(keys) <= set(previous_keys) and _folds_itself(incident)
+    ):
+        # It carries something to correlate by that it did not before (its first entities, or an
+        # update that widened it): related open incidents may now be the same one.
         placement = _fold_into_related(work, problem=problem, attachment=attachment, incident=incident)
         incident, moved = placement.incident, placement.attached
     previous_state = attachment.problem_state
@@ -733,9 +737,15 @@ def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | No
     if attachment is None:
         return _attach_new(work, problem)
     incident = attachment.incident
-    if incident.status != OPEN or incident.manual or incident.merged_into_id is not None:
+    if not _folds_itself(incident):
         return Placement(incident)
     return _fold_into_related(work, problem=problem, attachment=attachment, incident=incident)
+
+
+def _folds_itself(incident: Incident) -> bool:
+    """Whether correlation may still fold this incident into another: open, and not arranged by a
+    person (nor merged away already)."""
+    return incident.status == OPEN and not incident.manual and incident.merged_into_id is None
 
 
 def _opened_without_facts(incident: Incident, attachment: IncidentProblem) -> bool:
