@@ -2,6 +2,8 @@
 
 Run: ``python bench/benchserver.py --port N`` with the usual BOREALIS_* environment. ``POST /__bare``
 answers 200 straight from the outermost ASGI layer, on the same uvicorn, loop and process as the app.
+``POST /__fastapi`` is the reference DESIGN 10 quotes: a minimal FastAPI application of its own whose one
+route only parses the JSON body.
 
 With ``--without-storage`` the webhook does everything up to the hand-off to the writer (reading,
 parsing, the wire form) and answers at once: what the server's side of a delivery costs on its own, an
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 
 import uvicorn
+from fastapi import FastAPI, Request
 
 from borealis import migrate
 from borealis.app import create_app
@@ -22,8 +25,24 @@ from borealis.db import Database
 BARE_ANSWER = b'{"received":true}'
 
 
+def minimal_fastapi() -> FastAPI:
+    reference = FastAPI()
+
+    @reference.post("/__fastapi")
+    async def parse_only(request: Request) -> dict[str, bool]:
+        await request.json()
+        return {"received": True}
+
+    return reference
+
+
 def with_bare_endpoint(app):  # type: ignore[no-untyped-def]
+    reference = minimal_fastapi()
+
     async def outer(scope, receive, send):  # type: ignore[no-untyped-def]
+        if scope["type"] == "http" and scope["path"] == "/__fastapi":
+            await reference(scope, receive, send)
+            return
         if scope["type"] == "http" and scope["path"] == "/__bare":
             more = True
             while more:
