@@ -235,7 +235,7 @@ def install(app: Any) -> None:
 def _openapi_path() -> dict[str, Any]:
     """The webhook's entry in the OpenAPI document."""
 
-    def error(description: str) -> dict[str, Any]:
+    def refusal(description: str) -> dict[str, Any]:
         schema = {"$ref": "#/components/schemas/ErrorResponse"}
         return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -287,12 +287,12 @@ def _openapi_path() -> dict[str, Any]:
                     "description": "Stored (or counted as a redelivery, or recorded as a test).",
                     "content": {"application/json": {"schema": answer}},
                 },
-                "400": error("The body is not JSON, or not a JSON object."),
-                "401": error("The webhook secret is missing or wrong."),
-                "404": error("No Dynatrace connection for this user id."),
-                "413": error("The body is larger than the limit."),
-                "422": error("The body has no usable problem identity (the message names what is missing)."),
-                "503": error("Too many notifications queued; Dynatrace sends it again."),
+                "400": refusal("The body is not JSON, or not a JSON object."),
+                "401": refusal("The webhook secret is missing or wrong."),
+                "404": refusal("No Dynatrace connection for this user id."),
+                "413": refusal("The body is larger than the limit."),
+                "422": refusal("The body has no usable problem identity (the message names what is missing)."),
+                "503": refusal("Too many notifications queued; Dynatrace sends it again."),
             },
         }
     }
