@@ -291,7 +291,9 @@ def _openapi_path() -> dict[str, Any]:
                 "401": refusal("The webhook secret is missing or wrong."),
                 "404": refusal("No Dynatrace connection for this user id."),
                 "413": refusal("The body is larger than the limit."),
-                "422": refusal("The body has no usable problem identity (the message names what is missing)."),
+                "422": refusal(
+                    "The body has no usable problem identity (the message names what is missing)."
+                ),
                 "503": refusal("Too many notifications queued; Dynatrace sends it again."),
             },
         }
