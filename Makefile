@@ -9,7 +9,7 @@ PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/test
 # The browser tests drive Debian's Chromium; a fresh machine gets it on the first `make test`.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-sqlite test-postgres lint format install bench clean
+.PHONY: run test test-sqlite test-postgres lint format install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)

@@ -22,6 +22,7 @@ from borealis.observability import (
     record_webhook,
     redact,
 )
+from tests.support.webhooks import notification, wire_connection
 
 FAMILIES = {
     "borealis_webhooks": "counter",
@@ -136,6 +137,20 @@ def test_log_line_is_json_with_the_request_id_and_secrets_redacted(client, captu
     assert "webhook-secret-value" not in json.dumps(entry)
     assert "0123456789abcdef" not in json.dumps(entry)
     assert "dt0c01.[REDACTED]" in entry["message"]
+
+
+def test_a_webhook_delivery_writes_the_access_line_with_its_secret_redacted(
+    client, account, app, database, captured_access_log
+):
+    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    response = client.post(wired.url, json=notification(), headers={"X-Request-ID": "req-hook-1"})
+    assert response.status_code == 200
+
+    lines = [json.loads(line) for line in captured_access_log.getvalue().splitlines()]
+    [entry] = [line for line in lines if line.get("requestId") == "req-hook-1"]
+    assert (entry["method"], entry["status"]) == ("POST", 200)
+    assert entry["path"] == f"{wired.path}?token=[REDACTED]"
+    assert wired.secret not in json.dumps(entry)
 
 
 def test_every_secret_form_is_redacted():

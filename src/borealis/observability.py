@@ -248,9 +248,28 @@ def configure_logging(level: str = "INFO", stream: TextIO | None = None) -> None
 access_logger = logging.getLogger("borealis.access")
 
 
+def log_access(scope: Scope, status: int, started: float) -> None:
+    """The access line of one request (method, path with the query, status, milliseconds); the log's
+    formatter redacts secrets in the query. Callers check ``access_logger`` is at DEBUG first."""
+    query = scope.get("query_string", b"").decode("latin-1")
+    path = scope.get("path", "") + (f"?{query}" if query else "")
+    access_logger.debug(
+        "%s %s %s",
+        scope.get("method", "?"),
+        path,
+        status,
+        extra={
+            "method": scope.get("method"),
+            "path": path,
+            "status": status,
+            "durationMs": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
+
+
 class AccessLogMiddleware:
-    """One DEBUG line per request (method, path with the query redacted, status, milliseconds). At the
-    default INFO level it costs one level check, which keeps the webhook path fast."""
+    """One DEBUG line per request (``log_access``). At the default INFO level it costs one level check.
+    Webhook deliveries, answered ahead of this middleware, write the same line themselves."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -271,17 +290,4 @@ class AccessLogMiddleware:
         try:
             await self.app(scope, receive, send_with_status)
         finally:
-            query = scope.get("query_string", b"").decode("latin-1")
-            path = scope.get("path", "") + (f"?{query}" if query else "")
-            access_logger.debug(
-                "%s %s %s",
-                scope.get("method", "?"),
-                path,
-                status,
-                extra={
-                    "method": scope.get("method"),
-                    "path": path,
-                    "status": status,
-                    "durationMs": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            log_access(scope, status, started)

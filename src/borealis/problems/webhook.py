@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from borealis import jsontext
 from borealis.db import utcnow
 from borealis.middleware import request_id_var
-from borealis.observability import record_webhook
+from borealis.observability import access_logger, log_access, record_webhook
 from borealis.problems.delivery import NOT_FOUND, NOT_STORED, UNAUTHORIZED, Answer, error, job
 from borealis.problems.schemas import WebhookAnswer
 from borealis.problems.writer import WriterClient
@@ -92,6 +92,8 @@ class WebhookEndpoint:
         await _send(send, answer)
         outcome = answer.body.get("outcome") if answer.status == 200 else answer.body["error"]["code"]
         record_webhook(str(outcome), time.perf_counter() - started if answer.status == 200 else None)
+        if access_logger.isEnabledFor(logging.DEBUG):
+            log_access(scope, answer.status, started)
 
 
 class WebhookFastPath:
