@@ -67,25 +67,17 @@ def with_bare_endpoint(app):  # type: ignore[no-untyped-def]
 
 def without_storage() -> None:
     """Answer each parsed delivery at once instead of handing it to the writer."""
-    from borealis.problems.delivery import Answer, Job, to_wire
+    from borealis.intake import IngestResult
+    from borealis.problems.delivery import Answer, Job, error, to_wire
     from borealis.problems.writer import WriterClient
 
     async def submit(self: WriterClient, job: Job) -> Answer:
         to_wire(job)
         notification = job.notification
         if notification is None:
-            return Answer(422, {"error": {"code": "invalid_payload", "message": job.rejection}})
-        return Answer(
-            200,
-            {
-                "received": True,
-                "outcome": "updated",
-                "problemId": notification.display_id,
-                "pid": notification.pid,
-                "state": notification.state,
-                "alertId": 0,
-            },
-        )
+            return error(422, "invalid_payload", job.rejection or "unusable body")
+        result = IngestResult("updated", 0, notification.display_id, notification.pid, notification.state)
+        return Answer(200, result.as_answer())
 
     WriterClient.submit = submit  # type: ignore[method-assign]
 
