@@ -265,13 +265,10 @@ class WebhookWriter:
 
     def process(self, jobs: list[Job]) -> list[Answer]:
         """Run jobs in one transaction and commit; returns one answer per job (raises on failure)."""
+        # Leaving the block closes the session, which rolls back whatever did not commit.
         with self.database.session(write=True) as session:
-            try:
-                answers = process(session, jobs)
-                session.commit()
-            except BaseException:
-                session.rollback()
-                raise
+            answers = process(session, jobs)
+            session.commit()
         if self._follow_ups_since is None and any(answer.status == 200 for answer in answers):
             self._follow_ups_since = time.monotonic()
         return answers
