@@ -13,6 +13,7 @@ import logging
 import secrets
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -59,13 +60,15 @@ class WebhookEndpoint:
     def __init__(self, app: Any) -> None:
         self.app = app
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send, user_id: str) -> None:
+    async def __call__(
+        self, scope: Scope, receive: Receive, send: Send, user_id: str, headers: _Headers
+    ) -> None:
         started = time.perf_counter()
         received_at = utcnow()
-        token = _token(scope)
+        token = headers.bearer or _query_token(scope)
         limit = self.app.state.settings.max_body_bytes
-        body, too_large = await _read_body(scope, receive, limit)
-        if too_large:
+        body = None if headers.content_length > limit else await _read_body(receive, limit)
+        if body is None:
             answer = error(413, "payload_too_large", f"request body is larger than {limit} bytes")
         elif not token:
             answer = error(401, "not_authenticated", UNAUTHORIZED)
@@ -83,7 +86,7 @@ class WebhookEndpoint:
                             token=token,
                             body=body,
                             received_at=received_at,
-                            content_type=_content_type(scope),
+                            content_type=headers.content_type,
                         )
                     )
                 except Exception:
@@ -112,7 +115,8 @@ class WebhookFastPath:
             and scope["path"] not in NOT_DELIVERIES
         ):
             user_id = scope["path"][len(PREFIX) :]
-            request_id = _request_id(scope)
+            headers = _read_headers(scope)
+            request_id = headers.request_id or _new_request_id()
             raw_id = request_id.encode("latin-1", "replace")
 
             async def send_with_id(message: Message) -> None:
@@ -122,7 +126,7 @@ class WebhookFastPath:
 
             token = request_id_var.set(request_id)
             try:
-                await self.endpoint(scope, receive, send_with_id, user_id)
+                await self.endpoint(scope, receive, send_with_id, user_id, headers)
             finally:
                 request_id_var.reset(token)
             return
@@ -135,27 +139,42 @@ _REQUEST_PREFIX = secrets.token_hex(4)
 _request_numbers = itertools.count(1)
 
 
-def _request_id(scope: Scope) -> str:
-    for name, value in scope["headers"]:
-        if name == b"x-request-id" and value:
-            return value.decode("latin-1")[:64]
+def _new_request_id() -> str:
     return f"{_REQUEST_PREFIX}{next(_request_numbers) & 0xFFFFFFFF:08x}"
 
 
-def _content_type(scope: Scope) -> str | None:
-    content_type = None
-    for name, value in scope["headers"]:
-        if name == b"content-type":
-            content_type = value.decode("latin-1")
-    return content_type
+@dataclass(slots=True)
+class _Headers:
+    """What the webhook reads of a request's headers, found in one pass over them."""
+
+    request_id: str | None = None
+    # The first ``Authorization: Bearer`` credential.
+    bearer: str | None = None
+    # The last Content-Type given.
+    content_type: str | None = None
+    # The largest Content-Length declared (0: none).
+    content_length: int = 0
 
 
-def _token(scope: Scope) -> str | None:
+def _read_headers(scope: Scope) -> _Headers:
+    found = _Headers()
     for name, value in scope["headers"]:
         if name == b"authorization":
-            scheme, _, credential = value.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and credential.strip():
-                return credential.strip()
+            if found.bearer is None:
+                scheme, _, credential = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and credential.strip():
+                    found.bearer = credential.strip()
+        elif name == b"content-type":
+            found.content_type = value.decode("latin-1")
+        elif name == b"content-length":
+            if value.isdigit():
+                found.content_length = max(found.content_length, int(value))
+        elif name == b"x-request-id" and value and found.request_id is None:
+            found.request_id = value.decode("latin-1")[:64]
+    return found
+
+
+def _query_token(scope: Scope) -> str | None:
     query = scope.get("query_string", b"")
     if b"token=" not in query:
         return None
@@ -170,10 +189,8 @@ def _token(scope: Scope) -> str | None:
     return values[0] if values and values[0] else None
 
 
-async def _read_body(scope: Scope, receive: Receive, limit: int) -> tuple[bytes, bool]:
-    for name, value in scope["headers"]:
-        if name == b"content-length" and value.isdigit() and int(value) > limit:
-            return b"", True
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The body, or None once it grows past ``limit``."""
     chunks: list[bytes] = []
     size = 0
     while True:
@@ -183,11 +200,11 @@ async def _read_body(scope: Scope, receive: Receive, limit: int) -> tuple[bytes,
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            return b"", True
+            return None
         chunks.append(chunk)
         if not message.get("more_body", False):
             break
-    return b"".join(chunks), False
+    return b"".join(chunks)
 
 
 async def _send(send: Send, answer: Answer) -> None:
