@@ -1,6 +1,6 @@
 """Root-cause scenarios: Dynatrace data (problems, entities, events, logs, metrics) with the known cause.
 
-Built from the real API responses in shared/dynatrace/api-samples/ where one fits (the memory
+Built from the real API responses in tests/fixtures/dynatrace/api-samples/ where one fits (the memory
 exhaustion problem, the deployment and restart events, the host with its relationships), and completed
 with data of the same shape. Each scenario can be turned into evidence directly (analyzer tests) or loaded
 into the fake Dynatrace (tests of the whole path).
