@@ -455,6 +455,7 @@ def narrate(
                     **answer.model_dump(),
                     not_checked=gaps,
                     candidates=baseline.candidates,
+                    walk=baseline.walk,
                     evidence=evidence,
                 )
                 return Narrative(report, True, None, usage, attempts)

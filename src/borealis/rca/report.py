@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 
@@ -63,6 +64,59 @@ class Candidate(CamelModel):
     reasons: list[Claim] = Field(default_factory=list)
 
 
+NodeState = Literal["cause", "anomalous", "healthy", "not_checked"]
+
+
+class PathHop(CamelModel):
+    """One entity on the way from the symptom down to the cause, with the figure that shows its trouble.
+
+    ``timestamps`` (UTC milliseconds) and ``values`` are the hop's key series over the baseline and the
+    incident window; ``baseline_low`` and ``baseline_high`` bound its normal range (the band drawn behind
+    the sparkline), and ``onset`` is the first anomalous point.
+    """
+
+    entity: EntityRef
+    role: Literal["symptom", "path", "cause"]
+    figure: str
+    metric: str | None = None
+    unit: str | None = None
+    baseline: float | None = None
+    baseline_low: float | None = None
+    baseline_high: float | None = None
+    peak: float | None = None
+    onset: datetime | None = None
+    timestamps: list[int] = Field(default_factory=list)
+    values: list[float | None] = Field(default_factory=list)
+    evidence_ids: list[str] = Field(default_factory=list)
+
+
+class GraphNode(CamelModel):
+    """An entity the walk looked at: the cause, anomalous, checked and healthy, or not checked."""
+
+    entity: EntityRef
+    state: NodeState
+    impacted: bool = False
+    depth: int = 0
+
+
+class GraphEdge(CamelModel):
+    """``source`` depends on ``target`` (calls it, runs on it)."""
+
+    source: str
+    target: str
+
+
+class Walk(CamelModel):
+    """What the dependency walk saw: the path from the symptom to the cause and the graph around it."""
+
+    path: list[PathHop] = Field(default_factory=list)
+    nodes: list[GraphNode] = Field(default_factory=list)
+    edges: list[GraphEdge] = Field(default_factory=list)
+    # Entities the walk reached, and Dynatrace API calls the whole analysis made.
+    entities_checked: int = 0
+    calls: int = 0
+
+
 class NarrativeReport(CamelModel):
     """The part of a report that is told, and all a model may write: the evidence, the gaps and the
     ranking stay as gathered."""
@@ -80,6 +134,7 @@ class NarrativeReport(CamelModel):
 class Report(NarrativeReport):
     not_checked: list[NotChecked] = Field(default_factory=list)
     candidates: list[Candidate] = Field(default_factory=list)
+    walk: Walk = Field(default_factory=Walk)
     evidence: list[Evidence] = Field(default_factory=list)
 
     def cited_ids(self) -> set[str]:
