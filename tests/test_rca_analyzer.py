@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from borealis.rca.analyzer import analyze
-from borealis.rca.evidence import EvidenceBook, Links, NotChecked, Window, metric_change
+from borealis.rca.evidence import EvidenceBook, Links, NotChecked, Window
 from borealis.rca.report import Verdict, render_markdown
 from tests.support.rca_scenarios import (
     ENVIRONMENT,
@@ -204,24 +204,12 @@ def test_markdown_shows_every_section_of_a_confirmed_report():
     assert "\\[E" not in markdown
 
 
-def test_metric_change_compares_the_baseline_with_the_peak_after_the_start():
-    stamps = [1000 * 60 * i for i in range(10)]
-    start = datetime.fromtimestamp(5 * 60, tz=UTC)
-    change = metric_change(stamps, [10, 10, 12, 8, 10, 40, 50, 45, None, 44], start)
-    assert change is not None
-    assert change.anomalous
-    assert change.before == 10
-    assert change.peak == 50
-    assert change.first_high == stamps[5]
-    flat = metric_change(stamps, [10] * 10, start)
-    assert flat is not None
-    assert not flat.anomalous
-
-
-def test_window_resolution_fits_about_sixty_points():
-    window = Window(start=T0, end=T0 + timedelta(hours=2), incident_start=T0)
-    assert window.metric_resolution() == "2m"
-    assert Window(start=T0, end=T0 + timedelta(hours=60), incident_start=T0).metric_resolution() == "1h"
+def test_window_resolution_fits_the_baseline_and_the_window_in_about_240_points():
+    window = Window(start=T0 - timedelta(minutes=30), end=T0 + timedelta(hours=2), incident_start=T0)
+    assert window.baseline_start == T0 - timedelta(hours=2)
+    assert window.metric_resolution() == "1m"
+    long = Window(start=T0, end=T0 + timedelta(hours=238), incident_start=T0)
+    assert long.metric_resolution() == "1h"
 
 
 def test_evidence_book_keeps_one_item_per_fact():

@@ -189,7 +189,7 @@ def test_a_new_incident_gets_an_evidence_backed_report(setup):
     assert set(report["rootCause"]["evidenceIds"]) <= ids
     assert report["notChecked"] == []
     sources = " ".join(item["source"] for item in report["evidence"])
-    for path in ("/api/v2/problems/", "/api/v2/entities/", "/api/v2/events", "/api/v2/logs/search"):
+    for path in ("/api/v2/problems/", "/api/v2/entities?", "/api/v2/events", "/api/v2/logs/search"):
         assert path in sources
     assert "**Verdict: CONFIRMED**" in rca["markdown"]
     assert rca["startedAt"]

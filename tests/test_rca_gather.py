@@ -65,7 +65,10 @@ def test_the_queries_use_the_window_an_entity_selector_and_a_fitting_resolution(
         r.params["query"] == 'status="ERROR" AND dt.entity.service="SERVICE-596877472CDAA92E"' for r in logs
     )
     metrics = fake_dynatrace.requests_to("/api/v2/metrics/query")
-    assert {r.params["resolution"] for r in metrics} == {"2m"}
+    # One query per entity type reads the two-hour baseline and the incident window together.
+    assert {r.params["resolution"] for r in metrics} == {"1m"}
+    assert {int(r.params["from"]) for r in metrics} == {scenario.problems[0]["startTime"] - 2 * 3600 * 1000}
+    assert len(metrics) == len({r.params["entitySelector"] for r in metrics})
 
 
 def test_missing_scopes_known_from_the_token_go_to_not_checked_without_a_call(connect, fake_dynatrace):
@@ -166,9 +169,10 @@ def test_entities_enrichment_cached_are_read_from_the_cache(connect, fake_dynatr
     investigation = investigate(
         client, scenario.facts(), now=scenario.now, scopes=list(ALL_SCOPES), cached_entities=cached
     )
-    assert fake_dynatrace.requests_to(f"/api/v2/entities/{service}") == []
+    listed = [r.params["entitySelector"] for r in fake_dynatrace.requests_to("/api/v2/entities")]
+    assert not any(service in selector for selector in listed)
     (item,) = [
         e for e in investigation.book.items if e.kind is EvidenceKind.ENTITY and e.entity.id == service
     ]
     assert item.source.startswith("entity cache")
-    assert fake_dynatrace.requests_to("/api/v2/entities/APPLICATION-3F2C4A7B9D1E5F60")
+    assert any("APPLICATION-3F2C4A7B9D1E5F60" in selector for selector in listed)

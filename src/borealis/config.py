@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     rca_rate_limit_per_hour: int = Field(default=60, ge=0)
     rca_debounce_seconds: int = Field(default=60, ge=0, le=3600)
     rca_lookback_minutes: int = Field(default=30, ge=1, le=24 * 60)
+    # The walk below the symptom: how many calls deep and how many entities in all, and the baseline
+    # before the start that every metric is judged against.
+    rca_max_depth: int = Field(default=4, ge=1, le=10)
+    rca_max_entities: int = Field(default=100, ge=5, le=1000)
+    rca_baseline_minutes: int = Field(default=120, ge=15, le=7 * 24 * 60)
     # Optional narrative by any OpenAI-compatible endpoint (OpenAI, Azure, Ollama, vLLM, ...).
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None

@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from borealis.rca.evidence import (
-    KEY_METRICS,
     EntityRef,
     EvidenceBook,
     Links,
@@ -31,7 +30,6 @@ from tests.support.shared import API_SAMPLES
 
 SAMPLES = API_SAMPLES
 ENVIRONMENT = "https://abc12345.live.dynatrace.com"
-METRIC_LABELS = {metric: label for pairs in KEY_METRICS.values() for metric, label in pairs}
 T0 = datetime(2024, 5, 14, 10, 0, tzinfo=UTC)
 
 
@@ -229,6 +227,14 @@ class Scenario:
             fake.problems[p["problemId"]] = copy.deepcopy(p)
         for e in self.entities:
             fake.entities[e["entityId"]] = copy.deepcopy(e)
+        # The environment knows every entity the scenario's entities point at, even those it says
+        # nothing more about (a host, its disks): an entity documented by its id alone.
+        for e in self.entities:
+            for direction in ("fromRelationships", "toRelationships"):
+                for targets in (e.get(direction) or {}).values():
+                    for target in targets:
+                        if target["id"] not in fake.entities:
+                            fake.add_entity(target["id"])
         for e in self.events:
             fake.add_event(copy.deepcopy(e))
         for record in self.logs:
@@ -265,7 +271,6 @@ class Scenario:
             for entity_id, data in per_entity.items():
                 book.add_metric(
                     metric_id=metric_id,
-                    label=METRIC_LABELS.get(metric_id, metric_id),
                     entity=EntityRef(id=entity_id),
                     timestamps=data["timestamps"],
                     values=data["values"],

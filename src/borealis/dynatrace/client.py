@@ -299,6 +299,25 @@ class DynatraceClient:
         )
         return _object(body, "entity")
 
+    def list_entities(
+        self, entity_selector: str, fields: Sequence[str] | str | None = None, *, page_size: int = 500
+    ) -> list[dict[str, Any]]:
+        """Every entity the selector matches (all pages), with the extra ``fields`` asked for."""
+        params: dict[str, QueryValue] = {
+            "entitySelector": entity_selector,
+            "fields": _fields(fields, plus=True),
+            "pageSize": page_size,
+        }
+        return list(
+            self.paged(
+                "/api/v2/entities",
+                "entities",
+                params=params,
+                scope="entities.read",
+                endpoint="GET /api/v2/entities",
+            )
+        )
+
     def list_events(
         self,
         from_: datetime | int | str,

@@ -31,16 +31,25 @@ from borealis.rca.evidence import (
     NotChecked,
     entity_ref,
     entity_type_of,
+    format_value,
+    from_millis,
+    metric_label,
 )
+from borealis.rca.explain import Anomaly, WalkFacts
+from borealis.rca.explain import walk as explain_walk
 from borealis.rca.report import (
     Candidate,
     Claim,
+    GraphEdge,
+    GraphNode,
     Impact,
+    PathHop,
     Report,
     RootCause,
     RuledOut,
     TimelineEntry,
     Verdict,
+    Walk,
 )
 from borealis.rca.topology import Components, dependencies, reached_from, reaches
 
@@ -68,9 +77,24 @@ class Weights:
     unrelated_infrastructure_factor: float = 0.5
     likely_minimum: float = 3.0
     clear_lead: float = 1.5
+    # The walk (when the impacted entities' metrics were judged against their baselines).
+    walk_leaf: float = 4.0
+    walk_hop: float = 1.0
+    walk_magnitude: float = 1.0
+    walk_first_onset: float = 1.0
+    walk_more_paths: float = 0.5
+    walk_depth: float = 0.25
+    external_factor: float = 0.5
+    # A change on something whose metrics stayed within their baseline explains little.
+    healthy_change_factor: float = 0.25
+    # A lead is clear when the top is this far ahead of the second, in points and as a ratio.
+    clear_margin: float = 2.0
+    clear_ratio: float = 1.25
 
 
 WEIGHTS = Weights()
+# The graph the report draws: the path, the anomalous subgraph and what hangs directly below, so many.
+MAX_DRAWN_NODES = 40
 
 
 @dataclass
@@ -166,7 +190,9 @@ class _Analysis:
         starts = [p.start for p in self.problems if p.start]
         self.start: datetime | None = min(starts) if starts else None
         self.depends: dict[str, set[str]] = {}
+        self.comp_depends: dict[str, set[str]] = {}
         self.roots: set[str] = set()
+        self.walk: WalkFacts | None = None
 
     # --- collection -------------------------------------------------------------------------------
 
@@ -210,6 +236,9 @@ class _Analysis:
         for key, members in self.components.members().items():
             signals.setdefault(key, Signals()).members = members
 
+        impacted = {
+            self.components.find(ref.id) for problem in self.problems for ref in self._impacted(problem)
+        }
         grace = timedelta(minutes=5)
         for item in self.evidence:
             if item.kind is EvidenceKind.PROBLEM:
@@ -222,11 +251,13 @@ class _Analysis:
                 continue
             target = of(item.entity.id)
             trouble = False
+            symptom = self.components.find(item.entity.id) in impacted
             if item.kind is EvidenceKind.FINDING:
                 (target.relevant_findings if item.root_cause_relevant else target.symptom_findings).append(
                     item.id
                 )
-                trouble = True
+                # The problem's own events on what it impacts describe the symptom, not a cause.
+                trouble = item.root_cause_relevant or not symptom
             elif item.kind is EvidenceKind.EVENT:
                 event_type = (item.event_type or "").upper()
                 if event_type in CHANGE_EVENT_TYPES:
@@ -240,7 +271,7 @@ class _Analysis:
                     if self.start is None or item.start is None or item.start <= self.start + grace:
                         target.restarts.append(item.id)
                         trouble = True
-                elif event_type not in INFO_EVENT_TYPES:
+                elif event_type not in INFO_EVENT_TYPES and (item.root_cause_relevant or not symptom):
                     target.anomaly_events.append(item.id)
                     trouble = True
             elif item.kind is EvidenceKind.LOGS:
@@ -257,6 +288,13 @@ class _Analysis:
                 elif item.start == target.first_wrong:
                     target.first_wrong_ids.append(item.id)
         self._topology_pass(signals)
+        self.walk = explain_walk(
+            self.evidence,
+            self.not_checked,
+            self.components,
+            self.comp_depends,
+            [ref.id for problem in self.problems for ref in self._impacted(problem)],
+        )
         return signals
 
     def _topology_pass(self, signals: dict[str, Signals]) -> None:
@@ -268,6 +306,7 @@ class _Analysis:
                 b = self.components.find(target)
                 if a != b:
                     comp_depends.setdefault(a, set()).add(b)
+        self.comp_depends = comp_depends
         impacted = sorted({key for key, s in signals.items() if s.impacted_in})
         reach: dict[str, set[str]] = {}
         for origin in impacted:
@@ -323,17 +362,23 @@ class _Analysis:
         types = {entity_type_of(m) for m in signal.members}
         return bool(types) and types <= INFRASTRUCTURE_TYPES
 
+    @property
+    def walking(self) -> bool:
+        return self.walk is not None and self.walk.applies
+
     def rank(self, signals: dict[str, Signals]) -> list[Ranked]:
         w = self.w
         earliest = min((s.first_wrong for s in signals.values() if s.first_wrong), default=None)
-        firsts = [k for k, s in signals.items() if earliest and s.first_wrong == earliest]
+        firsts = [
+            k for k, s in signals.items() if earliest and s.first_wrong == earliest and not self.walking
+        ]
         ranked: list[Ranked] = []
         for key, s in signals.items():
             if not s.own_trouble:
                 continue
             entity = self.representative(key, s)
             reasons: list[Claim] = []
-            score = 0.0
+            score = self._walk_score(key, reasons) if self.walking else 0.0
             if s.dynatrace_root:
                 score += w.dynatrace_root_cause + w.dynatrace_root_cause_repeat * min(
                     len(s.dynatrace_root) - 1, 2
@@ -357,8 +402,14 @@ class _Analysis:
                     )
                 )
             if s.changes:
-                score += w.change_before_start
-                reasons.append(Claim(text=self._change_text(s.changes), evidence_ids=s.changes))
+                node = self.walk.nodes.get(key) if self.walking and self.walk else None
+                if node is not None and node.judged and not node.anomalous:
+                    score += w.change_before_start * w.healthy_change_factor
+                    text = self._change_text(s.changes) + ", but its metrics stayed within their baseline"
+                else:
+                    score += w.change_before_start
+                    text = self._change_text(s.changes)
+                reasons.append(Claim(text=text, evidence_ids=s.changes))
             if s.restarts:
                 score += w.restart
                 reasons.append(
@@ -378,7 +429,7 @@ class _Analysis:
             if s.error_logs:
                 score += w.error_logs
                 reasons.append(Claim(text="error log records in the window", evidence_ids=s.error_logs))
-            if s.metric_anomalies:
+            if s.metric_anomalies and not self.walking:
                 score += w.metric_anomaly
                 reasons.append(
                     Claim(
@@ -424,6 +475,15 @@ class _Analysis:
                         evidence_ids=s.first_wrong_ids,
                     )
                 )
+            if self.walking and self.walk and self._external_behind_monitored(key):
+                score *= w.external_factor
+                reasons.append(
+                    Claim(
+                        text="an external service, often only the caller's view of a failing call, while a "
+                        "monitored service is also in trouble at the bottom of the path: weighed down",
+                        evidence_ids=s.metric_anomalies[:3],
+                    )
+                )
             if self._is_noise(key, s):
                 score *= w.unrelated_infrastructure_factor
                 reasons.append(
@@ -435,6 +495,74 @@ class _Analysis:
             ranked.append(Ranked(key=key, entity=entity, signals=s, score=round(score, 2), reasons=reasons))
         ranked.sort(key=lambda r: (-r.score, self._app_first(r), r.entity.id))
         return ranked
+
+    def _walk_score(self, key: str, reasons: list[Claim]) -> float:
+        """What the walk says of one component: a leaf of the anomalous subgraph (nothing below explains
+        its trouble) leads, by the size of its trouble, how early it began, and how deep it lies."""
+        walk, w = self.walk, self.w
+        assert walk is not None
+        node = walk.nodes.get(key)
+        if node is None or key not in walk.subgraph or not node.anomalous:
+            return 0.0
+        ids = [a.evidence_id for a in node.anomalies]
+        strongest = node.strongest()
+        figure = self._figure(strongest) if strongest else "anomalous"
+        score = w.walk_magnitude * node.magnitude
+        if walk.is_leaf(key):
+            score += w.walk_leaf
+            what = (
+                "nothing it depends on shows trouble that explains it"
+                if key not in walk.impacted
+                else "none of its dependencies shows trouble that explains it"
+            )
+            reasons.append(Claim(text=f"{figure}, and {what}", evidence_ids=ids))
+        elif key not in walk.impacted:
+            score += w.walk_hop
+            reasons.append(Claim(text=f"{figure}, on the way down from the symptom", evidence_ids=ids))
+        else:
+            reasons.append(
+                Claim(text=f"{figure}: the symptom, explained by what it depends on", evidence_ids=ids)
+            )
+            return 0.0
+        depth = walk.depth.get(key, 0)
+        score += w.walk_depth * min(depth, 4)
+        paths = len(walk.reached_by.get(key, ())) - 1
+        if paths > 0:
+            score += w.walk_more_paths * paths
+            reasons.append(Claim(text=f"{paths + 1} impacted entities lead down to it", evidence_ids=ids[:2]))
+        onsets = sorted(
+            (walk.nodes[k].onset, k) for k in walk.leaves if walk.nodes[k].onset is not None and k != key
+        )
+        if (
+            node.onset is not None
+            and walk.is_leaf(key)
+            and (not onsets or node.onset + 2 * 60_000 <= onsets[0][0])
+        ):
+            score += w.walk_first_onset
+            reasons.append(
+                Claim(
+                    text=f"its trouble began first, at {from_millis(node.onset):%H:%M} UTC",
+                    evidence_ids=ids[:2],
+                )
+            )
+        return score
+
+    def _figure(self, anomaly: Anomaly) -> str:
+        """One hop's figure: ``response time 38 ms → 410 ms from 10:42 UTC``."""
+        data = self.by_id[anomaly.evidence_id].data
+        unit = str(data.get("unit") or "")
+        label = metric_label(anomaly.metric_id)
+        before = format_value(float(data.get("baseline") or 0.0), unit)
+        after = format_value(float(data.get("level") or 0.0), unit)
+        return f"{label} {before} → {after} from {from_millis(anomaly.onset):%H:%M} UTC"
+
+    def _external_behind_monitored(self, key: str) -> bool:
+        walk = self.walk
+        assert walk is not None
+        node = walk.nodes.get(key)
+        if node is None or not node.external or not walk.is_leaf(key):
+            return False
+        return any(not walk.nodes[k].external for k in walk.leaves if k != key)
 
     def _is_noise(self, key: str, s: Signals) -> bool:
         """Infrastructure in trouble that cannot explain the rest of the incident: nothing impacted (beyond
@@ -495,18 +623,16 @@ class _Analysis:
 
     def report(self) -> Report:
         signals = self.collect()
+        self.signals = signals
         ranked = self.rank(signals)
         top = ranked[0] if ranked else None
         second = ranked[1] if len(ranked) > 1 else None
-        clear = top is not None and (second is None or top.score >= self.w.clear_lead * second.score)
         roots = {k for k, s in signals.items() if s.dynatrace_root}
         self.roots = roots
-        if top and top.key in roots and top.signals.corroboration and clear:
-            verdict = Verdict.CONFIRMED
-        elif top and clear and top.score >= self.w.likely_minimum and top.signals.cause_signal:
-            verdict = Verdict.LIKELY
-        else:
-            verdict = Verdict.INCONCLUSIVE
+        self.doubts: list[str] = []
+        verdict = (
+            self._walk_verdict(top, second, roots) if self.walking else self._verdict(top, second, roots)
+        )
 
         root_cause = self._root_cause(verdict, top, second, roots, signals)
         ruled_out = self._ruled_out(ranked, top, verdict, signals)
@@ -522,8 +648,168 @@ class _Analysis:
             not_checked=self.not_checked,
             next_steps=self._next_steps(verdict, top, second),
             candidates=[Candidate(entity=r.entity, score=r.score, reasons=r.reasons) for r in ranked[:5]],
+            walk=self._walk_report(verdict, top),
             evidence=self.evidence,
         )
+
+    # --- the walk as the report draws it ---------------------------------------------------------------
+
+    def _walk_report(self, verdict: Verdict, top: Ranked | None) -> Walk:
+        checked = sum(1 for item in self.evidence if item.kind is EvidenceKind.ENTITY)
+        walk = self.walk
+        if walk is None or not walk.applies:
+            return Walk(entities_checked=checked)
+        cause = top.key if top is not None and top.key in walk.subgraph else None
+        path = walk.path_to(cause) if cause else walk.impacted[:1]
+        hops = []
+        for index, key in enumerate(path):
+            if index == len(path) - 1 and cause is not None and verdict is not Verdict.INCONCLUSIVE:
+                role = "cause"
+            elif index == 0:
+                role = "symptom"
+            else:
+                role = "path"
+            hops.append(self._hop(key, role))
+        shown = list(dict.fromkeys([*path, *walk.impacted, *walk.leaves, *sorted(walk.subgraph)]))
+        for key in list(shown):
+            shown.extend(b for b in sorted(self.comp_depends.get(key, ())) if b not in shown)
+        shown = shown[:MAX_DRAWN_NODES]
+        depth = dict(walk.depth)
+        for key in shown:
+            for below in self.comp_depends.get(key, ()):
+                if below not in depth and key in depth:
+                    depth[below] = depth[key] + 1
+        nodes = []
+        for key in shown:
+            node = walk.nodes.get(key)
+            if key == cause and verdict is not Verdict.INCONCLUSIVE:
+                state = "cause"
+            elif node is not None and node.anomalous:
+                state = "anomalous"
+            elif node is not None and node.unknown:
+                state = "not_checked"
+            else:
+                state = "healthy"
+            nodes.append(
+                GraphNode(
+                    entity=self._entity_of(key),
+                    state=state,
+                    impacted=key in walk.impacted,
+                    depth=depth.get(key, 0),
+                )
+            )
+        drawn = set(shown)
+        edges = [
+            GraphEdge(source=self._entity_of(a).id, target=self._entity_of(b).id)
+            for a in shown
+            for b in sorted(self.comp_depends.get(a, ()))
+            if b in drawn
+        ]
+        return Walk(path=hops, nodes=nodes, edges=edges, entities_checked=checked)
+
+    def _entity_of(self, key: str) -> EntityRef:
+        signal = self.signals.get(key)
+        return self.representative(key, signal) if signal else self.names.get(key, EntityRef(id=key))
+
+    def _hop(self, key: str, role: str) -> PathHop:
+        walk = self.walk
+        assert walk is not None
+        node = walk.nodes.get(key)
+        anomaly = node.strongest() if node else None
+        entity = self._entity_of(key)
+        if anomaly is None:
+            series = next(
+                (
+                    item
+                    for item in self.evidence
+                    if item.kind is EvidenceKind.METRIC
+                    and item.entity
+                    and self.components.find(item.entity.id) == key
+                ),
+                None,
+            )
+            figure = (
+                "no data: walked past"
+                if node is not None and node.unknown
+                else "its key metrics stayed within their baseline"
+            )
+            ids = [series.id] if series else []
+        else:
+            series = self.by_id[anomaly.evidence_id]
+            figure = self._figure(anomaly)
+            ids = [a.evidence_id for a in node.anomalies] if node else [anomaly.evidence_id]
+        data = series.data if series is not None else {}
+        return PathHop(
+            entity=entity,
+            role=role,
+            figure=f"{entity.name or entity.id}: {figure}",
+            metric=metric_label(str(data["metricId"])) if data.get("metricId") else None,
+            unit=data.get("unit"),
+            baseline=data.get("baseline"),
+            baseline_low=data.get("low"),
+            baseline_high=data.get("high"),
+            peak=data.get("peak"),
+            onset=from_millis(data.get("onset")) if data.get("onset") else None,
+            timestamps=[int(t) for t in data.get("timestamps") or []],
+            values=[None if v is None else float(v) for v in data.get("values") or []],
+            evidence_ids=ids,
+        )
+
+    def _verdict(self, top: Ranked | None, second: Ranked | None, roots: set[str]) -> Verdict:
+        """Without the walk (no metrics of the impacted entities): the evidence's own weight decides."""
+        clear = top is not None and (second is None or top.score >= self.w.clear_lead * second.score)
+        if top and top.key in roots and top.signals.corroboration and clear:
+            return Verdict.CONFIRMED
+        if top and clear and top.score >= self.w.likely_minimum and top.signals.cause_signal:
+            return Verdict.LIKELY
+        return Verdict.INCONCLUSIVE
+
+    def _walk_verdict(self, top: Ranked | None, second: Ranked | None, roots: set[str]) -> Verdict:
+        """CONFIRMED when Davis and the walk agree; LIKELY for a leaf of the walk clearly ahead with
+        nothing unknown below or on the way to it; otherwise INCONCLUSIVE, with the doubts said."""
+        walk, w = self.walk, self.w
+        assert walk is not None
+        if top is None:
+            return Verdict.INCONCLUSIVE
+        clear = second is None or (
+            top.score - second.score >= w.clear_margin and top.score >= w.clear_ratio * second.score
+        )
+        leaf = walk.is_leaf(top.key)
+        if top.key in roots and (leaf or top.key in walk.subgraph) and clear:
+            return Verdict.CONFIRMED
+        doubts = self.doubts
+        if not leaf:
+            if top.key in roots:
+                doubts.append(
+                    f"Dynatrace names {top.entity.label}, but its metrics do not explain the symptom"
+                )
+            else:
+                doubts.append(
+                    f"the walk found no anomalous dependency that explains the symptom below {top.entity.label}"
+                )
+        if not clear and second is not None:
+            doubts.append(f"{second.entity.label} is close behind (score {second.score} against {top.score})")
+        unknown = walk.unknown_below.get(top.key, [])
+        if unknown:
+            doubts.append(
+                f"what {top.entity.label} depends on could not all be checked ({self._names(unknown)})"
+            )
+        gaps = walk.gaps_on_path.get(top.key, [])
+        if gaps:
+            doubts.append(f"data was missing on the path to it ({self._names(gaps)})")
+        if top.key in walk.impacted and not top.signals.changes:
+            doubts.append(
+                f"nothing below {top.entity.label} is anomalous while its own figures are: the trouble is in "
+                "it or in something Dynatrace does not see, and no change on it says which"
+            )
+        if roots and top.key not in roots:
+            named = ", ".join(self.representative(k, self.signals[k]).label for k in sorted(roots))
+            doubts.append(f"Dynatrace names {named} instead")
+        return Verdict.INCONCLUSIVE if doubts else Verdict.LIKELY
+
+    def _names(self, keys: Sequence[str]) -> str:
+        names = [self.representative(k, self.signals[k]).name or k if k in self.signals else k for k in keys]
+        return ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
     def _all_reason_ids(self, ranked: Ranked) -> list[str]:
         return _unique(i for reason in ranked.reasons for i in reason.evidence_ids)
@@ -548,6 +834,8 @@ class _Analysis:
                     )
                     + "."
                 )
+            if self.doubts:
+                text += " Why it is not settled: " + "; ".join(self.doubts) + "."
             text += " What would settle it: " + " ".join(self._settle(top, second, roots))
             ids = _unique(i for r in leading for i in self._all_reason_ids(r))
             return RootCause(entity=None, explanation=text.strip(), evidence_ids=ids)
@@ -561,9 +849,28 @@ class _Analysis:
                 lead += f" Dynatrace names {named} instead; the evidence here points elsewhere."
             elif top.key in roots:
                 lead += " Dynatrace names it too, but nothing gathered here corroborates it yet."
+        path = self._path_text(top)
         return RootCause(
-            entity=top.entity, explanation=f"{lead} Why: {reasons}.", evidence_ids=self._all_reason_ids(top)
+            entity=top.entity,
+            explanation=f"{lead} Why: {reasons}." + (f" Path: {path}." if path else ""),
+            evidence_ids=self._all_reason_ids(top),
         )
+
+    def _path_text(self, top: Ranked) -> str:
+        """``checkout-api → payment-svc → payments-db`` with each hop's figure."""
+        walk = self.walk
+        if walk is None or not walk.applies or top.key not in walk.subgraph:
+            return ""
+        keys = walk.path_to(top.key)
+        if len(keys) < 2:
+            return ""
+        parts = []
+        for key in keys:
+            node = walk.nodes.get(key)
+            anomaly = node.strongest() if node else None
+            name = self._entity_of(key).name or key
+            parts.append(f"{name} ({self._figure(anomaly)})" if anomaly else name)
+        return " → ".join(parts)
 
     def _settle(self, top: Ranked | None, second: Ranked | None, roots: set[str]) -> list[str]:
         steps = []
@@ -826,10 +1133,15 @@ def analyze(
     return _Analysis(evidence, not_checked, lookback=lookback, weights=weights).report()
 
 
-def suspects(evidence: Sequence[Evidence], *, lookback: timedelta = timedelta(minutes=30)) -> list[str]:
+def suspects(
+    evidence: Sequence[Evidence],
+    not_checked: Sequence[NotChecked] = (),
+    *,
+    lookback: timedelta = timedelta(minutes=30),
+) -> list[str]:
     """Entity ids worth a closer look, most suspicious first: the gathering plan's ranking of what to
     query next (ranked candidates and their members, then the remaining impacted entities)."""
-    analysis = _Analysis(evidence, (), lookback=lookback, weights=WEIGHTS)
+    analysis = _Analysis(evidence, not_checked, lookback=lookback, weights=WEIGHTS)
     signals = analysis.collect()
     seen_in_evidence = {item.entity.id for item in evidence if item.entity}
     order: list[str] = []

@@ -9,13 +9,14 @@ Pure: no database, no network.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import quote
 
+from borealis.rca.anomaly import ONSET_LEAD, RULES, Judgement, judge, resolution_for
 from borealis.schemas import CamelModel
 
 ENTITY_ID_PATTERN = re.compile(r"\b[A-Z][A-Z0-9_]*-[0-9A-F]{16}\b")
@@ -65,6 +66,8 @@ class NotChecked(CamelModel):
     reason: str
     code: NotCheckedCode
     scope: str | None = None
+    # The entities this gap leaves unexamined, when known (the analyzer treats them as unknown, not healthy).
+    entity_ids: list[str] = []
 
 
 # Event types that mean somebody changed something: the strongest hint when they come just before a start.
@@ -208,11 +211,12 @@ class ProblemFacts:
 @dataclass(frozen=True)
 class Window:
     """The time range the investigation looks at: a little before the first start (changes that led up to
-    it) until the last end (or now)."""
+    it) until the last end (or now), and the baseline before it that metrics are judged against."""
 
     start: datetime
     end: datetime
     incident_start: datetime
+    baseline: timedelta = timedelta(hours=2)
 
     @classmethod
     def around(
@@ -221,6 +225,7 @@ class Window:
         *,
         now: datetime,
         lookback: timedelta = timedelta(minutes=30),
+        baseline: timedelta = timedelta(hours=2),
         max_span: timedelta = timedelta(hours=24),
     ) -> Window:
         starts = [p.start for p in problems if p.start is not None]
@@ -229,18 +234,25 @@ class Window:
         still_open = any(p.end is None for p in problems) or not ends
         last = now if still_open else max(ends) + timedelta(minutes=5)
         last = min(max(last, first + timedelta(minutes=10)), first + max_span, max(now, first))
-        return cls(start=first - lookback, end=max(last, first), incident_start=first)
+        return cls(start=first - lookback, end=max(last, first), incident_start=first, baseline=baseline)
 
     @property
     def span(self) -> timedelta:
         return self.end - self.start
 
-    def metric_resolution(self, points: int = 60) -> str:
-        """A resolution that gives about ``points`` data points over the window (Dynatrace's ``Nm``/``Nh``)."""
-        minutes = max(1, -(-int(self.span.total_seconds() // 60) // points))
-        if minutes >= 60 and minutes % 60 == 0:
-            return f"{minutes // 60}h"
-        return f"{minutes}m"
+    @property
+    def baseline_start(self) -> datetime:
+        return self.incident_start - self.baseline
+
+    @property
+    def baseline_end(self) -> datetime:
+        """Where normal ends: a little before the start, since the cause goes wrong before Dynatrace
+        opens the problem on the symptom."""
+        return self.incident_start - ONSET_LEAD
+
+    def metric_resolution(self, points: int = 240) -> str:
+        """A resolution that gives at most about ``points`` points over the baseline and the window."""
+        return resolution_for(self.end - self.baseline_start, points)
 
 
 class Action(StrEnum):
@@ -274,7 +286,9 @@ class Step:
         return SCOPE_OF[self.action]
 
     def describe(self) -> str:
-        names = ", ".join(self.targets)
+        names = ", ".join(self.targets[:3]) + (
+            f" and {len(self.targets) - 3} more" if len(self.targets) > 3 else ""
+        )
         return {
             Action.PROBLEM: f"problem details of {names}",
             Action.ENTITY: f"entity and relationships of {names}",
@@ -284,70 +298,30 @@ class Step:
         }[self.action]
 
 
-@dataclass
-class Suspects:
-    """Entities worth a closer look, most suspicious first, and why each is on the list."""
-
-    order: list[str] = field(default_factory=list)
-    reasons: dict[str, list[str]] = field(default_factory=dict)
-
-    def add(self, entity_id: str | None, reason: str) -> None:
-        if not entity_id:
-            return
-        if entity_id not in self.reasons:
-            self.order.append(entity_id)
-            self.reasons[entity_id] = []
-        if reason not in self.reasons[entity_id]:
-            self.reasons[entity_id].append(reason)
-
-    def top(self, limit: int) -> list[str]:
-        return self.order[:limit]
-
-
 def problem_steps(problems: Sequence[ProblemFacts]) -> list[Step]:
     """First round: the details of every problem of the incident."""
     return [Step(Action.PROBLEM, (p.pid,)) for p in problems]
 
 
-def entity_steps(entity_ids: Iterable[str]) -> list[Step]:
-    """Second round: each entity with its relationships (one call per entity, as the API serves them)."""
-    return [Step(Action.ENTITY, (entity_id,)) for entity_id in dict.fromkeys(entity_ids)]
-
-
-def signal_steps(entity_ids: Sequence[str], window: Window) -> list[Step]:
-    """Third round: events, error logs and key metrics of the suspects. Events and metrics take several
-    ids of one type per call (the API's rule), logs one entity per query."""
-    by_type: dict[str, list[str]] = {}
-    for entity_id in dict.fromkeys(entity_ids):
-        by_type.setdefault(entity_type_of(entity_id) or "?", []).append(entity_id)
-    steps: list[Step] = []
-    for ids in by_type.values():
-        steps.append(Step(Action.EVENTS, tuple(ids), window.start, window.end))
-    for ids in by_type.values():
-        if entity_metrics(ids[0]):
-            steps.append(Step(Action.METRICS, tuple(ids), window.start, window.end))
-    for entity_id in dict.fromkeys(entity_ids):
-        if log_attribute(entity_id):
-            steps.append(Step(Action.LOGS, (entity_id,), window.start, window.end))
-    return steps
-
-
-# Key metrics per entity type: the few an on-call engineer opens first.
-KEY_METRICS: dict[str, tuple[tuple[str, str], ...]] = {
+# Key metrics per entity type: the few an on-call engineer opens first, judged by the rules in ``anomaly``.
+KEY_METRICS: dict[str, tuple[str, ...]] = {
     "SERVICE": (
-        ("builtin:service.response.time", "response time"),
-        ("builtin:service.errors.total.rate", "failure rate"),
+        "builtin:service.response.time",
+        "builtin:service.errors.total.rate",
+        "builtin:service.requestCount.total",
     ),
-    "HOST": (("builtin:host.cpu.usage", "CPU usage"), ("builtin:host.mem.usage", "memory usage")),
-    "PROCESS_GROUP_INSTANCE": (
-        ("builtin:tech.generic.cpu.usage", "CPU usage"),
-        ("builtin:tech.generic.mem.workingSetSize", "memory (working set)"),
-    ),
+    "HOST": ("builtin:host.cpu.usage", "builtin:host.mem.usage"),
+    "PROCESS_GROUP_INSTANCE": ("builtin:tech.generic.cpu.usage", "builtin:tech.generic.mem.workingSetSize"),
 }
 
 
-def entity_metrics(entity_id: str) -> tuple[tuple[str, str], ...]:
+def entity_metrics(entity_id: str) -> tuple[str, ...]:
     return KEY_METRICS.get(entity_type_of(entity_id) or "", ())
+
+
+def metric_label(metric_id: str) -> str:
+    rule = RULES.get(metric_id)
+    return rule.label if rule else metric_id
 
 
 # Log records carry the entity they came from in these attributes.
@@ -398,8 +372,20 @@ class EvidenceBook:
     def has(self, key: str) -> bool:
         return key in self._by_key
 
-    def gap(self, what: str, reason: str, code: NotCheckedCode, scope: str | None = None) -> None:
-        entry = NotChecked(what=what, reason=reason, code=code, scope=scope)
+    def entity_document(self, entity_id: str) -> dict[str, Any] | None:
+        """The stored document of an entity (relationships, properties), when it was fetched."""
+        item = self._by_key.get(f"entity:{entity_id}")
+        return item.data if item is not None else None
+
+    def gap(
+        self,
+        what: str,
+        reason: str,
+        code: NotCheckedCode,
+        scope: str | None = None,
+        entity_ids: Sequence[str] = (),
+    ) -> None:
+        entry = NotChecked(what=what, reason=reason, code=code, scope=scope, entity_ids=list(entity_ids))
         if entry not in self.not_checked:
             self.not_checked.append(entry)
 
@@ -490,7 +476,15 @@ class EvidenceBook:
         summary += "; relationships: " + ", ".join(relations[:8]) if relations else "; no relationships"
         kept = {
             key: entity.get(key)
-            for key in ("entityId", "displayName", "type", "fromRelationships", "toRelationships", "tags")
+            for key in (
+                "entityId",
+                "displayName",
+                "type",
+                "properties",
+                "fromRelationships",
+                "toRelationships",
+                "tags",
+            )
             if entity.get(key) is not None
         }
         return self.add(
@@ -580,41 +574,63 @@ class EvidenceBook:
         self,
         *,
         metric_id: str,
-        label: str,
         entity: EntityRef,
         timestamps: Sequence[Any],
         values: Sequence[Any],
         window: Window,
         source: str,
+        judgement: Judgement | None = None,
     ) -> Evidence:
-        change = metric_change(timestamps, values, window.incident_start)
-        if change is None:
-            summary = f"{label} of {entity.label}: no data points in the window"
+        """One series of one entity, judged against its baseline, with its points (for the sparkline)."""
+        label = metric_label(metric_id)
+        rule = RULES.get(metric_id)
+        if judgement is None and rule is not None:
+            judgement = judge(rule, timestamps, values, baseline_end=window.baseline_end)
+        unit = rule.unit if rule else ""
+        if judgement is None:
+            summary = f"{label} of {entity.label}: too few data points to compare with a baseline"
         else:
             summary = (
-                f"{label} of {entity.label}: {_num(change.before)} before the start, peak {_num(change.peak)}"
-                f" after ({metric_id})"
+                f"{label} of {entity.label}: baseline {format_value(judgement.baseline, unit)}"
+                f" ({judgement.baseline_points} points before the start)"
             )
-            if change.anomalous:
-                summary += f"; rose {change.ratio:.1f}x"
+            if judgement.anomalous:
+                onset = from_millis(judgement.onset)
+                summary += (
+                    f", {format_value(judgement.level, unit)} from {onset:%H:%M} UTC"
+                    f" ({describe_change(judgement)}, peak {format_value(judgement.peak, unit)})"
+                )
+            else:
+                summary += f"; stayed within it (now {format_value(judgement.level, unit)})"
         data: dict[str, Any] = {
             "metricId": metric_id,
-            "timestamps": list(timestamps)[-120:],
-            "values": list(values)[-120:],
+            "unit": unit,
+            "timestamps": list(timestamps)[-MAX_POINTS:],
+            "values": list(values)[-MAX_POINTS:],
+            "anomalous": bool(judgement and judgement.anomalous),
         }
-        if change is not None:
+        if judgement is not None:
             data.update(
-                before=change.before,
-                peak=change.peak,
-                anomalous=change.anomalous,
-                firstHigh=change.first_high,
+                kind=rule.kind.value if rule else None,
+                direction=judgement.direction.value if judgement.direction else None,
+                baseline=_round(judgement.baseline),
+                low=_round(judgement.low),
+                high=_round(judgement.high),
+                level=_round(judgement.level),
+                peak=_round(judgement.peak),
+                change=_round(judgement.change),
+                score=_round(judgement.score),
+                magnitude=_round(judgement.magnitude),
+                onset=judgement.onset,
+                baselinePoints=judgement.baseline_points,
             )
+        anomalous = judgement is not None and judgement.anomalous
         return self.add(
             f"metric:{metric_id}:{entity.id}",
             kind=EvidenceKind.METRIC,
             summary=summary,
             source=source,
-            start=from_millis(change.first_high) if change and change.anomalous else window.start,
+            start=from_millis(judgement.onset) if anomalous and judgement else window.start,
             end=window.end,
             entity=entity,
             link=self.links.entity(entity.id, window.start, window.end) if self.links else None,
@@ -622,48 +638,76 @@ class EvidenceBook:
             data=data,
         )
 
+    def add_checked_metrics(
+        self,
+        *,
+        metric_ids: Sequence[str],
+        healthy: Sequence[EntityRef],
+        without_data: Sequence[EntityRef],
+        window: Window,
+        source: str,
+    ) -> Evidence:
+        """One item for the entities whose key metrics stayed within their baseline (and those that had
+        no data): a checked, healthy dependency is a finding too, but not worth an item each."""
+        labels = ", ".join(metric_label(m) for m in metric_ids)
+        parts = []
+        if healthy:
+            names = ", ".join(e.name or e.id for e in healthy[:6]) + (" …" if len(healthy) > 6 else "")
+            parts.append(f"{len(healthy)} entities stayed within their baseline ({names})")
+        if without_data:
+            names = ", ".join(e.name or e.id for e in without_data[:6]) + (
+                " …" if len(without_data) > 6 else ""
+            )
+            parts.append(f"{len(without_data)} had no data ({names})")
+        ids = sorted(e.id for e in [*healthy, *without_data])
+        return self.add(
+            f"checked:{','.join(metric_ids)}:{ids[0] if ids else ''}:{len(ids)}",
+            kind=EvidenceKind.METRIC,
+            summary=f"{labels}: " + "; ".join(parts),
+            source=source,
+            start=window.baseline_start,
+            end=window.end,
+            data={
+                "metricIds": list(metric_ids),
+                "healthy": [e.id for e in healthy],
+                "noData": [e.id for e in without_data],
+            },
+        )
 
-@dataclass(frozen=True)
-class MetricChange:
-    before: float
-    peak: float
-    ratio: float
-    anomalous: bool
-    first_high: int | None
+
+# Points kept per series: the baseline and the window at the query's resolution.
+MAX_POINTS = 300
 
 
-def metric_change(timestamps: Sequence[Any], values: Sequence[Any], start: datetime) -> MetricChange | None:
-    """Mean before the incident start against the peak after it; 'anomalous' when the peak is at least
-    1.5 times the baseline (or clearly up from zero)."""
-    pivot = to_millis(start)
-    before: list[float] = []
-    after: list[tuple[int, float]] = []
-    for stamp, value in zip(timestamps, values, strict=False):
-        if value is None:
-            continue
-        try:
-            number, moment = float(value), int(stamp)
-        except (TypeError, ValueError):
-            continue
-        if moment < pivot:
-            before.append(number)
-        else:
-            after.append((moment, number))
-    if not before and not after:
-        return None
-    baseline = sum(before) / len(before) if before else 0.0
-    peak = max((v for _, v in after), default=baseline)
-    ratio = peak / baseline if baseline > 0 else float("inf") if peak > 0 else 1.0
-    anomalous = bool(before) and bool(after) and ratio >= 1.5 and peak - baseline > 1e-9
-    threshold = baseline + (peak - baseline) / 2
-    first_high = next((moment for moment, value in after if value >= threshold), None) if anomalous else None
-    return MetricChange(
-        before=round(baseline, 3),
-        peak=round(peak, 3),
-        ratio=ratio if ratio != float("inf") else 99.0,
-        anomalous=anomalous,
-        first_high=first_high,
-    )
+def describe_change(judgement: Judgement) -> str:
+    if judgement.change == float("inf"):
+        return "up from nothing"
+    if judgement.change <= -0.999:
+        return "down to nothing"
+    if judgement.change < 0:
+        return f"down {-judgement.change:.0%}"
+    if judgement.change >= 1:
+        return f"{1 + judgement.change:.1f}x"
+    return f"up {judgement.change:.0%}"
+
+
+def format_value(value: float, unit: str) -> str:
+    """A metric value as a person reads it: microseconds as ms or s, bytes as MiB, percent as %."""
+    if unit == "µs":
+        if abs(value) >= 1_000_000:
+            return f"{value / 1_000_000:.2g} s" if abs(value) < 10_000_000 else f"{value / 1_000_000:.0f} s"
+        return f"{_num(round(value / 1000, 1 if abs(value) < 10_000 else 0))} ms"
+    if unit == "B":
+        return f"{value / (1024 * 1024):.0f} MiB"
+    if unit == "%":
+        return f"{_num(round(value, 2))} %"
+    if unit == "/min":
+        return f"{_num(round(value, 1))}/min"
+    return _num(round(value, 3))
+
+
+def _round(value: float) -> float | None:
+    return round(value, 4) if value == value and abs(value) != float("inf") else None
 
 
 def _num(value: Any) -> str:

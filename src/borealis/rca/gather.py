@@ -1,10 +1,12 @@
 """Evidence gathering: runs the plan against Dynatrace, within the token's scopes and a bounded budget.
 
-Three rounds: the problems' details; the suspected entities with their relationships (then the
-dependencies they share); events, error logs and key metrics of the strongest suspects. A missing scope,
-a 429 that outlasted the client's retries, or an error becomes a ``notChecked`` entry; after a 429 the
-remaining calls are not attempted (they would be refused too). The narrative's tool calls go through the
-same ``Investigation``, so they obey the same scopes and budget.
+Four rounds: the problems' details; the walk (breadth first from the impacted entities along what they
+depend on: the services they call, where they run), a level per batched entity call; the key metrics of
+every entity the walk reached (baseline and incident window in one query per entity type) and their
+events; then error logs of the strongest suspects. A missing scope, a cap, a 429 that outlasted the
+client's retries, or an error becomes a ``notChecked`` entry naming the entities it left unexamined; after
+a 429 the remaining calls are not attempted (they would be refused too). The narrative's tool calls go
+through the same ``Investigation``, so they obey the same scopes and budget.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from borealis.dynatrace.errors import (
     Unreachable,
 )
 from borealis.rca.analyzer import suspects as rank_suspects
+from borealis.rca.anomaly import RULES, judge
 from borealis.rca.evidence import (
     CHANGE_EVENT_TYPES,
     Action,
@@ -43,22 +46,25 @@ from borealis.rca.evidence import (
     Step,
     Window,
     entity_metrics,
+    entity_ref,
     entity_selector,
-    entity_steps,
     entity_type_of,
     error_log_query,
     log_attribute,
     problem_steps,
-    signal_steps,
     to_millis,
 )
+from borealis.rca.topology import depends_on
 
 logger = logging.getLogger("borealis.rca")
 
 PROBLEM_FIELDS = ("evidenceDetails", "impactAnalysis", "recentComments")
+ENTITY_FIELDS = ("fromRelationships", "toRelationships", "properties", "tags")
+# Within one level of the walk, what is fetched first when the cap cuts: services (the call graph), then
+# where they run; a process group last (its instances carry the metrics).
+TYPE_PRIORITY = {"SERVICE": 0, "HOST": 1, "PROCESS_GROUP_INSTANCE": 2, "PROCESS_GROUP": 4}
 # Failures that mean no further call can succeed either.
 HALTING = (Timeout, Unreachable, TlsFailure, TokenRejected, TokenDisabled, EnvironmentNotFound)
-ENTITY_FIELDS = ("fromRelationships", "toRelationships", "tags")
 
 
 class EvidenceSource(Protocol):
@@ -69,6 +75,10 @@ class EvidenceSource(Protocol):
     def get_problem(self, problem_id: str, fields: Sequence[str] | str | None = ...) -> dict[str, Any]: ...
 
     def get_entity(self, entity_id: str, fields: Sequence[str] | str | None = ...) -> dict[str, Any]: ...
+
+    def list_entities(
+        self, entity_selector: str, fields: Sequence[str] | str | None = ..., *, page_size: int = ...
+    ) -> list[dict[str, Any]]: ...
 
     def list_events(
         self,
@@ -100,12 +110,18 @@ class Budget:
     """Upper bounds on the work of one RCA, so a huge incident costs a bounded number of API calls."""
 
     max_problems: int = 20
-    max_entities: int = 12
-    max_suspects: int = 5
-    max_events_per_call: int = 50
+    # The walk: how far from the impacted entities, and how many entities in all.
+    max_depth: int = 4
+    max_entities: int = 100
+    # Error logs are read for this many of the strongest suspects (one query each).
+    max_log_suspects: int = 2
+    max_events: int = 300
     max_log_records: int = 100
     max_calls: int = 60
+    # Dynatrace's limit on the length of one entity selector.
+    max_selector_chars: int = 2000
     lookback: timedelta = timedelta(minutes=30)
+    baseline: timedelta = timedelta(hours=2)
 
 
 def facts_as_problem(facts: ProblemFacts) -> dict[str, Any]:
@@ -168,28 +184,45 @@ class Investigation:
         self.book = EvidenceBook(Links(source.environment_url))
         self.calls = 0
         self._step_gaps: list[NotChecked] = []
+        self.impacted: set[str] = set()
+        self.depth_of: dict[str, int] = {}
         # Set when Dynatrace cannot answer at all (rate limit, unreachable, token refused): the calls
         # left would fail the same way, so they are not attempted.
         self.halted: tuple[str, NotCheckedCode] | None = None
 
     # --- running steps ----------------------------------------------------------------------------
 
-    def _gap(self, what: str, reason: str, code: NotCheckedCode, scope: str | None = None) -> None:
-        self.book.gap(what, reason, code, scope)
-        self._step_gaps.append(NotChecked(what=what, reason=reason, code=code, scope=scope))
+    def _gap(
+        self,
+        what: str,
+        reason: str,
+        code: NotCheckedCode,
+        scope: str | None = None,
+        entity_ids: Sequence[str] = (),
+    ) -> None:
+        self.book.gap(what, reason, code, scope, entity_ids)
+        self._step_gaps.append(
+            NotChecked(what=what, reason=reason, code=code, scope=scope, entity_ids=list(entity_ids))
+        )
 
     def _allowed(self, step: Step) -> bool:
         what = step.describe()
+        unexamined = step.targets if step.action is not Action.PROBLEM else ()
         if self.scopes is not None and step.scope not in self.scopes:
-            self._gap(what, f"the token lacks the {step.scope} scope", "missing_scope", step.scope)
+            self._gap(
+                what, f"the token lacks the {step.scope} scope", "missing_scope", step.scope, unexamined
+            )
             return False
         if self.halted is not None:
             reason, code = self.halted
-            self._gap(what, f"not attempted: {reason}", code)
+            self._gap(what, f"not attempted: {reason}", code, entity_ids=unexamined)
             return False
         if self.calls >= self.budget.max_calls:
             self._gap(
-                what, f"not attempted: the budget of {self.budget.max_calls} API calls was spent", "budget"
+                what,
+                f"not attempted: the budget of {self.budget.max_calls} API calls was spent",
+                "budget",
+                entity_ids=unexamined,
             )
             return False
         return True
@@ -200,21 +233,32 @@ class Investigation:
             return None
         self.calls += 1
         what = step.describe()
+        unexamined = step.targets if step.action is not Action.PROBLEM else ()
         try:
             return call()
         except ScopeMissing as exc:
-            self._gap(what, f"the token lacks the {exc.scope} scope", "missing_scope", exc.scope)
+            self._gap(what, f"the token lacks the {exc.scope} scope", "missing_scope", exc.scope, unexamined)
         except RateLimited as exc:
             self.halted = ("Dynatrace was rate limiting this token (429)", "rate_limited")
-            self._gap(what, f"Dynatrace kept answering 429 (rate limit): {exc.message}", "rate_limited")
+            self._gap(
+                what,
+                f"Dynatrace kept answering 429 (rate limit): {exc.message}",
+                "rate_limited",
+                None,
+                unexamined,
+            )
         except ResourceNotFound as exc:
-            self._gap(what, f"Dynatrace does not know it: {exc.message}", "not_found")
+            self._gap(what, f"Dynatrace does not know it: {exc.message}", "not_found", None, unexamined)
         except HALTING as exc:
             self.halted = (f"Dynatrace could not be used ({type(exc).__name__})", "error")
-            self._gap(what, exc.message, "error")
+            self._gap(what, exc.message, "error", None, unexamined)
         except DynatraceError as exc:
-            self._gap(what, f"{type(exc).__name__}: {exc.message}", "error")
+            self._gap(what, f"{type(exc).__name__}: {exc.message}", "error", None, unexamined)
         return None
+
+    def _pages(self, count: int, page_size: int) -> None:
+        """A list that came in several pages cost a call per page."""
+        self.calls += max(0, -(-count // page_size) - 1)
 
     def run(self, step: Step) -> list[Evidence]:
         """Execute one step of the plan; returns the evidence it added."""
@@ -248,30 +292,54 @@ class Investigation:
             self.book.add_problem(body, source=source)
 
     def _entity(self, step: Step) -> None:
-        entity_id = step.targets[0]
-        if self.book.has(f"entity:{entity_id}"):
+        """The entities of the step with their relationships and properties: the cached ones from the
+        cache, the others in one list call (as many ids as one selector holds)."""
+        wanted = [e for e in step.targets if not self.book.has(f"entity:{e}")]
+        missing = []
+        for entity_id in wanted:
+            cached = self.cached_entities.get(entity_id)
+            if cached is not None:
+                source = f"entity cache (filled by enrichment from GET /api/v2/entities/{entity_id})"
+                self.book.add_entity(cached, source=source)
+            else:
+                missing.append(entity_id)
+        if not missing:
             return
-        cached = self.cached_entities.get(entity_id)
-        if cached is not None:
-            source = f"entity cache (filled by enrichment from GET /api/v2/entities/{entity_id})"
-            self.book.add_entity(cached, source=source)
+        fetch = Step(Action.ENTITY, tuple(missing))
+        selector = entity_selector(missing)
+        found = self._call(fetch, lambda: self.source.list_entities(selector, fields=ENTITY_FIELDS))
+        if not isinstance(found, list):
             return
-        body = self._call(step, lambda: self.source.get_entity(entity_id, fields=ENTITY_FIELDS))
-        if isinstance(body, dict):
-            source = _query(f"/api/v2/entities/{entity_id}", fields=",".join("+" + f for f in ENTITY_FIELDS))
-            self.book.add_entity(body, source=source)
+        self._pages(len(found), 500)
+        source = _query(
+            "/api/v2/entities",
+            entitySelector=selector,
+            fields=",".join("+" + f for f in ENTITY_FIELDS),
+        )
+        for entity in found:
+            if isinstance(entity, dict):
+                self.book.add_entity(entity, source=source)
+        known = {e for e in missing if self.book.has(f"entity:{e}")}
+        unknown = [e for e in missing if e not in known]
+        if unknown:
+            self._gap(
+                fetch.describe(),
+                f"Dynatrace does not know {', '.join(unknown[:3])}"
+                + (f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""),
+                "not_found",
+                entity_ids=unknown,
+            )
 
     def _events(self, step: Step) -> None:
         selector = entity_selector(step.targets)
         start, end = step.start or self.window.start, step.end or self.window.end
+        limit = self.budget.max_events
         events = self._call(
-            step,
-            lambda: self.source.list_events(
-                start, end, entity_selector=selector, limit=self.budget.max_events_per_call * 4
-            ),
+            step, lambda: self.source.list_events(start, end, entity_selector=selector, limit=limit)
         )
         if not isinstance(events, list):
             return
+        self._pages(len(events), limit)
         source = _query(
             "/api/v2/events", **{"from": to_millis(start), "to": to_millis(end), "entitySelector": selector}
         )
@@ -287,7 +355,7 @@ class Investigation:
             return rank, int(event.get("startTime") or 0)
 
         for event in sorted((e for e in events if isinstance(e, dict)), key=priority)[
-            : self.budget.max_events_per_call
+            : self.budget.max_events
         ]:
             self.book.add_event(event, source=source)
 
@@ -324,13 +392,15 @@ class Investigation:
         )
 
     def _metrics(self, step: Step) -> None:
+        """Key metrics of entities of one type over the baseline and the incident window, in one query.
+        Anomalous series (and the impacted entities' own) become an item each; the healthy rest and the
+        entities without data share one item."""
         metrics = entity_metrics(step.targets[0])
         if not metrics:
             return
-        selector = ",".join(metric_id for metric_id, _ in metrics)
-        labels = dict(metrics)
+        selector = ",".join(metrics)
         scope = entity_selector(step.targets)
-        start, end = step.start or self.window.start, step.end or self.window.end
+        start, end = self.window.baseline_start, step.end or self.window.end
         resolution = self.window.metric_resolution()
         body = self._call(
             step,
@@ -350,25 +420,60 @@ class Investigation:
                 "resolution": resolution,
             },
         )
+        series_of: dict[tuple[str, str], dict[str, Any]] = {}
         for result in body.get("result") or []:
             if not isinstance(result, dict):
                 continue
             metric_id = str(result.get("metricId") or "")
             for series in result.get("data") or []:
-                if not isinstance(series, dict):
+                if isinstance(series, dict):
+                    entity_id = _series_entity(series, step.targets)
+                    if entity_id is not None and series.get("values"):
+                        series_of[(metric_id, entity_id)] = series
+        healthy: dict[str, EntityRef] = {}
+        without: dict[str, EntityRef] = {}
+        for entity_id in step.targets:
+            ref = self._ref(entity_id)
+            seen = False
+            for metric_id in metrics:
+                series = series_of.get((metric_id, entity_id))
+                if series is None:
                     continue
-                entity_id = _series_entity(series, step.targets)
-                if entity_id is None or not series.get("values"):
-                    continue
-                self.book.add_metric(
-                    metric_id=metric_id,
-                    label=labels.get(metric_id, metric_id),
-                    entity=self._ref(entity_id),
-                    timestamps=series.get("timestamps") or [],
-                    values=series.get("values") or [],
-                    window=self.window,
-                    source=source,
+                rule = RULES[metric_id]
+                judgement = judge(
+                    rule,
+                    series.get("timestamps") or [],
+                    series.get("values") or [],
+                    baseline_end=self.window.baseline_end,
                 )
+                if judgement is None:
+                    continue
+                seen = True
+                if judgement.anomalous or entity_id in self.impacted:
+                    self.book.add_metric(
+                        metric_id=metric_id,
+                        entity=ref,
+                        timestamps=series.get("timestamps") or [],
+                        values=series.get("values") or [],
+                        window=self.window,
+                        source=source,
+                        judgement=judgement,
+                    )
+            (healthy if seen else without)[entity_id] = ref
+        troubled = {
+            item.entity.id
+            for item in self.book.items
+            if item.kind is EvidenceKind.METRIC and item.entity and item.data.get("anomalous")
+        }
+        calm = [ref for entity_id, ref in healthy.items() if entity_id not in troubled]
+        if calm or without:
+            self.book.add_checked_metrics(
+                metric_ids=metrics,
+                healthy=calm,
+                without_data=list(without.values()),
+                window=self.window,
+                source=source,
+            )
 
     def _ref(self, entity_id: str) -> EntityRef:
         for item in self.book.items:
@@ -379,7 +484,7 @@ class Investigation:
     # --- the whole plan ---------------------------------------------------------------------------
 
     def gather(self, problems: Sequence[ProblemFacts]) -> EvidenceBook:
-        """Run all three rounds for the incident's problems."""
+        """Run all four rounds for the incident's problems."""
         problems = list(problems)[: self.budget.max_problems]
         for facts, step in zip(problems, problem_steps(problems), strict=True):
             if not self.run(step):
@@ -389,18 +494,122 @@ class Investigation:
                     source="webhook notification (stored problem record)",
                     url=facts.url,
                 )
-        first = rank_suspects(self.book.items)
-        for step in entity_steps(first[: self.budget.max_entities]):
+        self.impacted = {ref.id for facts in problems for ref in facts.impacted} | _impacted_in_evidence(
+            self.book.items
+        )
+        reached = self.walk(rank_suspects(self.book.items))
+        for step in self.signal_steps(reached):
             self.run(step)
-        ranked = rank_suspects(self.book.items)
-        fetched = {e.entity.id for e in self.book.items if e.kind is EvidenceKind.ENTITY and e.entity}
-        room = max(0, self.budget.max_entities - len(fetched))
-        for step in entity_steps([e for e in ranked if e not in fetched][: min(room, 3)]):
-            self.run(step)
-        ranked = rank_suspects(self.book.items)
-        for step in signal_steps(ranked[: self.budget.max_suspects], self.window):
-            self.run(step)
+        ranked = rank_suspects(self.book.items, self.book.not_checked)
+        for entity_id in [e for e in ranked if log_attribute(e)][: self.budget.max_log_suspects]:
+            self.run(Step(Action.LOGS, (entity_id,), self.window.start, self.window.end))
         return self.book
+
+    def walk(self, roots: Sequence[str]) -> list[str]:
+        """Breadth first from ``roots`` along what each entity depends on, to the budget's depth (in
+        calls: where a service runs is part of it) and size. The entities API takes ids of one type per
+        selector, so the call graph is walked first, a level per call, then where the reached services
+        run, a type per call; what the caps cut off is recorded as not checked."""
+        depth_of: dict[str, int] = {}
+        pending: dict[str, int] = dict.fromkeys(roots, 0)
+        while pending:
+            batch = self._next_batch(pending)
+            depths = {entity_id: pending.pop(entity_id) for entity_id in batch}
+            room = self.budget.max_entities - len(depth_of)
+            taken, cut = batch[:room], batch[room:]
+            if cut:
+                self._gap(
+                    f"{len(cut)} more entities ({self._kinds(cut)})",
+                    f"not examined: the walk stops at {self.budget.max_entities} entities"
+                    " (BOREALIS_RCA_MAX_ENTITIES)",
+                    "budget",
+                    entity_ids=cut,
+                )
+            for chunk in self.chunks(taken):
+                self.run(Step(Action.ENTITY, tuple(chunk)))
+            too_deep: list[str] = []
+            for entity_id in taken:
+                depth_of[entity_id] = depth = depths[entity_id]
+                document = self.book.entity_document(entity_id)
+                for target, relation in depends_on(document) if document else ():
+                    if target in depth_of or target in pending or target in too_deep:
+                        continue
+                    below = depth + 1 if relation == "calls" else depth
+                    if below > self.budget.max_depth:
+                        too_deep.append(target)
+                    else:
+                        pending[target] = below
+            if too_deep:
+                self._gap(
+                    f"{len(too_deep)} services more than {self.budget.max_depth} calls below the impacted ones",
+                    "not examined: the walk stops at that depth (BOREALIS_RCA_MAX_DEPTH)",
+                    "budget",
+                    entity_ids=too_deep,
+                )
+        self.depth_of = depth_of
+        return list(depth_of)
+
+    def _next_batch(self, pending: dict[str, int]) -> list[str]:
+        """The services nearest the impacted entities, or else every pending entity of the next type."""
+        services = [e for e in pending if entity_type_of(e) == "SERVICE"]
+        if services:
+            nearest = min(pending[e] for e in services)
+            return [e for e in services if pending[e] == nearest]
+        first = min(
+            pending, key=lambda e: (TYPE_PRIORITY.get(entity_type_of(e) or "", 3), entity_type_of(e) or "")
+        )
+        kind = entity_type_of(first)
+        return [e for e in pending if entity_type_of(e) == kind]
+
+    @staticmethod
+    def _kinds(entity_ids: Sequence[str]) -> str:
+        counts: dict[str, int] = {}
+        for entity_id in entity_ids:
+            kind = (entity_type_of(entity_id) or "entity").lower().replace("_", " ")
+            counts[kind] = counts.get(kind, 0) + 1
+        return ", ".join(f"{count} {kind}" for kind, count in sorted(counts.items()))
+
+    def chunks(self, entity_ids: Sequence[str]) -> list[list[str]]:
+        """The ids split so each ``entityId(...)`` selector stays within Dynatrace's length limit."""
+        out: list[list[str]] = []
+        current: list[str] = []
+        for entity_id in entity_ids:
+            if current and len(entity_selector([*current, entity_id])) > self.budget.max_selector_chars:
+                out.append(current)
+                current = []
+            current.append(entity_id)
+        if current:
+            out.append(current)
+        return out
+
+    def signal_steps(self, entity_ids: Sequence[str]) -> list[Step]:
+        """Metrics and events of every entity the walk reached: ids of one type per call (the API's rule
+        for events), as many as one selector holds."""
+        by_type: dict[str, list[str]] = {}
+        for entity_id in dict.fromkeys(entity_ids):
+            by_type.setdefault(entity_type_of(entity_id) or "?", []).append(entity_id)
+        steps: list[Step] = []
+        for ids in by_type.values():
+            if entity_metrics(ids[0]):
+                for chunk in self.chunks(ids):
+                    steps.append(
+                        Step(Action.METRICS, tuple(chunk), self.window.baseline_start, self.window.end)
+                    )
+        for ids in by_type.values():
+            for chunk in self.chunks(ids):
+                steps.append(Step(Action.EVENTS, tuple(chunk), self.window.start, self.window.end))
+        return steps
+
+
+def _impacted_in_evidence(items: Sequence[Evidence]) -> set[str]:
+    found = set()
+    for item in items:
+        if item.kind is EvidenceKind.PROBLEM:
+            for raw in item.data.get("impactedEntities") or []:
+                ref = entity_ref(raw)
+                if ref:
+                    found.add(ref.id)
+    return found
 
 
 def _series_entity(series: dict[str, Any], targets: Sequence[str]) -> str | None:
@@ -425,7 +634,7 @@ def investigate(
     cached_entities: Mapping[str, dict[str, Any]] | None = None,
 ) -> Investigation:
     """Gather the evidence of an incident's problems; the returned investigation can fetch more."""
-    window = Window.around(problems, now=now, lookback=budget.lookback)
+    window = Window.around(problems, now=now, lookback=budget.lookback, baseline=budget.baseline)
     investigation = Investigation(
         source, window=window, scopes=scopes, budget=budget, cached_entities=cached_entities
     )

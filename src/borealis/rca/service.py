@@ -371,7 +371,12 @@ def analyse(
     """Gather evidence within the token's scopes, rank the causes, and let the model (when configured)
     write the narrative. No database: safe to run outside any transaction."""
     now = now or utcnow()
-    budget = Budget(lookback=timedelta(minutes=settings.rca_lookback_minutes))
+    budget = Budget(
+        lookback=timedelta(minutes=settings.rca_lookback_minutes),
+        baseline=timedelta(minutes=settings.rca_baseline_minutes),
+        max_depth=settings.rca_max_depth,
+        max_entities=settings.rca_max_entities,
+    )
     llm = LlmConfig.from_settings(settings)
     connection = inputs.connection
     client = None
@@ -402,7 +407,7 @@ def analyse(
             book = investigation.book
             report = analyze(book.items, book.not_checked, lookback=budget.lookback)
             outcome = _narrate(report, llm, investigation, inputs.title, usage)
-            usage["dynatraceCalls"] = investigation.calls
+            usage["dynatraceCalls"] = outcome.report.walk.calls = investigation.calls
             return outcome
     book = EvidenceBook(Links(connection.environment_url) if connection else None)
     for facts in inputs.problems:

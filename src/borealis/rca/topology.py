@@ -13,7 +13,15 @@ from borealis.rca.evidence import Evidence, EvidenceKind, entity_ref, entity_typ
 # Relationship names as they appear in an entity's ``fromRelationships`` (X -rel-> Y):
 # X depends on Y (a failure of Y reaches X).
 DEPENDS_FORWARD = frozenset(
-    {"calls", "runsOn", "runsOnHost", "runsOnProcessGroupInstance", "isProcessOf", "isCgiOfHost"}
+    {
+        "calls",
+        "runsOn",
+        "runsOnHost",
+        "runsOnProcessGroupInstance",
+        "isProcessOf",
+        "isCgiOfHost",
+        "isPgiOfCgi",
+    }
 )
 # Y depends on X: a disk or network interface is part of its host.
 DEPENDS_REVERSE = frozenset({"isDiskOf", "isNetworkInterfaceOf", "isHostOfContainer"})
@@ -85,6 +93,32 @@ def dependencies(evidence: Sequence[Evidence], components: Components) -> dict[s
                 elif name in SAME_COMPONENT and _instance_of(other, me):
                     components.union(me, other)
     return depends
+
+
+def depends_on(entity: dict) -> list[tuple[str, str]]:
+    """What one entity document (with its relationships) depends on, with the relationship's name: the
+    next step of the walk. ``isInstanceOf`` is not followed (a process group adds no metrics)."""
+    found: dict[str, str] = {}
+    for name, targets in (entity.get("fromRelationships") or {}).items():
+        if name in DEPENDS_FORWARD:
+            for target in _related_ids(targets):
+                found.setdefault(target, name)
+    for name, sources in (entity.get("toRelationships") or {}).items():
+        if name in DEPENDS_REVERSE:
+            for source in _related_ids(sources):
+                found.setdefault(source, name)
+    return list(found.items())
+
+
+def is_external(entity: dict) -> bool:
+    """A service the team cannot fix, often only the caller's view of a failing call: Dynatrace marks it
+    ``isExternalService`` or gives it the serviceType External or Opaque."""
+    properties = entity.get("properties") or {}
+    if not isinstance(properties, dict):
+        return False
+    flag = properties.get("isExternalService")
+    kind = str(properties.get("serviceType") or "").upper()
+    return flag is True or str(flag).lower() == "true" or kind in ("EXTERNAL", "OPAQUE", "EXTERNAL_SERVICE")
 
 
 def _instance_of(instance: str, group: str) -> bool:

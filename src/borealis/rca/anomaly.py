@@ -1,0 +1,225 @@
+"""Anomaly scoring: one metric series judged against its own baseline.
+
+A point is anomalous only when three tests agree: a robust score (its distance from the baseline's median
+in units of the baseline's median absolute deviation), a relative change, and an absolute floor, so that
+neither a quiet series (0 % → 0.4 % failure rate is no incident) nor a noisy one (a latency that always
+jumps around) raises a false alarm. A series is anomalous when its points stay anomalous for a sustained
+run; the first point of that run is the onset. Pure: no database, no network.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from statistics import median
+from typing import Any
+
+
+class Direction(StrEnum):
+    UP = "up"  # trouble is a rise (latency, errors, CPU)
+    DOWN = "down"  # trouble is a fall (traffic)
+
+
+class Kind(StrEnum):
+    """What a series measures, which says how its trouble travels along the dependency edges."""
+
+    LATENCY = "latency"
+    ERRORS = "errors"
+    TRAFFIC = "traffic"
+    SATURATION = "saturation"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What makes one metric anomalous: robust score, relative change and absolute floor together."""
+
+    label: str
+    kind: Kind
+    unit: str
+    min_score: float = 4.0
+    # A rise: value >= baseline * (1 + rise) and value - baseline >= floor.
+    rise: float = 0.2
+    floor: float = 0.0
+    # Traffic only: a fall to at most (1 - fall) of the baseline also counts.
+    fall: float | None = None
+    # The smallest spread assumed for the baseline, relative to its median: a perfectly flat baseline
+    # would otherwise make any wobble a "huge" score.
+    min_spread: float = 0.02
+
+
+# Dynatrace reports service response time in microseconds and failure rate in percent.
+RULES: dict[str, Rule] = {
+    "builtin:service.response.time": Rule("response time", Kind.LATENCY, "µs", rise=0.2, floor=10_000),
+    "builtin:service.errors.total.rate": Rule("failure rate", Kind.ERRORS, "%", rise=0.5, floor=1.0),
+    "builtin:service.requestCount.total": Rule(
+        "request count", Kind.TRAFFIC, "/min", rise=2.0, floor=2.0, fall=0.5, min_spread=0.05
+    ),
+    "builtin:host.cpu.usage": Rule("CPU usage", Kind.SATURATION, "%", rise=0.3, floor=15.0),
+    "builtin:host.mem.usage": Rule("memory usage", Kind.SATURATION, "%", rise=0.1, floor=10.0),
+    "builtin:tech.generic.cpu.usage": Rule("CPU usage", Kind.SATURATION, "%", rise=0.3, floor=15.0),
+    "builtin:tech.generic.mem.workingSetSize": Rule(
+        "memory (working set)", Kind.SATURATION, "B", rise=0.3, floor=50 * 1024 * 1024
+    ),
+}
+# Consecutive anomalous points that make a sustained run, and the fewest baseline points judged with
+# full confidence (fewer: judged all the same, with less confidence).
+SUSTAINED_POINTS = 3
+FULL_BASELINE_POINTS = 20
+MAD_TO_SIGMA = 1.4826
+# The cause goes wrong minutes before Dynatrace opens a problem on the symptom: the baseline ends this
+# long before the start, so the cause's first anomalous points are judged rather than averaged in.
+ONSET_LEAD = timedelta(minutes=15)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict on one series: the baseline, how far the incident window strayed, and since when."""
+
+    anomalous: bool
+    direction: Direction | None
+    baseline: float
+    low: float
+    high: float
+    peak: float
+    # The typical value once the trouble began (median from the onset on): steadier than the peak.
+    level: float
+    # Relative change of ``level`` against the baseline (+1.0: doubled; -0.8: fell by 80 %).
+    change: float
+    # Robust score of ``level``: distance from the baseline in baseline spreads.
+    score: float
+    onset: int | None
+    baseline_points: int
+    window_points: int
+
+    @property
+    def delta(self) -> float:
+        """The absolute change, in the series' own unit."""
+        return self.level - self.baseline
+
+    @property
+    def confidence(self) -> float:
+        """1.0 with a full baseline; less when the entity is new and the baseline short."""
+        return min(1.0, self.baseline_points / FULL_BASELINE_POINTS)
+
+    @property
+    def magnitude(self) -> float:
+        """A size comparable across metrics and entities: the doubling count of the change, capped."""
+        if not self.anomalous:
+            return 0.0
+        if self.direction is Direction.DOWN:
+            return min(5.0, -math.log2(max(1.0 + self.change, 1 / 32)))
+        return min(5.0, math.log2(1.0 + max(self.change, 0.0)))
+
+
+def _numbers(timestamps: Sequence[Any], values: Sequence[Any]) -> list[tuple[int, float]]:
+    points = []
+    for stamp, value in zip(timestamps, values, strict=False):
+        if value is None:
+            continue
+        try:
+            number, moment = float(value), int(stamp)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(number):
+            points.append((moment, number))
+    return points
+
+
+def judge(
+    rule: Rule,
+    timestamps: Sequence[Any],
+    values: Sequence[Any],
+    *,
+    baseline_end: datetime,
+) -> Judgement | None:
+    """Judge the points from ``baseline_end`` on against the points before it; None without data on
+    both sides."""
+    pivot = int(baseline_end.timestamp() * 1000)
+    points = _numbers(timestamps, values)
+    before = [v for t, v in points if t < pivot]
+    after = [(t, v) for t, v in points if t >= pivot]
+    if not before or not after:
+        return None
+    centre = median(before)
+    spread = MAD_TO_SIGMA * median(abs(v - centre) for v in before)
+    spread = max(spread, rule.min_spread * abs(centre), rule.floor / 4, 1e-9)
+
+    def rises(value: float) -> bool:
+        delta = value - centre
+        return delta >= rule.floor and delta >= rule.rise * abs(centre) and delta / spread >= rule.min_score
+
+    def falls(value: float) -> bool:
+        if rule.fall is None:
+            return False
+        delta = centre - value
+        return delta >= rule.floor and delta >= rule.fall * centre and delta / spread >= rule.min_score
+
+    direction, onset_index = None, None
+    for test, way in ((rises, Direction.UP), (falls, Direction.DOWN)):
+        index = _first_run(after, test)
+        if index is not None and (onset_index is None or index < onset_index):
+            direction, onset_index = way, index
+    low, high = centre - 3 * spread, centre + 3 * spread
+    if direction is None or onset_index is None:
+        extreme = max(after, key=lambda p: abs(p[1] - centre))[1]
+        return Judgement(
+            anomalous=False,
+            direction=None,
+            baseline=centre,
+            low=low,
+            high=high,
+            peak=extreme,
+            level=median(v for _, v in after),
+            change=0.0,
+            score=0.0,
+            onset=None,
+            baseline_points=len(before),
+            window_points=len(after),
+        )
+    troubled = [v for _, v in after[onset_index:]]
+    level = median(troubled)
+    peak = max(troubled) if direction is Direction.UP else min(troubled)
+    return Judgement(
+        anomalous=True,
+        direction=direction,
+        baseline=centre,
+        low=low,
+        high=high,
+        peak=peak,
+        level=level,
+        change=(level - centre) / abs(centre) if centre else (math.inf if level > 0 else 0.0),
+        score=abs(level - centre) / spread,
+        onset=after[onset_index][0],
+        baseline_points=len(before),
+        window_points=len(after),
+    )
+
+
+def _first_run(points: Sequence[tuple[int, float]], test: Any) -> int | None:
+    """Index of the first point that starts a sustained run of anomalous points (a shorter run that
+    reaches the end of the series counts too: the trouble is still going on)."""
+    need = min(SUSTAINED_POINTS, len(points))
+    run_start, run = None, 0
+    for index, (_, value) in enumerate(points):
+        if test(value):
+            if run == 0:
+                run_start = index
+            run += 1
+            if run >= need:
+                return run_start
+        else:
+            run = 0
+    if run and run_start is not None and run >= max(2, need - 1) and run_start + run == len(points):
+        return run_start
+    return None
+
+
+def resolution_for(span: timedelta, points: int = 240) -> str:
+    """A Dynatrace resolution (``Nm``/``Nh``) that gives at most about ``points`` points over ``span``."""
+    minutes = max(1, math.ceil(span.total_seconds() / 60 / points))
+    if minutes >= 60 and minutes % 60 == 0:
+        return f"{minutes // 60}h"
+    return f"{minutes}m"
