@@ -438,7 +438,7 @@ class _Analysis:
                         evidence_ids=s.metric_anomalies,
                     )
                 )
-            if s.symptom_findings and not s.relevant_findings:
+            if s.symptom_findings and not s.relevant_findings and not s.impacted_in:
                 score += w.symptom
                 reasons.append(
                     Claim(
@@ -536,7 +536,8 @@ class _Analysis:
         if (
             node.onset is not None
             and walk.is_leaf(key)
-            and (not onsets or node.onset + 2 * 60_000 <= onsets[0][0])
+            and onsets
+            and node.onset + 2 * 60_000 <= onsets[0][0]
         ):
             score += w.walk_first_onset
             reasons.append(
@@ -778,28 +779,27 @@ class _Analysis:
         if top.key in roots and (leaf or top.key in walk.subgraph) and clear:
             return Verdict.CONFIRMED
         doubts = self.doubts
+        name = top.entity.name or top.entity.id
         if not leaf:
             if top.key in roots:
-                doubts.append(
-                    f"Dynatrace names {top.entity.label}, but its metrics do not explain the symptom"
-                )
+                doubts.append(f"Dynatrace names {name}, but its metrics do not explain the symptom")
             else:
                 doubts.append(
-                    f"the walk found no anomalous dependency that explains the symptom below {top.entity.label}"
+                    f"the walk found no anomalous dependency that explains the symptom below {name}"
                 )
         if not clear and second is not None:
-            doubts.append(f"{second.entity.label} is close behind (score {second.score} against {top.score})")
+            doubts.append(
+                f"{second.entity.name or second.entity.id} is close behind (score {second.score} against {top.score})"
+            )
         unknown = walk.unknown_below.get(top.key, [])
         if unknown:
-            doubts.append(
-                f"what {top.entity.label} depends on could not all be checked ({self._names(unknown)})"
-            )
+            doubts.append(f"what {name} depends on could not all be checked ({self._names(unknown)})")
         gaps = walk.gaps_on_path.get(top.key, [])
         if gaps:
             doubts.append(f"data was missing on the path to it ({self._names(gaps)})")
         if top.key in walk.impacted and not top.signals.changes:
             doubts.append(
-                f"nothing below {top.entity.label} is anomalous while its own figures are: the trouble is in "
+                f"nothing below {name} is anomalous while its own figures are: the trouble is in "
                 "it or in something Dynatrace does not see, and no change on it says which"
             )
         if roots and top.key not in roots:
@@ -874,6 +874,20 @@ class _Analysis:
 
     def _settle(self, top: Ranked | None, second: Ranked | None, roots: set[str]) -> list[str]:
         steps = []
+        walk = self.walk if self.walking else None
+        if walk is not None and top is not None:
+            name = top.entity.name or top.entity.id
+            missing = [*walk.gaps_on_path.get(top.key, []), *walk.unknown_below.get(top.key, [])]
+            if missing:
+                steps.append(
+                    f"look at the metrics of {self._names(missing)} in Dynatrace (they were not available "
+                    "here) and re-run the analysis;"
+                )
+            if top.key in walk.impacted and walk.is_leaf(top.key) and not top.signals.changes:
+                steps.append(
+                    f"check {name} itself: a change Dynatrace was not told of (deployment, configuration, "
+                    "feature flag), its error logs, and whether all its instances are affected;"
+                )
         for gap in self.not_checked:
             if gap.code == "missing_scope" and gap.scope:
                 steps.append(f"grant the token the {gap.scope} scope ({gap.what} was not checked);")

@@ -1,0 +1,117 @@
+"""Anomaly scoring: a robust score, a relative change and an absolute floor, sustained, with its onset."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from borealis.rca.anomaly import RULES, Direction, judge, resolution_for
+
+START = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+MINUTE = 60_000
+RT, ERRORS, REQUESTS = (
+    RULES["builtin:service.response.time"],
+    RULES["builtin:service.errors.total.rate"],
+    RULES["builtin:service.requestCount.total"],
+)
+
+
+def minutes(values_before: list[float], values_after: list[float]) -> tuple[list[int], list[float]]:
+    """One point a minute: ``values_before`` end at the start, ``values_after`` begin there."""
+    first = int(START.timestamp() * 1000) - len(values_before) * MINUTE
+    stamps = [first + i * MINUTE for i in range(len(values_before) + len(values_after))]
+    return stamps, values_before + values_after
+
+
+def wobble(level: float, count: int, spread: float = 0.05) -> list[float]:
+    """A steady series with a deterministic wobble of about ``spread`` around ``level``."""
+    pattern = [0.0, 1.0, -1.0, 0.5, -0.5, 0.8, -0.8, 0.2]
+    return [level * (1 + spread * pattern[i % len(pattern)]) for i in range(count)]
+
+
+def test_a_latency_rise_has_its_baseline_level_and_onset():
+    stamps, values = minutes(wobble(38_000, 100), wobble(38_000, 3) + wobble(410_000, 20))
+    judgement = judge(RT, stamps, values, baseline_end=START - timedelta(minutes=15))
+    assert judgement is not None and judgement.anomalous
+    assert judgement.direction is Direction.UP
+    assert judgement.baseline == pytest.approx(38_000, rel=0.02)
+    assert judgement.level == pytest.approx(410_000, rel=0.05)
+    assert judgement.onset == stamps[103]
+    assert judgement.magnitude > 3
+    assert judgement.confidence == 1.0
+
+
+def test_a_rise_that_begins_before_the_start_is_dated_there():
+    stamps, values = minutes(wobble(50_000, 100) + wobble(200_000, 8), wobble(200_000, 10))
+    judgement = judge(RT, stamps, values, baseline_end=START - timedelta(minutes=15))
+    assert judgement is not None and judgement.anomalous
+    assert judgement.onset == stamps[100]
+    assert judgement.onset < int(START.timestamp() * 1000)
+
+
+def test_a_small_relative_rise_is_not_an_anomaly_however_flat_the_baseline():
+    stamps, values = minutes([100_000.0] * 100, [115_000.0] * 20)
+    judgement = judge(RT, stamps, values, baseline_end=START)
+    assert judgement is not None and not judgement.anomalous
+
+
+def test_the_absolute_floor_keeps_a_quiet_series_quiet():
+    stamps, values = minutes([0.0] * 100, [0.4] * 20)
+    assert not judge(ERRORS, stamps, values, baseline_end=START).anomalous
+    stamps, values = minutes([0.2] * 100, [3.0] * 20)
+    assert judge(ERRORS, stamps, values, baseline_end=START).anomalous
+
+
+def test_a_latency_rise_below_ten_milliseconds_is_not_an_anomaly():
+    stamps, values = minutes(wobble(2_000, 100, 0.01), wobble(9_000, 20, 0.01))
+    assert not judge(RT, stamps, values, baseline_end=START).anomalous
+
+
+def test_a_rise_within_the_baselines_own_noise_is_not_an_anomaly():
+    noisy = [100_000 * (1 + 0.6 * ((i * 7919) % 11 - 5) / 5) for i in range(100)]
+    stamps, values = minutes(noisy, [150_000.0] * 20)
+    assert not judge(RT, stamps, values, baseline_end=START).anomalous
+
+
+def test_a_single_spike_is_not_sustained():
+    stamps, values = minutes(wobble(40_000, 100), [40_000.0] * 5 + [900_000.0] + [40_000.0] * 14)
+    assert not judge(RT, stamps, values, baseline_end=START).anomalous
+
+
+def test_trouble_still_going_on_at_the_last_two_points_counts():
+    stamps, values = minutes(wobble(40_000, 100), [40_000.0] * 8 + [400_000.0] * 2)
+    judgement = judge(RT, stamps, values, baseline_end=START)
+    assert judgement.anomalous
+    assert judgement.onset == stamps[-2]
+
+
+def test_a_traffic_drop_counts_and_a_mere_doubling_does_not():
+    stamps, values = minutes(wobble(1_000, 100), wobble(300, 20))
+    drop = judge(REQUESTS, stamps, values, baseline_end=START)
+    assert drop.anomalous and drop.direction is Direction.DOWN
+    assert drop.change == pytest.approx(-0.7, abs=0.02)
+    stamps, values = minutes(wobble(1_000, 100), wobble(2_000, 20))
+    assert not judge(REQUESTS, stamps, values, baseline_end=START).anomalous
+    stamps, values = minutes(wobble(1_000, 100), wobble(4_000, 20))
+    assert judge(REQUESTS, stamps, values, baseline_end=START).direction is Direction.UP
+
+
+def test_a_new_entity_with_few_points_is_judged_with_less_confidence():
+    stamps, values = minutes(wobble(30_000, 5), wobble(300_000, 10))
+    judgement = judge(RT, stamps, values, baseline_end=START)
+    assert judgement.anomalous
+    assert judgement.confidence == pytest.approx(5 / 20)
+
+
+def test_without_points_on_both_sides_there_is_no_judgement():
+    stamps, values = minutes([], [1.0, 2.0, 3.0])
+    assert judge(RT, stamps, values, baseline_end=START) is None
+    stamps, values = minutes([None] * 10, [None] * 10)  # type: ignore[list-item]
+    assert judge(RT, stamps, values, baseline_end=START) is None
+
+
+def test_resolution_keeps_the_point_count_bounded():
+    assert resolution_for(timedelta(hours=2, minutes=30)) == "1m"
+    assert resolution_for(timedelta(hours=26)) == "7m"
+    assert resolution_for(timedelta(days=10)) == "1h"
