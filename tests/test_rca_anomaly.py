@@ -33,7 +33,8 @@ def wobble(level: float, count: int, spread: float = 0.05) -> list[float]:
 def test_a_latency_rise_has_its_baseline_level_and_onset():
     stamps, values = minutes(wobble(38_000, 100), wobble(38_000, 3) + wobble(410_000, 20))
     judgement = judge(RT, stamps, values, baseline_end=START - timedelta(minutes=15))
-    assert judgement is not None and judgement.anomalous
+    assert judgement is not None
+    assert judgement.anomalous
     assert judgement.direction is Direction.UP
     assert judgement.baseline == pytest.approx(38_000, rel=0.02)
     assert judgement.level == pytest.approx(410_000, rel=0.05)
@@ -45,7 +46,8 @@ def test_a_latency_rise_has_its_baseline_level_and_onset():
 def test_a_rise_that_begins_before_the_start_is_dated_there():
     stamps, values = minutes(wobble(50_000, 100) + wobble(200_000, 8), wobble(200_000, 10))
     judgement = judge(RT, stamps, values, baseline_end=START - timedelta(minutes=15))
-    assert judgement is not None and judgement.anomalous
+    assert judgement is not None
+    assert judgement.anomalous
     assert judgement.onset == stamps[100]
     assert judgement.onset < int(START.timestamp() * 1000)
 
@@ -53,7 +55,8 @@ def test_a_rise_that_begins_before_the_start_is_dated_there():
 def test_a_small_relative_rise_is_not_an_anomaly_however_flat_the_baseline():
     stamps, values = minutes([100_000.0] * 100, [115_000.0] * 20)
     judgement = judge(RT, stamps, values, baseline_end=START)
-    assert judgement is not None and not judgement.anomalous
+    assert judgement is not None
+    assert not judgement.anomalous
 
 
 def test_the_absolute_floor_keeps_a_quiet_series_quiet():
@@ -89,7 +92,8 @@ def test_trouble_still_going_on_at_the_last_two_points_counts():
 def test_a_traffic_drop_counts_and_a_mere_doubling_does_not():
     stamps, values = minutes(wobble(1_000, 100), wobble(300, 20))
     drop = judge(REQUESTS, stamps, values, baseline_end=START)
-    assert drop.anomalous and drop.direction is Direction.DOWN
+    assert drop.anomalous
+    assert drop.direction is Direction.DOWN
     assert drop.change == pytest.approx(-0.7, abs=0.02)
     stamps, values = minutes(wobble(1_000, 100), wobble(2_000, 20))
     assert not judge(REQUESTS, stamps, values, baseline_end=START).anomalous

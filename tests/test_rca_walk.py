@@ -35,10 +35,11 @@ def test_the_cause_two_calls_below_the_symptom_leads_with_its_path():
     assert [hop.entity.id for hop in report.walk.path] == [checkout, payment, database]
     assert [hop.role for hop in report.walk.path] == ["symptom", "path", "cause"]
     cause = report.walk.path[-1]
-    assert "payments-db: response time 40 ms → 410 ms from 09:54 UTC" == cause.figure
+    assert cause.figure == "payments-db: response time 40 ms → 410 ms from 09:54 UTC"
     assert cause.baseline_low < cause.baseline < cause.baseline_high < cause.peak
     assert len(cause.timestamps) == len(cause.values) == 140
-    assert "checkout-api" in report.root_cause.explanation and "→" in report.root_cause.explanation
+    assert "checkout-api" in report.root_cause.explanation
+    assert "→" in report.root_cause.explanation
     states = {node.entity.id: node.state for node in report.walk.nodes}
     assert states[database] == "cause"
     assert states[payment] == "anomalous"
@@ -48,7 +49,7 @@ def test_the_cause_two_calls_below_the_symptom_leads_with_its_path():
 
 
 def test_the_problems_own_opening_event_is_not_evidence_against_the_symptom():
-    graph, checkout, payment, database = chain()
+    graph, checkout, payment, _database = chain()
     graph.trouble(payment, ERRORS, 12.0)
     graph.trouble(checkout, ERRORS, 6.0)
     report = run(graph, checkout)
