@@ -119,3 +119,14 @@ def test_resolution_keeps_the_point_count_bounded():
     assert resolution_for(timedelta(hours=2, minutes=30)) == "1m"
     assert resolution_for(timedelta(hours=26)) == "7m"
     assert resolution_for(timedelta(days=10)) == "1h"
+
+
+def test_a_short_history_moves_the_baseline_closer_to_the_start():
+    # Ten minutes of history before the start: a baseline ending 15 minutes before it would be empty.
+    stamps, values = minutes(wobble(30_000, 7) + wobble(300_000, 3), wobble(300_000, 10))
+    assert judge(RT, stamps, values, baseline_end=START - timedelta(minutes=15)) is None
+    judgement = judge(RT, stamps, values, baseline_end=START - timedelta(minutes=15), start=START)
+    assert judgement is not None
+    assert judgement.anomalous
+    assert judgement.baseline_points == 7
+    assert judgement.onset == stamps[7]

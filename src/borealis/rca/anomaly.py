@@ -68,6 +68,7 @@ RULES: dict[str, Rule] = {
 # full confidence (fewer: judged all the same, with less confidence).
 SUSTAINED_POINTS = 3
 FULL_BASELINE_POINTS = 20
+SHORT_BASELINE_POINTS = 8
 MAD_TO_SIGMA = 1.4826
 # The cause goes wrong minutes before Dynatrace opens a problem on the symptom: the baseline ends this
 # long before the start, so the cause's first anomalous points are judged rather than averaged in.
@@ -134,11 +135,17 @@ def judge(
     values: Sequence[Any],
     *,
     baseline_end: datetime,
+    start: datetime | None = None,
 ) -> Judgement | None:
     """Judge the points from ``baseline_end`` on against the points before it; None without data on
-    both sides."""
+    both sides. When the series began too late for a baseline that ends there (a new entity, a short
+    history), the baseline ends later, two thirds of the way from the first point to ``start``."""
     pivot = int(baseline_end.timestamp() * 1000)
     points = _numbers(timestamps, values)
+    if start is not None and points and sum(1 for t, _ in points if t < pivot) < SHORT_BASELINE_POINTS:
+        first, limit = points[0][0], int(start.timestamp() * 1000)
+        if first < limit:
+            pivot = max(pivot, first + (limit - first) * 2 // 3)
     before = [v for t, v in points if t < pivot]
     after = [(t, v) for t, v in points if t >= pivot]
     if not before or not after:

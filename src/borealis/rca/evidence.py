@@ -585,7 +585,9 @@ class EvidenceBook:
         label = metric_label(metric_id)
         rule = RULES.get(metric_id)
         if judgement is None and rule is not None:
-            judgement = judge(rule, timestamps, values, baseline_end=window.baseline_end)
+            judgement = judge(
+                rule, timestamps, values, baseline_end=window.baseline_end, start=window.incident_start
+            )
         unit = rule.unit if rule else ""
         if judgement is None:
             summary = f"{label} of {entity.label}: too few data points to compare with a baseline"

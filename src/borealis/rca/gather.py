@@ -445,6 +445,7 @@ class Investigation:
                     series.get("timestamps") or [],
                     series.get("values") or [],
                     baseline_end=self.window.baseline_end,
+                    start=self.window.incident_start,
                 )
                 if judgement is None:
                     continue
