@@ -131,6 +131,10 @@ Rules, in order of priority:
 4. The hypothesis in the data comes from a deterministic analysis. Keep its verdict and root cause unless
    evidence you cite shows otherwise; never raise the verdict without evidence.
 5. Infrastructure trouble that nothing impacted depends on is noise, not the cause.
+6. The cause is usually below the symptom: the hypothesis's walk gives the path from the impacted entity down
+   through its anomalous dependencies, each hop with its figure, and the ranked candidates. The impacted
+   entity is the cause only when nothing it depends on shows trouble that explains it. The problem's own
+   opening event describes the symptom; it is not evidence about the cause.
 
 You may call the tools a few times to fetch more evidence about entities or problems already in the data.
 Then answer with ONE JSON object and nothing else, with these camelCase fields:
@@ -231,7 +235,14 @@ def build_prompt(hypothesis: Report, *, title: str | None) -> str:
         "evidence": [_evidence_view(item) for item in hypothesis.evidence],
         "notChecked": [gap.model_dump(by_alias=True) for gap in hypothesis.not_checked],
         "deterministicHypothesis": hypothesis.model_dump(
-            mode="json", by_alias=True, exclude={"evidence", "not_checked"}
+            mode="json",
+            by_alias=True,
+            # The series behind the sparklines stay out: each hop's figure says what they show.
+            exclude={
+                "evidence": True,
+                "not_checked": True,
+                "walk": {"path": {"__all__": {"timestamps", "values"}}},
+            },
         ),
     }
     return (
