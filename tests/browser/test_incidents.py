@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from playwright.sync_api import Page, expect
 
+from borealis.db import Database, utcnow
+from borealis.incidents.models import Incident
+from borealis.rca import service as rca_service
+from borealis.rca.evidence import EntityRef, Evidence, EvidenceKind
+from borealis.rca.models import RcaRun, RcaStatus, RcaTrigger
+from borealis.rca.report import (
+    Candidate,
+    Claim,
+    GraphEdge,
+    GraphNode,
+    PathHop,
+    Report,
+    RootCause,
+    Verdict,
+    Walk,
+)
 from tests.browser.conftest import screenshot
 from tests.browser.test_dynatrace import connect
 from tests.support.rca_scenarios import deployment_breaks_service
@@ -17,6 +34,184 @@ from tests.test_rca_api import run_pending, webhook_body
 pytestmark = pytest.mark.browser
 
 SHARED_HOST = [{"type": "HOST", "name": "db-1", "entity": "HOST-00000000000000D1"}]
+
+
+FRONTEND = EntityRef(id="SERVICE-F000000000000001", name="frontend", type="SERVICE")
+CHECKOUT = EntityRef(id="SERVICE-C000000000000002", name="checkout-service", type="SERVICE")
+ORDERS_DB = EntityRef(
+    id="PROCESS_GROUP_INSTANCE-D000000000000003", name="orders-db", type="PROCESS_GROUP_INSTANCE"
+)
+ONSET = datetime(2026, 12, 3, 10, 42, tzinfo=UTC)
+
+
+def _series(normal: float, peak: float, *, gap_at: int | None = None) -> tuple[list[int], list[float | None]]:
+    """Half an hour of normal values, then the climb from the onset on; one null where asked."""
+    start = ONSET - timedelta(minutes=30)
+    timestamps = [int((start + timedelta(minutes=minute)).timestamp() * 1000) for minute in range(48)]
+    values: list[float | None] = [
+        normal * (1 + 0.05 * ((minute * 7) % 5 - 2))
+        if minute < 30
+        else min(peak, normal + (peak - normal) * (minute - 29) / 6)
+        for minute in range(48)
+    ]
+    if gap_at is not None:
+        values[gap_at] = None
+    return timestamps, values
+
+
+def _hop(
+    entity: EntityRef,
+    role: str,
+    figure: str,
+    metric: str,
+    unit: str,
+    normal: float,
+    peak: float,
+    gap_at: int | None,
+    evidence: list[str],
+) -> PathHop:
+    timestamps, values = _series(normal, peak, gap_at=gap_at)
+    return PathHop(
+        entity=entity,
+        role=role,
+        figure=figure,
+        metric=metric,
+        unit=unit,
+        baseline=normal,
+        baseline_low=normal * 0.85,
+        baseline_high=normal * 1.15,
+        peak=peak,
+        onset=ONSET,
+        timestamps=timestamps,
+        values=values,
+        evidence_ids=evidence,
+    )
+
+
+def walk_report() -> Report:
+    """A report as the analyzer writes one with a walk: three hops from the symptom to the cause, a graph
+    with nodes in every state, a ranking and two pieces of evidence."""
+    path = [
+        _hop(
+            FRONTEND,
+            "symptom",
+            "response time 38 ms → 410 ms from 10:42",
+            "builtin:service.response.time",
+            "ms",
+            38,
+            410,
+            12,
+            ["E1"],
+        ),
+        _hop(
+            CHECKOUT,
+            "path",
+            "failure rate 0.2 % → 14 % from 10:42",
+            "builtin:service.errors.total.rate",
+            "%",
+            0.2,
+            14,
+            None,
+            [],
+        ),
+        _hop(
+            ORDERS_DB,
+            "cause",
+            "CPU usage 22 % → 97 % from 10:42",
+            "builtin:tech.generic.cpu.usage",
+            "%",
+            22,
+            97,
+            40,
+            ["E2"],
+        ),
+    ]
+
+    def entity(key: str, name: str, kind: str = "SERVICE") -> EntityRef:
+        return EntityRef(id=f"{kind}-{key:0>16}", name=name, type=kind)
+
+    payments = entity("B1", "payments")
+    inventory = entity("B2", "inventory")
+    cache = entity("B3", "cache <script>alert(1)</script>")
+    batch = entity("B4", "legacy-batch-reconciliation-nightly")
+    host = entity("B5", "db-host-1", "HOST")
+    nodes = [
+        GraphNode(entity=FRONTEND, state="anomalous", impacted=True, depth=0),
+        GraphNode(entity=CHECKOUT, state="anomalous", impacted=True, depth=1),
+        GraphNode(entity=payments, state="healthy", depth=1),
+        GraphNode(entity=inventory, state="anomalous", depth=1),
+        GraphNode(entity=ORDERS_DB, state="cause", depth=2),
+        GraphNode(entity=cache, state="healthy", depth=2),
+        GraphNode(entity=batch, state="not_checked", depth=2),
+        GraphNode(entity=host, state="healthy", depth=3),
+    ]
+    edges = [
+        GraphEdge(source=FRONTEND.id, target=CHECKOUT.id),
+        GraphEdge(source=FRONTEND.id, target=payments.id),
+        GraphEdge(source=CHECKOUT.id, target=inventory.id),
+        GraphEdge(source=CHECKOUT.id, target=ORDERS_DB.id),
+        GraphEdge(source=CHECKOUT.id, target=cache.id),
+        GraphEdge(source=payments.id, target=batch.id),
+        GraphEdge(source=ORDERS_DB.id, target=host.id),
+    ]
+    evidence = [
+        Evidence(
+            id="E1",
+            kind=EvidenceKind.METRIC,
+            summary="frontend response time 38 ms → 410 ms",
+            source="GET /api/v2/metrics/query",
+            entity=FRONTEND,
+            start=ONSET,
+        ),
+        Evidence(
+            id="E2",
+            kind=EvidenceKind.METRIC,
+            summary="orders-db CPU 22 % → 97 %",
+            source="GET /api/v2/metrics/query",
+            entity=ORDERS_DB,
+            start=ONSET,
+        ),
+    ]
+    return Report(
+        verdict=Verdict.LIKELY,
+        summary="orders-db ran out of CPU at 10:42; checkout and then the frontend slowed down with it.",
+        root_cause=RootCause(
+            entity=ORDERS_DB, explanation="CPU saturation on orders-db.", evidence_ids=["E2"]
+        ),
+        candidates=[
+            Candidate(
+                entity=ORDERS_DB,
+                score=0.82,
+                reasons=[Claim(text="CPU 97 % from the onset", evidence_ids=["E2"])],
+            ),
+            Candidate(entity=CHECKOUT, score=0.41, reasons=[Claim(text="failures follow its database")]),
+        ],
+        walk=Walk(path=path, nodes=nodes, edges=edges, entities_checked=7, calls=23),
+        evidence=evidence,
+    )
+
+
+def store_finished_rca(database: Database, incident_id: int, report: Report) -> None:
+    """A finished run with ``report``, stored as the RCA job stores one (``finish``)."""
+    now = utcnow()
+    with database.session(write=True) as session:
+        run = RcaRun(
+            incident_id=incident_id,
+            user_id=session.get(Incident, incident_id).user_id,
+            status=RcaStatus.RUNNING.value,
+            trigger=RcaTrigger.ON_DEMAND.value,
+            run_after=now,
+            started_at=now,
+            attempts=1,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(run)
+        session.flush()
+        rca_service.finish(
+            db_session=session, run=run, outcome=rca_service.Outcome(report=report, analyzer="deterministic")
+        )
+        session.commit()
 
 
 def deliver(url: str, body: dict) -> None:
@@ -134,3 +329,78 @@ def test_an_incident_of_another_user_is_not_found(
     answer = page.request.post(f"/incidents/{incident_id}/resolve", form={"csrf_token": token})
     assert answer.status == 404
     assert other.client.get(f"/incidents/{incident_id}").json()["status"] == "open"
+
+
+def test_the_rca_walk_is_drawn_before_it_is_read(page: Page, signed_in, webhook, database):
+    deliver(webhook, notification("-60", problem_id="P-60", title="Checkout slow", entities=SHARED_HOST))
+    incident_id = signed_in.client.get("/incidents").json()["incidents"][0]["id"]
+    report = walk_report()
+    store_finished_rca(database, incident_id, report)
+
+    page.goto(f"/incidents/{incident_id}")
+    rca = page.locator("#rca")
+    expect(rca.locator(".verdict")).to_contain_text("LIKELY")
+    graph = rca.locator("svg.walk-graph__svg")
+    expect(graph).to_be_visible()
+    expect(graph).to_have_accessible_name(
+        re.compile(
+            r"the path: frontend \(symptom, anomalous\) → checkout-service \(anomalous, impacted\) → orders-db \(cause\)"
+        )
+    )
+    cause = graph.locator('[data-state="cause"]')
+    expect(cause).to_have_count(1)
+    expect(cause).to_have_attribute("data-role", "cause")
+    expect(cause.locator("text").first).to_have_text("orders-db")
+    expect(cause).to_contain_text("cause")
+    expect(graph.locator("g.walk-node")).to_have_count(len(report.walk.nodes))
+    expect(graph.locator("line.walk-edge--path")).to_have_count(2)
+    for state in ("anomalous", "healthy", "not_checked"):
+        expect(graph.locator(f'[data-state="{state}"]').first).to_be_attached()
+    # A name from Dynatrace is text, never markup.
+    expect(graph.locator("text.walk-node__name", has_text="cache <script>")).to_have_count(1)
+    assert page.locator("#rca script").count() == 0
+    legend = rca.locator(".walk-legend")
+    for words in ("Cause", "Anomalous", "Checked, healthy", "Not checked", "The path"):
+        expect(legend).to_contain_text(words)
+
+    sparklines = rca.locator("svg.spark")
+    expect(sparklines).to_have_count(3)
+    for index, hop in enumerate(report.walk.path):
+        spark = sparklines.nth(index)
+        expect(spark).to_be_visible()
+        expect(spark).to_have_attribute("aria-label", re.compile(re.escape(hop.figure)))
+        expect(spark.locator("polyline").first).to_be_attached()
+        expect(spark.locator(".spark__band")).to_have_count(1)
+        expect(spark.locator(".spark__onset")).to_have_count(1)
+        expect(rca.locator(".walk-hop").nth(index)).to_contain_text(hop.figure)
+    # A null in the series breaks the line in two.
+    expect(sparklines.nth(0).locator("polyline")).to_have_count(2)
+    expect(rca.locator(".walk__calls")).to_have_text("23 Dynatrace API calls, 7 entities checked")
+    ranking = rca.locator("ol.candidates > li")
+    expect(ranking).to_have_count(2)
+    expect(ranking.first).to_contain_text("orders-db")
+    expect(ranking.first).to_contain_text("score 0.82")
+    screenshot(page, "incident-rca-walk")
+
+    page.set_viewport_size({"width": 390, "height": 844})
+    expect(graph).to_be_visible()
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
+    box = graph.bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= 390
+    screenshot(page, "incident-rca-walk-narrow")
+
+
+def test_a_report_without_a_walk_shows_no_walk(page: Page, signed_in, webhook, database):
+    deliver(webhook, notification("-61", problem_id="P-61", title="Checkout slow", entities=SHARED_HOST))
+    incident_id = signed_in.client.get("/incidents").json()["incidents"][0]["id"]
+    report = walk_report().model_copy(update={"walk": Walk(), "candidates": []})
+    store_finished_rca(database, incident_id, report)
+
+    page.goto(f"/incidents/{incident_id}")
+    rca = page.locator("#rca")
+    expect(rca.locator(".verdict")).to_contain_text("LIKELY")
+    expect(rca.locator(".walk")).to_have_count(0)
+    expect(rca.get_by_role("heading", name="Candidates, ranked")).to_have_count(0)
+    expect(rca.get_by_role("heading", name="Root cause")).to_be_visible()

@@ -17,6 +17,7 @@ from borealis.incidents.models import STATUSES, Incident
 from borealis.problems.models import PRIORITIES
 from borealis.rca import service as rca_service
 from borealis.rca.models import RcaStatus, RcaTrigger
+from borealis.web.drawing import draw
 from borealis.web.listing import PAGE_SIZE, Limit, Offset, Search, choice, list_context, search_text
 from borealis.web.routing import PageRoute
 from borealis.web.security import flash, verify_csrf
@@ -110,6 +111,8 @@ def incident_page(
         "rca": rca,
         "rca_active": rca is not None and rca.status in (RcaStatus.QUEUED.value, RcaStatus.RUNNING.value),
         "evidence": _evidence_index(rca),
+        # The report's walk drawn as a graph and sparklines; None for reports without a path.
+        "walk": draw(rca.report.walk) if rca is not None and rca.report is not None else None,
         "new_incident": NEW_INCIDENT,
     }
     return render(request, "incident.html", context)
