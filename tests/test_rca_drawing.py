@@ -149,7 +149,7 @@ def test_long_names_are_shortened_and_the_title_keeps_the_whole_label():
     walk = three_hops()
     walk.nodes.append(GraphNode(entity=long, state="healthy", depth=1))
     node = by_id(drawing.graph(walk))[long.id]
-    assert len(node.name) <= drawing.NAME_CHARS
+    assert drawing.text_width(node.name, drawing.NAME_SIZE) <= drawing.NARROW_ROOM
     assert node.name.endswith("…")
     assert long.label in node.title
     assert (
@@ -157,7 +157,15 @@ def test_long_names_are_shortened_and_the_title_keeps_the_whole_label():
         == f"{CHECKOUT.label} · SERVICE · anomalous · on the path"
     )
     assert "healthy" in node.title
-    assert drawing.short("orders db primary replica", 12) == "orders db…"
+    # Wide characters take more room: fewer of them fit.
+    hosts = drawing.fit("HOST-1B1B1B1B1B1B1B1B", drawing.NAME_ROOM)
+    lower = drawing.fit("host-ababababababababab", drawing.NAME_ROOM)
+    assert hosts.endswith("…")
+    assert len(hosts) < len(lower)
+    assert drawing.fit("orders-db", drawing.NAME_ROOM) == "orders-db"
+    assert len(drawing.fit("orders-db-primary-a", 80, bold=True)) < len(
+        drawing.fit("orders-db-primary-a", 80)
+    )
 
 
 def test_without_a_path_nothing_is_drawn():

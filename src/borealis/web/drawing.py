@@ -19,13 +19,16 @@ from borealis.rca.report import GraphEdge, GraphNode, NodeState, PathHop, Walk
 
 # Nodes side by side in one row: three still read on a phone once the drawing is scaled to fit it.
 COLUMNS = 3
-NODE_WIDTH = 140
+NODE_WIDTH = 150
 NODE_HEIGHT = 44
 GAP_X = 16
 GAP_Y = 36
 MARGIN = 8
-# Characters of a name that fit a node at the drawing's font size; the <title> keeps the whole label.
-NAME_CHARS = 17
+# The node's name line: font size (as in borealis.css) and the room inside a box, less inside a pill's
+# rounded ends or the cause's double outline; a longer name is cut, the <title> keeps the whole label.
+NAME_SIZE = 13
+NAME_ROOM = NODE_WIDTH - 10
+NARROW_ROOM = NODE_WIDTH - 16
 # A walk may reach ~100 entities: beyond the path, the anomalous ones and these many others, a count.
 MAX_ANOMALOUS = 25
 MAX_OTHERS = 25
@@ -158,15 +161,46 @@ _ROLE_RANK = {"symptom": 0, "path": 1, "cause": 2}
 _ROLE_WORDS = {"symptom": "the symptom", "path": "on the path", "cause": "the cause the walk found"}
 
 
-def short(text: str, limit: int = NAME_CHARS) -> str:
-    """``text`` cut to ``limit`` characters with an ellipsis, on a word boundary when one is near."""
+# Character widths in em, generous for the widest sans-serif fonts a browser may pick (DejaVu Sans):
+# the server has no font metrics, and a name cut a little early beats one spilling out of its box.
+_NARROW = set("ijl.,:;'|! ")
+_SEMI = set('frtI-/\\()[]{}"`*')
+_WIDE = set("mwMW%@&…")
+
+
+def _em(char: str) -> float:
+    if char in _NARROW:
+        return 0.32
+    if char in _SEMI:
+        return 0.44
+    if char in _WIDE:
+        return 1.0
+    if char.isupper():
+        return 0.75
+    if char.isdigit():
+        return 0.64
+    if ord(char) >= 0x2E80:
+        # CJK and the like: full width.
+        return 1.0
+    return 0.63
+
+
+def text_width(text: str, size: float, *, bold: bool = False) -> float:
+    """An upper estimate of the text's width in pixels at ``size``."""
+    return sum(_em(char) for char in text) * size * (1.12 if bold else 1.0)
+
+
+def fit(text: str, room: float, size: float = NAME_SIZE, *, bold: bool = False) -> str:
+    """``text`` on one line, cut with an ellipsis where it would overflow ``room`` pixels."""
     text = " ".join(text.split())
-    if len(text) <= limit:
+    if text_width(text, size, bold=bold) <= room:
         return text
-    cut = text[: limit - 1]
-    space = cut.rfind(" ")
-    if space >= limit // 2:
-        cut = cut[:space]
+    room -= text_width("…", size, bold=bold)
+    cut = ""
+    for char in text:
+        if text_width(cut + char, size, bold=bold) > room:
+            break
+        cut += char
     return cut.rstrip(" -_./:") + "…"
 
 
@@ -301,7 +335,12 @@ def graph(walk: Walk) -> Graph:
             entity = node.entity
             boxes[entity.id] = NodeBox(
                 id=entity.id,
-                name=short(_name(entity)),
+                # Path nodes are drawn bold (borealis.css), so they have less room.
+                name=fit(
+                    _name(entity),
+                    NARROW_ROOM if node.state in ("healthy", "cause") else NAME_ROOM,
+                    bold=entity.id in roles,
+                ),
                 full_name=_name(entity),
                 label=entity.label,
                 type=entity.type,
