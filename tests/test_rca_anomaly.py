@@ -71,10 +71,36 @@ def test_a_latency_rise_below_ten_milliseconds_is_not_an_anomaly():
     assert not judge(RT, stamps, values, baseline_end=START).anomalous
 
 
-def test_a_rise_within_the_baselines_own_noise_is_not_an_anomaly():
-    noisy = [100_000 * (1 + 0.6 * ((i * 7919) % 11 - 5) / 5) for i in range(100)]
-    stamps, values = minutes(noisy, [150_000.0] * 20)
+def test_a_noisy_series_that_keeps_its_level_is_not_an_anomaly_whatever_its_spikes():
+    noisy = [100_000 * (1 + 0.6 * ((i * 7919) % 11 - 5) / 5) for i in range(120)]
+    noisy[105] = noisy[111] = 400_000
+    stamps, values = minutes(noisy[:100], noisy[100:])
     assert not judge(RT, stamps, values, baseline_end=START).anomalous
+
+
+def test_a_lasting_shift_of_a_noisy_low_traffic_series_is_found_and_dated_where_it_began():
+    # A few requests a minute: the failure rate is 0 % or a lone error's 20-50 %, then errors settle in.
+    quiet = [0.0] * 100
+    for index in (7, 31, 58, 77):
+        quiet[index] = 25.0
+    errors = [0.0, 0.0, 33.0, 0.0, 0.0, 0.0, 0.0, 0.0] + [
+        20.0,
+        0.0,
+        25.0,
+        33.0,
+        0.0,
+        40.0,
+        25.0,
+        20.0,
+        0.0,
+        33.0,
+    ]
+    stamps, values = minutes(quiet, errors)
+    judgement = judge(ERRORS, stamps, values, baseline_end=START)
+    assert judgement is not None
+    assert judgement.anomalous
+    # Dated where the errors settled in (within two minutes), not at the lone error before.
+    assert stamps[108] <= judgement.onset <= stamps[110]
 
 
 def test_a_single_spike_is_not_sustained():

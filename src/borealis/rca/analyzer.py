@@ -80,6 +80,7 @@ class Weights:
     # The walk (when the impacted entities' metrics were judged against their baselines).
     walk_leaf: float = 4.0
     walk_hop: float = 1.0
+    walk_blind: float = 2.0
     walk_magnitude: float = 1.0
     walk_first_onset: float = 1.0
     walk_more_paths: float = 0.5
@@ -193,6 +194,7 @@ class _Analysis:
         self.comp_depends: dict[str, set[str]] = {}
         self.roots: set[str] = set()
         self.walk: WalkFacts | None = None
+        self.signals: dict[str, Signals] = {}
 
     # --- collection -------------------------------------------------------------------------------
 
@@ -288,6 +290,7 @@ class _Analysis:
                 elif item.start == target.first_wrong:
                     target.first_wrong_ids.append(item.id)
         self._topology_pass(signals)
+        self.signals = signals
         self.walk = explain_walk(
             self.evidence,
             self.not_checked,
@@ -374,7 +377,8 @@ class _Analysis:
         ]
         ranked: list[Ranked] = []
         for key, s in signals.items():
-            if not s.own_trouble:
+            blind = self.walking and self.walk is not None and key in self.walk.blind_ends
+            if not s.own_trouble and not blind:
                 continue
             entity = self.representative(key, s)
             reasons: list[Claim] = []
@@ -493,7 +497,15 @@ class _Analysis:
                     )
                 )
             ranked.append(Ranked(key=key, entity=entity, signals=s, score=round(score, 2), reasons=reasons))
-        ranked.sort(key=lambda r: (-r.score, self._app_first(r), r.entity.id))
+        # Dynatrace's own root cause keeps its precedence in the walk: disagreement is said, not ranked away.
+        ranked.sort(
+            key=lambda r: (
+                not (self.walking and r.signals.dynatrace_root),
+                -r.score,
+                self._app_first(r),
+                r.entity.id,
+            )
+        )
         return ranked
 
     def _walk_score(self, key: str, reasons: list[Claim]) -> float:
@@ -502,6 +514,17 @@ class _Analysis:
         walk, w = self.walk, self.w
         assert walk is not None
         node = walk.nodes.get(key)
+        if node is not None and key in walk.blind_ends:
+            above = walk.parent.get(key)
+            name = self._entity_of(above).name if above else "the symptom"
+            reasons.append(
+                Claim(
+                    text=f"the walk went blind here: its series that could explain {name}'s trouble are "
+                    "missing, and nothing below it is anomalous",
+                    evidence_ids=[],
+                )
+            )
+            return w.walk_blind + w.walk_depth * min(walk.depth.get(key, 0), 4)
         if node is None or key not in walk.subgraph or not node.anomalous:
             return 0.0
         ids = [a.evidence_id for a in node.anomalies]
@@ -624,7 +647,6 @@ class _Analysis:
 
     def report(self) -> Report:
         signals = self.collect()
-        self.signals = signals
         ranked = self.rank(signals)
         top = ranked[0] if ranked else None
         second = ranked[1] if len(ranked) > 1 else None
@@ -801,6 +823,11 @@ class _Analysis:
             doubts.append(
                 f"nothing below {name} is anomalous while its own figures are: the trouble is in "
                 "it or in something Dynatrace does not see, and no change on it says which"
+            )
+        if not any(walk.nodes[k].anomalous for k in walk.impacted if k in walk.nodes):
+            doubts.append(
+                "the impacted entity's own metrics stayed within their baseline, so there is no symptom for "
+                "the walk to explain"
             )
         if roots and top.key not in roots:
             named = ", ".join(self.representative(k, self.signals[k]).label for k in sorted(roots))

@@ -69,7 +69,12 @@ RULES: dict[str, Rule] = {
 SUSTAINED_POINTS = 3
 FULL_BASELINE_POINTS = 20
 SHORT_BASELINE_POINTS = 8
+# The fewest points after the onset for a level shift of a noisy series.
+LEVEL_SHIFT_POINTS = 5
+# Baseline points kept beside the window when dating a change.
+CHANGE_POINT_CONTEXT = 30
 MAD_TO_SIGMA = 1.4826
+TENTH_TO_SIGMA = 1.2816
 # The cause goes wrong minutes before Dynatrace opens a problem on the symptom: the baseline ends this
 # long before the start, so the cause's first anomalous points are judged rather than averaged in.
 ONSET_LEAD = timedelta(minutes=15)
@@ -94,6 +99,9 @@ class Judgement:
     onset: int | None
     baseline_points: int
     window_points: int
+    # The rise measured against the baseline or, when the baseline is near nothing (0 % errors), against
+    # the rule's floor: 0 % → 9 % failure rate is a large rise, not an infinite one.
+    relative_rise: float = 0.0
 
     @property
     def delta(self) -> float:
@@ -112,7 +120,7 @@ class Judgement:
             return 0.0
         if self.direction is Direction.DOWN:
             return min(5.0, -math.log2(max(1.0 + self.change, 1 / 32)))
-        return min(5.0, math.log2(1.0 + max(self.change, 0.0)))
+        return min(5.0, math.log2(1.0 + max(self.relative_rise, 0.0)))
 
 
 def _numbers(timestamps: Sequence[Any], values: Sequence[Any]) -> list[tuple[int, float]]:
@@ -152,21 +160,37 @@ def judge(
         return None
     centre = median(before)
     spread = MAD_TO_SIGMA * median(abs(v - centre) for v in before)
-    spread = max(spread, rule.min_spread * abs(centre), rule.floor / 4, 1e-9)
+    # A baseline that is flat most of the time but spiky (a few errors among few requests) has a median
+    # deviation of nothing: its upper and lower tenths say how far it strays.
+    ordered = sorted(before)
+    tail = max(
+        ordered[int(0.9 * (len(ordered) - 1))] - centre, centre - ordered[int(0.1 * (len(ordered) - 1))]
+    )
+    spread = max(spread, tail / TENTH_TO_SIGMA, rule.min_spread * abs(centre), rule.floor / 4, 1e-9)
 
-    def rises(value: float) -> bool:
+    def rises(value: float, points: int = 1) -> bool:
         delta = value - centre
-        return delta >= rule.floor and delta >= rule.rise * abs(centre) and delta / spread >= rule.min_score
+        return (
+            delta >= rule.floor
+            and delta >= rule.rise * abs(centre)
+            and delta / spread * math.sqrt(points) >= rule.min_score
+        )
 
-    def falls(value: float) -> bool:
+    def falls(value: float, points: int = 1) -> bool:
         if rule.fall is None:
             return False
         delta = centre - value
-        return delta >= rule.floor and delta >= rule.fall * centre and delta / spread >= rule.min_score
+        return (
+            delta >= rule.floor
+            and delta >= rule.fall * centre
+            and delta / spread * math.sqrt(points) >= rule.min_score
+        )
 
     direction, onset_index = None, None
     for test, way in ((rises, Direction.UP), (falls, Direction.DOWN)):
         index = _first_run(after, test)
+        if index is None:
+            index = _level_shift(after, test)
         if index is not None and (onset_index is None or index < onset_index):
             direction, onset_index = way, index
     low, high = centre - 3 * spread, centre + 3 * spread
@@ -186,6 +210,7 @@ def judge(
             baseline_points=len(before),
             window_points=len(after),
         )
+    onset_index = _change_point([v for t, v in points if t < pivot], [v for _, v in after], onset_index)
     troubled = [v for _, v in after[onset_index:]]
     level = median(troubled)
     peak = max(troubled) if direction is Direction.UP else min(troubled)
@@ -199,28 +224,71 @@ def judge(
         level=level,
         change=(level - centre) / abs(centre) if centre else (math.inf if level > 0 else 0.0),
         score=abs(level - centre) / spread,
+        relative_rise=(level - centre) / max(abs(centre), rule.floor, 1e-9),
         onset=after[onset_index][0],
         baseline_points=len(before),
         window_points=len(after),
     )
 
 
+def _change_point(before: Sequence[float], after: Sequence[float], detected: int) -> int:
+    """Where the series changed: the split of the window that leaves the least squared error on either
+    side. Thresholds catch a big change early and a slow ramp late, and a noisy series may pass them
+    before it really changed; the split dates all of them the same way, so onsets compare across series.
+    ``detected`` (where the thresholds first held) is kept when no split beats it."""
+    tail = list(before[-CHANGE_POINT_CONTEXT:])
+    series = tail + list(after)
+    count = len(series)
+    sums, squares = [0.0], [0.0]
+    for value in series:
+        sums.append(sums[-1] + value)
+        squares.append(squares[-1] + value * value)
+
+    def cost(first: int, last: int) -> float:
+        size = last - first
+        total = sums[last] - sums[first]
+        return squares[last] - squares[first] - total * total / size if size else 0.0
+
+    best, best_cost = detected, math.inf
+    for index in range(0, len(after)):
+        split = len(tail) + index
+        if split <= 0 or split >= count:
+            continue
+        value = cost(0, split) + cost(split, count)
+        if value < best_cost:
+            best, best_cost = index, value
+    return best
+
+
+def _level_shift(points: Sequence[tuple[int, float]], test: Any) -> int | None:
+    """Where a noisy series (few requests a minute) shifted for good: the first point from which the
+    median of the rest passes the test with the noise of that many points averaged out, while the point
+    itself already passes the relative change and the floor."""
+    values = [value for _, value in points]
+    for start in range(len(values) - LEVEL_SHIFT_POINTS + 1):
+        rest = values[start:]
+        if test(values[start], points=len(rest)) and test(median(rest), points=len(rest)):
+            return start
+    return None
+
+
 def _first_run(points: Sequence[tuple[int, float]], test: Any) -> int | None:
-    """Index of the first point that starts a sustained run of anomalous points (a shorter run that
-    reaches the end of the series counts too: the trouble is still going on)."""
-    need = min(SUSTAINED_POINTS, len(points))
-    run_start, run = None, 0
-    for index, (_, value) in enumerate(points):
-        if test(value):
-            if run == 0:
-                run_start = index
-            run += 1
-            if run >= need:
-                return run_start
-        else:
-            run = 0
-    if run and run_start is not None and run >= max(2, need - 1) and run_start + run == len(points):
-        return run_start
+    """Index of the first point that starts a sustained run of anomalous points after which the trouble
+    persists (at least half the points from there on are anomalous); a shorter run that reaches the end
+    of the series counts too: the trouble is still going on."""
+    flags = [bool(test(value)) for _, value in points]
+    count = len(flags)
+    need = min(SUSTAINED_POINTS, count)
+    # run[i]: anomalous points in a row from i; later[i]: anomalous points from i to the end.
+    run, later = [0] * (count + 1), [0] * (count + 1)
+    for index in range(count - 1, -1, -1):
+        run[index] = run[index + 1] + 1 if flags[index] else 0
+        later[index] = later[index + 1] + flags[index]
+    for start in range(count):
+        length = run[start]
+        reaches_end = start + length == count and length >= max(2, need - 1)
+        if (length >= need or reaches_end) and later[start] * 2 >= count - start:
+            return start
     return None
 
 

@@ -646,6 +646,7 @@ class EvidenceBook:
         metric_ids: Sequence[str],
         healthy: Sequence[EntityRef],
         without_data: Sequence[EntityRef],
+        missing: dict[str, list[str]] | None = None,
         window: Window,
         source: str,
     ) -> Evidence:
@@ -673,6 +674,8 @@ class EvidenceBook:
                 "metricIds": list(metric_ids),
                 "healthy": [e.id for e in healthy],
                 "noData": [e.id for e in without_data],
+                # Series that had no data for an entity judged on its other series.
+                "missing": missing or {},
             },
         )
 

@@ -14,18 +14,18 @@ from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from borealis.rca.anomaly import Direction, Kind
+from borealis.rca.anomaly import RULES, Direction, Kind
 from borealis.rca.evidence import KEY_METRICS, Evidence, EvidenceKind, NotChecked, entity_type_of
 from borealis.rca.topology import Components, is_external
 
 # A callee explains its caller only when its trouble began no later than the caller's (this much slack
 # for the resolution of the series and the lag of propagation), and, for the same kind of trouble, when it
 # is at least this share of the caller's (a caller's latency includes its callees', never the reverse).
-ONSET_SLACK_MS = 3 * 60_000
+ONSET_SLACK_MS = 5 * 60_000
 SAME_KIND_SHARE = 0.2
 # A fall in traffic explains the callers' errors only when the callee all but stopped taking requests;
 # a smaller fall is the consequence of a slower caller, not a cause.
-COLLAPSE = -0.8
+COLLAPSE = -0.7
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class Node:
     key: str
     anomalies: list[Anomaly] = field(default_factory=list)
     judged: bool = False
+    # The kinds of series judged for it (a missing series leaves its kind unknown).
+    kinds: set[Kind] = field(default_factory=set)
     impacted: bool = False
     external: bool = False
     measurable: bool = False
@@ -69,9 +71,23 @@ class Node:
         return bool(self.anomalies)
 
     @property
+    def suspect(self) -> bool:
+        """A separate suspect when unknown: a service or a host, not a process of a service (which counts
+        as that service)."""
+        return not self.key.startswith(("PROCESS_GROUP_INSTANCE-", "PROCESS_GROUP-"))
+
+    @property
     def unknown(self) -> bool:
         """Nothing is known of its health: no data, or not examined (a cap, a scope, an error)."""
         return self.measurable and (self.unexamined or not self.judged)
+
+    def blind_to(self, above: Node) -> bool:
+        """It cannot be told whether this node explains ``above``: it has no series of the kind of
+        trouble ``above`` shows (a service whose failure rate is missing, below a failing caller)."""
+        if not self.measurable or not self.judged or self.anomalous:
+            return False
+        wanted = {a.kind for a in above.anomalies if a.kind in (Kind.LATENCY, Kind.ERRORS)}
+        return bool(wanted) and self.kinds.isdisjoint(wanted) and Kind.SATURATION not in self.kinds
 
     @property
     def onset(self) -> int | None:
@@ -89,20 +105,32 @@ class Node:
 
 
 def explains(below: Node, above: Node) -> bool:
-    """Whether ``below``'s own trouble can explain ``above``'s (``above`` depends on ``below``)."""
+    """Whether ``below``'s own trouble can explain ``above``'s (``above`` depends on ``below``).
+
+    Only a slower or failing caller is explained from below: a caller's traffic flows down, never up, and
+    a host's saturation is its own. A callee explains a slower or failing caller when its trouble began no
+    later and, for the same kind of trouble, is not a mere fraction of the caller's; a saturated host
+    explains what runs on it; a callee that stopped taking requests explains its callers' failures."""
     causes = below.explanatory
     if not causes:
         return False
     if not above.anomalies:
         return True
-    onset = above.onset
+    explainable = [
+        a for a in above.anomalies if a.kind in (Kind.LATENCY, Kind.ERRORS) and a.direction is Direction.UP
+    ]
+    if not explainable:
+        return False
+    onset = min(a.onset for a in explainable)
     for cause in causes:
-        if onset is not None and cause.onset > onset + ONSET_SLACK_MS:
+        if cause.onset > onset + ONSET_SLACK_MS:
             continue
-        same = [a for a in above.anomalies if a.kind is cause.kind and a.direction is Direction.UP]
+        same = [a for a in explainable if a.kind is cause.kind]
         if cause.kind in (Kind.LATENCY, Kind.ERRORS) and same:
             if any(cause.delta >= SAME_KIND_SHARE * a.delta for a in same):
                 return True
+            continue
+        if cause.kind is Kind.TRAFFIC and not any(a.kind is Kind.ERRORS for a in explainable):
             continue
         return True
     return False
@@ -117,12 +145,15 @@ class WalkFacts:
     impacted: list[str]
     # Reachable through explaining (or unknown) dependencies, with the way back up towards the symptom.
     parent: dict[str, str] = field(default_factory=dict)
+    # Every edge of the subgraph (``above`` depends on ``below`` and is explained by it, or walked past).
+    edges: set[tuple[str, str]] = field(default_factory=set)
     depth: dict[str, int] = field(default_factory=dict)
     reached_by: dict[str, set[str]] = field(default_factory=dict)
     leaves: list[str] = field(default_factory=list)
     # Unknown components passed through on the way to a node, and unknown dependencies of a node.
     gaps_on_path: dict[str, list[str]] = field(default_factory=dict)
     unknown_below: dict[str, list[str]] = field(default_factory=dict)
+    blind_ends: list[str] = field(default_factory=list)
 
     @property
     def applies(self) -> bool:
@@ -172,10 +203,11 @@ def walk(
                 via = "explains"
             elif not node.anomalous and not node.measurable:
                 via = "structure"  # a process group: walked past, its instances carry the metrics
-            elif node.unknown and not node.anomalous:
+            elif (node.unknown or node.blind_to(judge)) and not node.anomalous:
                 via = "gap"
             else:
                 continue
+            facts.edges.add((above, below))
             facts.reached_by.setdefault(below, set()).update(facts.reached_by[above])
             if below in facts.depth:
                 continue
@@ -189,16 +221,24 @@ def walk(
             queue.append(below)
     anomalous_below = _anomalous_below(facts)
     facts.leaves = sorted(key for key in facts.depth if nodes[key].anomalous and not anomalous_below.get(key))
+    # Where the walk went blind with nothing anomalous further down: the cause may hide there.
+    facts.blind_ends = sorted(
+        key
+        for key in facts.depth
+        if key in facts.gaps_on_path.get(key, []) and nodes[key].suspect and not anomalous_below.get(key)
+    )
     for key in facts.depth:
-        facts.unknown_below[key] = sorted(b for b in graph.get(key, ()) if nodes[b].unknown)
+        facts.unknown_below[key] = sorted(
+            b for b in graph.get(key, ()) if (nodes[b].unknown and nodes[b].suspect) or b in facts.blind_ends
+        )
     return facts
 
 
 def _anomalous_below(facts: WalkFacts) -> dict[str, bool]:
     """For each node of the subgraph, whether an anomalous node hangs below it in the subgraph."""
     children: dict[str, list[str]] = {}
-    for child, parent in facts.parent.items():
-        children.setdefault(parent, []).append(child)
+    for above, below in facts.edges:
+        children.setdefault(above, []).append(below)
     result: dict[str, bool] = {}
 
     def visit(key: str) -> bool:
@@ -247,14 +287,20 @@ def _nodes(
         if item.kind is not EvidenceKind.METRIC:
             continue
         if item.entity is None:
+            metric_ids = [m for m in item.data.get("metricIds") or [] if m in RULES]
+            missing = item.data.get("missing") or {}
             for entity_id in item.data.get("healthy") or []:
                 node(entity_id).judged = True
+                absent = set(missing.get(entity_id) or [])
+                node(entity_id).kinds |= {RULES[m].kind for m in metric_ids if m not in absent}
             for entity_id in item.data.get("noData") or []:
                 node(entity_id)
             continue
         target = node(item.entity.id)
         if item.data.get("baseline") is not None:
             target.judged = True
+            if item.data.get("kind"):
+                target.kinds.add(Kind(item.data["kind"]))
         anomaly = _anomaly(item)
         if anomaly is not None:
             target.anomalies.append(anomaly)

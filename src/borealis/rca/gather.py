@@ -432,12 +432,14 @@ class Investigation:
                         series_of[(metric_id, entity_id)] = series
         healthy: dict[str, EntityRef] = {}
         without: dict[str, EntityRef] = {}
+        missing: dict[str, list[str]] = {}
         for entity_id in step.targets:
             ref = self._ref(entity_id)
             seen = False
             for metric_id in metrics:
                 series = series_of.get((metric_id, entity_id))
                 if series is None:
+                    missing.setdefault(entity_id, []).append(metric_id)
                     continue
                 rule = RULES[metric_id]
                 judgement = judge(
@@ -448,6 +450,7 @@ class Investigation:
                     start=self.window.incident_start,
                 )
                 if judgement is None:
+                    missing.setdefault(entity_id, []).append(metric_id)
                     continue
                 seen = True
                 if judgement.anomalous or entity_id in self.impacted:
@@ -472,6 +475,7 @@ class Investigation:
                 metric_ids=metrics,
                 healthy=calm,
                 without_data=list(without.values()),
+                missing={e: m for e, m in missing.items() if e in healthy},
                 window=self.window,
                 source=source,
             )
@@ -535,6 +539,8 @@ class Investigation:
                 for target, relation in depends_on(document) if document else ():
                     if target in depth_of or target in pending or target in too_deep:
                         continue
+                    if entity_type_of(target) == "PROCESS_GROUP":
+                        continue  # its instances carry the metrics and lead on to the host
                     below = depth + 1 if relation == "calls" else depth
                     if below > self.budget.max_depth:
                         too_deep.append(target)
