@@ -83,18 +83,9 @@ def test_a_lasting_shift_of_a_noisy_low_traffic_series_is_found_and_dated_where_
     quiet = [0.0] * 100
     for index in (7, 31, 58, 77):
         quiet[index] = 25.0
-    errors = [0.0, 0.0, 33.0, 0.0, 0.0, 0.0, 0.0, 0.0] + [
-        20.0,
-        0.0,
-        25.0,
-        33.0,
-        0.0,
-        40.0,
-        25.0,
-        20.0,
-        0.0,
-        33.0,
-    ]
+    lone = [0.0, 0.0, 33.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    settled = [20.0, 0.0, 25.0, 33.0, 0.0, 40.0, 25.0, 20.0, 0.0, 33.0]
+    errors = [*lone, *settled]
     stamps, values = minutes(quiet, errors)
     judgement = judge(ERRORS, stamps, values, baseline_end=START)
     assert judgement is not None
