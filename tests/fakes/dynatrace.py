@@ -9,6 +9,12 @@ Adding an endpoint (events, logs, metrics, settings): write a handler ``(fake, r
 register it with ``@endpoint("GET", "/api/v2/events", scope="events.read")``. Paged lists use
 ``fake.page(request, items, "events")``, which implements nextPageKey as Dynatrace does.
 
+Entity selectors (``/entities``, ``/metrics/query``, ``/events``) are parsed, not pattern-matched:
+``parse_entity_selector`` reads nested criteria (``toRelationships.calls(type(SERVICE),entityId("X"))``,
+``not(...)``, ``caseSensitive(...)``) and quoted values with commas, and enforces the spec's rules (type or
+entityId, one type, 2,000 characters); ``EntityMatcher`` evaluates them against the stored entities.
+Metrics are averaged into slots of the requested resolution, stamped at the end of each slot.
+
 The environment is served both at the root (SaaS: ``https://{id}.live.dynatrace.com``) and under
 ``/e/{environment_id}`` (Managed). With ``managed = True`` only the ``/e/{id}`` form answers; the root
 answers 404 with a web page, as a Managed cluster's UI would.
@@ -185,14 +191,310 @@ def parse_timeframe(value: str | None, default: datetime) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-_CRITERION = re.compile(r'(\w+)\(((?:"[^"]*"\s*,?\s*)+)\)')
+# ---- selectors (spec: entitySelector on /entities, /metrics/query, /events; problemSelector, eventSelector)
+
+MAX_SELECTOR_LENGTH = 2000
+RELATIONSHIP_DIRECTIONS = ("fromRelationships", "toRelationships")
+# Criteria whose argument is itself a selector (or one criterion), not a list of values.
+NESTING_CRITERIA = ("not", "caseSensitive")
+_NAME_CHARACTERS = frozenset(string.ascii_letters + string.digits + "_.")
+
+
+class SelectorError(ValueError):
+    """A selector Dynatrace refuses: the handler answers 400 with the message."""
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One ``name(arguments)`` of a selector: quoted or bare values, or a nested selector."""
+
+    name: str
+    values: tuple[str, ...] = ()
+    nested: tuple[Criterion, ...] = ()
+
+    @property
+    def relationship(self) -> tuple[str, str] | None:
+        """``("toRelationships", "calls")`` for ``toRelationships.calls(...)``, else None."""
+        direction, dot, name = self.name.partition(".")
+        if dot and name and direction in RELATIONSHIP_DIRECTIONS:
+            return direction, name
+        return None
+
+
+class _SelectorParser:
+    """A recursive-descent reader, so nesting and quoted commas or parentheses never confuse it.
+
+    Grammar: ``selector := criterion ("," criterion)*``; ``criterion := name "(" (selector | values) ")"``;
+    a value is ``"quoted"`` (``~"`` and ``~~`` escape a quote and a tilde) or bare up to ``,`` or ``)``.
+    """
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.pos = 0
+
+    def parse(self) -> tuple[Criterion, ...]:
+        criteria = self._selector()
+        if self._peek():
+            raise self._error("unexpected text")
+        return criteria
+
+    def _error(self, what: str) -> SelectorError:
+        return SelectorError(f"Invalid selector: {what} at position {self.pos}: {self.text!r}")
+
+    def _peek(self) -> str:
+        while self.pos < len(self.text) and self.text[self.pos].isspace():
+            self.pos += 1
+        return self.text[self.pos] if self.pos < len(self.text) else ""
+
+    def _expect(self, char: str) -> None:
+        if self._peek() != char:
+            raise self._error(f"expected {char!r}")
+        self.pos += 1
+
+    def _selector(self) -> tuple[Criterion, ...]:
+        found = [self._criterion()]
+        while self._peek() == ",":
+            self.pos += 1
+            found.append(self._criterion())
+        return tuple(found)
+
+    def _criterion(self) -> Criterion:
+        self._peek()
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] in _NAME_CHARACTERS:
+            self.pos += 1
+        name = self.text[start : self.pos]
+        if not name:
+            raise self._error("expected a criterion name")
+        self._expect("(")
+        probe = Criterion(name)
+        if probe.relationship or name in NESTING_CRITERIA:
+            criterion = Criterion(name, nested=self._selector())
+        else:
+            criterion = Criterion(name, values=self._values())
+        self._expect(")")
+        return criterion
+
+    def _values(self) -> tuple[str, ...]:
+        if self._peek() == ")":
+            return ()
+        found = [self._value()]
+        while self._peek() == ",":
+            self.pos += 1
+            found.append(self._value())
+        return tuple(found)
+
+    def _value(self) -> str:
+        if self._peek() == '"':
+            return self._quoted()
+        start = self.pos
+        while self.pos < len(self.text) and self.text[self.pos] not in ',()"':
+            self.pos += 1
+        value = self.text[start : self.pos].strip()
+        if not value:
+            raise self._error("expected a value")
+        return value
+
+    def _quoted(self) -> str:
+        self.pos += 1
+        out: list[str] = []
+        while self.pos < len(self.text):
+            char = self.text[self.pos]
+            if char == "~" and self.pos + 1 < len(self.text) and self.text[self.pos + 1] in '"~':
+                out.append(self.text[self.pos + 1])
+                self.pos += 2
+                continue
+            self.pos += 1
+            if char == '"':
+                return "".join(out)
+            out.append(char)
+        raise self._error("unterminated quoted value")
+
+
+def parse_criteria(selector: str) -> tuple[Criterion, ...]:
+    """The criteria of a selector; raises ``SelectorError`` for text Dynatrace would refuse."""
+    return _SelectorParser(selector).parse()
 
 
 def parse_selector(selector: str | None) -> dict[str, list[str]]:
-    """``status("open"),severityLevel("ERROR","AVAILABILITY")`` → ``{"status": ["open"], ...}``."""
+    """``status("open"),severityLevel("ERROR","AVAILABILITY")`` → ``{"status": ["open"], ...}`` (flat
+    selectors: problems, events)."""
     if not selector:
         return {}
-    return {name: re.findall(r'"([^"]*)"', values) for name, values in _CRITERION.findall(selector)}
+    return {criterion.name: list(criterion.values) for criterion in parse_criteria(selector)}
+
+
+def entity_type_of(entity_id: str) -> str:
+    return entity_id.rsplit("-", 1)[0]
+
+
+def _check_entity_selector(criteria: tuple[Criterion, ...]) -> None:
+    """The spec's rules for every entity selector, nested ones included: type or entityId is set, one
+    type only, the ids of one type, type never negated."""
+    names = [criterion.name for criterion in criteria]
+    if "type" not in names and "entityId" not in names:
+        raise SelectorError('entitySelector must set type("TYPE") or entityId("id")')
+    for criterion in criteria:
+        if criterion.name == "type" and len(criterion.values) != 1:
+            raise SelectorError("Only one entity type can be selected: type() takes exactly one value.")
+        if criterion.name == "entityId":
+            if not criterion.values:
+                raise SelectorError("entityId() needs at least one id.")
+            if len({entity_type_of(value) for value in criterion.values}) > 1:
+                raise SelectorError("All requested entities must be of the same type.")
+        if criterion.relationship:
+            _check_entity_selector(criterion.nested)
+        elif criterion.name in NESTING_CRITERIA:
+            _check_nested_criterion(criterion)
+
+
+def _check_nested_criterion(criterion: Criterion) -> None:
+    if len(criterion.nested) != 1:
+        raise SelectorError(f"{criterion.name}() takes exactly one criterion.")
+    (inner,) = criterion.nested
+    if criterion.name == "not" and inner.name == "type":
+        raise SelectorError("The type criterion cannot be negated.")
+    if criterion.name == "caseSensitive" and not inner.name.startswith("entityName"):
+        raise SelectorError("caseSensitive() takes an entityName criterion.")
+    if inner.relationship:
+        _check_entity_selector(inner.nested)
+
+
+def parse_entity_selector(selector: str) -> tuple[Criterion, ...]:
+    """An entity selector checked as Dynatrace checks it (length, syntax, type or entityId)."""
+    if len(selector) > MAX_SELECTOR_LENGTH:
+        raise SelectorError(f"The entitySelector must not be longer than {MAX_SELECTOR_LENGTH} characters.")
+    criteria = parse_criteria(selector)
+    _check_entity_selector(criteria)
+    return criteria
+
+
+def selector_error(exc: SelectorError, parameter: str = "entitySelector") -> JSONResponse:
+    """A refused selector in Dynatrace's envelope, naming the query parameter."""
+    return dt_error(
+        400,
+        str(exc),
+        constraintViolations=[{"path": parameter, "message": str(exc), "parameterLocation": "QUERY"}],
+    )
+
+
+Resolver = Callable[[str], dict[str, Any]]
+
+
+class EntityMatcher:
+    """Evaluates entity-selector criteria against the fake's entities.
+
+    An id the fake holds no document for (metric series and events may name one) is judged on its id alone:
+    its type is the id's prefix and it has no name, properties or relationships.
+    """
+
+    def __init__(self, entities: dict[str, dict[str, Any]], criteria: tuple[Criterion, ...]) -> None:
+        self.entities = entities
+        self.criteria = criteria
+
+    def document(self, entity_id: str) -> dict[str, Any]:
+        found = self.entities.get(entity_id)
+        if found is not None:
+            return found
+        return {"entityId": entity_id, "type": entity_type_of(entity_id), "displayName": entity_id}
+
+    def matches_id(self, entity_id: str) -> bool:
+        return self.matches(self.document(entity_id))
+
+    def matches(self, entity: dict[str, Any], criteria: tuple[Criterion, ...] | None = None) -> bool:
+        chosen = self.criteria if criteria is None else criteria
+        return all(self._holds(criterion, entity) for criterion in chosen)
+
+    def _holds(self, criterion: Criterion, entity: dict[str, Any], *, case_sensitive: bool = False) -> bool:
+        name, values = criterion.name, criterion.values
+        if criterion.relationship:
+            direction, relation = criterion.relationship
+            related = (entity.get(direction) or {}).get(relation) or []
+            return any(self.matches(self.document(item["id"]), criterion.nested) for item in related)
+        if name == "not":
+            return not self._holds(criterion.nested[0], entity)
+        if name == "caseSensitive":
+            return self._holds(criterion.nested[0], entity, case_sensitive=True)
+        if name == "type":
+            return (entity.get("type") or entity_type_of(entity["entityId"])) == values[0]
+        if name == "entityId":
+            return entity["entityId"] in values
+        if name.startswith("entityName"):
+            return _name_matches(name, values, str(entity.get("displayName") or ""), case_sensitive)
+        if name == "tag":
+            return any(_tag_matches(value, entity.get("tags") or []) for value in values)
+        if name == "mzId":
+            return any(str(zone.get("id")) in values for zone in entity.get("managementZones") or [])
+        if name == "mzName":
+            return any(zone.get("name") in values for zone in entity.get("managementZones") or [])
+        if name.startswith(("firstSeenTms.", "lastSeenTms.")):
+            return _time_matches(name, values, entity)
+        return _attribute_matches(name, values, entity.get("properties") or {})
+
+
+def _name_matches(name: str, values: tuple[str, ...], display: str, case_sensitive: bool) -> bool:
+    """``entityName`` CONTAINS; ``.startsWith``, ``.equals``, ``.in`` as documented; case-insensitive unless
+    wrapped in ``caseSensitive``."""
+    fold = (lambda text: text) if case_sensitive else str.casefold
+    shown = fold(display)
+    wanted = [fold(value) for value in values]
+    operator = name.partition(".")[2]
+    if operator == "startsWith":
+        return any(shown.startswith(value) for value in wanted)
+    if operator in ("equals", "in"):
+        return shown in wanted
+    if operator:
+        raise SelectorError(f"Unknown entity name operator: {name}")
+    return any(value in shown for value in wanted)
+
+
+def _tag_matches(value: str, tags: list[dict[str, Any]]) -> bool:
+    """``[context]key:value``, ``key:value`` or ``key``, as the spec describes tag criteria."""
+    context = None
+    if value.startswith("[") and "]" in value:
+        context, _, value = value[1:].partition("]")
+    key, colon, tag_value = value.replace("\\:", "\0").partition(":")
+    key, tag_value = key.replace("\0", ":"), tag_value.replace("\0", ":")
+    for tag in tags:
+        if context is not None and tag.get("context") != context:
+            continue
+        if tag.get("key") == key and (not colon or tag.get("value") == tag_value):
+            return True
+    return False
+
+
+def _time_matches(name: str, values: tuple[str, ...], entity: dict[str, Any]) -> bool:
+    field_name, _, operator = name.partition(".")
+    if len(values) != 1 or operator not in ("lt", "lte", "gt", "gte"):
+        raise SelectorError(f"Invalid criterion {name}")
+    try:
+        moment = to_millis(parse_timeframe(values[0], datetime.now(UTC)))
+    except ValueError as exc:
+        raise SelectorError(f"Invalid timestamp in {name}: {values[0]}") from exc
+    seen = entity.get(field_name)
+    if seen is None:
+        return False
+    return {
+        "lt": seen < moment,
+        "lte": seen <= moment,
+        "gt": seen > moment,
+        "gte": seen >= moment,
+    }[operator]
+
+
+def _attribute_matches(name: str, values: tuple[str, ...], properties: dict[str, Any]) -> bool:
+    """``<attribute>("v1","v2")`` and ``<attribute>.exists()`` over the entity's properties."""
+    if name.endswith(".exists"):
+        return properties.get(name[: -len(".exists")]) is not None
+    held = properties.get(name)
+    if held is None:
+        return False
+    items = held if isinstance(held, list) else [held]
+    return any(_text(item) in values for item in items)
+
+
+def _text(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 _UNSET = object()
@@ -433,10 +735,12 @@ class FakeDynatrace:
         key: str,
         *,
         default_size: int = DEFAULT_PAGE_SIZE,
+        max_size: int = MAX_PAGE_SIZE,
     ) -> Response:
         """One page of ``items`` under ``key``, or the page a ``nextPageKey`` points at.
 
         As Dynatrace: with nextPageKey every other query parameter must be absent (400 otherwise).
+        ``max_size`` is the route's largest pageSize (the spec: 500 for problems, 1000 for events).
         """
         params = request.query_params
         route = request.scope["fake_path"]
@@ -467,8 +771,8 @@ class FakeDynatrace:
                 size = int(raw_size) if raw_size else default_size
             except ValueError:
                 return dt_error(400, "pageSize must be a number")
-            if not 1 <= size <= MAX_PAGE_SIZE:
-                return dt_error(400, f"pageSize must be between 1 and {MAX_PAGE_SIZE}")
+            if not 1 <= size <= max_size:
+                return dt_error(400, f"pageSize must be between 1 and {max_size}")
             offset = 0
         chunk = items[offset : offset + size]
         body: dict[str, Any] = {
@@ -676,7 +980,10 @@ def list_problems(fake: FakeDynatrace, request: Request) -> Response:
         end = parse_timeframe(params.get("to"), now)
     except ValueError:
         return dt_error(400, "from and to must be UTC milliseconds, ISO 8601 or relative (now-2h)")
-    criteria = parse_selector(params.get("problemSelector"))
+    try:
+        criteria = parse_selector(params.get("problemSelector"))
+    except SelectorError as exc:
+        return selector_error(exc, "problemSelector")
     start_ms, end_ms = to_millis(start), to_millis(end)
     found = [
         _problem_view(problem, params.get("fields"))
@@ -712,51 +1019,130 @@ def list_entities(fake: FakeDynatrace, request: Request) -> Response:
     params = request.query_params
     if "nextPageKey" in params:
         return fake.page(request, [], "entities")
-    criteria = parse_selector(params.get("entitySelector"))
-    if not criteria.get("type") and not criteria.get("entityId"):
-        return dt_error(400, 'entitySelector must set type("TYPE") or entityId("id")')
-    found = [
-        entity
-        for entity in fake.entities.values()
-        if ("type" not in criteria or entity["type"] in criteria["type"])
-        and ("entityId" not in criteria or entity["entityId"] in criteria["entityId"])
-    ]
-    return fake.page(request, found, "entities")
+    selector = params.get("entitySelector")
+    if not selector:
+        return selector_error(SelectorError('entitySelector must set type("TYPE") or entityId("id")'))
+    try:
+        matcher = EntityMatcher(fake.entities, parse_entity_selector(selector))
+    except SelectorError as exc:
+        return selector_error(exc)
+    fields = _entity_fields(params.get("fields"))
+    if isinstance(fields, Response):
+        return fields
+    seen = _seen_window(params)
+    if isinstance(seen, Response):
+        return seen
+    with fake._lock:
+        stored = list(fake.entities.values())
+    try:
+        found = [entity for entity in stored if _seen_within(entity, seen) and matcher.matches(entity)]
+    except SelectorError as exc:
+        return selector_error(exc)
+    order = params.get("sort")
+    if order:
+        if order.lstrip("+-") != "name":
+            return dt_error(400, f"Unsupported sort field: {order}; only name can be sorted")
+        found.sort(key=lambda entity: str(entity.get("displayName") or ""), reverse=order.startswith("-"))
+    return fake.page(request, [_entity_view(entity, fields) for entity in found], "entities")
 
 
-def _timeframe(params: Any) -> tuple[int, int] | Response:
+# What an entity of the list holds without ``fields`` (the spec: the id and the name, always), and what
+# ``fields=+name`` may add; ``properties.X`` and ``fromRelationships.X`` add one property or relationship.
+ENTITY_LIST_BASE = ("entityId", "type", "displayName")
+ENTITY_LIST_FIELDS = (
+    "properties",
+    "fromRelationships",
+    "toRelationships",
+    "tags",
+    "managementZones",
+    "firstSeenTms",
+    "lastSeenTms",
+    "icon",
+)
+
+
+def _entity_fields(raw: str | None) -> list[str] | Response:
+    wanted = [name.strip().lstrip("+") for name in (raw or "").split(",") if name.strip()]
+    for name in wanted:
+        head, dot, tail = name.partition(".")
+        known = (
+            head in ("properties", *RELATIONSHIP_DIRECTIONS) if dot and tail else name in ENTITY_LIST_FIELDS
+        )
+        if not known:
+            return dt_error(400, f"Invalid field: {name}")
+    return wanted
+
+
+def _entity_view(entity: dict[str, Any], fields: list[str]) -> dict[str, Any]:
+    """The entity as the list shows it: the base fields plus those asked for."""
+    view = {name: entity[name] for name in ENTITY_LIST_BASE if name in entity}
+    for name in fields:
+        head, dot, tail = name.partition(".")
+        if not dot:
+            if name in entity:
+                view[name] = copy.deepcopy(entity[name])
+            continue
+        held = (entity.get(head) or {}).get(tail)
+        part = view.setdefault(head, {})
+        if held is not None and isinstance(part, dict):
+            part[tail] = copy.deepcopy(held)
+    return view
+
+
+def _seen_window(params: Any) -> tuple[int, int] | Response | None:
+    """The timeframe entities must have been seen in, only when from or to is given.
+
+    Dynatrace defaults to the last three days; the fake lists every entity without from/to, because tests
+    (and generated environments) stamp their entities with fixed dates in the past.
+    """
+    if not params.get("from") and not params.get("to"):
+        return None
+    return _timeframe(params, default_span=timedelta(days=3))
+
+
+def _seen_within(entity: dict[str, Any], window: tuple[int, int] | None) -> bool:
+    if window is None:
+        return True
+    start, end = window
+    first = entity.get("firstSeenTms") or 0
+    last = entity.get("lastSeenTms") or first
+    return first <= end and last >= start
+
+
+def _timeframe(params: Any, default_span: timedelta = timedelta(hours=2)) -> tuple[int, int] | Response:
     now = datetime.now(UTC)
     try:
-        start = parse_timeframe(params.get("from"), now - timedelta(hours=2))
+        start = parse_timeframe(params.get("from"), now - default_span)
         end = parse_timeframe(params.get("to"), now)
     except ValueError:
         return dt_error(400, "from and to must be UTC milliseconds, ISO 8601 or relative (now-2h)")
     return to_millis(start), to_millis(end)
 
 
-def _selected_entities(selector: str | None) -> tuple[set[str] | None, set[str] | None]:
-    """The ids and types an ``entitySelector`` names (None: no restriction of that kind)."""
-    criteria = parse_selector(selector)
-    ids = set(criteria["entityId"]) if "entityId" in criteria else None
-    types = set(criteria["type"]) if "type" in criteria else None
-    return ids, types
+def _optional_matcher(fake: FakeDynatrace, selector: str | None) -> EntityMatcher | None:
+    """The matcher of an optional entitySelector (None: every entity); raises ``SelectorError``."""
+    if not selector:
+        return None
+    return EntityMatcher(fake.entities, parse_entity_selector(selector))
 
 
 @endpoint("GET", "/api/v2/events", scope="events.read")
 def list_events(fake: FakeDynatrace, request: Request) -> Response:
     params = request.query_params
     if "nextPageKey" in params:
-        return fake.page(request, [], "events", default_size=100)
+        return fake.page(request, [], "events", default_size=100, max_size=1000)
     frame = _timeframe(params)
     if isinstance(frame, Response):
         return frame
     start, end = frame
-    ids, types = _selected_entities(params.get("entitySelector"))
-    if params.get("entitySelector") and ids is None and types is None:
-        return dt_error(400, 'entitySelector must set type("TYPE") or entityId("id")')
-    if ids is not None and len({entity_id.rsplit("-", 1)[0] for entity_id in ids}) > 1:
-        return dt_error(400, "All requested entities must be of the same type.")
-    wanted_types = parse_selector(params.get("eventSelector")).get("eventType")
+    try:
+        matcher = _optional_matcher(fake, params.get("entitySelector"))
+    except SelectorError as exc:
+        return selector_error(exc)
+    try:
+        wanted = _event_criteria(params.get("eventSelector"))
+    except SelectorError as exc:
+        return selector_error(exc, "eventSelector")
 
     def matches(event: dict[str, Any]) -> bool:
         entity_id = ((event.get("entityId") or {}).get("entityId") or {}).get("id", "")
@@ -764,13 +1150,64 @@ def list_events(fake: FakeDynatrace, request: Request) -> Response:
         return (
             event["startTime"] <= end
             and (finish in (-1, None) or finish >= start)
-            and (ids is None or entity_id in ids)
-            and (types is None or entity_id.rsplit("-", 1)[0] in types)
-            and (not wanted_types or event.get("eventType") in wanted_types)
+            and (matcher is None or (bool(entity_id) and matcher.matches_id(entity_id)))
+            and all(check(event) for check in wanted)
         )
 
-    found = sorted((e for e in fake.events if matches(e)), key=lambda e: e["startTime"], reverse=True)
-    return fake.page(request, found, "events", default_size=100)
+    with fake._lock:
+        stored = list(fake.events)
+    try:
+        found = sorted((e for e in stored if matches(e)), key=lambda e: e["startTime"], reverse=True)
+    except SelectorError as exc:
+        return selector_error(exc)
+    return fake.page(request, found, "events", default_size=100, max_size=1000)
+
+
+# eventSelector criteria that take one value only (the spec: "You can specify only one ...").
+_SINGLE_VALUE_EVENT_CRITERIA = ("eventType", "status")
+_EVENT_FLAGS = ("underMaintenance", "suppressAlert", "suppressProblem", "frequentEvent")
+
+
+def _event_criteria(selector: str | None) -> list[Callable[[dict[str, Any]], bool]]:
+    """One check per eventSelector criterion; all must hold."""
+    checks: list[Callable[[dict[str, Any]], bool]] = []
+    for criterion in parse_criteria(selector) if selector else ():
+        checks.append(_event_check(criterion.name, criterion.values))
+    return checks
+
+
+def _event_check(name: str, values: tuple[str, ...]) -> Callable[[dict[str, Any]], bool]:
+    if not values:
+        raise SelectorError(f"{name}() needs a value.")
+    if name in _SINGLE_VALUE_EVENT_CRITERIA and len(values) != 1:
+        raise SelectorError(f"Only one value can be given for {name}.")
+    if name == "eventType":
+        return lambda event: event.get("eventType") == values[0]
+    if name == "status":
+        return lambda event: _event_status(event) == values[0].upper()
+    if name == "eventId":
+        return lambda event: event.get("eventId") in values
+    if name == "correlationId":
+        return lambda event: event.get("correlationId") in values
+    if name == "entityId":
+        return lambda event: ((event.get("entityId") or {}).get("entityId") or {}).get("id") in values
+    if name == "managementZoneId":
+        return lambda event: any(str(zone.get("id")) in values for zone in event.get("managementZones") or [])
+    if name in _EVENT_FLAGS:
+        return lambda event: str(bool(event.get(name))).lower() == values[0].lower()
+    if name.startswith("property."):
+        key = name[len("property.") :]
+        return lambda event: any(
+            item.get("key") == key and str(item.get("value")) in values
+            for item in event.get("properties") or []
+        )
+    raise SelectorError(f"Unknown eventSelector criterion: {name}")
+
+
+def _event_status(event: dict[str, Any]) -> str:
+    if event.get("status"):
+        return str(event["status"]).upper()
+    return "OPEN" if event.get("endTime") in (-1, None) else "CLOSED"
 
 
 _LOG_CONDITION = re.compile(r'([\w.]+)\s*=\s*"([^"]*)"')
@@ -812,47 +1249,174 @@ def search_logs(fake: FakeDynatrace, request: Request) -> Response:
 
 @endpoint("GET", "/api/v2/metrics/query", scope="metrics.read")
 def query_metrics(fake: FakeDynatrace, request: Request) -> Response:
+    """Data points per series, aggregated into slots of the resolution (average of the values in a slot,
+    null when it has none), stamped with the end of each slot as Dynatrace does.
+
+    The spec deprecates paging here (``nextPageKey`` is always null), so every matching series comes at once.
+    """
     params = request.query_params
     selector = params.get("metricSelector")
     if not selector:
         return dt_error(400, "metricSelector must not be empty")
-    keys = [key.strip() for key in selector.split(",") if key.strip()]
+    try:
+        keys = metric_keys(selector)
+    except SelectorError as exc:
+        return selector_error(exc, "metricSelector")
     if len(keys) > 10:
         return dt_error(400, "Up to 10 metrics can be selected in one query")
     frame = _timeframe(params)
     if isinstance(frame, Response):
         return frame
     start, end = frame
-    ids, _ = _selected_entities(params.get("entitySelector"))
+    if start >= end:
+        return dt_error(400, "The start of the timeframe must be before its end")
+    slots = _slots(params.get("resolution"), start, end)
+    if isinstance(slots, Response):
+        return slots
+    try:
+        matcher = _optional_matcher(fake, params.get("entitySelector"))
+    except SelectorError as exc:
+        return selector_error(exc)
+    with fake._lock:
+        stored = {key: list(fake.metrics.get(key, [])) for key in keys}
     result = []
-    for key in keys:
-        data = []
-        for series in fake.metrics.get(key, []):
-            if ids is not None and not ids & set(series["dimensions"]):
-                continue
-            points = [
-                (stamp, value)
-                for stamp, value in zip(series["timestamps"], series["values"], strict=True)
-                if start <= stamp <= end
-            ]
-            data.append(
+    entities: set[tuple[str, ...]] = set()
+    try:
+        for key in keys:
+            data = [slots.aggregate(series) for series in stored[key] if _series_selected(series, matcher)]
+            data = [series for series in data if series is not None]
+            entities.update(tuple(series["dimensions"]) for series in data)
+            result.append(
                 {
-                    "dimensionMap": series["dimensionMap"],
-                    "dimensions": series["dimensions"],
-                    "timestamps": [stamp for stamp, _ in points],
-                    "values": [value for _, value in points],
+                    "metricId": key,
+                    "dataPointCountRatio": round(len(data) * len(slots.ends) / 10_000_000, 7),
+                    "dimensionCountRatio": round(len(data) / 1_000_000, 7),
+                    "data": data,
                 }
             )
-        result.append(
-            {"metricId": key, "dataPointCountRatio": "0.0001", "dimensionCountRatio": "0.0001", "data": data}
-        )
+    except SelectorError as exc:
+        return selector_error(exc)
     return JSONResponse(
-        {
-            "totalCount": len(result),
-            "nextPageKey": None,
-            "resolution": params.get("resolution") or "1m",
-            "result": result,
+        {"totalCount": len(entities), "nextPageKey": None, "resolution": slots.label, "result": result}
+    )
+
+
+def metric_keys(selector: str) -> list[str]:
+    """The metric keys of a metricSelector: comma-separated, ``prefix.(a,b)`` for siblings, quoted keys."""
+    keys: list[str] = []
+    depth, quoted, current = 0, False, []
+    for char in selector:
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if depth < 0:
+                raise SelectorError(f"Unbalanced parentheses in metricSelector: {selector}")
+        if char == "," and depth == 0 and not quoted:
+            keys.extend(_expand_key("".join(current)))
+            current = []
+        else:
+            current.append(char)
+    if depth or quoted:
+        raise SelectorError(f"Unbalanced parentheses or quotes in metricSelector: {selector}")
+    keys.extend(_expand_key("".join(current)))
+    return [key for key in keys if key]
+
+
+def _expand_key(text: str) -> list[str]:
+    text = text.strip()
+    if text.startswith('"') and text.endswith('"') and len(text) >= 2:
+        return [text[1:-1].replace('~"', '"').replace("~~", "~")]
+    if text.endswith(")") and ".(" in text:
+        prefix, _, names = text[:-1].partition(".(")
+        return [f"{prefix}.{name.strip()}" for name in names.split(",") if name.strip()]
+    return [text] if text else []
+
+
+_RESOLUTION = re.compile(r"^(\d+)([mhdwMy])$")
+_RESOLUTION_MINUTES = {"m": 1, "h": 60, "d": 1440, "w": 10080, "M": 43200, "y": 525600}
+DEFAULT_METRIC_POINTS = 120
+MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Slots:
+    """The time slots of a metric query: (end - step, end] for each end; ``step`` None is ``Inf``."""
+
+    ends: list[int]
+    step: int | None
+    label: str
+    start: int
+
+    def slot_of(self, stamp: int) -> int | None:
+        if self.step is None:
+            return 0 if self.start <= stamp <= self.ends[0] else None
+        index = (-(-stamp // self.step) * self.step - self.ends[0]) // self.step
+        return index if 0 <= index < len(self.ends) else None
+
+    def aggregate(self, series: dict[str, Any]) -> dict[str, Any] | None:
+        """The series over the slots; None when it has no data point in the timeframe (Dynatrace leaves
+        such a series out)."""
+        sums = [0.0] * len(self.ends)
+        counts = [0] * len(self.ends)
+        for stamp, value in zip(series["timestamps"], series["values"], strict=True):
+            index = self.slot_of(int(stamp))
+            if index is None or value is None:
+                continue
+            sums[index] += float(value)
+            counts[index] += 1
+        if not any(counts):
+            return None
+        return {
+            "dimensionMap": dict(series["dimensionMap"]),
+            "dimensions": list(series["dimensions"]),
+            "timestamps": list(self.ends),
+            "values": [total / count if count else None for total, count in zip(sums, counts, strict=True)],
         }
+
+
+def _slots(raw: str | None, start: int, end: int) -> Slots | Response:
+    """Slots aligned to the resolution from the slot holding ``from`` to the one holding ``to``: the last
+    timestamp can lie after ``to``, as the Dynatrace documentation describes."""
+    if raw == "Inf":
+        return Slots(ends=[end], step=None, label="Inf", start=start)
+    minutes = _resolution_minutes(raw, end - start)
+    if minutes is None:
+        return dt_error(400, f"Invalid resolution: {raw}")
+    step = minutes * MINUTE_MS
+    first = start // step
+    last = -(-end // step) - 1
+    ends = [(index + 1) * step for index in range(first, max(first, last) + 1)]
+    label = f"{minutes // 60}h" if minutes % 60 == 0 else f"{minutes}m"
+    if minutes % 1440 == 0:
+        label = f"{minutes // 1440}d"
+    return Slots(ends=ends, step=step, label=label, start=start)
+
+
+def _resolution_minutes(raw: str | None, span_ms: int) -> int | None:
+    """A timespan (``5m``, ``1h``) or a number of points (the default: 120), as whole minutes."""
+    if not raw or raw.isdigit():
+        points = int(raw) if raw else DEFAULT_METRIC_POINTS
+        if points < 1:
+            return None
+        return max(1, -(-span_ms // (points * MINUTE_MS)))
+    match = _RESOLUTION.match(raw)
+    if match is None:
+        return None
+    amount, unit = int(match.group(1)), match.group(2)
+    return amount * _RESOLUTION_MINUTES[unit] if amount >= 1 else None
+
+
+def _series_selected(series: dict[str, Any], matcher: EntityMatcher | None) -> bool:
+    """A series belongs to the selected entities when one of its entity dimensions is selected."""
+    if matcher is None:
+        return True
+    return any(
+        matcher.matches_id(str(value))
+        for key, value in series["dimensionMap"].items()
+        if key.startswith("dt.entity.") and value
     )
 
 
