@@ -55,7 +55,7 @@ RULES: dict[str, Rule] = {
     "builtin:service.response.time": Rule("response time", Kind.LATENCY, "µs", rise=0.2, floor=10_000),
     "builtin:service.errors.total.rate": Rule("failure rate", Kind.ERRORS, "%", rise=0.5, floor=1.0),
     "builtin:service.requestCount.total": Rule(
-        "request count", Kind.TRAFFIC, "/min", rise=2.0, floor=2.0, fall=0.5, min_spread=0.05
+        "request count", Kind.TRAFFIC, "/min", rise=2.0, floor=1.0, fall=0.5, min_spread=0.05
     ),
     "builtin:host.cpu.usage": Rule("CPU usage", Kind.SATURATION, "%", rise=0.3, floor=15.0),
     "builtin:host.mem.usage": Rule("memory usage", Kind.SATURATION, "%", rise=0.1, floor=10.0),
@@ -162,18 +162,18 @@ def judge(
     spread = MAD_TO_SIGMA * median(abs(v - centre) for v in before)
     # A baseline that is flat most of the time but spiky (a few errors among few requests) has a median
     # deviation of nothing: its upper and lower tenths say how far it strays.
+    # Counts and rates are skewed: the upper tenth judges rises, the lower tenth falls.
     ordered = sorted(before)
-    tail = max(
-        ordered[int(0.9 * (len(ordered) - 1))] - centre, centre - ordered[int(0.1 * (len(ordered) - 1))]
-    )
-    spread = max(spread, tail / TENTH_TO_SIGMA, rule.min_spread * abs(centre), rule.floor / 4, 1e-9)
+    least = max(spread, rule.min_spread * abs(centre), rule.floor / 4, 1e-9)
+    spread_up = max(least, (ordered[int(0.9 * (len(ordered) - 1))] - centre) / TENTH_TO_SIGMA)
+    spread_down = max(least, (centre - ordered[int(0.1 * (len(ordered) - 1))]) / TENTH_TO_SIGMA)
 
     def rises(value: float, points: int = 1) -> bool:
         delta = value - centre
         return (
             delta >= rule.floor
             and delta >= rule.rise * abs(centre)
-            and delta / spread * math.sqrt(points) >= rule.min_score
+            and delta / spread_up * math.sqrt(points) >= rule.min_score
         )
 
     def falls(value: float, points: int = 1) -> bool:
@@ -183,7 +183,7 @@ def judge(
         return (
             delta >= rule.floor
             and delta >= rule.fall * centre
-            and delta / spread * math.sqrt(points) >= rule.min_score
+            and delta / spread_down * math.sqrt(points) >= rule.min_score
         )
 
     direction, onset_index = None, None
@@ -193,7 +193,7 @@ def judge(
             index = _level_shift(after, test)
         if index is not None and (onset_index is None or index < onset_index):
             direction, onset_index = way, index
-    low, high = centre - 3 * spread, centre + 3 * spread
+    low, high = centre - 3 * spread_down, centre + 3 * spread_up
     if direction is None or onset_index is None:
         extreme = max(after, key=lambda p: abs(p[1] - centre))[1]
         return Judgement(
@@ -223,7 +223,7 @@ def judge(
         peak=peak,
         level=level,
         change=(level - centre) / abs(centre) if centre else (math.inf if level > 0 else 0.0),
-        score=abs(level - centre) / spread,
+        score=abs(level - centre) / (spread_up if direction is Direction.UP else spread_down),
         relative_rise=(level - centre) / max(abs(centre), rule.floor, 1e-9),
         onset=after[onset_index][0],
         baseline_points=len(before),

@@ -21,7 +21,10 @@ from borealis.rca.topology import Components, is_external
 # A callee explains its caller only when its trouble began no later than the caller's (this much slack
 # for the resolution of the series and the lag of propagation), and, for the same kind of trouble, when it
 # is at least this share of the caller's (a caller's latency includes its callees', never the reverse).
-ONSET_SLACK_MS = 5 * 60_000
+ONSET_SLACK_MS = 3 * 60_000
+# Trouble of another kind (a slower callee, a failing caller) is a weaker link: it must have begun no
+# later than one resolution step after the caller's.
+CROSS_KIND_SLACK_MS = 60_000
 SAME_KIND_SHARE = 0.2
 # A fall in traffic explains the callers' errors only when the callee all but stopped taking requests;
 # a smaller fall is the consequence of a slower caller, not a cause.
@@ -129,6 +132,8 @@ def explains(below: Node, above: Node) -> bool:
         if cause.kind in (Kind.LATENCY, Kind.ERRORS) and same:
             if any(cause.delta >= SAME_KIND_SHARE * a.delta for a in same):
                 return True
+            continue
+        if cause.kind in (Kind.LATENCY, Kind.ERRORS) and cause.onset > onset + CROSS_KIND_SLACK_MS:
             continue
         if cause.kind is Kind.TRAFFIC and not any(a.kind is Kind.ERRORS for a in explainable):
             continue
