@@ -81,6 +81,8 @@ class Weights:
     walk_leaf: float = 4.0
     walk_hop: float = 1.0
     walk_blind: float = 2.0
+    walk_reachable: float = 1.0
+    walk_reachable_magnitude: float = 0.5
     walk_magnitude: float = 1.0
     walk_first_onset: float = 1.0
     walk_more_paths: float = 0.5
@@ -525,6 +527,18 @@ class _Analysis:
                 )
             )
             return w.walk_blind + w.walk_depth * min(walk.depth.get(key, 0), 4)
+        if node is not None and node.explanatory and key not in walk.subgraph and key in walk.downstream:
+            # Below the symptom, but the entities in between look healthy: a weaker link, unless a change
+            # on it came just before (its change event is weighed with the rest of its evidence).
+            strongest = node.strongest()
+            reasons.append(
+                Claim(
+                    text=f"{self._figure(strongest) if strongest else 'anomalous'}, below the symptom, though "
+                    "what lies between shows no trouble",
+                    evidence_ids=[a.evidence_id for a in node.anomalies],
+                )
+            )
+            return w.walk_reachable + w.walk_reachable_magnitude * node.magnitude
         if node is None or key not in walk.subgraph or not node.anomalous:
             return 0.0
         ids = [a.evidence_id for a in node.anomalies]

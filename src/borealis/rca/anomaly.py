@@ -55,7 +55,7 @@ RULES: dict[str, Rule] = {
     "builtin:service.response.time": Rule("response time", Kind.LATENCY, "µs", rise=0.2, floor=10_000),
     "builtin:service.errors.total.rate": Rule("failure rate", Kind.ERRORS, "%", rise=0.5, floor=1.0),
     "builtin:service.requestCount.total": Rule(
-        "request count", Kind.TRAFFIC, "/min", rise=2.0, floor=1.0, fall=0.5, min_spread=0.05
+        "request count", Kind.TRAFFIC, "/min", rise=2.0, floor=1.5, fall=0.5, min_spread=0.05
     ),
     "builtin:host.cpu.usage": Rule("CPU usage", Kind.SATURATION, "%", rise=0.3, floor=15.0),
     "builtin:host.mem.usage": Rule("memory usage", Kind.SATURATION, "%", rise=0.1, floor=10.0),

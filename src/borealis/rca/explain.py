@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from borealis.rca.anomaly import RULES, Direction, Kind
 from borealis.rca.evidence import KEY_METRICS, Evidence, EvidenceKind, NotChecked, entity_type_of
-from borealis.rca.topology import Components, is_external
+from borealis.rca.topology import Components, is_external, reached_from
 
 # A callee explains its caller only when its trouble began no later than the caller's (this much slack
 # for the resolution of the series and the lag of propagation), and, for the same kind of trouble, when it
@@ -159,6 +159,8 @@ class WalkFacts:
     gaps_on_path: dict[str, list[str]] = field(default_factory=dict)
     unknown_below: dict[str, list[str]] = field(default_factory=dict)
     blind_ends: list[str] = field(default_factory=list)
+    # Everything the impacted components depend on, through any entity (anomalous or not).
+    downstream: set[str] = field(default_factory=set)
 
     @property
     def applies(self) -> bool:
@@ -191,6 +193,8 @@ def walk(
     nodes = _nodes(evidence, not_checked, components, graph, impacted)
     starts = sorted({components.find(e) for e in impacted})
     facts = WalkFacts(nodes=nodes, graph=graph, impacted=starts)
+    for start in starts:
+        facts.downstream |= reached_from(graph, start) - {start}
     # The node whose trouble a dependency has to explain: the last anomalous one above it.
     reference: dict[str, str] = {}
     queue: deque[str] = deque()
