@@ -210,7 +210,16 @@ def judge(
             baseline_points=len(before),
             window_points=len(after),
         )
-    onset_index = _change_point([v for t, v in points if t < pivot], [v for _, v in after], onset_index)
+    # Lone spikes would pull the split towards them: values are held within the band of the baseline and
+    # of the troubled level first.
+    provisional = median(v for _, v in after[onset_index:])
+    lowest = min(centre, provisional) - 3 * spread_down
+    highest = max(centre, provisional) + 3 * spread_up
+    onset_index = _change_point(
+        [min(max(v, lowest), highest) for t, v in points if t < pivot],
+        [min(max(v, lowest), highest) for _, v in after],
+        onset_index,
+    )
     troubled = [v for _, v in after[onset_index:]]
     level = median(troubled)
     peak = max(troubled) if direction is Direction.UP else min(troubled)
@@ -224,11 +233,20 @@ def judge(
         level=level,
         change=(level - centre) / abs(centre) if centre else (math.inf if level > 0 else 0.0),
         score=abs(level - centre) / (spread_up if direction is Direction.UP else spread_down),
-        relative_rise=(level - centre) / max(abs(centre), rule.floor, 1e-9),
+        relative_rise=_relative_rise(rule, centre, level),
         onset=after[onset_index][0],
         baseline_points=len(before),
         window_points=len(after),
     )
+
+
+def _relative_rise(rule: Rule, centre: float, level: float) -> float:
+    """How big a rise is: against the baseline, or against the floor when the baseline is near nothing;
+    a percentage of capacity (CPU, memory) against the headroom it had, so 64 % → 96 % counts as most of
+    the way to full."""
+    if rule.kind is Kind.SATURATION and rule.unit == "%":
+        return 3 * (level - centre) / max(100.0 - centre, rule.floor)
+    return (level - centre) / max(abs(centre), rule.floor, 1e-9)
 
 
 def _change_point(before: Sequence[float], after: Sequence[float], detected: int) -> int:
