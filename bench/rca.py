@@ -28,7 +28,6 @@ for reporting; a figure from seeds used to tune it would flatter it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import statistics
 import sys
@@ -36,7 +35,6 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +48,9 @@ from borealis.config import Settings  # noqa: E402
 from borealis.dynatrace.client import DynatraceClient  # noqa: E402
 from borealis.rca.analyzer import analyze  # noqa: E402
 from borealis.rca.evidence import ProblemFacts, entity_ref, from_millis  # noqa: E402
-from borealis.rca.gather import Budget, investigate  # noqa: E402
+from borealis.rca.gather import investigate  # noqa: E402
 from borealis.rca.report import Report  # noqa: E402
+from borealis.rca.service import budget_of  # noqa: E402
 
 CONFIDENT = ("CONFIRMED", "LIKELY")
 LARGE = 80
@@ -115,21 +114,6 @@ def facts_of(case: Case, environment_url: str) -> ProblemFacts:
         url=f"{environment_url}/#problems/problemdetails;pid={problem['problemId']}",
         details=json.loads(json.dumps(problem)),
     )
-
-
-def budget_of(settings: Settings) -> Budget:
-    """The budget ``rca.service.analyse`` builds: each ``Budget`` field that has an ``rca_<field>`` or
-    ``rca_<field>_minutes`` setting takes it (lookback, baseline, max_depth, max_entities today), so a new
-    setting of that form is followed without editing this file."""
-    chosen: dict[str, Any] = {}
-    for item in dataclasses.fields(Budget):
-        minutes = getattr(settings, f"rca_{item.name}_minutes", None)
-        value = getattr(settings, f"rca_{item.name}", None)
-        if minutes is not None:
-            chosen[item.name] = timedelta(minutes=minutes)
-        elif value is not None:
-            chosen[item.name] = value
-    return Budget(**chosen)
 
 
 def run_rca(fake: FakeDynatrace, case: Case, settings: Settings) -> tuple[Report, int, float]:

@@ -118,8 +118,9 @@ class Budget:
     max_events: int = 300
     max_log_records: int = 100
     max_calls: int = 60
-    # Dynatrace's limit on the length of one entity selector.
+    # Dynatrace's limit on the length of one entity selector, and the page size asked of the entities API.
     max_selector_chars: int = 2000
+    entity_page_size: int = 500
     lookback: timedelta = timedelta(minutes=30)
     baseline: timedelta = timedelta(hours=2)
 
@@ -307,10 +308,13 @@ class Investigation:
             return
         fetch = Step(Action.ENTITY, tuple(missing))
         selector = entity_selector(missing)
-        found = self._call(fetch, lambda: self.source.list_entities(selector, fields=ENTITY_FIELDS))
+        size = self.budget.entity_page_size
+        found = self._call(
+            fetch, lambda: self.source.list_entities(selector, fields=ENTITY_FIELDS, page_size=size)
+        )
         if not isinstance(found, list):
             return
-        self._pages(len(found), 500)
+        self._pages(len(found), size)
         source = _query(
             "/api/v2/entities",
             entitySelector=selector,

@@ -365,18 +365,23 @@ def _cached_entities(
     return found
 
 
+def budget_of(settings: Settings) -> Budget:
+    """The bounds of one RCA as the settings give them."""
+    return Budget(
+        lookback=timedelta(minutes=settings.rca_lookback_minutes),
+        baseline=timedelta(minutes=settings.rca_baseline_minutes),
+        max_depth=settings.rca_max_depth,
+        max_entities=settings.rca_max_entities,
+    )
+
+
 def analyse(
     inputs: Inputs, *, settings: Settings, secret_box: SecretBox, now: datetime | None = None
 ) -> Outcome:
     """Gather evidence within the token's scopes, rank the causes, and let the model (when configured)
     write the narrative. No database: safe to run outside any transaction."""
     now = now or utcnow()
-    budget = Budget(
-        lookback=timedelta(minutes=settings.rca_lookback_minutes),
-        baseline=timedelta(minutes=settings.rca_baseline_minutes),
-        max_depth=settings.rca_max_depth,
-        max_entities=settings.rca_max_entities,
-    )
+    budget = budget_of(settings)
     llm = LlmConfig.from_settings(settings)
     connection = inputs.connection
     client = None
