@@ -90,6 +90,8 @@ class Weights:
     external_factor: float = 0.5
     # A change on something whose metrics stayed within their baseline explains little.
     healthy_change_factor: float = 0.25
+    # ... and a change on something whose trouble a dependency explains, a little more.
+    explained_change_factor: float = 0.5
     # A lead is clear when the top is this far ahead of the second, in points and as a ratio.
     clear_margin: float = 2.0
     clear_ratio: float = 1.25
@@ -243,6 +245,12 @@ class _Analysis:
         impacted = {
             self.components.find(ref.id) for problem in self.problems for ref in self._impacted(problem)
         }
+        runners: dict[str, list[str]] = {}
+        for source, targets in self.depends.items():
+            if entity_type_of(source) == "SERVICE":
+                for target in targets:
+                    if entity_type_of(target) in ("PROCESS_GROUP_INSTANCE", "PROCESS_GROUP"):
+                        runners.setdefault(target, []).append(source)
         grace = timedelta(minutes=5)
         for item in self.evidence:
             if item.kind is EvidenceKind.PROBLEM:
@@ -270,6 +278,10 @@ class _Analysis:
                     elif self.start is None or item.start is None or item.start >= self.start - self.lookback:
                         target.changes.append(item.id)
                         trouble = True
+                        # A new version of a process is a change of the services that run in it.
+                        for service in runners.get(item.entity.id, ()):
+                            if item.id not in of(service).changes:
+                                of(service).changes.append(item.id)
                 elif event_type in RESTART_EVENT_TYPES:
                     # A restart after the start is a consequence (or the fix), not a cause.
                     if self.start is None or item.start is None or item.start <= self.start + grace:
@@ -412,6 +424,14 @@ class _Analysis:
                 if node is not None and node.judged and not node.anomalous:
                     score += w.change_before_start * w.healthy_change_factor
                     text = self._change_text(s.changes) + ", but its metrics stayed within their baseline"
+                elif (
+                    node is not None
+                    and self.walk
+                    and key in self.walk.subgraph
+                    and not self.walk.is_leaf(key)
+                ):
+                    score += w.change_before_start * w.explained_change_factor
+                    text = self._change_text(s.changes) + ", but what it depends on explains its trouble"
                 else:
                     score += w.change_before_start
                     text = self._change_text(s.changes)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
-from statistics import median
+from statistics import median, pstdev
 from typing import Any
 
 
@@ -158,48 +158,21 @@ def judge(
     after = [(t, v) for t, v in points if t >= pivot]
     if not before or not after:
         return None
-    centre = median(before)
-    spread = MAD_TO_SIGMA * median(abs(v - centre) for v in before)
-    # A baseline that is flat most of the time but spiky (a few errors among few requests) has a median
-    # deviation of nothing: its upper and lower tenths say how far it strays.
-    # Counts and rates are skewed: the upper tenth judges rises, the lower tenth falls.
-    ordered = sorted(before)
-    least = max(spread, rule.min_spread * abs(centre), rule.floor / 4, 1e-9)
-    spread_up = max(least, (ordered[int(0.9 * (len(ordered) - 1))] - centre) / TENTH_TO_SIGMA)
-    spread_down = max(least, (centre - ordered[int(0.1 * (len(ordered) - 1))]) / TENTH_TO_SIGMA)
-
-    def rises(value: float, points: int = 1) -> bool:
-        delta = value - centre
-        return (
-            delta >= rule.floor
-            and delta >= rule.rise * abs(centre)
-            and delta / spread_up * math.sqrt(points) >= rule.min_score
-        )
-
-    def falls(value: float, points: int = 1) -> bool:
-        if rule.fall is None:
-            return False
-        delta = centre - value
-        return (
-            delta >= rule.floor
-            and delta >= rule.fall * centre
-            and delta / spread_down * math.sqrt(points) >= rule.min_score
-        )
-
-    direction, onset_index = None, None
-    for test, way in ((rises, Direction.UP), (falls, Direction.DOWN)):
-        index = _first_run(after, test)
+    base = _Baseline(rule, before)
+    direction, onset_index, by_level = None, None, False
+    for way in (Direction.UP, Direction.DOWN):
+        index, level_shift = _first_run(after, lambda v, w=way: base.point_strays(v, w)), False
         if index is None:
-            index = _level_shift(after, test)
+            index, level_shift = _level_shift(after, base, way), True
         if index is not None and (onset_index is None or index < onset_index):
-            direction, onset_index = way, index
-    low, high = centre - 3 * spread_down, centre + 3 * spread_up
+            direction, onset_index, by_level = way, index, level_shift
+    low, high = base.centre - 3 * base.spread[Direction.DOWN], base.centre + 3 * base.spread[Direction.UP]
     if direction is None or onset_index is None:
-        extreme = max(after, key=lambda p: abs(p[1] - centre))[1]
+        extreme = max(after, key=lambda p: abs(p[1] - base.centre))[1]
         return Judgement(
             anomalous=False,
             direction=None,
-            baseline=centre,
+            baseline=base.centre,
             low=low,
             high=high,
             peak=extreme,
@@ -210,19 +183,13 @@ def judge(
             baseline_points=len(before),
             window_points=len(after),
         )
-    # Lone spikes would pull the split towards them: values are held within the band of the baseline and
-    # of the troubled level first.
-    provisional = median(v for _, v in after[onset_index:])
-    lowest = min(centre, provisional) - 3 * spread_down
-    highest = max(centre, provisional) + 3 * spread_up
-    onset_index = _change_point(
-        [min(max(v, lowest), highest) for t, v in points if t < pivot],
-        [min(max(v, lowest), highest) for _, v in after],
-        onset_index,
-    )
+    onset_index = _dated(before, after, base, direction, onset_index, by_level)
     troubled = [v for _, v in after[onset_index:]]
-    level = median(troubled)
+    # The level as the test that found the trouble sees it: the median of a steady series, the mean of
+    # a noisy one (for which only the mean shifted), carried onto the baseline's median.
+    level = base.centre + (trimmed_mean(troubled) - base.mean) if by_level else median(troubled)
     peak = max(troubled) if direction is Direction.UP else min(troubled)
+    centre = base.centre
     return Judgement(
         anomalous=True,
         direction=direction,
@@ -232,12 +199,110 @@ def judge(
         peak=peak,
         level=level,
         change=(level - centre) / abs(centre) if centre else (math.inf if level > 0 else 0.0),
-        score=abs(level - centre) / (spread_up if direction is Direction.UP else spread_down),
+        score=abs(level - centre) / base.spread[direction],
         relative_rise=_relative_rise(rule, centre, level),
         onset=after[onset_index][0],
         baseline_points=len(before),
         window_points=len(after),
     )
+
+
+class _Baseline:
+    """What normal looks like for one series, and the two tests against it: one point, or the mean of
+    many (which averages a noisy series' noise out)."""
+
+    def __init__(self, rule: Rule, before: Sequence[float]) -> None:
+        self.rule = rule
+        self.centre = median(before)
+        self.mean = trimmed_mean(before)
+        mad = MAD_TO_SIGMA * median(abs(v - self.centre) for v in before)
+        least = max(mad, rule.min_spread * abs(self.centre), rule.floor / 4, 1e-9)
+        # A baseline that is flat most of the time but spiky (a few errors among few requests) has a
+        # median deviation of nothing; counts and rates are skewed, so the upper tenth judges rises and
+        # the lower tenth falls.
+        ordered = sorted(before)
+        upper = ordered[int(0.9 * (len(ordered) - 1))] - self.centre
+        lower = self.centre - ordered[int(0.1 * (len(ordered) - 1))]
+        self.spread = {
+            Direction.UP: max(least, upper / TENTH_TO_SIGMA),
+            Direction.DOWN: max(least, lower / TENTH_TO_SIGMA),
+        }
+        # For means that rise: the plain standard deviation, rare spikes included (a series that is 0 in
+        # most minutes and one error in a few has no spread in its tenths, but it has noise). A fall is
+        # judged by the lower tenth alone: upward spikes do not hide a drop.
+        deviation = pstdev(before) if len(before) > 1 else 0.0
+        self.deviation = {
+            Direction.UP: max(deviation, self.spread[Direction.UP]),
+            Direction.DOWN: self.spread[Direction.DOWN],
+        }
+
+    def _strays(self, delta: float, reference: float, noise: float, way: Direction) -> bool:
+        rule = self.rule
+        if way is Direction.DOWN and rule.fall is None:
+            return False
+        share = rule.rise if way is Direction.UP else rule.fall
+        assert share is not None
+        return delta >= rule.floor and delta >= share * abs(reference) and delta / noise >= rule.min_score
+
+    def point_strays(self, value: float, way: Direction, points: int = 1) -> bool:
+        """One point (or the median of ``points`` of them) strays from the baseline's median."""
+        delta = value - self.centre if way is Direction.UP else self.centre - value
+        return self._strays(delta, self.centre, self.spread[way] / math.sqrt(points), way)
+
+    def level_strays(self, values: Sequence[float], way: Direction) -> bool:
+        shift = trimmed_mean(values) - self.mean
+        delta = shift if way is Direction.UP else -shift
+        noise = self.deviation[way] / math.sqrt(len(values))
+        return self._strays(delta, self.mean, noise, way)
+
+
+def trimmed_mean(values: Sequence[float]) -> float:
+    """The mean without the lowest and highest tenth: a lone spike does not move it."""
+    ordered = sorted(values)
+    cut = len(ordered) // 10
+    kept = ordered[cut : len(ordered) - cut] or ordered
+    return sum(kept) / len(kept)
+
+
+def _level_shift(points: Sequence[tuple[int, float]], base: _Baseline, way: Direction) -> int | None:
+    """Where a noisy series (few requests a minute) shifted for good: the first point from which the
+    mean of the rest strays from the baseline's mean by more than that many points' noise, while the
+    point itself already passes the floor and the relative change. Means and not medians: a series that is 0 or one error in most
+    minutes has a median that flips on a small change of proportion."""
+    values = [value for _, value in points]
+    for first in range(len(values) - LEVEL_SHIFT_POINTS + 1):
+        if base.point_strays(values[first], way, len(values) - first) and base.level_strays(
+            values[first:], way
+        ):
+            return first
+    return None
+
+
+def _dated(
+    before: Sequence[float],
+    after: Sequence[tuple[int, float]],
+    base: _Baseline,
+    way: Direction,
+    detected: int,
+    by_level: bool,
+) -> int:
+    """The onset at the change point, as long as the trouble still shows from there on (a pulse that
+    ended would not). Lone spikes would pull the split towards them: values are held within the band of
+    the baseline and of the troubled level first."""
+    troubled = [v for _, v in after[detected:]]
+    provisional = trimmed_mean(troubled) if by_level else median(troubled)
+    lowest = min(base.centre, provisional) - 3 * base.spread[Direction.DOWN]
+    highest = max(base.centre, provisional) + 3 * base.spread[Direction.UP]
+    dated = _change_point(
+        [min(max(v, lowest), highest) for v in before],
+        [min(max(v, lowest), highest) for _, v in after],
+        detected,
+    )
+    rest = [v for _, v in after[dated:]]
+    if not rest:
+        return detected
+    holds = base.level_strays(rest, way) if by_level else base.point_strays(median(rest), way, len(rest))
+    return dated if holds else detected
 
 
 def _relative_rise(rule: Rule, centre: float, level: float) -> float:
@@ -276,18 +341,6 @@ def _change_point(before: Sequence[float], after: Sequence[float], detected: int
         if value < best_cost:
             best, best_cost = index, value
     return best
-
-
-def _level_shift(points: Sequence[tuple[int, float]], test: Any) -> int | None:
-    """Where a noisy series (few requests a minute) shifted for good: the first point from which the
-    median of the rest passes the test with the noise of that many points averaged out, while the point
-    itself already passes the relative change and the floor."""
-    values = [value for _, value in points]
-    for start in range(len(values) - LEVEL_SHIFT_POINTS + 1):
-        rest = values[start:]
-        if test(values[start], points=len(rest)) and test(median(rest), points=len(rest)):
-            return start
-    return None
 
 
 def _first_run(points: Sequence[tuple[int, float]], test: Any) -> int | None:

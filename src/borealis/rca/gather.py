@@ -507,7 +507,9 @@ class Investigation:
             self.book.items
         )
         reached = self.walk(rank_suspects(self.book.items))
-        for step in self.signal_steps(reached):
+        for step in self.metric_steps(reached):
+            self.run(step)
+        for step in self.event_steps([*reached, *self.processes_of_troubled_services(reached)]):
             self.run(step)
         ranked = rank_suspects(self.book.items, self.book.not_checked)
         for entity_id in [e for e in ranked if log_attribute(e)][: self.budget.max_log_suspects]:
@@ -593,23 +595,47 @@ class Investigation:
             out.append(current)
         return out
 
-    def signal_steps(self, entity_ids: Sequence[str]) -> list[Step]:
-        """Metrics and events of every entity the walk reached: ids of one type per call (the API's rule
-        for events), as many as one selector holds."""
-        by_type: dict[str, list[str]] = {}
-        for entity_id in dict.fromkeys(entity_ids):
-            by_type.setdefault(entity_type_of(entity_id) or "?", []).append(entity_id)
-        steps: list[Step] = []
-        for ids in by_type.values():
-            if entity_metrics(ids[0]):
-                for chunk in self.chunks(ids):
-                    steps.append(
-                        Step(Action.METRICS, tuple(chunk), self.window.baseline_start, self.window.end)
-                    )
-        for ids in by_type.values():
-            for chunk in self.chunks(ids):
-                steps.append(Step(Action.EVENTS, tuple(chunk), self.window.start, self.window.end))
-        return steps
+    def metric_steps(self, entity_ids: Sequence[str]) -> list[Step]:
+        """Key metrics of every entity the walk reached: ids of one type per call (the API's rule), as
+        many as one selector holds."""
+        return [
+            Step(Action.METRICS, tuple(chunk), self.window.baseline_start, self.window.end)
+            for ids in _by_type(entity_ids).values()
+            if entity_metrics(ids[0])
+            for chunk in self.chunks(ids)
+        ]
+
+    def event_steps(self, entity_ids: Sequence[str]) -> list[Step]:
+        """Events of the given entities in the window, ids of one type per call."""
+        return [
+            Step(Action.EVENTS, tuple(chunk), self.window.start, self.window.end)
+            for ids in _by_type(entity_ids).values()
+            for chunk in self.chunks(ids)
+        ]
+
+    def processes_of_troubled_services(self, reached: Sequence[str]) -> list[str]:
+        """The process instances the anomalous services run in, fetched or not: a new version is recorded
+        on the process (PROCESS_VERSION_CHANGE), and the walk's size cap may have left them out."""
+        troubled = {
+            item.entity.id
+            for item in self.book.items
+            if item.kind is EvidenceKind.METRIC and item.entity and item.data.get("anomalous")
+        }
+        found: list[str] = []
+        for service in reached:
+            if service not in troubled or entity_type_of(service) != "SERVICE":
+                continue
+            document = self.book.entity_document(service) or {}
+            targets = (document.get("fromRelationships") or {}).get("runsOnProcessGroupInstance") or []
+            found.extend(ref.id for ref in map(entity_ref, targets) if ref and ref.id not in reached)
+        return list(dict.fromkeys(found))
+
+
+def _by_type(entity_ids: Sequence[str]) -> dict[str, list[str]]:
+    by_type: dict[str, list[str]] = {}
+    for entity_id in dict.fromkeys(entity_ids):
+        by_type.setdefault(entity_type_of(entity_id) or "?", []).append(entity_id)
+    return by_type
 
 
 def _impacted_in_evidence(items: Sequence[Evidence]) -> set[str]:

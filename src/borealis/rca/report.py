@@ -198,6 +198,21 @@ def render_markdown(report: Report, *, title: str | None = None) -> str:
         lines.append(f"**{_md(cause.entity.label)}** ({cause.entity.type or 'entity'})")
         lines.append("")
     lines += [_md(cause.explanation) + _cite(cause.evidence_ids), ""]
+    if report.walk.path:
+        lines += ["## From the symptom to the cause", ""]
+        for hop in report.walk.path:
+            lines.append(f"- {hop.role}: {_md(hop.figure)}{_cite(hop.evidence_ids)}")
+        lines += [
+            "",
+            f"{report.walk.entities_checked} entities checked, {report.walk.calls} Dynatrace API calls.",
+            "",
+        ]
+    if report.candidates:
+        lines += ["## Candidates", ""]
+        for rank, candidate in enumerate(report.candidates, start=1):
+            why = "; ".join(_md(reason.text) for reason in candidate.reasons[:3]) or "no reason of its own"
+            lines.append(f"{rank}. **{_md(candidate.entity.label)}** (score {candidate.score}): {why}")
+        lines.append("")
     if report.timeline:
         lines += ["## Timeline", ""]
         for entry in report.timeline:
