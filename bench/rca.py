@@ -47,7 +47,7 @@ from tests.support.rca_generator import FAULTS, TRAFFIC, Case, generate, load  #
 from borealis.config import Settings  # noqa: E402
 from borealis.dynatrace.client import DynatraceClient  # noqa: E402
 from borealis.rca.analyzer import analyze  # noqa: E402
-from borealis.rca.evidence import ProblemFacts, entity_ref, from_millis  # noqa: E402
+from borealis.rca.evidence import ProblemFacts  # noqa: E402
 from borealis.rca.gather import investigate  # noqa: E402
 from borealis.rca.report import Report  # noqa: E402
 from borealis.rca.service import budget_of  # noqa: E402
@@ -97,22 +97,9 @@ def parse_seeds(text: str) -> list[int]:
 def facts_of(case: Case, environment_url: str) -> ProblemFacts:
     """The problem as the RCA job reads its stored record (``rca.service.facts_of``): the webhook's fields
     and its ProblemDetailsJSONv2."""
-    problem = case.problem
-    impacted = tuple(ref for ref in map(entity_ref, problem["impactedEntities"]) if ref is not None)
-    root = entity_ref(problem.get("rootCauseEntity"))
-    return ProblemFacts(
-        pid=problem["problemId"],
-        title=problem["title"],
-        display_id=problem["displayId"],
-        state=problem["status"],
-        severity=problem["severityLevel"],
-        impact=problem["impactLevel"],
-        start=from_millis(problem["startTime"]),
-        end=from_millis(problem["endTime"]),
-        impacted=impacted,
-        root_cause=root,
-        url=f"{environment_url}/#problems/problemdetails;pid={problem['problemId']}",
-        details=json.loads(json.dumps(problem)),
+    problem = json.loads(json.dumps(case.problem))
+    return ProblemFacts.from_problem(
+        problem, url=f"{environment_url}/#problems/problemdetails;pid={problem['problemId']}"
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from borealis.dynatrace.client import DynatraceClient
 from borealis.rca.analyzer import analyze
-from borealis.rca.evidence import ProblemFacts, entity_ref, entity_type_of, from_millis
+from borealis.rca.evidence import ProblemFacts, entity_type_of
 from borealis.rca.gather import Budget, Investigation, investigate
 from borealis.rca.report import Verdict
 from tests.fakes.dynatrace import ALL_SCOPES
@@ -36,19 +36,9 @@ def environment(fake_dynatrace) -> Iterator:
         client.close()
 
 
-def facts_of(case: Case) -> ProblemFacts:
-    problem = case.problem
-    return ProblemFacts(
-        pid=problem["problemId"],
-        title=problem["title"],
-        start=from_millis(problem["startTime"]),
-        impacted=tuple(ref for ref in map(entity_ref, problem["impactedEntities"]) if ref),
-    )
-
-
 def run(client: DynatraceClient, case: Case, **kwargs) -> Investigation:
     kwargs.setdefault("scopes", list(ALL_SCOPES))
-    return investigate(client, [facts_of(case)], now=case.now, **kwargs)
+    return investigate(client, [ProblemFacts.from_problem(case.problem)], now=case.now, **kwargs)
 
 
 def large_case() -> Case:

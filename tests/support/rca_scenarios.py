@@ -9,6 +9,7 @@ into the fake Dynatrace (tests of the whole path).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import zlib
 from dataclasses import dataclass, field
@@ -21,7 +22,6 @@ from borealis.rca.evidence import (
     Links,
     ProblemFacts,
     Window,
-    entity_ref,
     from_millis,
     to_millis,
 )
@@ -202,24 +202,8 @@ class Scenario:
         return self.start + timedelta(hours=1)
 
     def facts(self) -> list[ProblemFacts]:
-        """What the webhook delivered: the stored problem records."""
-        out = []
-        for p in self.problems:
-            out.append(
-                ProblemFacts(
-                    pid=p["problemId"],
-                    display_id=p["displayId"],
-                    title=p["title"],
-                    state=p["status"],
-                    severity=p["severityLevel"],
-                    impact=p["impactLevel"],
-                    start=from_millis(p["startTime"]),
-                    end=from_millis(p["endTime"]),
-                    impacted=tuple(e for e in map(entity_ref, p["impactedEntities"]) if e),
-                    root_cause=entity_ref(p.get("rootCauseEntity")),
-                )
-            )
-        return out
+        """What the webhook delivered: the stored problem records (without the details document)."""
+        return [dataclasses.replace(ProblemFacts.from_problem(p), details=None) for p in self.problems]
 
     def load_into(self, fake: Any) -> None:
         """Put the scenario's data into a ``FakeDynatrace`` (tests of the whole path)."""

@@ -207,6 +207,25 @@ class ProblemFacts:
     # The latest v2 problem details we hold (webhook {ProblemDetailsJSONv2} or an earlier API fetch).
     details: dict[str, Any] | None = None
 
+    @classmethod
+    def from_problem(cls, problem: dict[str, Any], *, url: str | None = None) -> ProblemFacts:
+        """The facts of a problem in the v2 API shape (``GET /api/v2/problems/{id}``), kept as details."""
+        impacted = tuple(ref for ref in map(entity_ref, problem.get("impactedEntities") or []) if ref)
+        return cls(
+            pid=str(problem["problemId"]),
+            title=str(problem.get("title") or ""),
+            display_id=problem.get("displayId"),
+            state=problem.get("status"),
+            severity=problem.get("severityLevel"),
+            impact=problem.get("impactLevel"),
+            start=from_millis(problem.get("startTime")),
+            end=from_millis(problem.get("endTime")),
+            impacted=impacted,
+            root_cause=entity_ref(problem.get("rootCauseEntity")),
+            url=url,
+            details=problem,
+        )
+
 
 @dataclass(frozen=True)
 class Window:
@@ -384,10 +403,11 @@ class EvidenceBook:
         code: NotCheckedCode,
         scope: str | None = None,
         entity_ids: Sequence[str] = (),
-    ) -> None:
+    ) -> NotChecked:
         entry = NotChecked(what=what, reason=reason, code=code, scope=scope, entity_ids=list(entity_ids))
         if entry not in self.not_checked:
             self.not_checked.append(entry)
+        return entry
 
     # Each builder below takes one Dynatrace object in its API shape.
 

@@ -201,10 +201,7 @@ class Investigation:
         scope: str | None = None,
         entity_ids: Sequence[str] = (),
     ) -> None:
-        self.book.gap(what, reason, code, scope, entity_ids)
-        self._step_gaps.append(
-            NotChecked(what=what, reason=reason, code=code, scope=scope, entity_ids=list(entity_ids))
-        )
+        self._step_gaps.append(self.book.gap(what, reason, code, scope, entity_ids))
 
     def _allowed(self, step: Step) -> bool:
         what = step.describe()
