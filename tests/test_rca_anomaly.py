@@ -66,9 +66,18 @@ def test_the_absolute_floor_keeps_a_quiet_series_quiet():
     assert judge(ERRORS, stamps, values, baseline_end=START).anomalous
 
 
-def test_a_latency_rise_below_ten_milliseconds_is_not_an_anomaly():
-    stamps, values = minutes(wobble(2_000, 100, 0.01), wobble(9_000, 20, 0.01))
-    assert not judge(RT, stamps, values, baseline_end=START).anomalous
+def test_the_latency_floor_is_ten_milliseconds_or_a_quarter_of_the_baseline():
+    def judged(before: float, after: float) -> bool:
+        stamps, values = minutes(wobble(before, 100, 0.01), wobble(after, 20, 0.01))
+        return judge(RT, stamps, values, baseline_end=START).anomalous
+
+    assert not judged(40_000, 48_000)  # +8 ms of 40 ms: under the 10 ms floor
+    assert judged(40_000, 52_000)
+    assert not judged(2_000, 2_400)  # a 2 ms service: the floor is a quarter of its baseline
+    assert judged(2_000, 3_000)
+    # An environment that reports milliseconds still gets a floor that means something.
+    assert judged(40, 400)
+    assert not judged(40, 44)
 
 
 def test_a_noisy_series_that_keeps_its_level_is_not_an_anomaly_whatever_its_spikes():

@@ -48,11 +48,22 @@ class Rule:
     # The smallest spread assumed for the baseline, relative to its median: a perfectly flat baseline
     # would otherwise make any wobble a "huge" score.
     min_spread: float = 0.02
+    # When set, the floor is at most this share of the baseline: a response time is read in
+    # microseconds as Dynatrace reports it, but an environment that reports milliseconds still gets a
+    # floor that means something (10 ms of a 40 ms baseline either way).
+    floor_share: float | None = None
+
+    def floor_for(self, baseline: float) -> float:
+        if self.floor_share is None:
+            return self.floor
+        return min(self.floor, self.floor_share * abs(baseline))
 
 
 # Dynatrace reports service response time in microseconds and failure rate in percent.
 RULES: dict[str, Rule] = {
-    "builtin:service.response.time": Rule("response time", Kind.LATENCY, "µs", rise=0.2, floor=10_000),
+    "builtin:service.response.time": Rule(
+        "response time", Kind.LATENCY, "µs", rise=0.2, floor=10_000, floor_share=0.25
+    ),
     "builtin:service.errors.total.rate": Rule("failure rate", Kind.ERRORS, "%", rise=0.5, floor=1.0),
     "builtin:service.requestCount.total": Rule(
         "request count", Kind.TRAFFIC, "/min", rise=2.0, floor=1.5, fall=0.5, min_spread=0.05
@@ -216,7 +227,8 @@ class _Baseline:
         self.centre = median(before)
         self.mean = trimmed_mean(before)
         mad = MAD_TO_SIGMA * median(abs(v - self.centre) for v in before)
-        least = max(mad, rule.min_spread * abs(self.centre), rule.floor / 4, 1e-9)
+        self.floor = rule.floor_for(self.centre)
+        least = max(mad, rule.min_spread * abs(self.centre), self.floor / 4, 1e-9)
         # A baseline that is flat most of the time but spiky (a few errors among few requests) has a
         # median deviation of nothing; counts and rates are skewed, so the upper tenth judges rises and
         # the lower tenth falls.
@@ -242,7 +254,7 @@ class _Baseline:
             return False
         share = rule.rise if way is Direction.UP else rule.fall
         assert share is not None
-        return delta >= rule.floor and delta >= share * abs(reference) and delta / noise >= rule.min_score
+        return delta >= self.floor and delta >= share * abs(reference) and delta / noise >= rule.min_score
 
     def point_strays(self, value: float, way: Direction, points: int = 1) -> bool:
         """One point (or the median of ``points`` of them) strays from the baseline's median."""
@@ -311,7 +323,7 @@ def _relative_rise(rule: Rule, centre: float, level: float) -> float:
     the way to full."""
     if rule.kind is Kind.SATURATION and rule.unit == "%":
         return 3 * (level - centre) / max(100.0 - centre, rule.floor)
-    return (level - centre) / max(abs(centre), rule.floor, 1e-9)
+    return (level - centre) / max(abs(centre), rule.floor_for(centre), 1e-9)
 
 
 def _change_point(before: Sequence[float], after: Sequence[float], detected: int) -> int:
