@@ -203,3 +203,19 @@ def test_an_unrelated_anomaly_off_the_path_is_not_a_candidate_for_the_walk():
     report = run(graph, checkout)
     assert report.root_cause.entity.id == database
     assert report.verdict is Verdict.LIKELY
+
+
+def test_the_healthy_services_the_leader_calls_close_the_list_for_a_fault_on_the_way_to_them():
+    graph, checkout, payment, database = chain()
+    # The payment service is slow, its database's own figures are not: a slow network path to the
+    # database would look exactly so.
+    graph.trouble(payment, RT, 500_000)
+    graph.trouble(checkout, RT, 520_000)
+    report = run(graph, checkout)
+    ranked = [c.entity.id for c in report.candidates]
+    assert ranked[0] == payment
+    assert database in ranked
+    assert ranked.index(database) > ranked.index(checkout) if checkout in ranked else True
+    listed = next(c for c in report.candidates if c.entity.id == database)
+    assert listed.score == 0
+    assert "on the way to it" in listed.reasons[0].text

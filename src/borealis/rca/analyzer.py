@@ -100,6 +100,7 @@ class Weights:
 WEIGHTS = Weights()
 # The graph the report draws: the path, the anomalous subgraph and what hangs directly below, so many.
 MAX_DRAWN_NODES = 40
+MAX_CANDIDATES = 5
 
 
 @dataclass
@@ -704,10 +705,34 @@ class _Analysis:
             ruled_out=ruled_out,
             not_checked=self.not_checked,
             next_steps=self._next_steps(verdict, top, second),
-            candidates=[Candidate(entity=r.entity, score=r.score, reasons=r.reasons) for r in ranked[:5]],
+            candidates=self._candidates(ranked, top),
             walk=self._walk_report(verdict, top),
             evidence=self.evidence,
         )
+
+    def _candidates(self, ranked: list[Ranked], top: Ranked | None) -> list[Candidate]:
+        """The first five of the ranking. When fewer stand out and the leader is a leaf of the walk, the
+        services it calls fill the list, last: a slow or lossy network path to one of them shows only in
+        the caller's figures, never in the callee's own."""
+        chosen = [
+            Candidate(entity=r.entity, score=r.score, reasons=r.reasons) for r in ranked[:MAX_CANDIDATES]
+        ]
+        walk = self.walk if self.walking else None
+        if top is None or walk is None or not walk.is_leaf(top.key) or len(chosen) >= MAX_CANDIDATES:
+            return chosen
+        listed = {r.key for r in ranked}
+        name = top.entity.name or top.entity.id
+        for below in sorted(self.comp_depends.get(top.key, ())):
+            entity = self._entity_of(below)
+            if below in listed or entity_type_of(entity.id) != "SERVICE" or len(chosen) >= MAX_CANDIDATES:
+                continue
+            reason = Claim(
+                text=f"called by {name}, whose trouble nothing below explains: its own figures stayed within "
+                "their baseline, so only a fault on the way to it (network, connection pool) would fit",
+                evidence_ids=self._all_reason_ids(top)[:2],
+            )
+            chosen.append(Candidate(entity=entity, score=0.0, reasons=[reason]))
+        return chosen
 
     # --- the walk as the report draws it ---------------------------------------------------------------
 
