@@ -684,7 +684,7 @@ class _Analysis:
         signals = self.collect()
         ranked = self.rank(signals)
         top = ranked[0] if ranked else None
-        second = ranked[1] if len(ranked) > 1 else None
+        second = self._rival(ranked)
         roots = {k for k, s in signals.items() if s.dynatrace_root}
         self.roots = roots
         self.doubts: list[str] = []
@@ -836,6 +836,17 @@ class _Analysis:
             values=[None if v is None else float(v) for v in data.get("values") or []],
             evidence_ids=ids,
         )
+
+    def _rival(self, ranked: list[Ranked]) -> Ranked | None:
+        """The candidate that competes with the leader. In the walk, what the leader's trouble explains
+        (the hops above it, up to the symptom) is not a competing cause but its consequence."""
+        if not ranked:
+            return None
+        walk = self.walk if self.walking else None
+        for other in ranked[1:]:
+            if walk is None or ranked[0].key not in walk.below(other.key):
+                return other
+        return None
 
     def _verdict(self, top: Ranked | None, second: Ranked | None, roots: set[str]) -> Verdict:
         """Without the walk (no metrics of the impacted entities): the evidence's own weight decides."""

@@ -181,6 +181,18 @@ class WalkFacts:
     def is_leaf(self, key: str) -> bool:
         return key in self.leaves
 
+    def below(self, key: str) -> set[str]:
+        """What lies below ``key`` in the subgraph: the trouble it may be explained by."""
+        found: set[str] = set()
+        frontier = [key]
+        while frontier:
+            current = frontier.pop()
+            for above, under in self.edges:
+                if above == current and under not in found:
+                    found.add(under)
+                    frontier.append(under)
+        return found
+
 
 def walk(
     evidence: Sequence[Evidence],
