@@ -66,24 +66,27 @@ def test_another_users_secret_is_401(client, wired, make_account, app, database)
     assert nothing_stored(database)
 
 
-def test_unknown_user_is_404_and_stores_nothing(client, wired, database):
-    response = client.post(f"/dynatrace/webhook/no-such-user?token={wired.secret}", json=notification())
-    assert response.status_code == 404
+def test_unknown_user_gets_the_same_401_as_a_wrong_secret_and_stores_nothing(client, wired, database):
+    unknown = client.post(f"/dynatrace/webhook/no-such-user?token={wired.secret}", json=notification())
+    wrong = client.post(f"{wired.path}?token=not-the-secret", json=notification())
+    assert unknown.status_code == wrong.status_code == 401
+    assert unknown.json()["error"]["code"] == wrong.json()["error"]["code"] == "not_authenticated"
+    assert unknown.json()["error"]["message"] == wrong.json()["error"]["message"]
     assert nothing_stored(database)
 
 
-def test_user_without_connection_is_404(client, account, database):
+def test_user_without_connection_is_401(client, account, database):
     response = client.post(f"/dynatrace/webhook/{account.user_id}?token=anything", json=notification())
-    assert response.status_code == 404
+    assert response.status_code == 401
     assert nothing_stored(database)
 
 
-def test_disconnected_connection_is_404(client, wired, database):
+def test_disconnected_connection_is_401(client, wired, database):
     with database.session(write=True) as session:
         session.get(Connection, wired.connection_id).token_ciphertext = None
         session.commit()
     response = client.post(wired.url, json=notification())
-    assert response.status_code == 404
+    assert response.status_code == 401
     assert nothing_stored(database)
 
 
@@ -281,7 +284,8 @@ def test_openapi_describes_the_webhook_as_it_answers(client, wired):
     document = client.get("/openapi.json").json()
     operation = document["paths"]["/dynatrace/webhook/{user_id}"]["post"]
     assert {parameter["name"] for parameter in operation["parameters"]} == {"user_id", "token"}
-    assert {"200", "400", "401", "404", "413", "422"} <= set(operation["responses"])
+    assert {"200", "400", "401", "413", "422"} <= set(operation["responses"])
+    assert "404" not in operation["responses"]
     schemas = document["components"]["schemas"]
     for ref in set(_refs(document)):
         assert ref.removeprefix("#/components/schemas/") in schemas, ref

@@ -16,6 +16,7 @@ from borealis.auth import service as auth_service
 from borealis.config import ConfigError, Settings, load_settings
 from borealis.db import Database
 from borealis.errors import BorealisError
+from borealis.files import private_dir
 
 if TYPE_CHECKING:
     from borealis.jobs.worker import Worker
@@ -44,7 +45,7 @@ def _settings() -> Settings:
 
 
 def _prepare_storage(settings: Settings) -> None:
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
 
 
 def _database(settings: Settings) -> Database:

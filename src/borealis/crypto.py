@@ -11,6 +11,8 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 
+from borealis.files import private_dir
+
 KEY_FILE_NAME = "secret.key"
 
 
@@ -33,8 +35,7 @@ class SecretBox:
     @classmethod
     def from_key_file(cls, data_dir: Path) -> SecretBox:
         """Load the generated key, creating it (mode 0600) on first start."""
-        path = data_dir / KEY_FILE_NAME
-        data_dir.mkdir(parents=True, exist_ok=True)
+        path = private_dir(data_dir) / KEY_FILE_NAME
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:

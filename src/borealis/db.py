@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,6 +19,7 @@ from sqlalchemy.engine import Dialect, Engine
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from borealis import jsontext
+from borealis.files import private_database
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -80,6 +82,9 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     kwargs.setdefault("json_serializer", _json_to_text)
     kwargs.setdefault("json_deserializer", jsontext.loads)
     if url.startswith("sqlite"):
+        database = sa.engine.make_url(url).database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            private_database(Path(database))
         engine = sa.create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},

@@ -24,13 +24,11 @@ from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import PayloadRejected, ProblemNotification, parse_webhook
 from borealis.problems import service as problems_service
 
-NOT_FOUND = (
-    "no Dynatrace connection for this user id; connect first (POST /dynatrace/connect) and copy the URL "
-    "from GET /dynatrace/webhook-url"
-)
+# One answer for a wrong secret and for a user id with no connection: a caller without the secret
+# learns nothing about which ids exist.
 UNAUTHORIZED = (
-    "missing or wrong webhook secret: send the URL from GET /dynatrace/webhook-url as is (its ?token=) "
-    "or 'Authorization: Bearer <secret>'"
+    "unknown webhook URL or missing or wrong secret: connect first (POST /dynatrace/connect), then send the "
+    "URL from GET /dynatrace/webhook-url as is (its ?token=) or 'Authorization: Bearer <secret>'"
 )
 NOT_STORED = "the notification could not be stored; send it again"
 
@@ -165,9 +163,11 @@ def process(db_session: Session, jobs: list[Job]) -> list[Answer]:
     positions: list[int] = []
     for position, job in enumerate(jobs):
         connection = connections.get(job.user_id)
-        if connection is None or not connection.connected:
-            answers[position] = error(404, "not_found", NOT_FOUND)
-        elif not matches(job.token, connection.webhook_secret_hash):
+        if (
+            connection is None
+            or not connection.connected
+            or not matches(job.token, connection.webhook_secret_hash)
+        ):
             answers[position] = error(401, "not_authenticated", UNAUTHORIZED)
         elif job.notification is None:
             problems_service.record_rejected(

@@ -24,7 +24,7 @@ from borealis import jsontext
 from borealis.db import utcnow
 from borealis.middleware import request_id_var
 from borealis.observability import access_logger, log_access, record_webhook
-from borealis.problems.delivery import NOT_FOUND, NOT_STORED, UNAUTHORIZED, Answer, error, job
+from borealis.problems.delivery import NOT_STORED, UNAUTHORIZED, Answer, error, job
 from borealis.problems.schemas import WebhookAnswer
 from borealis.problems.writer import WriterClient
 from borealis.schemas import ErrorResponse
@@ -70,10 +70,8 @@ class WebhookEndpoint:
         body = None if headers.content_length > limit else await _read_body(receive, limit)
         if body is None:
             answer = error(413, "payload_too_large", f"request body is larger than {limit} bytes")
-        elif not token:
+        elif not token or not user_id or len(user_id) > 64 or "/" in user_id:
             answer = error(401, "not_authenticated", UNAUTHORIZED)
-        elif not user_id or len(user_id) > 64 or "/" in user_id:
-            answer = error(404, "not_found", NOT_FOUND)
         else:
             writer = get_writer(self.app)
             if writer.backlog() > MAX_QUEUED:
@@ -307,8 +305,10 @@ def _openapi_path() -> dict[str, Any]:
                     "content": {"application/json": {"schema": answer}},
                 },
                 "400": refusal("The body is not JSON, or not a JSON object."),
-                "401": refusal("The webhook secret is missing or wrong."),
-                "404": refusal("No Dynatrace connection for this user id."),
+                "401": refusal(
+                    "The webhook secret is missing or wrong, or the user id has no connection (one answer "
+                    "for both, so the answer does not tell which ids exist)."
+                ),
                 "413": refusal("The body is larger than the limit."),
                 "422": refusal(
                     "The body has no usable problem identity (the message names what is missing)."
