@@ -24,7 +24,7 @@ from borealis.dynatrace.views import router as dynatrace_router
 from borealis.errors import BorealisError
 from borealis.incidents.views import router as incidents_router
 from borealis.jobs.views import router as jobs_router
-from borealis.middleware import BodyLimitMiddleware, RequestIdMiddleware, request_id_var
+from borealis.middleware import INTERNAL_ERROR, BodyLimitMiddleware, RequestIdMiddleware, request_id_var
 from borealis.observability import AccessLogMiddleware, metrics_router
 from borealis.problems.views import router as problems_router
 from borealis.problems.webhook import get_writer as get_webhook_writer
@@ -156,6 +156,4 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error: %s", type(exc).__name__)
-        return error_response(
-            500, "internal_error", "something went wrong on our side; the request id helps us"
-        )
+        return error_response(500, "internal_error", INTERNAL_ERROR)

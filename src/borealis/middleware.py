@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
+INTERNAL_ERROR = "something went wrong on our side; the request id helps us"
+logger = logging.getLogger("borealis")
 
 
 async def _send_json(send: Send, status: int, body: dict[str, object]) -> None:
@@ -45,13 +48,25 @@ class RequestIdMiddleware:
         token = request_id_var.set(request_id)
         raw_id = request_id.encode("latin-1", "replace")
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", raw_id)]
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            # Answered here, while the id is known: the framework's last-resort handler runs outside
+            # this middleware, where the answer would carry no id.
+            if started:
+                raise
+            logger.exception("unhandled error: %s", type(exc).__name__)
+            body = {"error": {"code": "internal_error", "message": INTERNAL_ERROR, "requestId": request_id}}
+            await _send_json(send_with_id, 500, body)
         finally:
             request_id_var.reset(token)
 
