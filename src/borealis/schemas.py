@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
+
+# The largest id or offset the database holds (a signed 64-bit integer): past it, a 422 that says so
+# instead of an overflow in the database driver.
+MAX_BIGINT = 2**63 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
+Offset = Annotated[int, Query(ge=0, le=MAX_BIGINT)]
 
 
 class CamelModel(BaseModel):

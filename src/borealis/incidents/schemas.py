@@ -14,7 +14,7 @@ from borealis.incidents.correlation import (
     CorrelationSettings,
 )
 from borealis.rca.schemas import RcaSummary
-from borealis.schemas import CamelModel
+from borealis.schemas import MAX_BIGINT, CamelModel
 
 
 class AffectedEntity(CamelModel):
@@ -86,7 +86,7 @@ class IncidentDetail(IncidentSummary):
 class MergeRequest(CamelModel):
     model_config = ConfigDict(extra="forbid")
 
-    source_incident_id: int = Field(ge=1)
+    source_incident_id: int = Field(ge=1, le=MAX_BIGINT)
 
 
 class MoveRequest(CamelModel):
@@ -94,7 +94,7 @@ class MoveRequest(CamelModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    target_incident_id: int | None = Field(default=None, ge=1)
+    target_incident_id: int | None = Field(default=None, ge=1, le=MAX_BIGINT)
 
 
 class Signals(CamelModel):

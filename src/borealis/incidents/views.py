@@ -6,10 +6,10 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Path, Query
+from fastapi import APIRouter, Depends, Query
 
 from borealis.deps import CurrentUser, DbSession
-from borealis.errors import NotFound
+from borealis.errors import InvalidInput, NotFound
 from borealis.incidents import service
 from borealis.incidents.models import Incident
 from borealis.incidents.schemas import (
@@ -24,13 +24,12 @@ from borealis.incidents.schemas import (
     TimelineEvent,
 )
 from borealis.rca import service as rca_service
+from borealis.schemas import Offset, RowId
 
 router = APIRouter(prefix="/incidents", tags=["incidents"])
 
 
-def incident_from_path(
-    incident_id: Annotated[int, Path(ge=1)], user: CurrentUser, db_session: DbSession
-) -> Incident:
+def incident_from_path(incident_id: RowId, user: CurrentUser, db_session: DbSession) -> Incident:
     """The caller's incident named in the path; another user's incident is as unknown as a missing one."""
     incident = service.get(db_session=db_session, user_id=user.id, incident_id=incident_id)
     if incident is None:
@@ -41,10 +40,16 @@ def incident_from_path(
 IncidentFromPath = Annotated[Incident, Depends(incident_from_path)]
 
 
-def _utc(value: datetime | None) -> datetime | None:
+def _utc(name: str, value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(
+            f"{name} is outside the range of times this API can compare; use a time after year 1",
+            details={"field": name},
+        ) from None
 
 
 # Declared before /{incident_id} so the path is not read as an id.
@@ -80,11 +85,15 @@ def list_incidents(
     until: Annotated[datetime | None, Query(description="started at or before (ISO 8601)")] = None,
     q: Annotated[str | None, Query(max_length=200, description="text in title, ids or entity names")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> IncidentList:
     """The user's incidents, newest start first."""
     filters = service.IncidentFilter(
-        status=status, priority=priority, since=_utc(since), until=_utc(until), q=(q or "").strip() or None
+        status=status,
+        priority=priority,
+        since=_utc("since", since),
+        until=_utc("until", until),
+        q=(q or "").strip() or None,
     )
     items, total = service.list_incidents(
         db_session=db_session, user_id=user.id, filters=filters, limit=limit, offset=offset
@@ -171,7 +180,7 @@ def move_problem(
     body: MoveRequest,
     incident: IncidentFromPath,
     db_session: DbSession,
-    alert_id: Annotated[int, Path(ge=1)],
+    alert_id: RowId,
 ) -> IncidentDetail:
     """Move one problem to incident ``targetIncidentId``, or to a new incident when it is null; answers
     with the incident the problem now belongs to."""

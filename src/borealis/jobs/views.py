@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Query
 
 from borealis.deps import CurrentUser, DbSession
 from borealis.errors import NotFound
 from borealis.jobs import service
 from borealis.jobs.models import JobPage, JobRead, JobState
+from borealis.schemas import Offset, RowId
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 
@@ -21,7 +22,7 @@ def list_jobs(
     state: Annotated[JobState | None, Query(description="queued, running, done or failed")] = None,
     kind: Annotated[str | None, Query(max_length=100)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> JobPage:
     """The caller's jobs, newest first."""
     jobs, total = service.list_jobs(
@@ -38,9 +39,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead, response_model_by_alias=True)
-def get_job(
-    job_id: Annotated[int, Path(ge=1, le=2**63 - 1)], user: CurrentUser, db_session: DbSession
-) -> JobRead:
+def get_job(job_id: RowId, user: CurrentUser, db_session: DbSession) -> JobRead:
     """One of the caller's jobs."""
     job = service.get(db_session=db_session, job_id=job_id, user_id=user.id)
     if job is None:

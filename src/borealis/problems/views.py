@@ -26,6 +26,7 @@ from borealis.problems.schemas import (
     RejectedDeliveryList,
     RejectedDeliveryRead,
 )
+from borealis.schemas import MAX_BIGINT, RowId
 
 router = APIRouter(prefix="/dynatrace", tags=["alerts"])
 
@@ -51,7 +52,8 @@ def _moment(name: str, value: str | None) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
+        moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
         raise InvalidInput(
             f"{name} must be an ISO 8601 time such as 2024-05-01T12:00:00Z; got {value!r}",
             details={"field": name},
@@ -79,8 +81,11 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         at, last_id = json.loads(raw)
-        return datetime.fromisoformat(at), int(last_id)
-    except (ValueError, TypeError, binascii.Error, json.JSONDecodeError):
+        moment, row = datetime.fromisoformat(at), int(last_id)
+        if not 0 <= row <= MAX_BIGINT:
+            raise ValueError("id out of range")
+        return moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC), row
+    except (ValueError, TypeError, OverflowError, RecursionError, binascii.Error, json.JSONDecodeError):
         raise InvalidInput(
             "cursor is not one this API returned; pass nextCursor from the previous page as is",
             details={"field": "cursor"},
@@ -148,7 +153,7 @@ def list_alerts(
     user: CurrentUser,
     db_session: DbSession,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Problems per page, 1..500.")] = 50,
-    offset: Annotated[int, Query(ge=0, description=OFFSET_HELP)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_BIGINT, description=OFFSET_HELP)] = 0,
     state: Annotated[str | None, Query(description="OPEN, RESOLVED or MERGED (any case).")] = None,
     severity: Annotated[str | None, Query(description=f"One of {', '.join(SEVERITIES)}.")] = None,
     impact: Annotated[str | None, Query(description=f"One of {', '.join(IMPACTS)}.")] = None,
@@ -201,7 +206,7 @@ def list_alerts(
     return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
 
 
-def _user_problem(alert_id: int, user: CurrentUser, db_session: DbSession) -> Problem:
+def _user_problem(alert_id: RowId, user: CurrentUser, db_session: DbSession) -> Problem:
     problem = service.get_for_user(db_session=db_session, user_id=user.id, problem_id=alert_id)
     if problem is None:
         raise NotFound(f"no alert {alert_id} for this user; list them with GET /dynatrace/alerts")

@@ -16,6 +16,7 @@ from borealis.errors import BorealisError, NotFound
 from borealis.jobs import enqueue
 from borealis.jobs.models import Job, JobState
 from borealis.problems import service as problems_service
+from borealis.schemas import RowId
 from borealis.sync import service
 from borealis.sync.models import EnrichmentRead, NotFetchedRead, SyncRead
 
@@ -125,7 +126,7 @@ def _answer(job: Job) -> SyncRead:
 
 
 @router.get("/alerts/{alert_id}/enrichment", response_model=EnrichmentRead)
-def get_enrichment(alert_id: int, user: CurrentUser, db_session: DbSession) -> EnrichmentRead:
+def get_enrichment(alert_id: RowId, user: CurrentUser, db_session: DbSession) -> EnrichmentRead:
     """What the API added to one alert: its details (evidence, impact analysis, comments), the cached
     entities with their relationships, and what could not be fetched and why."""
     problem = problems_service.get_for_user(db_session=db_session, user_id=user.id, problem_id=alert_id)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 
 from borealis.deps import CurrentUser, DbSession
 from borealis.dynatrace import service as dynatrace_service
@@ -14,7 +14,8 @@ from borealis.errors import NotFound
 from borealis.incidents import service as incidents_service
 from borealis.problems import listing, service
 from borealis.problems.models import MERGED, OPEN, RESOLVED
-from borealis.web.listing import PAGE_SIZE, Limit, Offset, Search, choice, list_context, search_text
+from borealis.schemas import Offset, RowId
+from borealis.web.listing import PAGE_SIZE, Limit, Search, choice, list_context, search_text
 from borealis.web.routing import PageRoute
 from borealis.web.security import verify_csrf
 from borealis.web.templating import render
@@ -78,9 +79,7 @@ def _pretty(raw: str | None) -> str:
 
 
 @router.get("/dynatrace/alerts/{alert_id}")
-def problem_page(
-    request: Request, user: CurrentUser, db_session: DbSession, alert_id: Annotated[int, Path(ge=1)]
-) -> Response:
+def problem_page(request: Request, user: CurrentUser, db_session: DbSession, alert_id: RowId) -> Response:
     problem = service.get_for_user(db_session=db_session, user_id=user.id, problem_id=alert_id)
     if problem is None:
         raise NotFound(f"There is no alert {alert_id} in your account. The alerts list shows every one.")

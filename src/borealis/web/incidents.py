@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Form, Path, Request, Response
+from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
@@ -17,8 +17,9 @@ from borealis.incidents.models import STATUSES, Incident
 from borealis.problems.models import PRIORITIES
 from borealis.rca import service as rca_service
 from borealis.rca.models import RcaStatus, RcaTrigger
+from borealis.schemas import Offset, RowId
 from borealis.web.drawing import draw
-from borealis.web.listing import PAGE_SIZE, Limit, Offset, Search, choice, list_context, search_text
+from borealis.web.listing import PAGE_SIZE, Limit, Search, choice, list_context, search_text
 from borealis.web.routing import PageRoute
 from borealis.web.security import flash, verify_csrf
 from borealis.web.templating import render
@@ -90,7 +91,7 @@ def _evidence_index(rca: Any) -> dict[str, Any]:
     return {item.id: item for item in rca.report.evidence}
 
 
-IncidentId = Annotated[int, Path(ge=1)]
+IncidentId = RowId
 
 
 @router.get("/incidents/{incident_id}")
@@ -200,7 +201,7 @@ def move_submit(
     user: CurrentUser,
     db_session: DbSession,
     incident_id: IncidentId,
-    alert_id: Annotated[int, Path(ge=1)],
+    alert_id: RowId,
     target_incident_id: Annotated[str, Form()] = "",
 ) -> Response:
     incident = _incident(db_session, user, incident_id)

@@ -14,7 +14,6 @@ PAGE_SIZE = 25
 MAX_PAGE_SIZE = 200
 
 Limit = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)]
-Offset = Annotated[int, Query(ge=0)]
 Search = Annotated[str | None, Query(max_length=200)]
 
 
