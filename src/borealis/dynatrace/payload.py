@@ -174,7 +174,7 @@ def priority_for(severity: str | None) -> str | None:
 
 def parse_webhook(body: bytes) -> ProblemNotification:
     """Parse a webhook body whatever its Content-Type; raises ``PayloadRejected`` if it has no use."""
-    document = _load_json(body)
+    document, lone_surrogates = _load_json(body)
     if not isinstance(document, dict):
         kind = type(document).__name__ if document is not None else "null"
         raise PayloadRejected(
@@ -183,6 +183,11 @@ def parse_webhook(body: bytes) -> ProblemNotification:
         )
     notification = _from_document(document)
     notification.content_hash = hashlib.sha256(body).hexdigest()
+    if lone_surrogates:
+        notification.warnings.append(
+            f"{lone_surrogates} unpaired surrogate escape(s) (\\ud800-\\udfff) replaced by U+FFFD: they "
+            "are not text and cannot be stored"
+        )
     return notification
 
 
@@ -221,19 +226,22 @@ def template_report(notification: ProblemNotification, received_at: datetime) ->
 # --- parsing -------------------------------------------------------------------------------------------
 
 
-def _load_json(body: bytes) -> Any:
+def _load_json(body: bytes) -> tuple[Any, int]:
+    """The JSON document of the body, and how many unpaired surrogate escapes were replaced in it."""
     if not body.strip():
         raise PayloadRejected(f"the body is empty; {SUGGESTED_TEMPLATE_HINT}", malformed=True)
     text = _decode(body)
-    if "\\" in text and "\\u0000" in text:
+    lone = 0
+    if "\\u" in text:
         # NUL cannot be stored in PostgreSQL text or JSONB; it carries no meaning in a notification.
         text = text.replace("\\u0000", "\\ufffd")
+        text, lone = lone_surrogates_replaced(text)
     try:
         document = jsontext.loads(text, parse_constant=_no_constant)
         if isinstance(document, dict) and _read_every_pair(text, document):
             # Perhaps a key sent twice (json keeps the last silently): parse again, seeing every pair.
             document = json.loads(text, object_pairs_hook=_object, parse_constant=_no_constant)
-        return document
+        return document, lone
     except json.JSONDecodeError as exc:
         raise PayloadRejected(
             f"the body is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno}); "
@@ -245,6 +253,41 @@ def _load_json(body: bytes) -> Any:
         raise PayloadRejected(
             "the body is nested too deeply to be a Dynatrace notification", malformed=True
         ) from None
+
+
+_SURROGATE_ESCAPE = re.compile(r"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def lone_surrogates_replaced(text: str) -> tuple[str, int]:
+    """JSON text with each escape of an unpaired surrogate (``\\ud800`` alone) replaced by ``\\ufffd``:
+    such a code point is not text, UTF-8 cannot encode it and PostgreSQL refuses it, so a title holding
+    one could never be stored. A pair (high then low) is a real character and stays."""
+    escapes = [m for m in _SURROGATE_ESCAPE.finditer(text) if len(m.group(1)) % 2 == 1]
+    lone = []
+    index = 0
+    while index < len(escapes):
+        escape = escapes[index]
+        following = escapes[index + 1] if index + 1 < len(escapes) else None
+        if (
+            int(escape.group(2), 16) <= 0xDBFF
+            and following is not None
+            and following.start() == escape.end()
+            and len(following.group(1)) == 1
+            and int(following.group(2), 16) >= 0xDC00
+        ):
+            index += 2
+            continue
+        lone.append(escape)
+        index += 1
+    if not lone:
+        return text, 0
+    parts, last = [], 0
+    for escape in lone:
+        start = escape.end(1) - 1  # the backslash that opens the escape
+        parts += [text[last:start], "\\ufffd"]
+        last = escape.end()
+    parts.append(text[last:])
+    return "".join(parts), len(lone)
 
 
 def _decode(body: bytes) -> str:

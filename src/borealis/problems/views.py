@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from borealis.deps import CurrentUser, DbSession
 from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import IMPACTS, SEVERITIES
+from borealis.dynatrace.payload import IMPACTS, SEVERITIES, lone_surrogates_replaced
 from borealis.errors import InvalidInput, NotFound
 from borealis.incidents import service as incidents_service
 from borealis.problems import listing, service
@@ -93,11 +93,13 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
 
 
 def _payload(raw: str | None) -> Any:
+    """A stored body as JSON when it is JSON (kept as sent: an unpaired surrogate escape is shown as
+    U+FFFD, since it cannot be encoded in the answer), else as text."""
     if raw is None:
         return None
     try:
-        return json.loads(raw)
-    except ValueError:
+        return json.loads(lone_surrogates_replaced(raw)[0] if "\\u" in raw else raw)
+    except (ValueError, RecursionError):
         return raw
 
 
