@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from borealis import intake
+from borealis import csrf, intake
 from borealis.auth import service as auth_service
 from borealis.auth.models import User
 from borealis.config import Settings
@@ -34,13 +34,10 @@ def get_secret_box(request: Request) -> SecretBox:
     return request.app.state.secret_box
 
 
-_READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-
-
 def get_db(request: Request) -> Iterator[Session]:
     """The request's one session. Writing methods take SQLite's write lock at BEGIN; the view commits
     before it answers, and whatever it left uncommitted is rolled back."""
-    write = request.method not in _READ_METHODS
+    write = request.method not in csrf.SAFE_METHODS
     yield from session_scope(request.app.state.database, write=write)
 
 
@@ -69,6 +66,9 @@ def get_current_user(request: Request, db_session: DbSession) -> User:
     else:
         user_id = request.session.get(SESSION_USER_KEY) if "session" in request.scope else None
         user = auth_service.get(db_session=db_session, user_id=user_id) if user_id else None
+        if user is not None and request.method not in csrf.SAFE_METHODS:
+            # The cookie comes with any request the browser sends; prove this one came from our pages.
+            csrf.verify(request, sent=request.headers.get(csrf.CSRF_HEADER), origin_required=True)
     if user is not None:
         _follow_ups_done(request, db_session, user.id)
         return user
@@ -83,7 +83,7 @@ def _follow_ups_done(request: Request, db_session: Session, user_id: str) -> Non
     wait is bounded: after ``FOLLOW_UP_WAIT`` seconds the request goes on and the rest follows."""
     if not intake.pending_follow_ups(db_session=db_session, user_id=user_id):
         return
-    if request.method in _READ_METHODS:
+    if request.method in csrf.SAFE_METHODS:
         intake.follow_up_all(database=request.app.state.database, user_ids=[user_id], seconds=FOLLOW_UP_WAIT)
         # A new snapshot, which includes them.
         db_session.rollback()

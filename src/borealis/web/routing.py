@@ -12,6 +12,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import RedirectResponse
 from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -64,6 +65,17 @@ class PageRoute(APIRoute):
                     {"title": _TITLES.get(exc.status_code, "Something is wrong"), "message": exc.message},
                     status_code=exc.status_code,
                 )
+            except HTTPException as exc:
+                # The framework's own refusals, such as a form body it cannot parse.
+                if isinstance(exc.__cause__, BorealisError):  # a body over the limit, say
+                    exc = HTTPException(exc.__cause__.status_code, exc.__cause__.message)
+                detail = exc.detail if isinstance(exc.detail, str) else "The request could not be read."
+                response = render(
+                    request,
+                    "error.html",
+                    {"title": _TITLES.get(exc.status_code, "Not a valid request"), "message": detail},
+                    status_code=exc.status_code,
+                )
             except RequestValidationError:
                 response = render(
                     request,
@@ -85,4 +97,11 @@ class PageRoute(APIRoute):
         return page_handler
 
 
-_TITLES = {403: "Not allowed", 404: "Not found", 409: "Already done", 422: "Please check the input"}
+_TITLES = {
+    400: "Not a valid request",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Already done",
+    413: "Too large",
+    422: "Please check the input",
+}

@@ -14,8 +14,9 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
+from borealis import csrf
 from borealis.deps import SESSION_USER_KEY
-from borealis.web.security import csrf_token, pop_flashes
+from borealis.web.security import pop_flashes
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -103,7 +104,7 @@ def render(
     values.update(context or {})
     values["request"] = request
     values["signed_in"] = bool(request.session.get(SESSION_USER_KEY))
-    values["csrf_token"] = token = csrf_token(request)
+    values["csrf_token"] = token = csrf.session_token(request)
     values["csrf_input"] = Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
     values["flashes"] = pop_flashes(request)
     html = ENVIRONMENT.get_template(name).render(values)
