@@ -9,6 +9,8 @@ import secrets
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from borealis.errors import PayloadTooLarge
+
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar("request_id", default=None)
 INTERNAL_ERROR = "something went wrong on our side; the request id helps us"
 logger = logging.getLogger("borealis")
@@ -96,22 +98,27 @@ class BodyLimitMiddleware:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     too_large = True
-                    raise _BodyTooLarge
+                    raise _BodyTooLarge(self.max_bytes)
             return message
 
         response_started = False
+        replaced = False
 
         async def tracking_send(message: Message) -> None:
-            nonlocal response_started
+            # Whoever read the body may have turned the refusal into an answer of its own (a parser's
+            # 400): a body over the limit is answered 413 all the same.
+            nonlocal response_started, replaced
             if message["type"] == "http.response.start":
                 response_started = True
-            await send(message)
+                if too_large and message["status"] != 413:
+                    replaced = True
+                    await _send_json(send, 413, self._error())
+                    return
+            if not replaced:
+                await send(message)
 
         try:
             await self.app(scope, limited_receive, tracking_send)
-        except _BodyTooLarge:
-            if not response_started:
-                await _send_json(send, 413, self._error())
         except Exception:
             if too_large and not response_started:
                 await _send_json(send, 413, self._error())
@@ -119,13 +126,18 @@ class BodyLimitMiddleware:
                 raise
 
     def _error(self) -> dict[str, object]:
-        return {
-            "error": {
-                "code": "payload_too_large",
-                "message": f"request body is larger than {self.max_bytes} bytes",
-            }
+        error = {
+            "code": "payload_too_large",
+            "message": f"request body is larger than {self.max_bytes} bytes",
         }
+        request_id = request_id_var.get()
+        if request_id:
+            error["requestId"] = request_id
+        return {"error": error}
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(PayloadTooLarge):
+    """Raised from ``receive`` mid-body; whoever reads the body may answer it as any 413."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(f"request body is larger than {max_bytes} bytes")
