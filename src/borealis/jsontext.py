@@ -82,3 +82,61 @@ def dumps(value: Any) -> str:
         return orjson.dumps(value, option=_OPTIONS).decode()
     except TypeError:
         return json.dumps(value, separators=(",", ":"))
+
+
+# How much of a JSON document Borealis keeps: enough for any real notification, few enough that every
+# stored document can be read back and serialized (orjson stops at 255 levels, ``json`` at the stack).
+MAX_DEPTH = 64
+MAX_NODES = 100_000
+DEPTH_MARKER = f"[cut: nested deeper than {MAX_DEPTH} levels]"
+NODES_MARKER = f"[cut: more than {MAX_NODES} values]"
+
+
+def bounded(value: Any) -> tuple[Any, str | None]:
+    """The document cut to ``MAX_DEPTH`` levels and ``MAX_NODES`` values, and why it was cut (None: it
+    is returned as is). A container past the depth becomes ``DEPTH_MARKER``; past the count, the rest of
+    a container is left out and ``NODES_MARKER`` stands in its place."""
+    if _within_bounds(value):
+        return value, None
+    budget = [MAX_NODES]
+    reasons: set[str] = set()
+
+    def cut(node: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if not isinstance(node, dict | list):
+            return node
+        if depth >= MAX_DEPTH:
+            reasons.add(DEPTH_MARKER)
+            return DEPTH_MARKER
+        items = node.items() if isinstance(node, dict) else enumerate(node)
+        kept: list[tuple[Any, Any]] = []
+        for key, item in items:
+            if budget[0] <= 0:
+                reasons.add(NODES_MARKER)
+                kept.append(("…", NODES_MARKER))
+                break
+            kept.append((key, cut(item, depth + 1)))
+        return dict(kept) if isinstance(node, dict) else [item for _, item in kept]
+
+    result = cut(value, 0)
+    return result, "; ".join(sorted(reasons))
+
+
+def _within_bounds(value: Any) -> bool:
+    """Whether the document is inside both bounds: one pass without recursion, cheap on the hot path."""
+    stack = [(value, 0)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        children = node.values() if type(node) is dict else node if type(node) is list else ()
+        if children and depth >= MAX_DEPTH:
+            return False
+        for child in children:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+            else:
+                nodes += 1
+        if nodes > MAX_NODES:
+            return False
+    return True

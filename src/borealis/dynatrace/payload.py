@@ -175,6 +175,7 @@ def priority_for(severity: str | None) -> str | None:
 def parse_webhook(body: bytes) -> ProblemNotification:
     """Parse a webhook body whatever its Content-Type; raises ``PayloadRejected`` if it has no use."""
     document, lone_surrogates = _load_json(body)
+    document, cut = jsontext.bounded(document)
     if not isinstance(document, dict):
         kind = type(document).__name__ if document is not None else "null"
         raise PayloadRejected(
@@ -188,11 +189,14 @@ def parse_webhook(body: bytes) -> ProblemNotification:
             f"{lone_surrogates} unpaired surrogate escape(s) (\\ud800-\\udfff) replaced by U+FFFD: they "
             "are not text and cannot be stored"
         )
+    if cut:
+        notification.warnings.append(f"the body was stored cut short: {cut}")
     return notification
 
 
 def from_api_problem(problem: dict[str, Any]) -> ProblemNotification:
     """A v2 problem object of ``GET /api/v2/problems`` as a notification for the same record."""
+    problem, _ = jsontext.bounded(problem)
     problem_id = _text(problem.get("problemId"))
     if not problem_id:
         raise PayloadRejected("the API problem has no problemId")
@@ -253,6 +257,21 @@ def _load_json(body: bytes) -> tuple[Any, int]:
         raise PayloadRejected(
             "the body is nested too deeply to be a Dynatrace notification", malformed=True
         ) from None
+    except ValueError as exc:  # say, an integer of more digits than Python converts
+        raise PayloadRejected(f"the body cannot be read as JSON: {exc}", malformed=True) from None
+
+
+def stored_body(raw: str | None) -> Any:
+    """A stored delivery body as JSON when it is JSON, else as the text Dynatrace sent: what a read
+    shows. Kept as sent, except what no answer can carry: an unpaired surrogate escape becomes U+FFFD
+    and nesting past the stored bound is cut, as at intake."""
+    if raw is None:
+        return None
+    try:
+        document = json.loads(lone_surrogates_replaced(raw)[0] if "\\u" in raw else raw)
+    except (ValueError, RecursionError):
+        return raw
+    return jsontext.bounded(document)[0]
 
 
 _SURROGATE_ESCAPE = re.compile(r"(\\+)u([dD][89a-fA-F][0-9a-fA-F]{2})")

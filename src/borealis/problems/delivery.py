@@ -9,8 +9,9 @@ and in every process.
 
 from __future__ import annotations
 
+import logging
 import struct
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -23,6 +24,8 @@ from borealis.db import Driver, StoredJson
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import PayloadRejected, ProblemNotification, parse_webhook
 from borealis.problems import service as problems_service
+
+logger = logging.getLogger("borealis.webhook")
 
 # One answer for a wrong secret and for a user id with no connection: a caller without the secret
 # learns nothing about which ids exist.
@@ -59,6 +62,8 @@ class Job:
     received_at: datetime
     # The endpoint's number for the delivery, to route its answer back.
     id: int = 0
+    # The body as sent, while it waits to be parsed (``parsed``): None once it is.
+    body: bytes | None = None
 
 
 def job(
@@ -69,8 +74,20 @@ def job(
     received_at: datetime,
     content_type: str | None = None,
     id: int = 0,
+    parse: bool = True,
 ) -> Job:
-    """Parse a delivery's body; a body with no use becomes a job that records why."""
+    """A delivery as a job, parsed unless ``parse`` is False: then the writer parses it once the secret
+    is checked, so a sender without the secret never has its body read."""
+    waiting = Job(user_id, token, None, None, False, "", content_type, received_at, id, body)
+    return parsed(waiting) if parse else waiting
+
+
+def parsed(job: Job) -> Job:
+    """The job with its body parsed; a body with no use becomes a job that records why. Whatever goes
+    wrong in parsing is the body's fault as far as the sender can tell: a 400 with the reason."""
+    body = job.body
+    if body is None:
+        return job
     notification: ProblemNotification | None = None
     rejection: str | None = None
     malformed = False
@@ -78,10 +95,15 @@ def job(
         notification = parse_webhook(body)
     except PayloadRejected as exc:
         rejection, malformed = exc.message, exc.malformed
+    except Exception as exc:
+        logger.exception("a webhook body could not be parsed")
+        rejection, malformed = f"the body could not be read ({type(exc).__name__})", True
     raw = body.decode("utf-8", "replace")
     if "\x00" in raw:
         raw = raw.replace("\x00", "\ufffd")
-    return Job(user_id, token, notification, rejection, malformed, raw, content_type, received_at, id)
+    return replace(
+        job, notification=notification, rejection=rejection, malformed=malformed, raw_body=raw, body=None
+    )
 
 
 def to_wire(job: Job) -> bytes:
@@ -111,9 +133,11 @@ def to_wire(job: Job) -> bytes:
             job.malformed,
             job.content_type,
             job.received_at.isoformat(),
+            job.body is not None,
         ]
     ).encode()
-    return _LENGTHS.pack(len(header), len(details)) + header + details + job.raw_body.encode()
+    tail = job.body if job.body is not None else job.raw_body.encode()
+    return _LENGTHS.pack(len(header), len(details)) + header + details + tail
 
 
 def from_wire(data: bytes) -> Job:
@@ -121,7 +145,7 @@ def from_wire(data: bytes) -> Job:
     header_length, details_length = _LENGTHS.unpack_from(data)
     header_end = _LENGTHS.size + header_length
     details_end = header_end + details_length
-    id_, user_id, token, values, rejection, malformed, content_type, received_at = jsontext.loads(
+    id_, user_id, token, values, rejection, malformed, content_type, received_at, waiting = jsontext.loads(
         data[_LENGTHS.size : header_end]
     )
     notification = None
@@ -133,16 +157,18 @@ def from_wire(data: bytes) -> Job:
         if details_length:
             values[_DETAILS] = StoredJson(data[header_end:details_end].decode())
         notification = ProblemNotification(*values)
+    tail = data[details_end:]
     return Job(
         user_id,
         token,
         notification,
         rejection,
         malformed,
-        data[details_end:].decode(),
+        "" if waiting else tail.decode(),
         content_type,
         datetime.fromisoformat(received_at),
         id_,
+        tail if waiting else None,
     )
 
 
@@ -156,7 +182,8 @@ _DETAILS = _NOTIFICATION_FIELDS.index("details")
 
 
 def process(db_session: Session, jobs: list[Job]) -> list[Answer]:
-    """Authenticate and apply jobs in the caller's transaction; one answer per job, in order."""
+    """Authenticate, then parse what waits to be, and apply jobs in the caller's transaction; one
+    answer per job, in order."""
     connections = _connections(db_session, sorted({job.user_id for job in jobs}))
     answers: list[Answer | None] = [None] * len(jobs)
     accepted: list[intake.Accepted] = []
@@ -169,7 +196,9 @@ def process(db_session: Session, jobs: list[Job]) -> list[Answer]:
             or not matches(job.token, connection.webhook_secret_hash)
         ):
             answers[position] = error(401, "not_authenticated", UNAUTHORIZED)
-        elif job.notification is None:
+            continue
+        job = parsed(job)
+        if job.notification is None:
             problems_service.record_rejected(
                 db_session=db_session,
                 connection_id=connection.id,

@@ -11,9 +11,10 @@ from typing import Annotated, Any
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
 
+from borealis import jsontext
 from borealis.deps import CurrentUser, DbSession
 from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import IMPACTS, SEVERITIES, lone_surrogates_replaced
+from borealis.dynatrace.payload import IMPACTS, SEVERITIES, stored_body
 from borealis.errors import InvalidInput, NotFound
 from borealis.incidents import service as incidents_service
 from borealis.problems import listing, service
@@ -90,17 +91,6 @@ def _decode_cursor(cursor: str) -> tuple[datetime, int]:
             "cursor is not one this API returned; pass nextCursor from the previous page as is",
             details={"field": "cursor"},
         ) from None
-
-
-def _payload(raw: str | None) -> Any:
-    """A stored body as JSON when it is JSON (kept as sent: an unpaired surrogate escape is shown as
-    U+FFFD, since it cannot be encoded in the answer), else as text."""
-    if raw is None:
-        return None
-    try:
-        return json.loads(lone_surrogates_replaced(raw)[0] if "\\u" in raw else raw)
-    except (ValueError, RecursionError):
-        return raw
 
 
 def _alert(row: Any, payload: Any = None) -> dict[str, Any]:
@@ -195,7 +185,10 @@ def list_alerts(
     answer = AlertList.model_validate(
         {
             "alerts": [
-                {**_alert(row, _payload(payloads.get(row["id"]))), "incidentId": incident_ids.get(row["id"])}
+                {
+                    **_alert(row, stored_body(payloads.get(row["id"]))),
+                    "incidentId": incident_ids.get(row["id"]),
+                }
                 for row in page.rows
             ],
             "total": page.total,
@@ -241,11 +234,11 @@ def get_alert(
             last_received_at=item.last_received_at,
             delivery_count=item.delivery_count,
             warnings=item.warnings or [],
-            payload=_payload(item.raw_body) if "payload" in includes else None,
+            payload=stored_body(item.raw_body) if "payload" in includes else None,
         )
         for item in notifications
     ]
-    latest = _payload(notifications[-1].raw_body) if notifications and "payload" in includes else None
+    latest = stored_body(notifications[-1].raw_body) if notifications and "payload" in includes else None
     return {
         **_alert(problem, latest),
         "incidentId": incidents_service.incident_ids_for(db_session=db_session, problem_ids=[problem.id]).get(
@@ -254,7 +247,8 @@ def get_alert(
         "apiProblemId": problem.api_problem_id,
         "managementZones": problem.management_zones or [],
         "duplicateCount": problem.duplicate_count,
-        "details": problem.details,
+        # Bounded at intake; a document stored before the bound is cut here, so it can be read.
+        "details": jsontext.bounded(problem.details)[0],
         "detailsFormat": problem.details_format,
         "notifications": history,
     }

@@ -7,9 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Request, Response
 
+from borealis import jsontext
 from borealis.deps import CurrentUser, DbSession
 from borealis.dynatrace import service as dynatrace_service
-from borealis.dynatrace.payload import IMPACTS, SEVERITIES
+from borealis.dynatrace.payload import IMPACTS, SEVERITIES, stored_body
 from borealis.errors import NotFound
 from borealis.incidents import service as incidents_service
 from borealis.problems import listing, service
@@ -70,12 +71,14 @@ def alerts_page(
 
 def _pretty(raw: str | None) -> str:
     """A stored body as indented JSON when it is JSON, else as Dynatrace sent it."""
-    if raw is None:
+    body = stored_body(raw)
+    if body is None:
         return ""
-    try:
-        return json.dumps(json.loads(raw), indent=2, ensure_ascii=False)
-    except ValueError:
-        return raw
+    return body if isinstance(body, str) else _pretty_json(body)
+
+
+def _pretty_json(document: Any) -> str:
+    return json.dumps(jsontext.bounded(document)[0], indent=2, ensure_ascii=False)
 
 
 @router.get("/dynatrace/alerts/{alert_id}")
@@ -94,6 +97,6 @@ def problem_page(request: Request, user: CurrentUser, db_session: DbSession, ale
         "problem": problem,
         "incident_id": incident_id,
         "notifications": [(item, _pretty(item.raw_body)) for item in reversed(notifications)],
-        "details": json.dumps(problem.details, indent=2, ensure_ascii=False) if problem.details else None,
+        "details": _pretty_json(problem.details) if problem.details else None,
     }
     return render(request, "problem.html", context)
