@@ -97,6 +97,7 @@ def serve(
 
     from borealis.app import create_app
     from borealis.observability import configure_logging
+    from borealis.server import uvicorn_config
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -115,14 +116,9 @@ def serve(
     if worker is not None:
         worker.start()
     try:
-        uvicorn.run(
-            application,
-            host=host,
-            port=port,
-            log_level=settings.log_level.lower(),
-            access_log=False,
-            log_config=None,
-        )
+        uvicorn.Server(
+            uvicorn_config(application, settings, host=host, port=port, log_level=settings.log_level.lower())
+        ).run()
     finally:
         if worker is not None:
             worker.stop()

@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     # Dynatrace API calls in flight at once per connection, in each process (429s still apply on top).
     dynatrace_max_concurrent_calls: int = Field(default=4, ge=1, le=64)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Slow clients (``server.py``): seconds for a request's headers to arrive, the longest pause in
+    # its body, and how long an idle keep-alive connection stays open. Dynatrace sends in one go.
+    header_timeout: float = Field(default=10.0, gt=0, le=600)
+    body_timeout: float = Field(default=30.0, gt=0, le=600)
+    keep_alive_timeout: float = Field(default=15.0, gt=0, le=600)
     log_level: str = "INFO"
     # Root-cause analysis: automatic runs per user per hour (on-demand runs are not counted against it),
     # the wait before re-running when an incident gains problems, and how far before the start to look.

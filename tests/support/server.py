@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 import uvicorn
 
+from borealis.config import Settings
+from borealis.server import uvicorn_config
+
 
 @dataclass
 class RunningServer:
@@ -20,12 +23,17 @@ class RunningServer:
 
 @contextmanager
 def serve_in_thread(app: object, *, host: str = "127.0.0.1", lifespan: str = "on") -> Iterator[RunningServer]:
-    """Serve ``app`` until the block ends; the port is chosen by the kernel."""
+    """Serve ``app`` until the block ends; the port is chosen by the kernel. A Borealis application
+    runs with the server configuration ``borealis serve`` uses (its timeouts included)."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan)
+    settings = getattr(getattr(app, "state", None), "settings", None)
+    if isinstance(settings, Settings):
+        config = uvicorn_config(app, settings, log_level="warning", lifespan=lifespan)
+    else:
+        config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

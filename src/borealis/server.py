@@ -1,0 +1,109 @@
+"""The HTTP server: uvicorn, with deadlines for clients that send too slowly.
+
+uvicorn closes an idle keep-alive connection, but a client that sends its headers or its body a few
+bytes at a time holds a connection (and, for the body, a request) open for as long as it likes. Here
+the headers of a request must be complete within ``header_timeout`` seconds of its first byte (or of
+the connection), and the body must keep arriving: no pause longer than ``body_timeout`` seconds.
+Either one missed gets 408 and the connection is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from typing import Any
+
+import h11
+import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from borealis.config import Settings
+
+
+class TimedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a deadline for the headers and one for each pause in a body."""
+
+    header_timeout = 10.0
+    body_timeout = 30.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._arm(self.header_timeout, "headers")
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        state = self.conn.their_state
+        if state is h11.IDLE and self.conn.our_state is h11.IDLE:
+            # Part of a request's headers (a byte cancels uvicorn's keep-alive timer): they get a deadline.
+            if self._deadline is None:
+                self._arm(self.header_timeout, "headers")
+        elif state is h11.SEND_BODY:
+            self._arm(self.body_timeout, "body")
+        else:
+            self._disarm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def _arm(self, seconds: float, part: str) -> None:
+        self._disarm()
+        self._deadline = self.loop.call_later(seconds, self._expired, part, seconds)
+
+    def _disarm(self) -> None:
+        if getattr(self, "_deadline", None) is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expired(self, part: str, seconds: float) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        if part == "body" and self.flow.read_paused:
+            # We stopped reading (the application is behind), not the client: wait on.
+            self._arm(seconds, part)
+            return
+        cycle = self.cycle
+        if cycle is None or not cycle.response_started or cycle.response_complete:
+            self.transport.write(_timeout_answer(part, seconds))
+        if cycle is not None:
+            # The application reading the body hears that the client is gone, and answers no one.
+            cycle.disconnected = True
+            cycle.message_event.set()
+        self.transport.close()
+
+
+def _timeout_answer(part: str, seconds: float) -> bytes:
+    request_id = secrets.token_hex(8)
+    what = "headers" if part == "headers" else "body"
+    message = (
+        f"the request's {what} did not arrive in time (more than {seconds:g} s without them); send it again"
+    )
+    body = json.dumps({"error": {"code": "request_timeout", "message": message, "requestId": request_id}})
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\n"
+        "content-type: application/json\r\n"
+        f"content-length: {len(body)}\r\n"
+        f"x-request-id: {request_id}\r\n"
+        "connection: close\r\n\r\n"
+    )
+    return (head + body).encode()
+
+
+def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
+    """The one server configuration: the CLI's server and the tests' both run it."""
+    protocol = type(
+        "TimedH11Protocol",
+        (TimedH11Protocol,),
+        {"header_timeout": settings.header_timeout, "body_timeout": settings.body_timeout},
+    )
+    return uvicorn.Config(
+        app,
+        http=protocol,
+        timeout_keep_alive=settings.keep_alive_timeout,
+        access_log=False,
+        log_config=None,
+        **options,
+    )
