@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     body_timeout: float = Field(default=30.0, gt=0, le=600)
     keep_alive_timeout: float = Field(default=15.0, gt=0, le=600)
     log_level: str = "INFO"
+    # Login throttling: failed logins allowed per account (by email, existing or not) and per client
+    # address, then each further failure locks that key for a delay doubling from the first lock to the
+    # cap. A key's count is forgotten after this long without a failure; a login resets its account.
+    login_free_failures: int = Field(default=5, ge=1, le=1000)
+    login_address_free_failures: int = Field(default=20, ge=1, le=100_000)
+    login_lock_seconds: float = Field(default=1.0, gt=0, le=3600)
+    login_lock_max_seconds: float = Field(default=900.0, gt=0, le=24 * 3600)
+    login_failures_forgotten_after_seconds: int = Field(default=24 * 3600, ge=60, le=90 * 24 * 3600)
     # Root-cause analysis: automatic runs per user per hour (on-demand runs are not counted against it),
     # the wait before re-running when an incident gains problems, and how far before the start to look.
     rca_rate_limit_per_hour: int = Field(default=60, ge=0)

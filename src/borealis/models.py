@@ -1,6 +1,6 @@
 """Every table, imported in one place so Alembic and the schema test see the whole metadata."""
 
-from borealis.auth.models import ApiKey, User
+from borealis.auth.models import ApiKey, LoginThrottle, User
 from borealis.db import Base
 from borealis.dynatrace.models import Connection
 from borealis.incidents.models import (
@@ -37,6 +37,7 @@ __all__ = [
     "IncidentProblem",
     "Job",
     "JobSchedule",
+    "LoginThrottle",
     "Notification",
     "Problem",
     "ProblemCount",

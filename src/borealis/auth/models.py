@@ -1,4 +1,4 @@
-"""Users and their API keys."""
+"""Users, their API keys, and the failed logins counted against an account or an address."""
 
 from __future__ import annotations
 
@@ -35,6 +35,19 @@ class ApiKey(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginThrottle(Base):
+    """Failed logins of one key, an account's email or a client address: one row each, updated in place."""
+
+    __tablename__ = "login_throttles"
+
+    # SHA-256 of "kind:subject": one size whatever was typed, and no list of tried emails kept at rest.
+    key_hash: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    failures: Mapped[int] = mapped_column(sa.Integer)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class UserRead(BaseModel):

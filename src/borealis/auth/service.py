@@ -10,7 +10,9 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from borealis import crypto
+from borealis.auth import throttle
 from borealis.auth.models import ApiKey, User
+from borealis.config import Settings
 from borealis.db import utcnow
 from borealis.errors import Conflict, InvalidInput, NotFound
 
@@ -74,6 +76,25 @@ def authenticate(*, db_session: Session, email: str, password: str) -> User | No
 
 
 _DUMMY_HASH = _hasher.hash("borealis-timing-equalizer")
+
+
+def log_in(
+    *, db_session: Session, email: str, password: str, address: str | None, settings: Settings
+) -> User | None:
+    """The user if the password is theirs, else None; ``LoginLocked`` while the account or the address
+    is locked. Every way of proving a password goes through here, so none can skip the throttle. A
+    failure is written before this returns or raises: the caller commits either way."""
+    keys = throttle.keys_for(email=email, address=address, settings=settings)
+    now = utcnow()
+    throttle.check(db_session=db_session, keys=keys, now=now)
+    user = authenticate(db_session=db_session, email=email, password=password)
+    if user is not None:
+        throttle.record_success(db_session=db_session, email=email)
+        return user
+    locked_until = throttle.record_failure(db_session=db_session, keys=keys, settings=settings, now=now)
+    if locked_until is not None:
+        raise throttle.LoginLocked(throttle.seconds_until(locked_until, now))
+    return None
 
 
 def create_api_key(*, db_session: Session, user: User, name: str = "default") -> tuple[ApiKey, str]:

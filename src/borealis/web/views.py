@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from borealis.auth import service as auth_service
 from borealis.auth.models import User
+from borealis.auth.throttle import LoginLocked
 from borealis.config import Settings
 from borealis.deps import SESSION_USER_KEY, AppSettings, CurrentUser, DbSession
 from borealis.dynatrace import service as dynatrace_service
@@ -108,20 +109,26 @@ def login_page(request: Request, db_session: DbSession, next: str = "/") -> Resp
 def login_submit(
     request: Request,
     db_session: DbSession,
+    settings: AppSettings,
     email: FormText = "",
     password: FormText = "",
     next: FormText = "/",
 ) -> Response:
-    user = auth_service.authenticate(db_session=db_session, email=email, password=password)
+    context = {"title": "Log in", "email": email, "next": _safe_next(next)}
+    address = request.client.host if request.client else None
+    try:
+        user = auth_service.log_in(
+            db_session=db_session, email=email, password=password, address=address, settings=settings
+        )
+    except LoginLocked as exc:
+        db_session.commit()  # the failure that started the lock, if this one did
+        response = render(request, "login.html", context | {"error": exc.message}, status_code=429)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    db_session.commit()  # the failure counted, or the account's count reset and its hash upgraded
     if user is None:
-        context = {
-            "title": "Log in",
-            "email": email,
-            "next": _safe_next(next),
-            "error": "That email and password do not match an account. Check both and try again.",
-        }
-        return render(request, "login.html", context, status_code=401)
-    db_session.commit()  # a password hash upgraded by authenticate
+        error = "That email and password do not match an account. Check both and try again."
+        return render(request, "login.html", context | {"error": error}, status_code=401)
     start_session(request, user.id)
     return _see_other(_safe_next(next))
 
