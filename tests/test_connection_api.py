@@ -269,6 +269,9 @@ def test_private_hosts_are_refused_when_not_allowed(account, fake_dynatrace, ove
         ({"environmentUrl": "https://abc.live.dynatrace.com", "apiToken": 12}, "apiToken"),
         ({"environmentUrl": "https://abc.live.dynatrace.com", "apiToken": "  "}, "apiToken"),
         ({"environmentUrl": "https://abc.live.dynatrace.com", "apiToken": "dt0c01 A B"}, "apiToken"),
+        # Not ASCII: it would go into the Authorization header sent to Dynatrace.
+        ({"environmentUrl": "https://abc.live.dynatrace.com", "apiToken": "dt0c01.A.B\u00e9"}, "apiToken"),
+        ({"environmentUrl": "https://abc.live.dynatrace.com", "apiToken": "dt0c01.A\U0004964b"}, "apiToken"),
         ({"environmentUrl": ["x"], "apiToken": "dt0c01.A.B"}, "environmentUrl"),
     ],
 )

@@ -283,7 +283,11 @@ def _refs(node):
 def test_openapi_describes_the_webhook_as_it_answers(client, wired):
     document = client.get("/openapi.json").json()
     operation = document["paths"]["/dynatrace/webhook/{user_id}"]["post"]
-    assert {parameter["name"] for parameter in operation["parameters"]} == {"user_id", "token"}
+    assert {parameter["name"] for parameter in operation["parameters"]} == {"user_id"}
+    schemes = document["components"]["securitySchemes"]
+    assert [set(option) for option in operation["security"]] == [{"webhookBearer"}, {"webhookToken"}]
+    assert schemes["webhookBearer"]["scheme"] == "bearer"
+    assert (schemes["webhookToken"]["in"], schemes["webhookToken"]["name"]) == ("query", "token")
     assert {"200", "400", "401", "413", "422"} <= set(operation["responses"])
     assert "404" not in operation["responses"]
     schemas = document["components"]["schemas"]

@@ -30,6 +30,7 @@ from borealis.problems.views import router as problems_router
 from borealis.problems.webhook import get_writer as get_webhook_writer
 from borealis.problems.webhook import install as install_webhook
 from borealis.rca.views import router as rca_router
+from borealis.schemas import error_responses
 from borealis.sync.views import router as sync_router
 from borealis.web import install as install_web
 
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(jobs_router)
     app.include_router(metrics_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
-    app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"])
+    app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"], responses=error_responses(503))
 
     _install_error_handlers(app)
     app.add_middleware(

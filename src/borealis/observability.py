@@ -134,7 +134,16 @@ class _JobsByState(Collector):
 metrics_router = APIRouter(tags=["health"])
 
 
-@metrics_router.get("/metrics", response_class=Response)
+@metrics_router.get(
+    "/metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The metrics in Prometheus text format.",
+            "content": {CONTENT_TYPE_PLAIN_0_0_4: {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(request: Request) -> Response:
     """Prometheus text format: this process's counters plus job counts from the database."""
     jobs_registry = CollectorRegistry(auto_describe=False)

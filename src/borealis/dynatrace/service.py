@@ -86,10 +86,11 @@ def clean_token(api_token: str) -> str:
         token = token[len("api-token ") :].strip()
     if not token:
         raise InvalidInput("apiToken: is required; generate one in Dynatrace under Access tokens")
-    if len(token) > MAX_TOKEN_LENGTH or any(char.isspace() or ord(char) < 32 for char in token):
+    # Printable ASCII only: it goes into an HTTP header, and no Dynatrace token has anything else.
+    if len(token) > MAX_TOKEN_LENGTH or not all("!" <= char <= "~" for char in token):
         raise InvalidInput(
-            "apiToken: is not a Dynatrace token (it contains spaces or is too long); copy the whole token, "
-            "which looks like dt0c01.ABC….XYZ…"
+            "apiToken: is not a Dynatrace token (it contains spaces or characters other than printable "
+            "ASCII, or is too long); copy the whole token, which looks like dt0c01.ABC….XYZ…"
         )
     return token
 

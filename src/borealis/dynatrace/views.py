@@ -26,9 +26,10 @@ from borealis.dynatrace.schemas import (
     WebhookUrlRead,
 )
 from borealis.dynatrace.template import SUGGESTED_PAYLOAD
+from borealis.schemas import API_ERRORS, error_responses
 from borealis.sync import service as sync_service
 
-router = APIRouter(prefix="/dynatrace", tags=["dynatrace"])
+router = APIRouter(prefix="/dynatrace", tags=["dynatrace"], responses=API_ERRORS)
 
 
 @router.get("/rca-settings", response_model=RcaSettings)
@@ -37,7 +38,7 @@ def get_rca_settings(user: CurrentUser) -> RcaSettings:
     return RcaSettings(rca_enabled=user.rca_enabled)
 
 
-@router.put("/rca-settings", response_model=RcaSettings)
+@router.put("/rca-settings", response_model=RcaSettings, responses=error_responses(400))
 def put_rca_settings(settings_in: RcaSettings, user: CurrentUser, db_session: DbSession) -> RcaSettings:
     """Turn automatic RCA on or off for this user only."""
     user.rca_enabled = settings_in.rca_enabled
@@ -49,7 +50,7 @@ def _missing(scopes: list[str]) -> list[MissingScopeRead]:
     return [MissingScopeRead(scope=m.scope, enables=m.enables) for m in service.missing_scopes(scopes)]
 
 
-@router.post("/connect", response_model=ConnectRead)
+@router.post("/connect", response_model=ConnectRead, responses=error_responses(400, 409, 502, 503, 504))
 def connect(
     connect_in: ConnectIn,
     user: CurrentUser,
@@ -233,7 +234,7 @@ def _webhook_read(
     )
 
 
-@router.get("/webhook-url", response_model=WebhookUrlRead)
+@router.get("/webhook-url", response_model=WebhookUrlRead, responses=error_responses(409))
 def get_webhook_url(
     request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
 ) -> WebhookUrlRead:
@@ -243,7 +244,7 @@ def get_webhook_url(
     return _webhook_read(request, connection, settings, secret_box)
 
 
-@router.post("/webhook-url/rotate", response_model=WebhookUrlRead)
+@router.post("/webhook-url/rotate", response_model=WebhookUrlRead, responses=error_responses(409))
 def rotate_webhook_url(
     request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
 ) -> WebhookUrlRead:
@@ -263,7 +264,9 @@ def rotate_webhook_url(
     return read
 
 
-@router.get("/alerting-profiles", response_model=AlertingProfilesRead)
+@router.get(
+    "/alerting-profiles", response_model=AlertingProfilesRead, responses=error_responses(409, 502, 503, 504)
+)
 def get_alerting_profiles(
     request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
 ) -> AlertingProfilesRead:
@@ -284,7 +287,11 @@ def get_alerting_profiles(
     )
 
 
-@router.post("/webhook/install", response_model=WebhookInstallRead)
+@router.post(
+    "/webhook/install",
+    response_model=WebhookInstallRead,
+    responses=error_responses(400, 409, 502, 503, 504),
+)
 def install_webhook(
     request: Request,
     user: CurrentUser,

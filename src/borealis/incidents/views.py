@@ -24,9 +24,9 @@ from borealis.incidents.schemas import (
     TimelineEvent,
 )
 from borealis.rca import service as rca_service
-from borealis.schemas import Offset, RowId
+from borealis.schemas import API_ERRORS, Offset, RowId, error_responses
 
-router = APIRouter(prefix="/incidents", tags=["incidents"])
+router = APIRouter(prefix="/incidents", tags=["incidents"], responses=API_ERRORS)
 
 
 def incident_from_path(incident_id: RowId, user: CurrentUser, db_session: DbSession) -> Incident:
@@ -38,6 +38,11 @@ def incident_from_path(incident_id: RowId, user: CurrentUser, db_session: DbSess
 
 
 IncidentFromPath = Annotated[Incident, Depends(incident_from_path)]
+# Routes that take IncidentFromPath.
+INCIDENT_ERRORS = error_responses(404)
+# Routes that change an incident: a merged one refuses (409); with a body, 400 when it cannot be read.
+CHANGE_ERRORS = error_responses(404, 409)
+CHANGE_WITH_BODY_ERRORS = error_responses(400, 404, 409)
 
 
 def _utc(name: str, value: datetime | None) -> datetime | None:
@@ -59,7 +64,7 @@ def get_correlation_settings(user: CurrentUser, db_session: DbSession) -> Correl
     return CorrelationSettingsRead.of(service.get_settings(db_session=db_session, user_id=user.id))
 
 
-@router.put("/correlation-settings", response_model=CorrelationSettingsRead)
+@router.put("/correlation-settings", response_model=CorrelationSettingsRead, responses=error_responses(400))
 def put_correlation_settings(
     update: CorrelationSettingsUpdate, user: CurrentUser, db_session: DbSession
 ) -> CorrelationSettingsRead:
@@ -145,13 +150,13 @@ def _detail(db_session: DbSession, incident: Incident) -> IncidentDetail:
     return IncidentDetail(**summary.model_dump(), problems=problems, timeline=timeline, rca=rca)
 
 
-@router.get("/{incident_id}", response_model=IncidentDetail)
+@router.get("/{incident_id}", response_model=IncidentDetail, responses=INCIDENT_ERRORS)
 def get_incident(incident: IncidentFromPath, db_session: DbSession) -> IncidentDetail:
     """One incident with its problems (and why each is there) and its timeline."""
     return _detail(db_session, incident)
 
 
-@router.post("/{incident_id}/resolve", response_model=IncidentDetail)
+@router.post("/{incident_id}/resolve", response_model=IncidentDetail, responses=CHANGE_ERRORS)
 def resolve_incident(incident: IncidentFromPath, db_session: DbSession) -> IncidentDetail:
     """Resolve by hand; it takes no new problems until reopened."""
     service.resolve(db_session=db_session, incident=incident)
@@ -159,7 +164,7 @@ def resolve_incident(incident: IncidentFromPath, db_session: DbSession) -> Incid
     return _detail(db_session, incident)
 
 
-@router.post("/{incident_id}/reopen", response_model=IncidentDetail)
+@router.post("/{incident_id}/reopen", response_model=IncidentDetail, responses=CHANGE_ERRORS)
 def reopen_incident(incident: IncidentFromPath, db_session: DbSession) -> IncidentDetail:
     """Reopen by hand; related new problems join it again."""
     service.reopen(db_session=db_session, incident=incident)
@@ -167,7 +172,7 @@ def reopen_incident(incident: IncidentFromPath, db_session: DbSession) -> Incide
     return _detail(db_session, incident)
 
 
-@router.post("/{incident_id}/merge", response_model=IncidentDetail)
+@router.post("/{incident_id}/merge", response_model=IncidentDetail, responses=CHANGE_WITH_BODY_ERRORS)
 def merge_incident(body: MergeRequest, incident: IncidentFromPath, db_session: DbSession) -> IncidentDetail:
     """Fold incident ``sourceIncidentId`` into this one; the source then points here."""
     service.merge(db_session=db_session, target=incident, source_incident_id=body.source_incident_id)
@@ -175,7 +180,11 @@ def merge_incident(body: MergeRequest, incident: IncidentFromPath, db_session: D
     return _detail(db_session, incident)
 
 
-@router.post("/{incident_id}/problems/{alert_id}/move", response_model=IncidentDetail)
+@router.post(
+    "/{incident_id}/problems/{alert_id}/move",
+    response_model=IncidentDetail,
+    responses=CHANGE_WITH_BODY_ERRORS,
+)
 def move_problem(
     body: MoveRequest,
     incident: IncidentFromPath,

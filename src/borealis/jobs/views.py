@@ -10,9 +10,9 @@ from borealis.deps import CurrentUser, DbSession
 from borealis.errors import NotFound
 from borealis.jobs import service
 from borealis.jobs.models import JobPage, JobRead, JobState
-from borealis.schemas import Offset, RowId
+from borealis.schemas import API_ERRORS, Offset, RowId, error_responses
 
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], responses=API_ERRORS)
 
 
 @router.get("", response_model=JobPage, response_model_by_alias=True)
@@ -38,7 +38,7 @@ def list_jobs(
     )
 
 
-@router.get("/{job_id}", response_model=JobRead, response_model_by_alias=True)
+@router.get("/{job_id}", response_model=JobRead, response_model_by_alias=True, responses=error_responses(404))
 def get_job(job_id: RowId, user: CurrentUser, db_session: DbSession) -> JobRead:
     """One of the caller's jobs."""
     job = service.get(db_session=db_session, job_id=job_id, user_id=user.id)

@@ -27,9 +27,9 @@ from borealis.problems.schemas import (
     RejectedDeliveryList,
     RejectedDeliveryRead,
 )
-from borealis.schemas import MAX_BIGINT, RowId
+from borealis.schemas import API_ERRORS, MAX_BIGINT, RowId, error_responses
 
-router = APIRouter(prefix="/dynatrace", tags=["alerts"])
+router = APIRouter(prefix="/dynatrace", tags=["alerts"], responses=API_ERRORS)
 
 STATES = (OPEN, RESOLVED, MERGED)
 INCLUDES = ("payload",)
@@ -211,7 +211,7 @@ def _user_problem(alert_id: RowId, user: CurrentUser, db_session: DbSession) -> 
 UserProblem = Annotated[Problem, Depends(_user_problem)]
 
 
-@router.get("/alerts/{alert_id}", response_model=AlertDetail)
+@router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=error_responses(404))
 def get_alert(
     problem: UserProblem,
     db_session: DbSession,

@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from borealis import jsontext
 from borealis.db import utcnow
+from borealis.dynatrace.template import EXPECTED_FIELDS
 from borealis.middleware import request_id_var
 from borealis.observability import access_logger, log_access, record_webhook
 from borealis.problems.delivery import NOT_STORED, UNAUTHORIZED, Answer, error, job
@@ -259,16 +260,56 @@ def install(app: Any) -> None:
         if app.openapi_schema is None:
             document = generate()
             document["paths"][PREFIX + "{user_id}"] = _openapi_path()
+            components = document.setdefault("components", {})
+            components.setdefault("securitySchemes", {}).update(WEBHOOK_SECURITY_SCHEMES)
             _, definitions = models_json_schema(
                 [(WebhookAnswer, "serialization"), (ErrorResponse, "serialization")],
                 ref_template="#/components/schemas/{model}",
             )
-            schemas = document.setdefault("components", {}).setdefault("schemas", {})
+            schemas = components.setdefault("schemas", {})
             for name, schema in definitions["$defs"].items():
                 schemas.setdefault(name, schema)
         return app.openapi_schema
 
     app.openapi = openapi_with_webhook
+
+
+# The webhook secret, sent either way (the header wins when both are).
+WEBHOOK_SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
+    "webhookBearer": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "The webhook secret as 'Authorization: Bearer <secret>' (what an installed "
+        "notification sends).",
+    },
+    "webhookToken": {
+        "type": "apiKey",
+        "in": "query",
+        "name": "token",
+        "description": "The webhook secret in the URL's token parameter (the URL from GET "
+        "/dynatrace/webhook-url).",
+    },
+}
+
+
+def _notification_fields() -> dict[str, Any]:
+    """The payload template's fields (``EXPECTED_FIELDS``) as JSON schema properties."""
+    entity = {
+        "type": "object",
+        "properties": {name: {"type": "string"} for name in ("type", "name", "entity")},
+    }
+    expanded = {
+        "ImpactedEntities": {"type": "array", "items": entity},
+        "ProblemDetailsJSONv2": {"type": "object"},
+    }
+    return {
+        name: {
+            "type": "string",
+            **expanded.get(name, {}),
+            "description": f"Without it Borealis lacks {what}.",
+        }
+        for name, what in EXPECTED_FIELDS.items()
+    }
 
 
 def _openapi_path() -> dict[str, Any]:
@@ -301,22 +342,20 @@ def _openapi_path() -> dict[str, Any]:
                     "schema": {"type": "string"},
                     "description": "The user the connection belongs to (part of the webhook URL).",
                 },
-                {
-                    "name": "token",
-                    "in": "query",
-                    "required": False,
-                    "schema": {"type": "string"},
-                    "description": "The webhook secret, unless sent as 'Authorization: Bearer <secret>'.",
-                },
             ],
+            "security": [{"webhookBearer": []}, {"webhookToken": []}],
             "requestBody": {
                 "required": True,
                 "content": {
                     "application/json": {
                         "schema": {
                             "type": "object",
+                            "properties": _notification_fields(),
                             "additionalProperties": True,
-                            "description": "The notification as the payload template lays it out.",
+                            "description": (
+                                "The notification as the payload template lays it out; every field is "
+                                "optional, and what a field's absence costs is in its description."
+                            ),
                         }
                     }
                 },
@@ -335,6 +374,7 @@ def _openapi_path() -> dict[str, Any]:
                 "422": refusal(
                     "The body has no usable problem identity (the message names what is missing)."
                 ),
+                "500": refusal("An unexpected error; the notification was not stored."),
                 "503": refusal("Too many notifications queued; Dynatrace sends it again."),
             },
         }

@@ -6,15 +6,16 @@ from fastapi import APIRouter, status
 
 from borealis.deps import AppSettings, DbSession
 from borealis.errors import NotFound
-from borealis.incidents.views import IncidentFromPath
+from borealis.incidents.views import INCIDENT_ERRORS, IncidentFromPath
 from borealis.rca import service
 from borealis.rca.models import RcaTrigger
 from borealis.rca.schemas import RcaRead
+from borealis.schemas import API_ERRORS
 
-router = APIRouter(prefix="/incidents", tags=["rca"])
+router = APIRouter(prefix="/incidents", tags=["rca"], responses=API_ERRORS)
 
 
-@router.get("/{incident_id}/rca", response_model=RcaRead)
+@router.get("/{incident_id}/rca", response_model=RcaRead, responses=INCIDENT_ERRORS)
 def get_rca(incident: IncidentFromPath, db_session: DbSession) -> RcaRead:
     """The incident's latest RCA: status, report, Markdown, analyzer, times, and the earlier runs."""
     run = service.latest(db_session=db_session, incident_id=incident.id)
@@ -26,7 +27,12 @@ def get_rca(incident: IncidentFromPath, db_session: DbSession) -> RcaRead:
     return service.read(db_session=db_session, run=run)
 
 
-@router.post("/{incident_id}/rca", response_model=RcaRead, status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{incident_id}/rca",
+    response_model=RcaRead,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=INCIDENT_ERRORS,
+)
 def run_rca(incident: IncidentFromPath, db_session: DbSession, settings: AppSettings) -> RcaRead:
     """Queue an RCA now, whatever the RCA setting and the rate limit of automatic runs say."""
     run = service.request(

@@ -16,11 +16,11 @@ from borealis.errors import BorealisError, NotFound
 from borealis.jobs import enqueue
 from borealis.jobs.models import Job, JobState
 from borealis.problems import service as problems_service
-from borealis.schemas import RowId
+from borealis.schemas import API_ERRORS, RowId, error_responses
 from borealis.sync import service
 from borealis.sync.models import EnrichmentRead, NotFetchedRead, SyncRead
 
-router = APIRouter(prefix="/dynatrace", tags=["sync"])
+router = APIRouter(prefix="/dynatrace", tags=["sync"], responses=API_ERRORS)
 
 # How long POST /dynatrace/sync waits for the job before answering that it is still on its way.
 SYNC_WAIT_SECONDS = 120.0
@@ -51,7 +51,7 @@ class SyncPending(BorealisError):
     code = "dynatrace_sync_pending"
 
 
-@router.post("/sync", response_model=SyncRead)
+@router.post("/sync", response_model=SyncRead, responses=error_responses(404, 409, 502, 503, 504))
 def sync_now(request: Request, user: CurrentUser, db_session: DbSession) -> SyncRead:
     """Reconcile with Dynatrace now and answer when it has finished, with what it changed: problems
     created (no webhook delivered them), closed (their RESOLVED never came), updated, unchanged.
@@ -125,7 +125,7 @@ def _answer(job: Job) -> SyncRead:
     return SyncRead.model_validate({**result, "jobId": job.id})
 
 
-@router.get("/alerts/{alert_id}/enrichment", response_model=EnrichmentRead)
+@router.get("/alerts/{alert_id}/enrichment", response_model=EnrichmentRead, responses=error_responses(404))
 def get_enrichment(alert_id: RowId, user: CurrentUser, db_session: DbSession) -> EnrichmentRead:
     """What the API added to one alert: its details (evidence, impact analysis, comments), the cached
     entities with their relationships, and what could not be fetched and why."""
