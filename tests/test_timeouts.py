@@ -12,6 +12,7 @@ import pytest
 
 from borealis.app import create_app
 from tests.support.server import RunningServer, serve_in_thread
+from tests.support.webhooks import wire_connection
 
 # Far longer than the deadlines below: reaching it means the server never gave up on the client.
 SOCKET_WAIT = 10.0
@@ -117,3 +118,19 @@ def test_a_steady_client_is_not_cut_off(strict_server):
     answer = httpx.post(f"{strict_server.url}/dynatrace/connect", content=pieces(), timeout=SOCKET_WAIT)
     # Unauthenticated: the application read the whole body and answered, no 408.
     assert answer.status_code == 401
+
+
+def test_a_webhook_body_cut_off_is_not_taken_for_a_delivery(strict_server, account, app, database):
+    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    start = b'{"ProblemID": "P-1", "PID": "1", "State": "OPEN", "ProblemTitle": "cut"}'
+    with _connect(strict_server) as sock:
+        sock.sendall(
+            f"POST {wired.url} HTTP/1.1\r\nHost: borealis\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(start) + 50}\r\n\r\n".encode()
+            + start
+        )
+        status, _ = _answer(_read_all(sock))
+    assert status == 408
+    # The part that came is valid JSON on its own: still nothing is stored of it.
+    assert account.client.get("/dynatrace/rejected-deliveries").json()["deliveries"] == []
+    assert account.client.get("/dynatrace/alerts").json()["total"] == 0

@@ -77,7 +77,11 @@ class WebhookEndpoint:
         received_at = utcnow()
         token = headers.bearer or _query_token(scope)
         limit = self.app.state.settings.max_body_bytes
-        body = None if headers.content_length > limit else await _read_body(receive, limit)
+        try:
+            body = None if headers.content_length > limit else await _read_body(receive, limit)
+        except ClientGone:
+            record_webhook("client_gone", None)
+            return
         if body is None:
             answer = error(413, "payload_too_large", f"request body is larger than {limit} bytes")
         elif not token or not user_id or len(user_id) > 64 or "/" in user_id:
@@ -118,6 +122,10 @@ class WebhookEndpoint:
             if len(self._trusted) >= MAX_TRUSTED:
                 self._trusted.clear()
             self._trusted[sender] = time.monotonic() + TRUSTED_SECONDS
+
+
+class ClientGone(Exception):
+    """The sender hung up mid-body: nobody waits for an answer, and nothing is stored."""
 
 
 class WebhookFastPath:
@@ -211,13 +219,14 @@ def _query_token(scope: Scope) -> str | None:
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
-    """The body, or None once it grows past ``limit``."""
+    """The body, or None once it grows past ``limit``. Raises ``ClientGone`` if the sender left (or was
+    cut off for sending too slowly) before the end: a part of a body is never taken for a delivery."""
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            break
+            raise ClientGone
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
