@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from borealis import migrate
 from borealis.auth import service as auth_service
+from borealis.auth import sessions
+from borealis.auth.models import User
 from borealis.config import ConfigError, Settings, load_settings
 from borealis.db import Database
 from borealis.errors import BorealisError
@@ -217,6 +219,42 @@ def users_create(
         user = auth_service.create(db_session=session, email=email, password=password, is_admin=admin)
         user_id = user.id
     typer.echo(user_id)
+
+
+@users_app.command("set-password")
+def users_set_password(
+    email: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the password from standard input.")
+    ] = False,
+) -> None:
+    """Set a user's password (a reset by an administrator) and end all their web sessions."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise _fail("no password on standard input")
+    else:
+        password = typer.prompt("New password", hide_input=True, confirmation_prompt=True, err=True)
+    with _session() as session:
+        user = _user(session, email)
+        ended = auth_service.set_password(db_session=session, user=user, password=password)
+    typer.echo(f"password set for {email}; {ended} web session(s) ended", err=True)
+
+
+@users_app.command("revoke-sessions")
+def users_revoke_sessions(email: str) -> None:
+    """End all of a user's web sessions: every browser must log in again (API keys keep working)."""
+    with _session() as session:
+        user = _user(session, email)
+        ended = sessions.revoke_all(db_session=session, user_id=user.id)
+    typer.echo(f"{ended} web session(s) of {email} ended", err=True)
+
+
+def _user(session: Session, email: str) -> User:
+    user = auth_service.get_by_email(db_session=session, email=email)
+    if user is None:
+        raise _fail(f"no user with email {email}")
+    return user
 
 
 @keys_app.command("create")

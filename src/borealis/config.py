@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     body_timeout: float = Field(default=30.0, gt=0, le=600)
     keep_alive_timeout: float = Field(default=15.0, gt=0, le=600)
     log_level: str = "INFO"
+    # Web sessions: the longest a login lasts, and how long it lasts without a request.
+    session_lifetime_seconds: int = Field(default=14 * 24 * 3600, ge=60, le=365 * 24 * 3600)
+    session_idle_seconds: int = Field(default=7 * 24 * 3600, ge=60, le=365 * 24 * 3600)
     # Login throttling: failed logins allowed per account (by email, existing or not) and per client
     # address, then each further failure locks that key for a delay doubling from the first lock to the
     # cap. A key's count is forgotten after this long without a failure; a login resets its account.

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Annotated
 
+import sqlalchemy as sa
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from borealis import csrf, intake
 from borealis.auth import service as auth_service
+from borealis.auth import sessions
 from borealis.auth.models import User
 from borealis.config import Settings
 from borealis.crypto import SecretBox
-from borealis.db import Database, session_scope
+from borealis.db import Database, session_scope, utcnow
 from borealis.errors import NotAuthenticated
 
+logger = logging.getLogger("borealis.auth")
+
 SESSION_USER_KEY = "user_id"
+# The cookie's reference to its ``user_sessions`` row: a random token, of which the row keeps the hash.
+SESSION_TOKEN_KEY = "session"
 # How long a request waits for its user's follow-ups at most (a storm's worth takes longer).
 FOLLOW_UP_WAIT = 2.0
 
@@ -64,8 +72,7 @@ def get_current_user(request: Request, db_session: DbSession) -> User:
                 "the API key is unknown or revoked; create one with `borealis api-keys create`"
             )
     else:
-        user_id = request.session.get(SESSION_USER_KEY) if "session" in request.scope else None
-        user = auth_service.get(db_session=db_session, user_id=user_id) if user_id else None
+        user = session_user(request, db_session)
         if user is not None and request.method not in csrf.SAFE_METHODS:
             # The cookie comes with any request the browser sends; prove this one came from our pages.
             csrf.verify(request, sent=request.headers.get(csrf.CSRF_HEADER), origin_required=True)
@@ -75,6 +82,48 @@ def get_current_user(request: Request, db_session: DbSession) -> User:
     raise NotAuthenticated(
         "authentication required: send 'Authorization: Bearer <api key>' or log in to the web UI"
     )
+
+
+def session_user(request: Request, db_session: Session) -> User | None:
+    """The user of the cookie's session while that session is in force. A cookie naming one that was
+    revoked, has expired or went idle loses its login, so the browser drops it too."""
+    if "session" not in request.scope:
+        return None
+    token = request.session.get(SESSION_TOKEN_KEY)
+    now = utcnow()
+    found = None
+    if isinstance(token, str) and token:
+        settings = request.app.state.settings
+        found = sessions.find_live(db_session=db_session, token=token, settings=settings, now=now)
+    if found is None:
+        request.session.pop(SESSION_USER_KEY, None)
+        request.session.pop(SESSION_TOKEN_KEY, None)
+        return None
+    user_session, user = found
+    request.state.user_session_id = user_session.id
+    if sessions.needs_touch(user_session, now):
+        _touch(request, db_session, user_session.id, now)
+    return user
+
+
+def current_session_id(request: Request) -> str | None:
+    """The id of the session the request came in by (none for an API key)."""
+    return getattr(request.state, "user_session_id", None)
+
+
+def _touch(request: Request, db_session: Session, session_id: str, now: datetime) -> None:
+    """Move the session's last use forward. A write request does it in its own transaction (the view
+    commits); a read never writes in its session, so a short one of its own does, once a minute."""
+    if request.method not in csrf.SAFE_METHODS:
+        sessions.touch(db_session=db_session, session_id=session_id, now=now)
+        return
+    try:
+        with request.app.state.database.session(write=True) as writer:
+            sessions.touch(db_session=writer, session_id=session_id, now=now)
+            writer.commit()
+    except sa.exc.OperationalError as exc:
+        # Only the idle clock misses a beat: the request itself need not fail for it.
+        logger.warning("could not note the session's last use: %s", type(exc).__name__)
 
 
 def _follow_ups_done(request: Request, db_session: Session, user_id: str) -> None:

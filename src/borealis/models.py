@@ -1,6 +1,6 @@
 """Every table, imported in one place so Alembic and the schema test see the whole metadata."""
 
-from borealis.auth.models import ApiKey, LoginThrottle, User
+from borealis.auth.models import ApiKey, LoginThrottle, User, UserSession
 from borealis.db import Base
 from borealis.dynatrace.models import Connection
 from borealis.incidents.models import (
@@ -49,4 +49,5 @@ __all__ = [
     "SearchUser",
     "SyncState",
     "User",
+    "UserSession",
 ]

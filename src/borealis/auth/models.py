@@ -1,4 +1,4 @@
-"""Users, their API keys, and the failed logins counted against an account or an address."""
+"""Users, their API keys and web sessions, and the failed logins counted against an account or an address."""
 
 from __future__ import annotations
 
@@ -34,6 +34,26 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class UserSession(Base):
+    """A login in a browser. The signed cookie carries a random token and this row only its hash, so
+    the row can end the session (logout, a password change, an admin) and a copy of the database
+    cannot be turned into a cookie."""
+
+    __tablename__ = "user_sessions"
+
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_uuid)
+    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Moved forward at most once a minute: a read does not turn into a write on every request.
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What the user sees to tell their sessions apart, as they were at login.
+    user_agent: Mapped[str | None] = mapped_column(sa.String(200))
+    address: Mapped[str | None] = mapped_column(sa.String(64))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 

@@ -10,13 +10,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from borealis import crypto
-from borealis.auth import throttle
+from borealis.auth import sessions, throttle
 from borealis.auth.models import ApiKey, User
 from borealis.config import Settings
 from borealis.db import utcnow
 from borealis.errors import Conflict, InvalidInput, NotFound
 
 API_KEY_PREFIX = "brl_"
+MIN_PASSWORD_CHARS = 8
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _hasher = PasswordHasher()
 
@@ -48,8 +49,8 @@ def create(*, db_session: Session, email: str, password: str | None = None, is_a
     email = normalize_email(email)
     if get_by_email(db_session=db_session, email=email):
         raise Conflict(f"a user with email {email} already exists")
-    if password is not None and len(password) < 8:
-        raise InvalidInput("password must have at least 8 characters")
+    if password is not None:
+        _check_password(password)
     user = User(
         email=email,
         password_hash=_hasher.hash(password) if password else None,
@@ -58,6 +59,21 @@ def create(*, db_session: Session, email: str, password: str | None = None, is_a
     db_session.add(user)
     db_session.flush()
     return user
+
+
+def set_password(
+    *, db_session: Session, user: User, password: str, keep_session_id: str | None = None
+) -> int:
+    """Give the user a new password and end their web sessions but ``keep_session_id`` (the one it was
+    changed from): whoever knew the old password may be signed in. Returns how many sessions ended."""
+    _check_password(password)
+    user.password_hash = _hasher.hash(password)
+    return sessions.revoke_all(db_session=db_session, user_id=user.id, keep_session_id=keep_session_id)
+
+
+def _check_password(password: str) -> None:
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidInput(f"password must have at least {MIN_PASSWORD_CHARS} characters")
 
 
 def authenticate(*, db_session: Session, email: str, password: str) -> User | None:

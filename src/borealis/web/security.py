@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from fastapi import Request
+from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
 from borealis import csrf
-from borealis.deps import SESSION_USER_KEY
+from borealis.auth import sessions
+from borealis.deps import SESSION_TOKEN_KEY, SESSION_USER_KEY
 from borealis.errors import BorealisError
 
 FLASH_SESSION_KEY = "flash"
@@ -32,15 +34,33 @@ async def verify_csrf(request: Request) -> None:
     csrf.verify(request, sent=sent, origin_required=False)
 
 
-def start_session(request: Request, user_id: str) -> None:
-    """Log in: a fresh session (and CSRF token), so nothing from before the login carries over."""
+def start_session(request: Request, *, db_session: Session, user_id: str) -> None:
+    """Log in: a new session row and a fresh cookie (and CSRF token), so nothing from before the login
+    carries over; a session this browser still had ends. The caller commits."""
+    _end_row(request, db_session)
+    _, token = sessions.start(
+        db_session=db_session,
+        user_id=user_id,
+        user_agent=request.headers.get("user-agent"),
+        address=request.client.host if request.client else None,
+        settings=request.app.state.settings,
+    )
     request.session.clear()
     request.session[SESSION_USER_KEY] = user_id
+    request.session[SESSION_TOKEN_KEY] = token
     csrf.session_token(request)
 
 
-def end_session(request: Request) -> None:
+def end_session(request: Request, *, db_session: Session) -> None:
+    """Log out: the row is revoked, so a copy of the cookie is worth nothing either. The caller commits."""
+    _end_row(request, db_session)
     request.session.clear()
+
+
+def _end_row(request: Request, db_session: Session) -> None:
+    token = request.session.get(SESSION_TOKEN_KEY)
+    if isinstance(token, str) and token:
+        sessions.revoke_token(db_session=db_session, token=token)
 
 
 def flash(request: Request, message: str, kind: str = "success") -> None:

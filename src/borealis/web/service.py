@@ -1,4 +1,4 @@
-"""First-run set-up. Callers own the transaction."""
+"""First-run set-up and the account forms. Callers own the transaction."""
 
 from __future__ import annotations
 
@@ -25,3 +25,14 @@ def create_first_admin(*, db_session: Session, email: str, password: str, confir
     if not setup_open(db_session=db_session):
         raise Conflict("Borealis is already set up; log in instead")
     return auth_service.create(db_session=db_session, email=email, password=password, is_admin=True)
+
+
+def change_password(
+    *, db_session: Session, user: User, password: str, confirmation: str, keep_session_id: str | None
+) -> int:
+    """The user's new password, typed twice; their other sessions end. Returns how many did."""
+    if password != confirmation:
+        raise InvalidInput("the two new passwords differ; type the same password twice")
+    return auth_service.set_password(
+        db_session=db_session, user=user, password=password, keep_session_id=keep_session_id
+    )

@@ -12,10 +12,11 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from borealis.auth import service as auth_service
+from borealis.auth import sessions as sessions_service
 from borealis.auth.models import User
 from borealis.auth.throttle import LoginLocked
 from borealis.config import Settings
-from borealis.deps import SESSION_USER_KEY, AppSettings, CurrentUser, DbSession
+from borealis.deps import SESSION_USER_KEY, AppSettings, CurrentUser, DbSession, current_session_id
 from borealis.dynatrace import service as dynatrace_service
 from borealis.errors import BorealisError
 from borealis.incidents import service as incidents_service
@@ -91,8 +92,8 @@ def setup_submit(
     except BorealisError as exc:
         context = {"title": "Set up Borealis", "email": email, "error": exc.message}
         return render(request, "setup.html", context, status_code=exc.status_code)
+    start_session(request, db_session=db_session, user_id=user.id)
     db_session.commit()
-    start_session(request, user.id)
     flash(request, f"Welcome! You are signed in as {user.email}. Next: connect Dynatrace.")
     return _see_other("/")
 
@@ -125,17 +126,19 @@ def login_submit(
         response = render(request, "login.html", context | {"error": exc.message}, status_code=429)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    db_session.commit()  # the failure counted, or the account's count reset and its hash upgraded
     if user is None:
+        db_session.commit()  # the failure counted
         error = "That email and password do not match an account. Check both and try again."
         return render(request, "login.html", context | {"error": error}, status_code=401)
-    start_session(request, user.id)
+    start_session(request, db_session=db_session, user_id=user.id)
+    db_session.commit()  # the session, the account's count reset and a password hash upgraded
     return _see_other(_safe_next(next))
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
-    end_session(request)
+def logout(request: Request, db_session: DbSession) -> Response:
+    end_session(request, db_session=db_session)
+    db_session.commit()
     flash(request, "You are logged out.", "info")
     return _see_other("/login")
 
@@ -180,6 +183,9 @@ def _settings_page(
         "api_keys": auth_service.list_api_keys(db_session=db_session, user=user),
         "new_key": new_key,
         "key_error": None,
+        "password_error": None,
+        "sessions": sessions_service.list_live(db_session=db_session, user=user, settings=settings),
+        "current_session_id": current_session_id(request),
         "correlation": incidents_service.get_settings(db_session=db_session, user_id=user.id),
         "correlation_errors": {},
         "signals": SIGNALS,
@@ -283,3 +289,70 @@ def settings_revoke_api_key(
     db_session.commit()
     flash(request, f"API key {api_key.prefix}… ({api_key.name}) is revoked.")
     return _see_other("/settings")
+
+
+@router.post("/settings/password")
+def settings_change_password(
+    request: Request,
+    db_session: DbSession,
+    user: CurrentUser,
+    settings: AppSettings,
+    current_password: FormText = "",
+    new_password: FormText = "",
+    new_password_confirmation: FormText = "",
+) -> Response:
+    # Proved like a login, throttle included: a borrowed session must not become a way to guess it.
+    try:
+        proven = auth_service.log_in(
+            db_session=db_session,
+            email=user.email,
+            password=current_password,
+            address=request.client.host if request.client else None,
+            settings=settings,
+        )
+    except LoginLocked as exc:
+        db_session.commit()
+        response = _settings_page(
+            request, db_session, user, settings, password_error=exc.message, status_code=429
+        )
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    if proven is None or proven.id != user.id:
+        db_session.commit()  # the failure counts against the account
+        error = "Your current password is not that. Nothing was changed."
+        return _settings_page(request, db_session, user, settings, password_error=error, status_code=422)
+    try:
+        ended = service.change_password(
+            db_session=db_session,
+            user=user,
+            password=new_password,
+            confirmation=new_password_confirmation,
+            keep_session_id=current_session_id(request),
+        )
+    except BorealisError as exc:
+        return _settings_page(
+            request, db_session, user, settings, password_error=exc.message, status_code=exc.status_code
+        )
+    db_session.commit()
+    message = "Your password is changed."
+    if ended:
+        sessions_ended = f"{ended} other session{'s are' if ended != 1 else ' is'}"
+        message += f" {sessions_ended} ended: those browsers must log in again."
+    flash(request, message)
+    return _see_other("/settings#password")
+
+
+@router.post("/settings/sessions/{session_id}/revoke")
+def settings_revoke_session(
+    request: Request, db_session: DbSession, user: CurrentUser, session_id: str
+) -> Response:
+    ended = sessions_service.revoke(db_session=db_session, user=user, session_id=session_id)
+    if ended.id == current_session_id(request):
+        end_session(request, db_session=db_session)
+        db_session.commit()
+        flash(request, "This session is ended: you are logged out.", "info")
+        return _see_other("/login")
+    db_session.commit()
+    where = f" from {ended.address}" if ended.address else ""
+    flash(request, f"The session{where} is ended: that browser must log in again.")
+    return _see_other("/settings#sessions")
