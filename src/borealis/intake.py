@@ -19,7 +19,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from borealis.db import Database, Driver, utcnow
+from borealis.db import Database, utcnow
+from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import ProblemNotification, from_api_problem, template_report
 from borealis.incidents import service as incidents_service

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from borealis import intake, jsontext
 from borealis.crypto import matches
-from borealis.db import Driver, StoredJson
+from borealis.db import StoredJson
+from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import PayloadRejected, ProblemNotification, parse_webhook
 from borealis.problems import service as problems_service

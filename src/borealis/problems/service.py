@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from borealis.db import Driver, utcnow
+from borealis.db import utcnow
+from borealis.driver import Driver
 from borealis.dynatrace.payload import ProblemNotification
 from borealis.problems import lifecycle, search
 from borealis.problems.models import Notification, Problem, ProblemCount, RejectedDelivery
