@@ -77,7 +77,8 @@ def documented_operations(document: dict[str, Any]) -> set[str]:
 def takes_input(document: dict[str, Any], label: str) -> bool:
     method, path = label.split(" ", 1)
     operation = document["paths"][path][method.lower()]
-    return bool(operation.get("parameters") or operation.get("requestBody"))
+    # A declared credential is an input too: a request without it, or with a wrong one, is invalid.
+    return bool(operation.get("parameters") or operation.get("requestBody") or operation.get("security"))
 
 
 def fuzz_order(label: str) -> tuple[int, int, str]:

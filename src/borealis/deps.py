@@ -9,7 +9,8 @@ from datetime import datetime
 from typing import Annotated
 
 import sqlalchemy as sa
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from borealis import csrf, intake
@@ -54,19 +55,22 @@ AppSettings = Annotated[Settings, Depends(get_settings)]
 Secrets = Annotated[SecretBox, Depends(get_secret_box)]
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return None
+# Declared as a security scheme, so the OpenAPI document says how to authenticate.
+_api_key = HTTPBearer(
+    scheme_name="apiKey",
+    description="An API key: `borealis api-keys create EMAIL`, or the web UI's Settings page.",
+    auto_error=False,
+)
 
 
-def get_current_user(request: Request, db_session: DbSession) -> User:
+def get_current_user(
+    request: Request,
+    db_session: DbSession,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_api_key)] = None,
+) -> User:
     """The caller: an API key in ``Authorization: Bearer``, else the UI's signed session cookie."""
-    key = _bearer(request)
-    if key is not None:
-        user = auth_service.user_for_api_key(db_session=db_session, plain_key=key)
+    if credentials is not None:
+        user = auth_service.user_for_api_key(db_session=db_session, plain_key=credentials.credentials)
         if user is None:
             raise NotAuthenticated(
                 "the API key is unknown or revoked; create one with `borealis api-keys create`"
