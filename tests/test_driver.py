@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from borealis import intake, jsontext
 from borealis.auth.models import User
@@ -402,13 +403,12 @@ def test_insert_of_many_rows_keeps_each_rows_values(database, owner):
         assert follow_up.queued_at == utc(WHEN) + timedelta(microseconds=n)
 
 
-def test_insert_refuses_a_naive_time_on_sqlite(database, owner):
-    """The ORM refuses a naive time on both databases; on PostgreSQL the driver passes values as they
-    are (the server would read a naive time in its session's zone), so callers only give aware times."""
-    if not database.is_sqlite:
-        pytest.skip("the driver converts times on SQLite only")
+def test_insert_refuses_a_naive_time_on_sqlite(owner):
+    """The ORM refuses a naive time on both databases; the driver converts times to text on SQLite and
+    refuses a naive one there (on PostgreSQL it passes values as they are, so callers only give aware
+    times). Judged on an in-memory SQLite database, whichever database the suite runs on."""
     row = notification_row(None, owner, "c" * 64, received_at=datetime(2024, 3, 1, 12, 0))
-    with database.session() as session:
+    with Session(sa.create_engine("sqlite://")) as session:
         writer = Driver.of(session).writer(notifications, tuple(row))
     with pytest.raises(ValueError, match="naive datetime"):
         writer.params([row])
