@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import re
 import subprocess
 from collections.abc import Iterator
@@ -164,8 +165,11 @@ def change_password(http: httpx.Client, current: str, new: str, again: str | Non
     return http.post("/settings/password", data=form)
 
 
-def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(browsers, make_account, live_server):
+def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(
+    browsers, make_account, live_server, caplog
+):
     make_account("sre@example.com", password=PASSWORD)
+    caplog.set_level(logging.INFO, logger="borealis.audit")
     here, elsewhere = browsers("Here"), browsers("Elsewhere")
     log_in(here, "sre@example.com")
     log_in(elsewhere, "sre@example.com")
@@ -188,6 +192,10 @@ def test_a_password_change_ends_the_other_sessions_and_keeps_this_one(browsers, 
         assert not signed_in(elsewhere)
         assert not signed_in(thief)
     assert signed_in(here)
+    audit = [record.getMessage() for record in caplog.records if record.name == "borealis.audit"]
+    assert "password changed: sre@example.com" in audit
+    assert any(line.startswith("sessions revoked: 1 of user ") for line in audit)
+    assert not any(new in line or PASSWORD in line for line in audit)
     with httpx.Client(base_url=str(here.base_url), headers=HTML) as fresh:
         assert log_in(fresh, "sre@example.com", PASSWORD).status_code == 401
         assert log_in(fresh, "sre@example.com", new).status_code == 303

@@ -68,6 +68,7 @@ def set_password(
     changed from): whoever knew the old password may be signed in. Returns how many sessions ended."""
     _check_password(password)
     user.password_hash = _hasher.hash(password)
+    sessions.audit.info("password changed: %s", user.email)
     return sessions.revoke_all(db_session=db_session, user_id=user.id, keep_session_id=keep_session_id)
 
 

@@ -7,6 +7,7 @@ the transaction.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -22,6 +23,8 @@ from borealis.errors import NotFound
 # How stale ``last_seen_at`` may get before a request moves it: not a write on every request.
 TOUCH_EVERY = timedelta(minutes=1)
 USER_AGENT_CHARS = 200
+
+audit = logging.getLogger("borealis.audit")
 
 
 def start(
@@ -92,6 +95,7 @@ def revoke(*, db_session: Session, user: User, session_id: str) -> UserSession:
         raise NotFound(f"no session '{session_id}' for {user.email}")
     if user_session.revoked_at is None:
         user_session.revoked_at = utcnow()
+        audit.info("session revoked: %s ended session %s", user.email, session_id)
     return user_session
 
 
@@ -115,7 +119,9 @@ def revoke_all(*, db_session: Session, user_id: str, keep_session_id: str | None
     if keep_session_id is not None:
         condition.append(UserSession.id != keep_session_id)
     result: Any = db_session.execute(sa.update(UserSession).where(*condition).values(revoked_at=now))
-    return int(result.rowcount or 0)
+    ended = int(result.rowcount or 0)
+    audit.info("sessions revoked: %d of user %s ended", ended, user_id)
+    return ended
 
 
 def _live(settings: Settings, now: datetime) -> sa.ColumnElement[bool]:
