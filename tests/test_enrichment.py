@@ -219,6 +219,24 @@ def test_api_errors_are_recorded_and_retried(account, fake_dynatrace, database, 
     assert [item["entityId"] for item in body["entities"]] == ["SERVICE-DB"]
 
 
+def test_an_error_only_the_user_can_fix_is_recorded_without_a_retry(
+    account, fake_dynatrace, database, background_worker
+):
+    background_worker()
+    connect_and_backfill(account, fake_dynatrace, database)
+    problem = a_problem(fake_dynatrace, rootCauseEntity=entity("SERVICE-DB", "orders-db"))
+    topology(fake_dynatrace)
+    fake_dynatrace.fail(f"/api/v2/problems/{problem['problemId']}", html=True)
+    alert_id = deliver(account, webhook_for(problem))["alertId"]
+
+    [job] = enriched(database)
+    assert (job.state, job.attempts) == ("done", 1)
+    body = enrichment(account, alert_id)
+    [details] = body["notFetched"]
+    assert details["what"].startswith("problem details")
+    assert "not a Dynatrace environment API" in details["reason"]
+
+
 def test_details_correct_the_record_as_an_api_notification(
     account, fake_dynatrace, database, background_worker
 ):

@@ -136,6 +136,20 @@ def test_an_error_is_not_checked_and_the_rest_goes_on(connect, fake_dynatrace):
     assert any(item.kind is EvidenceKind.METRIC for item in investigation.book.items)
 
 
+def test_a_rejected_token_is_not_checked_and_stops_further_calls(connect, fake_dynatrace):
+    scenario = deployment_breaks_service()
+    client = connect(scenario)
+    fake_dynatrace.fail("/api/v2/events", 401)
+    investigation = investigate(client, scenario.facts(), now=scenario.now, scopes=list(ALL_SCOPES))
+    first, *rest = investigation.book.not_checked
+    assert first.code == "error"
+    assert "does not recognize the token" in first.reason
+    assert rest
+    assert all(gap.reason.startswith("not attempted") for gap in rest)
+    assert len(fake_dynatrace.requests_to("/api/v2/events")) == 1
+    assert fake_dynatrace.requests_to("/api/v2/logs/search") == []
+
+
 def test_the_budget_bounds_the_calls(connect, fake_dynatrace):
     scenario = database_host_saturation()
     client = connect(scenario)

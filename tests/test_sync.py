@@ -250,6 +250,24 @@ def test_sync_without_the_problems_scope_says_which_scope(
     assert "problems.read" in sync["lastError"]
 
 
+def test_sync_against_a_web_page_says_so_at_once_without_a_retry(
+    account, fake_dynatrace, database, background_worker
+):
+    background_worker()
+    connect(account, fake_dynatrace)
+    backfilled(database)
+    fake_dynatrace.fail("/api/v2/problems", html=True)
+
+    response = account.client.post("/dynatrace/sync")
+
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "dynatrace_environment_not_found"
+    assert len(fake_dynatrace.requests_to("/api/v2/problems")) == 2  # the backfill, then the sync once
+    [job] = [job for job in jobs(database, "dynatrace.sync") if job.id == error["details"]["jobId"]]
+    assert (job.state, job.attempts) == ("done", 1)
+
+
 def test_sync_needs_a_connection(account):
     response = account.client.post("/dynatrace/sync")
     assert response.status_code == 409

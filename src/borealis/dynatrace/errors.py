@@ -1,5 +1,10 @@
 """What can go wrong talking to Dynatrace, each with the message a user can act on.
 
+Every concrete error is in one of two groups, named after what the caller does next: ``NeedsUserAction``
+(nothing changes until the user fixes the token, its scopes, the URL or the CA bundle, so retrying is
+pointless) and ``Transient`` (it may pass on its own: retry later). A caller catches a group once; it
+names a single class only where that class has handling of its own (a 429's wait, a missing scope's name).
+
 Statuses: 422 when the user's input (URL, token, scopes) is the cause, 502/503/504 when Dynatrace or the
 network between us is. The messages follow the seed's troubleshooting list.
 """
@@ -17,13 +22,22 @@ CA_BUNDLE_HINT = (
 
 
 class DynatraceError(BorealisError):
-    """Base of every error from the Dynatrace side."""
+    """Base of every error from the Dynatrace side; never raised itself, only its groups' members."""
 
     status_code = 502
     code = "dynatrace_error"
 
 
-class InvalidEnvironmentUrl(DynatraceError):
+class NeedsUserAction(DynatraceError):
+    """Retrying cannot help: the token, its scopes, the URL, the TLS setup or the object asked for must
+    change first. Each message says what to change."""
+
+
+class Transient(DynatraceError):
+    """Dynatrace or the network may recover on its own (rate limit, timeout, outage, 5xx): retry later."""
+
+
+class InvalidEnvironmentUrl(NeedsUserAction):
     """The environment URL cannot be used as given (format, scheme, credentials, private address)."""
 
     status_code = 422
@@ -33,7 +47,7 @@ class InvalidEnvironmentUrl(DynatraceError):
         super().__init__(f"{field}: {message}", details={"field": field})
 
 
-class TokenRejected(DynatraceError):
+class TokenRejected(NeedsUserAction):
     """The environment does not recognize the token."""
 
     status_code = 422
@@ -50,7 +64,7 @@ class TokenRejected(DynatraceError):
         )
 
 
-class TokenDisabled(DynatraceError):
+class TokenDisabled(NeedsUserAction):
     """The token exists but is disabled or past its expiry date."""
 
     status_code = 422
@@ -64,7 +78,7 @@ class TokenDisabled(DynatraceError):
         )
 
 
-class ScopeMissing(DynatraceError):
+class ScopeMissing(NeedsUserAction):
     """The token lacks a scope the call needs."""
 
     status_code = 422
@@ -80,7 +94,7 @@ class ScopeMissing(DynatraceError):
         )
 
 
-class EnvironmentNotFound(DynatraceError):
+class EnvironmentNotFound(NeedsUserAction):
     """The URL answers, but not as a Dynatrace environment API (404, a web page, a redirect)."""
 
     status_code = 422
@@ -102,22 +116,27 @@ class EnvironmentNotFound(DynatraceError):
         )
 
 
-class ResourceNotFound(DynatraceError):
-    """The environment answered 404 for one object (a problem, an entity)."""
+class ResourceNotFound(NeedsUserAction):
+    """The environment answered 404 for one object (a problem, an entity): asking again finds nothing."""
 
     status_code = 404
     code = "dynatrace_resource_not_found"
 
 
-class Unreachable(DynatraceError):
-    """No connection: DNS failure, connection refused, network unreachable."""
+class Unreachable(Transient):
+    """No connection: DNS failure, connection refused, network unreachable.
+
+    Transient although a mistyped host or port also lands here: connecting checks the URL live, so a
+    stored connection that stops answering is far more often an outage or a network change than a typo,
+    and the message still names the host to check."""
 
     status_code = 502
     code = "dynatrace_unreachable"
 
 
-class TlsFailure(DynatraceError):
-    """The TLS handshake or certificate check failed."""
+class TlsFailure(NeedsUserAction):
+    """The TLS handshake or certificate check failed: the URL points at something else, or the cluster's
+    certificate authority must be configured; neither fixes itself."""
 
     status_code = 502
     code = "dynatrace_tls_failure"
@@ -129,14 +148,14 @@ class TlsFailure(DynatraceError):
         )
 
 
-class Timeout(DynatraceError):
+class Timeout(Transient):
     """Dynatrace did not answer in time."""
 
     status_code = 504
     code = "dynatrace_timeout"
 
 
-class RateLimited(DynatraceError):
+class RateLimited(Transient):
     """Dynatrace kept answering 429 after our bounded retries."""
 
     status_code = 503
@@ -151,7 +170,7 @@ class RateLimited(DynatraceError):
         )
 
 
-class UpstreamError(DynatraceError):
+class UpstreamError(Transient):
     """Dynatrace answered with an error we cannot attribute to the user's input (5xx, bad JSON, 400)."""
 
     status_code = 502
@@ -159,6 +178,7 @@ class UpstreamError(DynatraceError):
 
 
 class NotConnected(Conflict):
-    """The user has no Dynatrace connection (or it was disconnected) and the operation needs one."""
+    """The user has no Dynatrace connection (or it was disconnected) and the operation needs one. A state of
+    ours, not an answer from Dynatrace, so it is a ``Conflict`` outside the ``DynatraceError`` tree."""
 
     code = "dynatrace_not_connected"

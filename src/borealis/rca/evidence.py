@@ -16,6 +16,8 @@ from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import quote
 
+from borealis.dynatrace.errors import RateLimited, ResourceNotFound, ScopeMissing
+from borealis.errors import BorealisError
 from borealis.rca.anomaly import ONSET_LEAD, RULES, Judgement, judge, resolution_for
 from borealis.schemas import CamelModel
 
@@ -68,6 +70,21 @@ class NotChecked(CamelModel):
     scope: str | None = None
     # The entities this gap leaves unexamined, when known (the analyzer treats them as unknown, not healthy).
     entity_ids: list[str] = []
+
+    @classmethod
+    def for_error(cls, what: str, error: BorealisError, entity_ids: Sequence[str] = ()) -> NotChecked:
+        """The entry for a call that failed: its code from the error's kind, so the next steps can say
+        "grant the scope" or "re-run later", and the error's own message, which says what to fix."""
+        code: NotCheckedCode = "error"
+        scope: str | None = None
+        reason = error.message
+        if isinstance(error, ScopeMissing):
+            reason, code, scope = f"the token lacks the {error.scope} scope", "missing_scope", error.scope
+        elif isinstance(error, RateLimited):
+            reason, code = f"Dynatrace kept answering 429 (rate limit): {error.message}", "rate_limited"
+        elif isinstance(error, ResourceNotFound):
+            reason, code = f"Dynatrace does not know it: {error.message}", "not_found"
+        return cls(what=what, reason=reason, code=code, scope=scope, entity_ids=list(entity_ids))
 
 
 # Event types that mean somebody changed something: the strongest hint when they come just before a start.
@@ -396,15 +413,8 @@ class EvidenceBook:
         item = self._by_key.get(f"entity:{entity_id}")
         return item.data if item is not None else None
 
-    def gap(
-        self,
-        what: str,
-        reason: str,
-        code: NotCheckedCode,
-        scope: str | None = None,
-        entity_ids: Sequence[str] = (),
-    ) -> NotChecked:
-        entry = NotChecked(what=what, reason=reason, code=code, scope=scope, entity_ids=list(entity_ids))
+    def gap(self, entry: NotChecked) -> NotChecked:
+        """Record a gap once, however many steps run into it."""
         if entry not in self.not_checked:
             self.not_checked.append(entry)
         return entry

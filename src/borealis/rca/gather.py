@@ -20,15 +20,10 @@ from urllib.parse import urlencode
 
 from borealis.dynatrace.errors import (
     DynatraceError,
-    EnvironmentNotFound,
     RateLimited,
     ResourceNotFound,
     ScopeMissing,
-    Timeout,
-    TlsFailure,
-    TokenDisabled,
-    TokenRejected,
-    Unreachable,
+    UpstreamError,
 )
 from borealis.rca.analyzer import suspects as rank_suspects
 from borealis.rca.anomaly import RULES, judge
@@ -63,8 +58,10 @@ ENTITY_FIELDS = ("fromRelationships", "toRelationships", "properties", "tags")
 # Within one level of the walk, what is fetched first when the cap cuts: services (the call graph), then
 # where they run; a process group last (its instances carry the metrics).
 TYPE_PRIORITY = {"SERVICE": 0, "HOST": 1, "PROCESS_GROUP_INSTANCE": 2, "PROCESS_GROUP": 4}
-# Failures that mean no further call can succeed either.
-HALTING = (Timeout, Unreachable, TlsFailure, TokenRejected, TokenDisabled, EnvironmentNotFound)
+# Failures that concern one call alone (a scope, an object, one endpoint's error). Any other Dynatrace
+# error, of either group, means no further call can succeed either: a rejected token, a wrong URL or TLS
+# setup, a rate limit, a timeout, no connection.
+ONE_CALL = (ScopeMissing, ResourceNotFound, UpstreamError)
 
 
 class EvidenceSource(Protocol):
@@ -157,6 +154,12 @@ def _entity_json(ref: EntityRef) -> dict[str, Any]:
     }
 
 
+def _halt_reason(error: DynatraceError) -> str:
+    if isinstance(error, RateLimited):
+        return "Dynatrace was rate limiting this token (429)"
+    return f"Dynatrace could not be used ({type(error).__name__})"
+
+
 def _query(path: str, **params: Any) -> str:
     """The source query of an evidence item, as a reader would re-run it."""
     clean = {key: value for key, value in params.items() if value is not None}
@@ -201,7 +204,8 @@ class Investigation:
         scope: str | None = None,
         entity_ids: Sequence[str] = (),
     ) -> None:
-        self._step_gaps.append(self.book.gap(what, reason, code, scope, entity_ids))
+        entry = NotChecked(what=what, reason=reason, code=code, scope=scope, entity_ids=list(entity_ids))
+        self._step_gaps.append(self.book.gap(entry))
 
     def _allowed(self, step: Step) -> bool:
         what = step.describe()
@@ -234,24 +238,11 @@ class Investigation:
         unexamined = step.targets if step.action is not Action.PROBLEM else ()
         try:
             return call()
-        except ScopeMissing as exc:
-            self._gap(what, f"the token lacks the {exc.scope} scope", "missing_scope", exc.scope, unexamined)
-        except RateLimited as exc:
-            self.halted = ("Dynatrace was rate limiting this token (429)", "rate_limited")
-            self._gap(
-                what,
-                f"Dynatrace kept answering 429 (rate limit): {exc.message}",
-                "rate_limited",
-                None,
-                unexamined,
-            )
-        except ResourceNotFound as exc:
-            self._gap(what, f"Dynatrace does not know it: {exc.message}", "not_found", None, unexamined)
-        except HALTING as exc:
-            self.halted = (f"Dynatrace could not be used ({type(exc).__name__})", "error")
-            self._gap(what, exc.message, "error", None, unexamined)
         except DynatraceError as exc:
-            self._gap(what, f"{type(exc).__name__}: {exc.message}", "error", None, unexamined)
+            gap = self.book.gap(NotChecked.for_error(what, exc, unexamined))
+            self._step_gaps.append(gap)
+            if not isinstance(exc, ONE_CALL):
+                self.halted = (_halt_reason(exc), gap.code)
         return None
 
     def _pages(self, count: int, page_size: int) -> None:

@@ -397,7 +397,7 @@ def analyse(
         try:
             client = api_client(connection=connection, settings=settings, secret_box=secret_box)
         except BorealisError as exc:
-            gap = NotChecked(what="the Dynatrace API", reason=exc.message, code="error")
+            gap = NotChecked.for_error("the Dynatrace API", exc)
     usage: dict[str, Any] = {"dynatraceCalls": 0, "llm": None}
     if client is not None:
         with client:

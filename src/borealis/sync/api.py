@@ -20,7 +20,7 @@ from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.dynatrace import service as dynatrace_service
 from borealis.dynatrace.client import DynatraceClient, QueryValue
-from borealis.dynatrace.errors import DynatraceError, RateLimited
+from borealis.dynatrace.errors import RateLimited, Transient
 from borealis.dynatrace.models import Connection
 from borealis.jobs import Retry
 
@@ -88,7 +88,7 @@ def api_client(
     )
 
 
-def retry_later(error: DynatraceError) -> Retry:
+def retry_later(error: Transient) -> Retry:
     """The retry for a job that met a transient Dynatrace error: after a 429's own wait, which spends no
     attempt (waiting out a rate limit is not the job failing), else after the kind's back-off."""
     limited = isinstance(error, RateLimited)

@@ -19,13 +19,7 @@ from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
 from borealis.dynatrace.client import PROBLEM_DETAIL_FIELDS, DynatraceClient
-from borealis.dynatrace.errors import (
-    DynatraceError,
-    ResourceNotFound,
-    ScopeMissing,
-    TokenDisabled,
-    TokenRejected,
-)
+from borealis.dynatrace.errors import NeedsUserAction, ResourceNotFound, ScopeMissing, Transient
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import pid_key
 from borealis.incidents import service as incidents_service
@@ -69,7 +63,7 @@ class Fetched:
     entity_ids: list[str] = field(default_factory=list)
     not_fetched: list[dict[str, Any]] = field(default_factory=list)
     # A failure that may pass (429, timeout, 5xx): worth another attempt.
-    transient: DynatraceError | None = None
+    transient: Transient | None = None
 
 
 def entity_ids_in(*groups: Iterable[Any]) -> list[str]:
@@ -200,9 +194,9 @@ def _fetch_details(client: DynatraceClient, snapshot: Snapshot, fetched: Fetched
                 "reason": f"Dynatrace does not know problem {snapshot.api_id} (deleted or too old)",
             }
         )
-    except (TokenRejected, TokenDisabled) as exc:
+    except NeedsUserAction as exc:
         fetched.not_fetched.append({"what": what, "reason": exc.message})
-    except DynatraceError as exc:
+    except Transient as exc:
         fetched.not_fetched.append({"what": what, "reason": exc.message})
         fetched.transient = exc
 
@@ -239,10 +233,10 @@ def _fetch_entities(client: DynatraceClient, wanted: list[str], fetched: Fetched
             fetched.not_fetched.append(
                 {"what": what, "reason": "Dynatrace does not know this entity (gone?)"}
             )
-        except (TokenRejected, TokenDisabled) as exc:
+        except NeedsUserAction as exc:
             fetched.not_fetched.append({"what": what, "reason": exc.message})
             return
-        except DynatraceError as exc:
+        except Transient as exc:
             fetched.not_fetched.append({"what": what, "reason": exc.message})
             fetched.transient = exc
             return

@@ -24,13 +24,7 @@ from sqlalchemy.orm import Session
 from borealis import intake
 from borealis.db import utcnow
 from borealis.dynatrace.client import DynatraceClient
-from borealis.dynatrace.errors import (
-    DynatraceError,
-    ResourceNotFound,
-    ScopeMissing,
-    TokenDisabled,
-    TokenRejected,
-)
+from borealis.dynatrace.errors import NeedsUserAction, ResourceNotFound, ScopeMissing, Transient
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import PayloadRejected, ProblemNotification, from_api_problem
 from borealis.incidents import service as incidents_service
@@ -209,10 +203,10 @@ def run(ctx: JobContext, *, kind: str) -> dict[str, Any] | None:
         since = cursor - OVERLAP
     try:
         fetched = _fetch(ctx, connection, since=since, unknown=unknown)
-    except (ScopeMissing, TokenRejected, TokenDisabled) as exc:
-        # Retrying cannot help until the user fixes the token; the next scheduled run tries again.
+    except NeedsUserAction as exc:
+        # Retrying cannot help until the user acts; the next scheduled run tries again.
         return _finish(ctx, connection, kind=kind, started=started, failure=exc)
-    except DynatraceError as exc:
+    except Transient as exc:
         _record_failure(ctx, connection, kind=kind, started=started, error=exc.message)
         raise retry_later(exc) from None
 
@@ -293,11 +287,12 @@ def _finish(
     kind: str,
     started: datetime,
     result: dict[str, Any] | None = None,
-    failure: DynatraceError | None = None,
+    failure: NeedsUserAction | None = None,
     unknown: list[str] | None = None,
 ) -> None:
     """Record the run, keep the schedule, and complete the job in one transaction. A ``failure`` that
-    retrying cannot cure (a missing scope, a rejected token) ends the job too, with the reason."""
+    retrying cannot cure (a missing scope, a rejected token, a wrong URL) ends the job too, with the
+    reason."""
     with ctx.session(write=True) as db_session:
         state = service.record_run(
             db_session=db_session,

@@ -35,8 +35,8 @@ class SyncFailed(BorealisError):
 
 
 class SyncRefused(BorealisError):
-    """Dynatrace refused the sync for a reason retrying cannot cure (a missing scope, a rejected token):
-    answered with that error's own status and code."""
+    """Dynatrace refused the sync for a reason retrying cannot cure (``NeedsUserAction``: a missing scope, a
+    rejected token, a wrong URL): answered with that error's own status and code."""
 
     def __init__(self, message: str, *, status_code: int, code: str, job_id: int) -> None:
         super().__init__(message, details={"jobId": job_id})
