@@ -21,6 +21,7 @@ from borealis import migrate
 from borealis.app import create_app
 from borealis.config import load_settings
 from borealis.db import Database
+from borealis.server import uvicorn_config
 
 BARE_ANSWER = b'{"received":true}'
 
@@ -95,14 +96,15 @@ def main() -> None:
     database = Database(settings.effective_database_url)
     if database.is_sqlite:
         migrate.upgrade(database.url)
-    app = create_app(settings, database)
-    uvicorn.run(
-        with_bare_endpoint(app),
+    config = uvicorn_config(
+        create_app(settings, database),
+        settings,
         host=args.host,
         port=args.port,
         log_level=settings.log_level.lower(),
-        access_log=False,
     )
+    config.app = with_bare_endpoint(config.app)
+    uvicorn.Server(config).run()
 
 
 if __name__ == "__main__":

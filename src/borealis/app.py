@@ -28,7 +28,7 @@ from borealis.middleware import INTERNAL_ERROR, BodyLimitMiddleware, RequestIdMi
 from borealis.observability import AccessLogMiddleware, metrics_router
 from borealis.problems.views import router as problems_router
 from borealis.problems.webhook import get_writer as get_webhook_writer
-from borealis.problems.webhook import install as install_webhook
+from borealis.problems.webhook import router as webhook_router
 from borealis.rca.views import router as rca_router
 from borealis.schemas import error_responses
 from borealis.sync.views import router as sync_router
@@ -74,11 +74,13 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
 
     install_web(app)  # first: pages answer browsers on paths they share with the API
     app.include_router(dynatrace_router)
+    # After the routes it shares a prefix with (POST /dynatrace/webhook/install); the server answers
+    # deliveries ahead of all this (``server.py``), the route documents them and serves them elsewhere.
+    app.include_router(webhook_router)
     app.include_router(problems_router)
     app.include_router(incidents_router)
     app.include_router(rca_router)
     app.include_router(sync_router)
-    install_webhook(app)  # first route: matched on every Dynatrace delivery
     app.include_router(jobs_router)
     app.include_router(metrics_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])

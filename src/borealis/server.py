@@ -1,4 +1,4 @@
-"""The HTTP server: uvicorn, with deadlines for clients that send too slowly.
+"""The HTTP server: uvicorn, with the webhook's fast path and deadlines for clients that send too slowly.
 
 uvicorn closes an idle keep-alive connection, but a client that sends its headers or its body a few
 bytes at a time holds a connection (and, for the body, a request) open for as long as it likes. Here
@@ -19,6 +19,7 @@ import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from borealis.config import Settings
+from borealis.problems.webhook import WebhookFastPath
 
 
 class TimedH11Protocol(H11Protocol):
@@ -93,14 +94,15 @@ def _timeout_answer(part: str, seconds: float) -> bytes:
 
 
 def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Config:
-    """The one server configuration: the CLI's server and the tests' both run it."""
+    """The one server configuration: the CLI's server and the tests' both run it, with the webhook's
+    fast path around the application."""
     protocol = type(
         "TimedH11Protocol",
         (TimedH11Protocol,),
         {"header_timeout": settings.header_timeout, "body_timeout": settings.body_timeout},
     )
     return uvicorn.Config(
-        app,
+        WebhookFastPath(app),
         http=protocol,
         timeout_keep_alive=settings.keep_alive_timeout,
         access_log=False,

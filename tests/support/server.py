@@ -22,17 +22,20 @@ class RunningServer:
 
 
 @contextmanager
-def serve_in_thread(app: object, *, host: str = "127.0.0.1", lifespan: str = "on") -> Iterator[RunningServer]:
+def serve_in_thread(
+    app: object, *, host: str = "127.0.0.1", lifespan: str = "on", config: uvicorn.Config | None = None
+) -> Iterator[RunningServer]:
     """Serve ``app`` until the block ends; the port is chosen by the kernel. A Borealis application
-    runs with the server configuration ``borealis serve`` uses (its timeouts included)."""
+    runs with the server configuration ``borealis serve`` uses (its timeouts and webhook fast path
+    included), unless ``config`` is given."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, 0))
     port = sock.getsockname()[1]
     settings = getattr(getattr(app, "state", None), "settings", None)
-    if isinstance(settings, Settings):
+    if config is None and isinstance(settings, Settings):
         config = uvicorn_config(app, settings, log_level="warning", lifespan=lifespan)
-    else:
+    elif config is None:
         config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan=lifespan)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)

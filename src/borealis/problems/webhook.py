@@ -1,9 +1,14 @@
 """``POST /dynatrace/webhook/{user_id}``: the hot path.
 
-A plain ASGI endpoint (no request objects, no dependency injection) reads and parses the body and hands
-it to the webhook writer, a process of its own (``writer.py``) that authenticates and commits deliveries
-in batches, and answers each once it is durable. Here only what needs no database is refused: no
-secret, an oversized body, a path that cannot be a user id.
+``WebhookEndpoint`` reads the body and hands it to the webhook writer, a process of its own
+(``writer.py``) that authenticates and commits deliveries in batches, and answers each once it is
+durable. Here only what needs no database is refused: no secret, an oversized body, a path that cannot
+be a user id.
+
+The endpoint is reached two ways, with the same answers: ``WebhookFastPath``, an ASGI wrapper the server
+puts around the application (``server.py``), answers deliveries before the middleware stack and the
+router; and ``router``, an ordinary route of the application, which documents the endpoint in the
+OpenAPI document and serves it wherever the application runs without the wrapper.
 """
 
 from __future__ import annotations
@@ -17,8 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
-from pydantic.json_schema import models_json_schema
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from fastapi import APIRouter, Request, Response, Security
+from fastapi.security import APIKeyQuery, HTTPBearer
+from starlette.types import Message, Receive, Scope, Send
 
 from borealis import jsontext
 from borealis.db import utcnow
@@ -73,6 +79,15 @@ class WebhookEndpoint:
     async def __call__(
         self, scope: Scope, receive: Receive, send: Send, user_id: str, headers: _Headers
     ) -> None:
+        answer = await self.answer(scope, receive, user_id, headers)
+        if answer is not None:
+            await send(
+                {"type": "http.response.start", "status": answer.status, "headers": _headers_of(answer)}
+            )
+            await send({"type": "http.response.body", "body": answer.encoded})
+
+    async def answer(self, scope: Scope, receive: Receive, user_id: str, headers: _Headers) -> Encoded | None:
+        """The answer to one delivery, encoded; None when the sender left before its body ended."""
         started = time.perf_counter()
         received_at = utcnow()
         token = headers.bearer or _query_token(scope)
@@ -81,7 +96,7 @@ class WebhookEndpoint:
             body = None if headers.content_length > limit else await _read_body(receive, limit)
         except ClientGone:
             record_webhook("client_gone", None)
-            return
+            return None
         if body is None:
             answer = error(413, "payload_too_large", f"request body is larger than {limit} bytes")
         elif not token or not user_id or len(user_id) > 64 or "/" in user_id:
@@ -108,11 +123,12 @@ class WebhookEndpoint:
                 except Exception:
                     logger.exception("webhook delivery failed")
                     answer = error(500, "internal_error", NOT_STORED)
-        await _send(send, answer)
+        encoded = _encode(answer)
         outcome = answer.body.get("outcome") if answer.status == 200 else answer.body["error"]["code"]
         record_webhook(str(outcome), time.perf_counter() - started if answer.status == 200 else None)
         if access_logger.isEnabledFor(logging.DEBUG):
             log_access(scope, answer.status, started)
+        return encoded
 
     def _remember(self, sender: tuple[str, str], status: int, *, trusted: bool) -> None:
         """Trust a sender the writer authenticated; forget one it refused."""
@@ -130,11 +146,12 @@ class ClientGone(Exception):
 
 class WebhookFastPath:
     """Answers ``POST /dynatrace/webhook/{user_id}`` ahead of the middleware stack (sessions, access
-    log, routing): the one endpoint Dynatrace hammers gets the shortest path. Everything else passes."""
+    log, routing): the one endpoint Dynatrace hammers gets the shortest path. Everything else passes to
+    the application, which answers deliveries the same way through ``router`` where this is left out."""
 
-    def __init__(self, app: ASGIApp, endpoint: WebhookEndpoint) -> None:
+    def __init__(self, app: Any) -> None:
         self.app = app
-        self.endpoint = endpoint
+        self.endpoint = endpoint_of(app)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -160,6 +177,14 @@ class WebhookFastPath:
                 request_id_var.reset(token)
             return
         await self.app(scope, receive, send)
+
+
+def endpoint_of(app: Any) -> WebhookEndpoint:
+    """The application's one endpoint (its trusted senders are shared by both ways in)."""
+    endpoint = getattr(app.state, "webhook_endpoint", None)
+    if endpoint is None:
+        endpoint = app.state.webhook_endpoint = WebhookEndpoint(app)
+    return endpoint
 
 
 # Request ids of this process: a random prefix and a counter (as unique as the middleware's random ones
@@ -237,68 +262,39 @@ async def _read_body(receive: Receive, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _send(send: Send, answer: Answer) -> None:
+@dataclass(slots=True)
+class Encoded:
+    """An answer as it goes on the wire."""
+
+    status: int
+    encoded: bytes
+
+
+def _encode(answer: Answer) -> Encoded:
     if answer.status >= 400:
         request_id = request_id_var.get()
         if request_id:
             answer.body["error"]["requestId"] = request_id
-    payload = jsontext.dumps(answer.body).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": answer.status,
-            "headers": [*_JSON_HEADERS, (b"content-length", str(len(payload)).encode())],
-        }
-    )
-    await send({"type": "http.response.body", "body": payload})
+    return Encoded(answer.status, jsontext.dumps(answer.body).encode())
 
 
-def install(app: Any) -> None:
-    """Put the webhook in front of the application's middleware stack (see ``WebhookFastPath``), and
-    describe it in the application's OpenAPI document, where no route of its own would put it."""
-    build = app.build_middleware_stack
-    endpoint = WebhookEndpoint(app)
-
-    def build_with_webhook() -> ASGIApp:
-        return WebhookFastPath(build(), endpoint)
-
-    app.build_middleware_stack = build_with_webhook
-    generate = app.openapi
-
-    def openapi_with_webhook() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            document = generate()
-            document["paths"][PREFIX + "{user_id}"] = _openapi_path()
-            components = document.setdefault("components", {})
-            components.setdefault("securitySchemes", {}).update(WEBHOOK_SECURITY_SCHEMES)
-            _, definitions = models_json_schema(
-                [(WebhookAnswer, "serialization"), (ErrorResponse, "serialization")],
-                ref_template="#/components/schemas/{model}",
-            )
-            schemas = components.setdefault("schemas", {})
-            for name, schema in definitions["$defs"].items():
-                schemas.setdefault(name, schema)
-        return app.openapi_schema
-
-    app.openapi = openapi_with_webhook
+def _headers_of(answer: Encoded) -> list[tuple[bytes, bytes]]:
+    return [*_JSON_HEADERS, (b"content-length", str(len(answer.encoded)).encode())]
 
 
-# The webhook secret, sent either way (the header wins when both are).
-WEBHOOK_SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
-    "webhookBearer": {
-        "type": "http",
-        "scheme": "bearer",
-        "description": "The webhook secret as 'Authorization: Bearer <secret>' (what an installed "
-        "notification sends).",
-    },
-    "webhookToken": {
-        "type": "apiKey",
-        "in": "query",
-        "name": "token",
-        "description": "The webhook secret in the URL's token parameter (the URL from GET "
-        "/dynatrace/webhook-url).",
-    },
-}
+# The webhook secret, sent either way (the header wins when both are). Declared for the OpenAPI document;
+# the endpoint reads them itself, the same way on both ways in.
+_SECRET_IN_HEADER = HTTPBearer(
+    scheme_name="webhookBearer",
+    description="The webhook secret as 'Authorization: Bearer <secret>' (what an installed notification sends).",
+    auto_error=False,
+)
+_SECRET_IN_URL = APIKeyQuery(
+    name="token",
+    scheme_name="webhookToken",
+    description="The webhook secret in the URL's token parameter (the URL from GET /dynatrace/webhook-url).",
+    auto_error=False,
+)
 
 
 def _notification_fields() -> dict[str, Any]:
@@ -321,70 +317,60 @@ def _notification_fields() -> dict[str, Any]:
     }
 
 
-def _openapi_path() -> dict[str, Any]:
-    """The webhook's entry in the OpenAPI document."""
+def _refusal(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
 
-    def refusal(description: str) -> dict[str, Any]:
-        schema = {"$ref": "#/components/schemas/ErrorResponse"}
-        return {"description": description, "content": {"application/json": {"schema": schema}}}
 
-    answer = {"$ref": "#/components/schemas/WebhookAnswer"}
-    return {
-        "post": {
-            "tags": ["dynatrace"],
-            "summary": "Receive a Dynatrace problem notification",
-            "description": (
-                "Where Dynatrace's custom integration posts problem notifications. Use the URL and the "
-                "payload template from GET /dynatrace/webhook-url. The body is read as JSON whatever the "
-                "Content-Type says, up to the server's body limit (1 MiB by default). The answer comes "
-                "once the notification is durably stored; Dynatrace's test notification is recorded as "
-                "a connection check (see GET /dynatrace/status), never as a problem. A body with no "
-                "usable problem is refused and kept for troubleshooting "
-                "(GET /dynatrace/rejected-deliveries)."
-            ),
-            "operationId": "receive_dynatrace_webhook",
-            "parameters": [
-                {
-                    "name": "user_id",
-                    "in": "path",
-                    "required": True,
-                    "schema": {"type": "string"},
-                    "description": "The user the connection belongs to (part of the webhook URL).",
-                },
-            ],
-            "security": [{"webhookBearer": []}, {"webhookToken": []}],
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "properties": _notification_fields(),
-                            "additionalProperties": True,
-                            "description": (
-                                "The notification as the payload template lays it out; every field is "
-                                "optional, and what a field's absence costs is in its description."
-                            ),
-                        }
+router = APIRouter(tags=["dynatrace"])
+
+
+@router.post(
+    PREFIX + "{user_id:path}",
+    operation_id="receive_dynatrace_webhook",
+    summary="Receive a Dynatrace problem notification",
+    dependencies=[Security(_SECRET_IN_HEADER), Security(_SECRET_IN_URL)],
+    response_model=WebhookAnswer,
+    responses={
+        200: {"description": "Stored (or counted as a redelivery, or recorded as a test)."},
+        400: _refusal("The body cannot be read as a JSON object (the message says why)."),
+        401: _refusal(
+            "The webhook secret is missing or wrong, or the user id has no connection (one answer for "
+            "both, so the answer does not tell which ids exist)."
+        ),
+        413: _refusal("The body is larger than the limit."),
+        422: _refusal("The body has no usable problem identity (the message names what is missing)."),
+        500: _refusal("An unexpected error; the notification was not stored."),
+        503: _refusal("Too many notifications queued; Dynatrace sends it again."),
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": _notification_fields(),
+                        "additionalProperties": True,
+                        "description": (
+                            "The notification as the payload template lays it out; every field is optional, "
+                            "and what a field's absence costs is in its description."
+                        ),
                     }
-                },
-            },
-            "responses": {
-                "200": {
-                    "description": "Stored (or counted as a redelivery, or recorded as a test).",
-                    "content": {"application/json": {"schema": answer}},
-                },
-                "400": refusal("The body is not JSON, or not a JSON object."),
-                "401": refusal(
-                    "The webhook secret is missing or wrong, or the user id has no connection (one answer "
-                    "for both, so the answer does not tell which ids exist)."
-                ),
-                "413": refusal("The body is larger than the limit."),
-                "422": refusal(
-                    "The body has no usable problem identity (the message names what is missing)."
-                ),
-                "500": refusal("An unexpected error; the notification was not stored."),
-                "503": refusal("Too many notifications queued; Dynatrace sends it again."),
+                }
             },
         }
-    }
+    },
+)
+async def receive_webhook(request: Request, user_id: str) -> Response:
+    """Where Dynatrace's custom integration posts problem notifications. Use the URL and the payload
+    template from GET /dynatrace/webhook-url. The body is read as JSON whatever the Content-Type says, up
+    to the server's body limit (1 MiB by default). The answer comes once the notification is durably
+    stored; Dynatrace's test notification is recorded as a connection check (see GET /dynatrace/status),
+    never as a problem. A body with no usable problem is refused and kept for troubleshooting
+    (GET /dynatrace/rejected-deliveries)."""
+    answer = await endpoint_of(request.app).answer(
+        request.scope, request.receive, user_id, _read_headers(request.scope)
+    )
+    if answer is None:  # the sender is gone: nobody reads this
+        return Response(status_code=400)
+    return Response(answer.encoded, status_code=answer.status, media_type="application/json")
