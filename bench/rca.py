@@ -1,6 +1,6 @@
 """Root-cause analysis quality and cost on generated incidents with a known cause.
 
-Each seed gives one case of ``tests/support/rca_generator.py`` (a layered service graph of 20-100
+Each seed gives one case of the generator in ``borealis.simulation`` (a layered service graph of 20-100
 services on shared hosts, three hours of one-minute metrics, events, and the problem Dynatrace opened on
 the customer-facing service). The case is loaded into the fake Dynatrace on loopback, and the RCA runs as
 the RCA job runs it (``borealis.rca.service.analyse``): the real ``DynatraceClient`` with a token of all
@@ -38,19 +38,23 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-REPOSITORY = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPOSITORY))
-
-from tests.fakes.dynatrace import ALL_SCOPES, FakeDynatrace, running_fake_dynatrace  # noqa: E402
-from tests.support.rca_generator import FAULTS, TRAFFIC, Case, generate, load  # noqa: E402
-
-from borealis.config import Settings  # noqa: E402
-from borealis.dynatrace.client import DynatraceClient  # noqa: E402
-from borealis.rca.analyzer import analyze  # noqa: E402
-from borealis.rca.evidence import ProblemFacts  # noqa: E402
-from borealis.rca.gather import investigate  # noqa: E402
-from borealis.rca.report import Report  # noqa: E402
-from borealis.rca.service import budget_of  # noqa: E402
+from borealis.config import Settings
+from borealis.dynatrace.client import DynatraceClient
+from borealis.rca.analyzer import analyze
+from borealis.rca.evidence import ProblemFacts
+from borealis.rca.gather import investigate
+from borealis.rca.report import Report
+from borealis.rca.service import budget_of
+from borealis.simulation import (
+    ALL_SCOPES,
+    FAULTS,
+    TRAFFIC,
+    Case,
+    FakeDynatrace,
+    generate,
+    load,
+    running_fake_dynatrace,
+)
 
 CONFIDENT = ("CONFIRMED", "LIKELY")
 LARGE = 80

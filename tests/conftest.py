@@ -16,7 +16,7 @@ from borealis.auth import service as auth_service
 from borealis.config import Settings
 from borealis.db import Database
 from borealis.models import Base
-from tests.fakes.dynatrace import FakeDynatrace, running_fake_dynatrace
+from borealis.simulation import FakeDynatrace, running_fake_dynatrace
 from tests.fakes.llm import FakeLlm, running_fake_llm
 from tests.support.databases import throwaway_database, wipe
 from tests.support.server import RunningServer, serve_in_thread
@@ -124,7 +124,7 @@ def _fake_dynatrace_server() -> Iterator[FakeDynatrace]:
 
 @pytest.fixture
 def fake_dynatrace(_fake_dynatrace_server: FakeDynatrace) -> FakeDynatrace:
-    """A fake Dynatrace environment on loopback, emptied before each test (see tests/fakes/dynatrace.py)."""
+    """A fake Dynatrace environment on loopback, emptied before each test (see borealis.simulation)."""
     _fake_dynatrace_server.reset()
     return _fake_dynatrace_server
 

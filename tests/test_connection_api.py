@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from borealis import crypto
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.template import SUGGESTED_PAYLOAD
-from tests.fakes.dynatrace import ALL_SCOPES
+from borealis.simulation import ALL_SCOPES
 
 USED_SCOPES = {
     "problems.read",

@@ -10,11 +10,11 @@ import sqlalchemy as sa
 
 from borealis.app import make_secret_box
 from borealis.dynatrace import service as dynatrace_service
+from borealis.simulation import ALL_SCOPES
 from borealis.sync import service as sync_service
 from borealis.sync import topology as sync_topology
 from borealis.sync.api import CachedEntities, api_client
 from borealis.sync.models import CachedEntity, EntityRelation
-from tests.fakes.dynatrace import ALL_SCOPES
 from tests.support.sync import (
     closed,
     connect,

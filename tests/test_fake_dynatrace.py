@@ -166,7 +166,7 @@ def _selected(fake, token, selector, **params):
 
 
 def test_the_selector_parser_reads_nesting_quotes_and_escapes():
-    from tests.fakes.dynatrace import parse_criteria
+    from borealis.simulation import parse_criteria
 
     (kind, related, name) = parse_criteria(
         'type(SERVICE), toRelationships.calls(type("SERVICE"),entityName("a,b(c)")), entityName("say ~"hi~" ~~")'

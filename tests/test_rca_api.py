@@ -20,8 +20,8 @@ from borealis.jobs.worker import Worker, describe
 from borealis.rca import service as rca_service
 from borealis.rca.models import RcaRun
 from borealis.rca.tasks import run_rca
+from borealis.simulation import ALL_SCOPES
 from borealis.sync.service import ENRICH_JOB
-from tests.fakes.dynatrace import ALL_SCOPES
 from tests.fakes.llm import echo_hypothesis, hallucinating, tools_then
 from tests.support.rca_scenarios import (
     Scenario,

@@ -10,7 +10,7 @@ from borealis.dynatrace.client import DynatraceClient
 from borealis.rca.analyzer import analyze
 from borealis.rca.evidence import EvidenceKind
 from borealis.rca.gather import Budget, investigate
-from tests.fakes.dynatrace import ALL_SCOPES
+from borealis.simulation import ALL_SCOPES
 from tests.support.rca_scenarios import Scenario, corpus, database_host_saturation, deployment_breaks_service
 
 SCENARIOS = [s for s in corpus() if s.entities]

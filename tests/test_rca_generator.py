@@ -16,7 +16,7 @@ from functools import cache
 import httpx
 import pytest
 
-from tests.support.rca_generator import (
+from borealis.simulation import (
     FAILURE_RATE,
     FAULTS,
     HOST_CPU,
@@ -66,7 +66,7 @@ def _index(case: Case, moment_ms: int) -> int:
 def test_a_seed_always_gives_the_same_case_in_any_process():
     assert digest(generate(7)) == digest(generate(7))
     assert digest(generate(7)) != digest(generate(8))
-    script = "from tests.support.rca_generator import generate; from tests.test_rca_generator import digest; "
+    script = "from borealis.simulation import generate; from tests.test_rca_generator import digest; "
     script += "print(digest(generate(7)))"
     outputs = set()
     for hash_seed in ("1", "2"):

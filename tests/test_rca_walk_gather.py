@@ -12,8 +12,7 @@ from borealis.rca.analyzer import analyze
 from borealis.rca.evidence import ProblemFacts, entity_type_of
 from borealis.rca.gather import Budget, Investigation, investigate
 from borealis.rca.report import Verdict
-from tests.fakes.dynatrace import ALL_SCOPES
-from tests.support.rca_generator import Case, generate, load
+from borealis.simulation import ALL_SCOPES, Case, generate, load
 
 # A latency fault two calls below the customer-facing service, in an environment of about 100 services.
 SEED = 14

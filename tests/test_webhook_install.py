@@ -15,7 +15,7 @@ from borealis.dynatrace.client import DynatraceClient
 from borealis.dynatrace.errors import ResourceNotFound, UpstreamError
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.template import SUGGESTED_PAYLOAD
-from tests.fakes.dynatrace import ALERTING_PROFILE_SCHEMA, ALL_SCOPES, PROBLEM_NOTIFICATION_SCHEMA
+from borealis.simulation import ALERTING_PROFILE_SCHEMA, ALL_SCOPES, PROBLEM_NOTIFICATION_SCHEMA
 from tests.support.webhooks import notification
 
 WITHOUT_WRITE = tuple(scope for scope in ALL_SCOPES if scope != "settings.write")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import Page, expect
 
+from borealis.simulation import ALL_SCOPES
 from tests.browser.conftest import screenshot
-from tests.fakes.dynatrace import ALL_SCOPES
 
 pytestmark = pytest.mark.browser
 

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from borealis.db import Database
 from borealis.jobs.models import Job
 from borealis.problems.models import Notification, Problem
-from tests.fakes.dynatrace import ALL_SCOPES, FakeDynatrace, to_millis
+from borealis.simulation import ALL_SCOPES, FakeDynatrace, to_millis
 
 
 def connect(account: Any, fake: FakeDynatrace, scopes: Sequence[str] = ALL_SCOPES) -> str:
