@@ -48,3 +48,11 @@ format: install
 
 clean:
 	rm -rf $(VENV) .pytest_cache artifacts
+
+# The documentation site: the README's links checked, the OpenAPI document exported from the code, then
+# MkDocs with --strict, so a broken link or a page missing from the navigation fails. Built into site/.
+.PHONY: docs
+docs: install
+	$(BIN)/python scripts/check_links.py README.md bench/README.md
+	$(BIN)/python scripts/export_openapi.py docs/api/openapi.json
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
