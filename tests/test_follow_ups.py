@@ -160,6 +160,19 @@ def test_reading_incidents_carries_out_the_callers_follow_ups(app, database, acc
     assert waiting(database) == []
 
 
+def test_requests_that_do_not_read_incidents_wait_for_no_follow_up(app, database, account):
+    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
+    for path in ("/dynatrace/webhook-url", "/jobs", "/dynatrace/rca-settings", "/incidents/correlation-settings"):
+        assert account.client.get(path).status_code == 200, path
+    assert account.client.put("/dynatrace/rca-settings", json={"rcaEnabled": True}).status_code == 200
+    assert len(waiting(database)) == 1
+    # The alerts list shows each problem's incident: it waits, as the incidents do.
+    [alert] = account.client.get("/dynatrace/alerts").json()["alerts"]
+    assert alert["incidentId"] is not None
+    assert waiting(database) == []
+
+
 def test_the_writer_follows_up_once_deliveries_pause(app, database, account, client):
     wired = wire_connection(database, app.state.secret_box, account.user_id)
     for minute in range(3):

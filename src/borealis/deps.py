@@ -81,7 +81,6 @@ def get_current_user(
             # The cookie comes with any request the browser sends; prove this one came from our pages.
             csrf.verify(request, sent=request.headers.get(csrf.CSRF_HEADER), origin_required=True)
     if user is not None:
-        _follow_ups_done(request, db_session, user.id)
         return user
     raise NotAuthenticated(
         "authentication required: send 'Authorization: Bearer <api key>' or log in to the web UI"
@@ -149,3 +148,14 @@ def _follow_ups_done(request: Request, db_session: Session, user_id: str) -> Non
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+def get_correlated_user(request: Request, db_session: DbSession, user: CurrentUser) -> User:
+    """The caller, once the follow-ups of their acknowledged deliveries are carried out: what a route
+    that reads or changes incidents needs (the webhook answers before correlating). Other routes take
+    ``CurrentUser`` and wait for nothing."""
+    _follow_ups_done(request, db_session, user.id)
+    return user
+
+
+CorrelatedUser = Annotated[User, Depends(get_correlated_user)]

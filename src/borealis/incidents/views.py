@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from borealis.deps import CurrentUser, DbSession
+from borealis.deps import CorrelatedUser, CurrentUser, DbSession
 from borealis.errors import InvalidInput, NotFound
 from borealis.incidents import service
 from borealis.incidents.models import Incident
@@ -29,7 +29,7 @@ from borealis.schemas import API_ERRORS, Offset, RowId, error_responses
 router = APIRouter(prefix="/incidents", tags=["incidents"], responses=API_ERRORS)
 
 
-def incident_from_path(incident_id: RowId, user: CurrentUser, db_session: DbSession) -> Incident:
+def incident_from_path(incident_id: RowId, user: CorrelatedUser, db_session: DbSession) -> Incident:
     """The caller's incident named in the path; another user's incident is as unknown as a missing one."""
     incident = service.get(db_session=db_session, user_id=user.id, incident_id=incident_id)
     if incident is None:
@@ -82,7 +82,7 @@ def put_correlation_settings(
 
 @router.get("", response_model=IncidentList)
 def list_incidents(
-    user: CurrentUser,
+    user: CorrelatedUser,
     db_session: DbSession,
     status: Literal["open", "resolved"] | None = None,
     priority: Literal["critical", "high", "medium", "low", "info"] | None = None,

@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
 
 from borealis import jsontext
-from borealis.deps import CurrentUser, DbSession
+from borealis.deps import CorrelatedUser, CurrentUser, DbSession
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import IMPACTS, SEVERITIES, stored_body
 from borealis.errors import InvalidInput, NotFound
@@ -142,7 +142,7 @@ CURSOR_HELP = (
 
 @router.get("/alerts", response_model=AlertList, response_model_exclude_none=False)
 def list_alerts(
-    user: CurrentUser,
+    user: CorrelatedUser,
     db_session: DbSession,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Problems per page, 1..500.")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_BIGINT, description=OFFSET_HELP)] = 0,
@@ -201,7 +201,7 @@ def list_alerts(
     return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
 
 
-def _user_problem(alert_id: RowId, user: CurrentUser, db_session: DbSession) -> Problem:
+def _user_problem(alert_id: RowId, user: CorrelatedUser, db_session: DbSession) -> Problem:
     problem = service.get_for_user(db_session=db_session, user_id=user.id, problem_id=alert_id)
     if problem is None:
         raise NotFound(f"no alert {alert_id} for this user; list them with GET /dynatrace/alerts")

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from borealis import jsontext
-from borealis.deps import CurrentUser, DbSession
+from borealis.deps import CorrelatedUser, DbSession
 from borealis.dynatrace import service as dynatrace_service
 from borealis.dynatrace.payload import IMPACTS, SEVERITIES, stored_body
 from borealis.errors import NotFound
@@ -29,7 +29,7 @@ STATES = (OPEN, RESOLVED, MERGED)
 @router.get("/dynatrace/alerts")
 def alerts_page(
     request: Request,
-    user: CurrentUser,
+    user: CorrelatedUser,
     db_session: DbSession,
     state: str | None = None,
     severity: str | None = None,
@@ -82,7 +82,7 @@ def _pretty_json(document: Any) -> str:
 
 
 @router.get("/dynatrace/alerts/{alert_id}")
-def problem_page(request: Request, user: CurrentUser, db_session: DbSession, alert_id: RowId) -> Response:
+def problem_page(request: Request, user: CorrelatedUser, db_session: DbSession, alert_id: RowId) -> Response:
     problem = service.get_for_user(db_session=db_session, user_id=user.id, problem_id=alert_id)
     if problem is None:
         raise NotFound(f"There is no alert {alert_id} in your account. The alerts list shows every one.")

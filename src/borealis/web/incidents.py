@@ -10,7 +10,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
 from borealis.auth.models import User
-from borealis.deps import AppSettings, CurrentUser, DbSession
+from borealis.deps import AppSettings, CorrelatedUser, DbSession
 from borealis.errors import BorealisError, InvalidInput, NotFound
 from borealis.incidents import service
 from borealis.incidents.models import STATUSES, Incident
@@ -34,7 +34,7 @@ NEW_INCIDENT = "new"
 @router.get("/incidents")
 def incidents_page(
     request: Request,
-    user: CurrentUser,
+    user: CorrelatedUser,
     db_session: DbSession,
     status: str | None = None,
     priority: str | None = None,
@@ -96,7 +96,7 @@ IncidentId = RowId
 
 @router.get("/incidents/{incident_id}")
 def incident_page(
-    request: Request, user: CurrentUser, db_session: DbSession, incident_id: IncidentId
+    request: Request, user: CorrelatedUser, db_session: DbSession, incident_id: IncidentId
 ) -> Response:
     incident = _incident(db_session, user, incident_id)
     run = rca_service.latest(db_session=db_session, incident_id=incident.id)
@@ -134,7 +134,7 @@ def _act(request: Request, incident_id: int, action: Callable[[], str], anchor: 
 
 @router.post("/incidents/{incident_id}/resolve")
 def resolve_submit(
-    request: Request, user: CurrentUser, db_session: DbSession, incident_id: IncidentId
+    request: Request, user: CorrelatedUser, db_session: DbSession, incident_id: IncidentId
 ) -> Response:
     incident = _incident(db_session, user, incident_id)
 
@@ -148,7 +148,7 @@ def resolve_submit(
 
 @router.post("/incidents/{incident_id}/reopen")
 def reopen_submit(
-    request: Request, user: CurrentUser, db_session: DbSession, incident_id: IncidentId
+    request: Request, user: CorrelatedUser, db_session: DbSession, incident_id: IncidentId
 ) -> Response:
     incident = _incident(db_session, user, incident_id)
 
@@ -162,7 +162,11 @@ def reopen_submit(
 
 @router.post("/incidents/{incident_id}/rca")
 def rca_submit(
-    request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, incident_id: IncidentId
+    request: Request,
+    user: CorrelatedUser,
+    db_session: DbSession,
+    settings: AppSettings,
+    incident_id: IncidentId,
 ) -> Response:
     incident = _incident(db_session, user, incident_id)
 
@@ -179,7 +183,7 @@ def rca_submit(
 @router.post("/incidents/{incident_id}/merge")
 def merge_submit(
     request: Request,
-    user: CurrentUser,
+    user: CorrelatedUser,
     db_session: DbSession,
     incident_id: IncidentId,
     source_incident_id: Annotated[str, Form()] = "",
@@ -198,7 +202,7 @@ def merge_submit(
 @router.post("/incidents/{incident_id}/problems/{alert_id}/move")
 def move_submit(
     request: Request,
-    user: CurrentUser,
+    user: CorrelatedUser,
     db_session: DbSession,
     incident_id: IncidentId,
     alert_id: RowId,
