@@ -41,8 +41,8 @@ from typing import Any
 from borealis.config import Settings
 from borealis.dynatrace.client import DynatraceClient
 from borealis.rca.analyzer import analyze
-from borealis.rca.evidence import ProblemFacts
 from borealis.rca.gather import investigate
+from borealis.rca.plan import ProblemFacts
 from borealis.rca.report import Report
 from borealis.rca.service import budget_of
 from borealis.simulation import (

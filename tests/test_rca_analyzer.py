@@ -7,7 +7,9 @@ from datetime import timedelta
 import pytest
 
 from borealis.rca.analyzer import analyze
-from borealis.rca.evidence import EvidenceBook, Links, NotChecked, Window
+from borealis.rca.book import EvidenceBook, Links
+from borealis.rca.evidence import NotChecked
+from borealis.rca.plan import Window
 from borealis.rca.report import Verdict, render_markdown
 from tests.support.rca_scenarios import (
     ENVIRONMENT,

@@ -8,8 +8,10 @@ import logging
 import pytest
 
 from borealis.rca.analyzer import analyze
-from borealis.rca.evidence import Action, Evidence, EvidenceBook, Links, NotChecked
+from borealis.rca.book import EvidenceBook, Links
+from borealis.rca.evidence import Evidence, NotChecked
 from borealis.rca.llm import LlmConfig, NarrativeReport, check, narrate
+from borealis.rca.plan import Action
 from borealis.rca.report import Verdict
 from tests.fakes.llm import (
     Answer,

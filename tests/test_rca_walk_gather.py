@@ -9,8 +9,9 @@ import pytest
 
 from borealis.dynatrace.client import DynatraceClient
 from borealis.rca.analyzer import analyze
-from borealis.rca.evidence import ProblemFacts, entity_type_of
+from borealis.rca.evidence import entity_type_of
 from borealis.rca.gather import Budget, Investigation, investigate
+from borealis.rca.plan import ProblemFacts
 from borealis.rca.report import Verdict
 from borealis.simulation import ALL_SCOPES, Case, generate, load
 

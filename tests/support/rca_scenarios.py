@@ -16,15 +16,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from borealis.rca.evidence import (
-    EntityRef,
-    EvidenceBook,
-    Links,
-    ProblemFacts,
-    Window,
-    from_millis,
-    to_millis,
-)
+from borealis.rca.book import EvidenceBook, Links
+from borealis.rca.evidence import EntityRef, from_millis, to_millis
+from borealis.rca.plan import ProblemFacts, Window
 from borealis.rca.report import Verdict
 from tests.support.shared import API_SAMPLES
 

@@ -12,15 +12,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from borealis.rca.evidence import (
-    EntityRef,
-    EvidenceBook,
-    Links,
-    NotChecked,
-    ProblemFacts,
-    Window,
-    to_millis,
-)
+from borealis.rca.book import EvidenceBook, Links
+from borealis.rca.evidence import EntityRef, NotChecked, to_millis
+from borealis.rca.plan import ProblemFacts, Window
 
 START = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
 NOW = START + timedelta(minutes=20)

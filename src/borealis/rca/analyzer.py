@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from borealis.rca.book import format_value
 from borealis.rca.evidence import (
     APPLICATION_TYPES,
     CHANGE_EVENT_TYPES,
@@ -31,12 +32,11 @@ from borealis.rca.evidence import (
     NotChecked,
     entity_ref,
     entity_type_of,
-    format_value,
     from_millis,
-    metric_label,
 )
 from borealis.rca.explain import Anomaly, WalkFacts
 from borealis.rca.explain import walk as explain_walk
+from borealis.rca.plan import metric_label
 from borealis.rca.report import (
     Candidate,
     Claim,

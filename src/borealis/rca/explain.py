@@ -15,7 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from borealis.rca.anomaly import RULES, Direction, Kind
-from borealis.rca.evidence import KEY_METRICS, Evidence, EvidenceKind, NotChecked, entity_type_of
+from borealis.rca.evidence import Evidence, EvidenceKind, NotChecked, entity_type_of
+from borealis.rca.plan import KEY_METRICS
 from borealis.rca.topology import Components, is_external, reached_from
 
 # A callee explains its caller only when its trouble began no later than the caller's (this much slack

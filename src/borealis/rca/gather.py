@@ -27,27 +27,28 @@ from borealis.dynatrace.errors import (
 )
 from borealis.rca.analyzer import suspects as rank_suspects
 from borealis.rca.anomaly import RULES, judge
+from borealis.rca.book import EvidenceBook, Links
 from borealis.rca.evidence import (
     CHANGE_EVENT_TYPES,
-    Action,
     EntityRef,
     Evidence,
-    EvidenceBook,
     EvidenceKind,
-    Links,
     NotChecked,
     NotCheckedCode,
+    entity_ref,
+    entity_type_of,
+    to_millis,
+)
+from borealis.rca.plan import (
+    Action,
     ProblemFacts,
     Step,
     Window,
     entity_metrics,
-    entity_ref,
     entity_selector,
-    entity_type_of,
     error_log_query,
     log_attribute,
     problem_steps,
-    to_millis,
 )
 from borealis.rca.topology import depends_on
 

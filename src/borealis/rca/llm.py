@@ -26,7 +26,8 @@ import openai
 from pydantic import ValidationError
 
 from borealis.rca.analyzer import analyze
-from borealis.rca.evidence import ENTITY_ID_PATTERN, Action, Evidence, EvidenceKind, NotChecked
+from borealis.rca.evidence import ENTITY_ID_PATTERN, Evidence, EvidenceKind, NotChecked
+from borealis.rca.plan import Action
 from borealis.rca.report import NarrativeReport, Report, Verdict
 
 logger = logging.getLogger("borealis.rca.llm")

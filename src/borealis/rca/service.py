@@ -34,19 +34,12 @@ from borealis.jobs import enqueue
 from borealis.jobs.models import Job, JobState
 from borealis.problems.models import Problem
 from borealis.rca.analyzer import analyze
-from borealis.rca.evidence import (
-    EntityRef,
-    Evidence,
-    EvidenceBook,
-    EvidenceKind,
-    Links,
-    NotChecked,
-    ProblemFacts,
-    entity_type_of,
-)
+from borealis.rca.book import EvidenceBook, Links
+from borealis.rca.evidence import EntityRef, Evidence, EvidenceKind, NotChecked, entity_type_of
 from borealis.rca.gather import Budget, facts_as_problem, investigate
 from borealis.rca.llm import LlmConfig, narrate
 from borealis.rca.models import RcaEvidence, RcaRun, RcaStatus, RcaTrigger
+from borealis.rca.plan import ProblemFacts
 from borealis.rca.report import Report, render_markdown
 from borealis.rca.schemas import RcaRead, RcaRunSummary, RcaSummary
 from borealis.sync import service as sync_service
