@@ -9,7 +9,8 @@ import pytest
 from borealis.dynatrace.client import DynatraceClient
 from borealis.rca.analyzer import analyze
 from borealis.rca.evidence import EvidenceKind
-from borealis.rca.gather import Budget, investigate
+from borealis.rca.gather import investigate
+from borealis.rca.steps import Budget
 from borealis.simulation import ALL_SCOPES
 from tests.support.rca_scenarios import Scenario, corpus, database_host_saturation, deployment_breaks_service
 

@@ -10,9 +10,10 @@ import pytest
 from borealis.dynatrace.client import DynatraceClient
 from borealis.rca.analyzer import analyze
 from borealis.rca.evidence import entity_type_of
-from borealis.rca.gather import Budget, Investigation, investigate
+from borealis.rca.gather import Investigation, investigate
 from borealis.rca.plan import ProblemFacts
 from borealis.rca.report import Verdict
+from borealis.rca.steps import Budget
 from borealis.simulation import ALL_SCOPES, Case, generate, load
 
 # A latency fault two calls below the customer-facing service, in an environment of about 100 services.

@@ -36,12 +36,13 @@ from borealis.problems.models import Problem
 from borealis.rca.analyzer import analyze
 from borealis.rca.book import EvidenceBook, Links
 from borealis.rca.evidence import EntityRef, Evidence, EvidenceKind, NotChecked, entity_type_of
-from borealis.rca.gather import Budget, facts_as_problem, investigate
+from borealis.rca.gather import facts_as_problem, investigate
 from borealis.rca.llm import LlmConfig, narrate
 from borealis.rca.models import RcaEvidence, RcaRun, RcaStatus, RcaTrigger
 from borealis.rca.plan import ProblemFacts
 from borealis.rca.report import Report, render_markdown
 from borealis.rca.schemas import RcaRead, RcaRunSummary, RcaSummary
+from borealis.rca.steps import Budget
 from borealis.sync import service as sync_service
 from borealis.sync.api import api_client
 
