@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from borealis.rca.analyzer import suspects as rank_suspects
 from borealis.rca.book import EvidenceBook
 from borealis.rca.evidence import EntityRef, Evidence, EvidenceKind, entity_ref, entity_type_of, to_millis
 from borealis.rca.plan import (
@@ -27,6 +26,7 @@ from borealis.rca.plan import (
     log_attribute,
     problem_steps,
 )
+from borealis.rca.ranking import suspects as rank_suspects
 from borealis.rca.steps import Budget, EvidenceSource, StepRunner
 from borealis.rca.topology import depends_on
 
