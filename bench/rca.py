@@ -99,7 +99,7 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def facts_of(case: Case, environment_url: str) -> ProblemFacts:
-    """The problem as the RCA job reads its stored record (``rca.service.facts_of``): the webhook's fields
+    """The problem as the RCA job reads its stored record (``rca.inputs.facts_of``): the webhook's fields
     and its ProblemDetailsJSONv2."""
     problem = json.loads(json.dumps(case.problem))
     return ProblemFacts.from_problem(

@@ -21,6 +21,10 @@ class RcaStatus(StrEnum):
     SKIPPED = "skipped"
 
 
+# A run in one of these has yet to finish: its job still owns it.
+ACTIVE = (RcaStatus.QUEUED.value, RcaStatus.RUNNING.value)
+
+
 class RcaTrigger(StrEnum):
     NEW_INCIDENT = "new_incident"
     PROBLEMS_ADDED = "problems_added"

@@ -26,32 +26,27 @@ from borealis.config import Settings, get_settings
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
 from borealis.dynatrace import service as dynatrace_service
-from borealis.dynatrace.models import Connection
 from borealis.errors import BorealisError
 from borealis.incidents import service as incidents_service
 from borealis.incidents.models import Incident
 from borealis.jobs import enqueue
-from borealis.jobs.models import Job, JobState
-from borealis.problems.models import Problem
 from borealis.rca.analyzer import analyze
 from borealis.rca.book import EvidenceBook, Links
-from borealis.rca.evidence import EntityRef, Evidence, EvidenceKind, NotChecked, entity_type_of
+from borealis.rca.evidence import EntityRef, NotChecked
 from borealis.rca.gather import facts_as_problem, investigate
+from borealis.rca.inputs import Inputs, cached_entities, facts_of
 from borealis.rca.llm import LlmConfig, narrate
-from borealis.rca.models import RcaEvidence, RcaRun, RcaStatus, RcaTrigger
-from borealis.rca.plan import ProblemFacts
-from borealis.rca.report import Report, render_markdown
+from borealis.rca.models import RcaRun, RcaStatus, RcaTrigger
+from borealis.rca.report import Report
 from borealis.rca.schemas import RcaRead, RcaRunSummary, RcaSummary
 from borealis.rca.steps import Budget
-from borealis.sync import service as sync_service
+from borealis.rca.store import effective_status, history, store_report, stored_report
 from borealis.sync.api import api_client
 
 logger = logging.getLogger("borealis.rca")
 
 JOB_KIND = "rca"
 AUTOMATIC = (RcaTrigger.NEW_INCIDENT.value, RcaTrigger.PROBLEMS_ADDED.value)
-ACTIVE = (RcaStatus.QUEUED.value, RcaStatus.RUNNING.value)
-HISTORY_LIMIT = 10
 MAX_PROBLEMS = 20
 
 
@@ -237,59 +232,11 @@ def _event(db_session: Session, incident: Incident, kind: str, message: str, run
 
 
 @dataclass
-class Inputs:
-    """What a run reads from the database before it goes to the network."""
-
-    rca_id: int
-    incident_id: int
-    title: str
-    problems: list[ProblemFacts]
-    connection: Connection | None
-    # Entity documents the enrichment cache holds for the problems' entities and their neighbours.
-    cached_entities: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
-@dataclass
 class Outcome:
     report: Report
     analyzer: str
     reason: str | None = None
     usage: dict[str, Any] = field(default_factory=dict)
-
-
-def facts_of(problem: Problem) -> ProblemFacts:
-    """The stored problem as the analysis reads it."""
-    impacted = tuple(
-        EntityRef(
-            id=item["entityId"],
-            name=item.get("name"),
-            type=item.get("type") or entity_type_of(item["entityId"]),
-        )
-        for item in problem.impacted_entities or []
-        if isinstance(item, dict) and item.get("entityId")
-    )
-    root = None
-    if problem.root_cause_entity_id:
-        root = EntityRef(
-            id=problem.root_cause_entity_id,
-            name=problem.root_cause_entity_name,
-            type=problem.root_cause_entity_type or entity_type_of(problem.root_cause_entity_id),
-        )
-    details = problem.details if problem.details_format in ("v2", "api") else None
-    return ProblemFacts(
-        pid=problem.api_problem_id or problem.pid,
-        title=problem.title or problem.display_id or problem.pid,
-        display_id=problem.display_id,
-        state=problem.state,
-        severity=problem.severity,
-        impact=problem.impact,
-        start=problem.start_time,
-        end=problem.end_time,
-        impacted=impacted,
-        root_cause=root,
-        url=problem.problem_url,
-        details=details if isinstance(details, dict) else None,
-    )
 
 
 def start(*, db_session: Session, run: RcaRun) -> Inputs | None:
@@ -317,7 +264,7 @@ def start(*, db_session: Session, run: RcaRun) -> Inputs | None:
     members = incidents_service.members(db_session=db_session, incident=incident)
     problems = [facts_of(problem) for _, problem in members[:MAX_PROBLEMS]]
     connection = dynatrace_service.get(db_session=db_session, user_id=run.user_id)
-    cached = _cached_entities(db_session, connection, problems)
+    cached = cached_entities(db_session=db_session, connection=connection, problems=problems)
     if first:
         _event(db_session, incident, "rca_started", f"RCA started ({len(problems)} problem(s))", run)
     db_session.flush()
@@ -329,34 +276,6 @@ def start(*, db_session: Session, run: RcaRun) -> Inputs | None:
         connection=connection,
         cached_entities=cached,
     )
-
-
-def _cached_entities(
-    db_session: Session, connection: Connection | None, problems: Sequence[ProblemFacts]
-) -> dict[str, dict[str, Any]]:
-    """What enrichment cached about the problems' entities and, one step on, their neighbours."""
-    if connection is None:
-        return {}
-    wanted = {ref.id for facts in problems for ref in facts.impacted}
-    wanted |= {facts.root_cause.id for facts in problems if facts.root_cause}
-    found = sync_service.cached_entities(
-        db_session=db_session, connection_id=connection.id, entity_ids=wanted
-    )
-    neighbours = {
-        target.get("id")
-        for document in found.values()
-        for direction in ("fromRelationships", "toRelationships")
-        for targets in (document.get(direction) or {}).values()
-        for target in (targets if isinstance(targets, list) else [])[:20]
-        if isinstance(target, dict) and target.get("id")
-    } - set(found)
-    if neighbours:
-        found.update(
-            sync_service.cached_entities(
-                db_session=db_session, connection_id=connection.id, entity_ids=sorted(neighbours)[:200]
-            )
-        )
-    return found
 
 
 def budget_of(settings: Settings) -> Budget:
@@ -439,30 +358,7 @@ def finish(*, db_session: Session, run: RcaRun, outcome: Outcome) -> None:
     now = utcnow()
     report = outcome.report
     incident = db_session.get(Incident, run.incident_id)
-    db_session.execute(sa.delete(RcaEvidence).where(RcaEvidence.rca_id == run.id))
-    for item in report.evidence:
-        db_session.add(
-            RcaEvidence(
-                rca_id=run.id,
-                evidence_id=item.id,
-                kind=item.kind.value,
-                summary=item.summary,
-                source=item.source,
-                start_time=item.start,
-                end_time=item.end,
-                entity_id=item.entity.id if item.entity else None,
-                entity_name=item.entity.name if item.entity else None,
-                entity_type=item.entity.type if item.entity else None,
-                link=item.link,
-                event_type=item.event_type,
-                root_cause_relevant=item.root_cause_relevant,
-                problem_id=item.problem_id,
-                data=item.data,
-            )
-        )
-    run.report = report.model_dump(mode="json", by_alias=True, exclude={"evidence"})
-    run.markdown = render_markdown(report, title=incident.title if incident else None)
-    run.verdict = report.verdict.value
+    store_report(db_session=db_session, run=run, report=report, title=incident.title if incident else None)
     run.analyzer = outcome.analyzer
     run.reason = outcome.reason
     run.usage = outcome.usage
@@ -493,58 +389,10 @@ def record_failure(*, db_session: Session, run: RcaRun, reason: str, final: bool
 # --- reading -------------------------------------------------------------------------------------
 
 
-def evidence_of(*, db_session: Session, run: RcaRun) -> list[Evidence]:
-    rows = db_session.scalars(
-        sa.select(RcaEvidence).where(RcaEvidence.rca_id == run.id).order_by(RcaEvidence.id)
-    )
-    items = []
-    for row in rows:
-        entity = (
-            EntityRef(id=row.entity_id, name=row.entity_name, type=row.entity_type) if row.entity_id else None
-        )
-        items.append(
-            Evidence(
-                id=row.evidence_id,
-                kind=EvidenceKind(row.kind),
-                summary=row.summary,
-                source=row.source,
-                start=row.start_time,
-                end=row.end_time,
-                entity=entity,
-                link=row.link,
-                event_type=row.event_type,
-                root_cause_relevant=row.root_cause_relevant,
-                problem_id=row.problem_id,
-                data=row.data or {},
-            )
-        )
-    return items
-
-
-def _effective_status(db_session: Session, run: RcaRun) -> tuple[str, str | None]:
-    """The run's status, corrected when its job died for good without the run hearing of it."""
-    if run.status in ACTIVE and run.job_id is not None:
-        job = db_session.get(Job, run.job_id)
-        if job is not None and job.state == JobState.FAILED.value:
-            return RcaStatus.FAILED.value, job.last_error or "the RCA job failed"
-    return run.status, run.reason
-
-
-def history(*, db_session: Session, incident_id: int, limit: int = HISTORY_LIMIT) -> Sequence[RcaRun]:
-    """The incident's runs, newest first."""
-    return db_session.scalars(
-        sa.select(RcaRun).where(RcaRun.incident_id == incident_id).order_by(RcaRun.id.desc()).limit(limit)
-    ).all()
-
-
 def read(*, db_session: Session, run: RcaRun) -> RcaRead:
     """The run as ``GET /incidents/{id}/rca`` shows it, with its whole report."""
-    status, reason = _effective_status(db_session, run)
-    report = None
-    if run.report is not None:
-        report = Report.model_validate(
-            {**run.report, "evidence": evidence_of(db_session=db_session, run=run)}
-        )
+    status, reason = effective_status(db_session=db_session, run=run)
+    report = stored_report(db_session=db_session, run=run)
     runs = history(db_session=db_session, incident_id=run.incident_id)
     return RcaRead(
         id=run.id,
@@ -565,7 +413,7 @@ def read(*, db_session: Session, run: RcaRun) -> RcaRead:
         history=[
             RcaRunSummary(
                 id=item.id,
-                status=_effective_status(db_session, item)[0],
+                status=effective_status(db_session=db_session, run=item)[0],
                 trigger=item.trigger,
                 verdict=item.verdict,
                 analyzer=item.analyzer,
@@ -583,7 +431,7 @@ def summary_for(*, db_session: Session, incident: Incident) -> RcaSummary | None
     run = latest(db_session=db_session, incident_id=incident.id)
     if run is None:
         return None
-    status, reason = _effective_status(db_session, run)
+    status, reason = effective_status(db_session=db_session, run=run)
     report = run.report or {}
     cause = (report.get("rootCause") or {}).get("entity")
     return RcaSummary(

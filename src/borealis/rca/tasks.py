@@ -7,7 +7,7 @@ from typing import Any
 from borealis.jobs import JobContext, PermanentFailure, register
 from borealis.jobs.worker import describe
 from borealis.rca import service
-from borealis.rca.models import RcaRun, RcaStatus
+from borealis.rca.models import ACTIVE, RcaRun, RcaStatus
 
 
 @register(service.JOB_KIND, backoff_base=30.0, backoff_cap=600.0)
@@ -21,7 +21,7 @@ def run_rca(ctx: JobContext) -> dict[str, Any] | None:
         run = db_session.get(RcaRun, rca_id)
         if run is None:
             return {"rcaId": rca_id, "skipped": "the RCA no longer exists (its incident was deleted)"}
-        if run.status not in service.ACTIVE:
+        if run.status not in ACTIVE:
             return {"rcaId": rca_id, "skipped": f"the RCA is already {run.status}"}
         inputs = service.start(db_session=db_session, run=run)
         if inputs is None:
