@@ -163,7 +163,12 @@ def test_reading_incidents_carries_out_the_callers_follow_ups(app, database, acc
 def test_requests_that_do_not_read_incidents_wait_for_no_follow_up(app, database, account):
     wired = wire_connection(database, app.state.secret_box, account.user_id)
     acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
-    for path in ("/dynatrace/webhook-url", "/jobs", "/dynatrace/rca-settings", "/incidents/correlation-settings"):
+    for path in (
+        "/dynatrace/webhook-url",
+        "/jobs",
+        "/dynatrace/rca-settings",
+        "/incidents/correlation-settings",
+    ):
         assert account.client.get(path).status_code == 200, path
     assert account.client.put("/dynatrace/rca-settings", json={"rcaEnabled": True}).status_code == 200
     assert len(waiting(database)) == 1
