@@ -8,8 +8,11 @@ import pytest
 import sqlalchemy as sa
 
 from borealis.incidents import service, topology
+from borealis.incidents.index import CandidateIndex, facts_from
 from borealis.incidents.models import Incident, IncidentKey, IncidentProblem
+from borealis.incidents.placement import on_problem_changed, recorrelate
 from borealis.incidents.topology import StaticTopology, use_topology_source
+from borealis.problems.models import Problem
 from tests.support.webhooks import encode, ingest_raw, wire_connection
 from tests.test_incidents_api import problem_body
 
@@ -68,7 +71,7 @@ def test_recorrelate_folds_incidents_together_once_topology_arrives(database, wi
     second = ingest(database, wired, "2", **ORDERS)
     apart = incident_of(database, second)
     with database.session(write=True) as session:
-        placement = service.recorrelate(db_session=session, problem_id=second, topology=GRAPH)
+        placement = recorrelate(db_session=session, problem_id=second, topology=GRAPH)
         incident = placement.incident
         assert placement.attached
         session.commit()
@@ -78,7 +81,7 @@ def test_recorrelate_folds_incidents_together_once_topology_arrives(database, wi
         attachment = session.get(IncidentProblem, second)
         assert attachment.strategy == "topology"
         assert session.get(Incident, apart).merged_into_id == incident.id
-        again = service.recorrelate(db_session=session, problem_id=second, topology=GRAPH)
+        again = recorrelate(db_session=session, problem_id=second, topology=GRAPH)
         assert again.incident.id == incident.id  # nothing left to fold
         assert not again.attached
 
@@ -89,7 +92,7 @@ def test_recorrelate_leaves_incidents_a_person_arranged(database, wired, account
     account.client.post(f"/incidents/{incident_of(database, second)}/resolve")
     account.client.post(f"/incidents/{incident_of(database, second)}/reopen")
     with database.session(write=True) as session:
-        service.recorrelate(db_session=session, problem_id=second, topology=GRAPH)
+        recorrelate(db_session=session, problem_id=second, topology=GRAPH)
         session.commit()
     assert incident_of(database, first) != incident_of(database, second)
 
@@ -115,14 +118,14 @@ def test_the_candidate_index_holds_open_incidents_only(database, wired):
 
 
 def test_candidates_are_bounded_per_incident(database, wired, monkeypatch):
-    monkeypatch.setattr(service, "MAX_CANDIDATES_PER_INCIDENT", 3)
+    monkeypatch.setattr("borealis.incidents.index.MAX_CANDIDATES_PER_INCIDENT", 3)
     for index in range(8):
         ingest(database, wired, str(index), display=f"P-{index}", minute=index, root_cause="HOST-1")
     with database.session() as session:
-        facts = service.facts_from(session.get(service.Problem, 1))
+        facts = facts_from(session.get(Problem, 1))
         settings = service.get_settings(db_session=session, user_id=wired.user_id)
-        candidates = service.find_candidates(
-            db_session=session, user_id=wired.user_id, facts=facts, settings=settings, reached={}
+        candidates = CandidateIndex(session).candidates(
+            user_id=wired.user_id, facts=facts, settings=settings, reached={}
         )
     assert len(candidates) == 3
     assert len({candidate.incident_id for candidate in candidates}) == 1
@@ -131,8 +134,8 @@ def test_candidates_are_bounded_per_incident(database, wired, monkeypatch):
 def test_ingesting_again_is_idempotent_for_the_incident(database, wired):
     alert = ingest(database, wired, "1", display="P-1", entities=("SERVICE-A",))
     with database.session(write=True) as session:
-        service.on_problem_changed(db_session=session, problem_id=alert)
-        service.on_problem_changed(db_session=session, problem_id=alert)
+        on_problem_changed(db_session=session, problem_id=alert)
+        on_problem_changed(db_session=session, problem_id=alert)
         session.commit()
         incident = session.get(Incident, incident_of(database, alert))
         assert [event.kind for event in service.timeline(db_session=session, incident=incident)] == ["opened"]

@@ -23,6 +23,8 @@ from borealis.db import Database, utcnow
 from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import ProblemNotification, from_api_problem, template_report
+from borealis.incidents import batch as incident_batch
+from borealis.incidents import placement
 from borealis.incidents import service as incidents_service
 from borealis.problems import lifecycle
 from borealis.problems import service as problems_service
@@ -175,9 +177,7 @@ def _queue_follow_ups(db_session: Session, changed: Sequence[problems_service.Ap
     """
     wanted = []
     for applied in changed:
-        correlate = applied.previous is None or incidents_service.picture_changed(
-            applied.previous, applied.row
-        )
+        correlate = applied.previous is None or incident_batch.picture_changed(applied.previous, applied.row)
         enrich = applied.outcome in (lifecycle.CREATED, lifecycle.UPDATED) and sync_service.wants_enrichment(
             db_session=db_session, problem_id=applied.problem_id, state=applied.state
         )
@@ -201,7 +201,7 @@ def _queue_follow_ups(db_session: Session, changed: Sequence[problems_service.Ap
                     "created": previous is None,
                     "correlate": correlate,
                     "enrich": enrich,
-                    "previous_keys": None if previous is None else incidents_service.index_keys(previous),
+                    "previous_keys": None if previous is None else incident_batch.index_keys(previous),
                     "states": _bounded(states),
                     "next_at": _next_at(states, now),
                     "queued_at": now,
@@ -279,7 +279,7 @@ def follow_up(
     if not follow_ups:
         return 0
     until = waiting[0].next_at if waiting else None
-    rows = incidents_service.pictures(db_session=db_session, problem_ids=[f.problem_id for f in follow_ups])
+    rows = incident_batch.pictures(db_session=db_session, problem_ids=[f.problem_id for f in follow_ups])
     changes = []
     # Problem id -> (the state replayed last, the states left for a later call).
     later: dict[int, tuple[str, list[list[Any]]]] = {}
@@ -293,7 +293,7 @@ def follow_up(
         if len(now) < len(states):
             later[f.problem_id] = (now[-1][0], states[len(now) :])
         changes.append(
-            incidents_service.ProblemChange(
+            incident_batch.ProblemChange(
                 rows[f.problem_id],
                 created=f.created,
                 correlate=f.correlate,
@@ -302,7 +302,7 @@ def follow_up(
                 final=f.problem_id not in later,
             )
         )
-    incidents = incidents_service.on_problems_changed(db_session=db_session, changes=changes)
+    incidents = placement.on_problems_changed(db_session=db_session, changes=changes)
     created = [f.problem_id for f in follow_ups if f.created]
     rca_service.after_ingest_many(
         db_session=db_session,
@@ -328,7 +328,7 @@ def follow_up(
             f.created = False
             f.correlate = True
             f.enrich = False
-            f.previous_keys = incidents_service.index_keys(rows[f.problem_id])
+            f.previous_keys = incident_batch.index_keys(rows[f.problem_id])
     db_session.flush()
     return len(follow_ups)
 

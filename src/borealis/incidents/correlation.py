@@ -1,12 +1,12 @@
 """Correlation: how related two problems are, as a score and a sentence a human can check.
 
-Pure functions over ``ProblemFacts``; the database side (candidates, locks, attachments) is in
-``service.py``. Every signal comes from Dynatrace's own data. Each fired signal has a strength in [0, 1];
-the score combines them as a noisy-OR (``1 - prod(1 - strength)``), so one strong signal is enough and
-weak ones add up without ever passing 1. With the default strengths, the strong signals (shared root
-cause, shared impacted entities, a direct topology relation) each pass the default threshold on their own,
-and the weak ones (tags, management zones, title, time) together stay below it: unrelated problems that
-merely share an environment tag and start together stay apart.
+Pure functions over ``ProblemFacts``; the database side is in ``index.py`` (candidates) and
+``placement.py`` (attachments). Every signal comes from Dynatrace's own data. Each fired signal has a
+strength in [0, 1]; the score combines them as a noisy-OR (``1 - prod(1 - strength)``), so one strong
+signal is enough and weak ones add up without ever passing 1. With the default strengths, the strong
+signals (shared root cause, shared impacted entities, a direct topology relation) each pass the default
+threshold on their own, and the weak ones (tags, management zones, title, time) together stay below it:
+unrelated problems that merely share an environment tag and start together stay apart.
 """
 
 from __future__ import annotations

@@ -28,6 +28,7 @@ from borealis.db import utcnow
 from borealis.dynatrace import service as dynatrace_service
 from borealis.errors import BorealisError
 from borealis.incidents import service as incidents_service
+from borealis.incidents.changes import record_event
 from borealis.incidents.models import Incident
 from borealis.jobs import enqueue
 from borealis.rca.analyzer import analyze
@@ -219,7 +220,7 @@ def after_ingest_many(
 
 
 def _event(db_session: Session, incident: Incident, kind: str, message: str, run: RcaRun) -> None:
-    incidents_service.record_event(
+    record_event(
         db_session=db_session,
         incident=incident,
         kind=kind,

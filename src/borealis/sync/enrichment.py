@@ -24,6 +24,7 @@ from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import pid_key
 from borealis.incidents import service as incidents_service
 from borealis.incidents.models import Incident
+from borealis.incidents.placement import recorrelate
 from borealis.jobs import JobContext, PermanentFailure
 from borealis.problems.models import Problem
 from borealis.rca import service as rca_service
@@ -292,7 +293,7 @@ def _store(ctx: JobContext, snapshot: Snapshot, fetched: Fetched, *, complete: b
                     db_session=db_session, connection=connection, problems=[fetched.details], counts=counts
                 )
             result["corrected"] = counts.updated + counts.closed
-        placement = incidents_service.recorrelate(db_session=db_session, problem_id=problem_id)
+        placement = recorrelate(db_session=db_session, problem_id=problem_id)
         if placement.attached:
             result["incidentId"] = placement.incident.id
             _request_analysis(db_session, placement.incident, ctx)
