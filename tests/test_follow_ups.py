@@ -19,9 +19,9 @@ from borealis.dynatrace.payload import parse_webhook
 from borealis.incidents.models import Incident, IncidentEvent, IncidentProblem
 from borealis.problems import writer
 from borealis.problems.models import FollowUp, Problem
+from tests.support.builders import problem_body
 from tests.support.server import serve_in_thread
 from tests.support.webhooks import encode, followed_up, wire_connection
-from tests.test_incidents_api import problem_body
 
 
 @pytest.fixture(autouse=True)

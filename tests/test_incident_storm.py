@@ -9,57 +9,8 @@ from typing import Any
 
 import httpx
 
+from tests.support.builders import storm
 from tests.support.webhooks import encode, ingest_raw, wire_connection
-from tests.test_incidents_api import problem_body
-
-CAUSES = 5
-PER_CAUSE = 20
-UNRELATED = 10
-
-
-def storm() -> tuple[list[dict[str, Any]], set[frozenset[str]]]:
-    """Five cascades and some unrelated problems, with the true grouping.
-
-    In each cascade every fourth problem names the root-cause host; the others impact their own
-    service and the previous one's, so a cascade is one chain: problems arriving out of order open
-    separate incidents that a later problem must fold together.
-    """
-    bodies: list[dict[str, Any]] = []
-    truth: set[frozenset[str]] = set()
-    for cause in range(CAUSES):
-        group = []
-        for step in range(PER_CAUSE):
-            display = f"P-{cause}{step:02d}"
-            group.append(display)
-            entities = (f"SERVICE-{cause}X{step}",) + ((f"SERVICE-{cause}X{step - 1}",) if step % 4 else ())
-            bodies.append(
-                problem_body(
-                    f"{cause}-{step}",
-                    display=display,
-                    title=f"Cascade {chr(65 + cause)} step {chr(65 + step)}",
-                    minute=cause * 2 + step % 10,
-                    entities=entities,
-                    root_cause=f"HOST-{cause}" if step % 4 == 0 else None,
-                    tags="env:prod",
-                    zones=("Shop",),
-                )
-            )
-        truth.add(frozenset(group))
-    for index in range(UNRELATED):
-        display = f"P-9{index:02d}"
-        bodies.append(
-            problem_body(
-                f"u-{index}",
-                display=display,
-                title=f"Unrelated {chr(65 + index)}",
-                minute=index,
-                entities=(f"HOST-U{index}",),
-                tags="env:prod",
-                zones=("Shop",),
-            )
-        )
-        truth.add(frozenset({display}))
-    return bodies, truth
 
 
 def grouping(account) -> set[frozenset[str]]:

@@ -6,65 +6,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.webhooks import BASE_MS, wire_connection
-
-MINUTE = 60_000
-
-
-def problem_body(
-    pid: str,
-    *,
-    display: str,
-    title: str = "Response time degradation",
-    state: str = "OPEN",
-    minute: int = 0,
-    entities: tuple[str, ...] = (),
-    root_cause: str | None = None,
-    tags: str = "",
-    zones: tuple[str, ...] = (),
-    severity: str = "PERFORMANCE",
-    observed_minute: int | None = None,
-) -> dict[str, Any]:
-    """A notification from the suggested template; Dynatrace's start time is ``minute`` after BASE_MS
-    and its newest evidence ``observed_minute`` (so later updates are demonstrably newer)."""
-    start = BASE_MS + minute * MINUTE
-    observed = BASE_MS + (observed_minute if observed_minute is not None else minute) * MINUTE
-    ended = state in ("RESOLVED", "MERGED")
-    impacted = [{"type": e.rsplit("-", 1)[0], "name": e.lower(), "entity": e} for e in entities]
-    return {
-        "ProblemID": display,
-        "PID": pid,
-        "State": state,
-        "ProblemTitle": title,
-        "ProblemSeverity": severity,
-        "ProblemImpact": "SERVICE",
-        "ProblemURL": f"https://abc12345.live.dynatrace.com/#problems/problemdetails;pid={pid}",
-        "ImpactedEntity": f"{title} on {len(entities)} entities",
-        "ImpactedEntityNames": ", ".join(e.lower() for e in entities),
-        "ImpactedEntities": impacted,
-        "Tags": tags,
-        "ProblemDetailsJSONv2": {
-            "problemId": f"{pid}_{start}V2",
-            "displayId": display,
-            "title": title,
-            "status": "CLOSED" if ended else "OPEN",
-            "startTime": start,
-            "endTime": observed if ended else -1,
-            "rootCauseEntity": (
-                {
-                    "entityId": {"id": root_cause, "type": root_cause.rsplit("-", 1)[0]},
-                    "name": root_cause.lower(),
-                }
-                if root_cause
-                else None
-            ),
-            "managementZones": [{"id": str(i), "name": name} for i, name in enumerate(zones)],
-            "evidenceDetails": {
-                "totalCount": 1,
-                "details": [{"evidenceType": "EVENT", "startTime": observed}],
-            },
-        },
-    }
+from tests.support.builders import problem_body
+from tests.support.webhooks import wire_connection
 
 
 @pytest.fixture

@@ -13,8 +13,8 @@ from borealis.incidents.models import Incident, IncidentKey, IncidentProblem
 from borealis.incidents.placement import on_problem_changed, recorrelate
 from borealis.incidents.topology import StaticTopology, use_topology_source
 from borealis.problems.models import Problem
+from tests.support.builders import problem_body
 from tests.support.webhooks import encode, ingest_raw, wire_connection
-from tests.test_incidents_api import problem_body
 
 # The app tier's problem names no database entity: only the entity graph links the two.
 DATABASE = {

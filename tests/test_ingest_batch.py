@@ -18,9 +18,8 @@ from borealis.dynatrace.payload import parse_webhook
 from borealis.incidents.models import Incident, IncidentEvent, IncidentKey, IncidentProblem
 from borealis.jobs.models import Job
 from borealis.problems.models import ENDED_STATES, Problem
+from tests.support.builders import problem_body, storm
 from tests.support.webhooks import encode, wire_connection
-from tests.test_incident_storm import storm
-from tests.test_incidents_api import problem_body
 
 
 def ingest(database, wired, bodies: list[dict[str, Any]]) -> list[intake.IngestResult]:

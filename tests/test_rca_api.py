@@ -11,18 +11,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from borealis.db import utcnow
-from borealis.jobs import JobContext
 from borealis.jobs import service as jobs_service
 from borealis.jobs.models import Job
-from borealis.jobs.registry import REGISTRY, load_handlers
-from borealis.jobs.worker import Worker, describe
+from borealis.jobs.registry import load_handlers
+from borealis.jobs.worker import Worker
 from borealis.rca import service as rca_service
 from borealis.rca.models import RcaRun
-from borealis.rca.tasks import run_rca
 from borealis.simulation import ALL_SCOPES
 from borealis.sync.service import ENRICH_JOB
 from tests.fakes.llm import echo_hypothesis, hallucinating, tools_then
+from tests.support.builders import webhook_body
+from tests.support.jobs import run_pending
 from tests.support.rca_scenarios import (
     Scenario,
     database_host_saturation,
@@ -32,28 +31,6 @@ from tests.support.rca_scenarios import (
 from tests.support.shared import WEBHOOK_SAMPLES
 
 TEST_RUN = WEBHOOK_SAMPLES / "webhook-official-docs-testrun-example.json"
-
-
-def webhook_body(problem: dict[str, Any]) -> dict[str, Any]:
-    """The suggested template filled in as Dynatrace would for this v2 problem."""
-    impacted = [
-        {"type": e["entityId"]["type"], "name": e["name"], "entity": e["entityId"]["id"]}
-        for e in problem["impactedEntities"]
-    ]
-    return {
-        "ProblemID": problem["displayId"],
-        "PID": problem["problemId"],
-        "State": "OPEN" if problem["status"] == "OPEN" else "RESOLVED",
-        "ProblemTitle": problem["title"],
-        "ProblemSeverity": problem["severityLevel"],
-        "ProblemImpact": problem["impactLevel"],
-        "ProblemURL": f"https://abc12345.live.dynatrace.com/#problems/problemdetails;pid={problem['problemId']}",
-        "ImpactedEntity": f"{problem['title']} on {len(impacted)} entities",
-        "ImpactedEntityNames": ", ".join(e["name"] for e in impacted),
-        "ImpactedEntities": impacted,
-        "Tags": "",
-        "ProblemDetailsJSONv2": problem,
-    }
 
 
 class Setup:
@@ -97,62 +74,6 @@ class Setup:
     def run_jobs(self, *, settings=None, later: timedelta = timedelta(minutes=5)) -> list[Any]:
         """Run the queued RCA jobs as a worker would, ``later`` from now (past any debounce)."""
         return run_pending(self.app, settings=settings, later=later)
-
-
-def run_pending(
-    app, *, settings=None, later: timedelta = timedelta(minutes=5), kind: str = "rca"
-) -> list[Any]:
-    """Run the queued jobs of ``kind`` in this thread as a worker would, ``later`` from now."""
-    database = app.state.database
-    handler = run_rca if kind == "rca" else REGISTRY.get(kind).handler
-    outcomes: list[Any] = []
-    for _ in range(20):
-        with database.session(write=True) as session:
-            job = jobs_service.claim(
-                db_session=session,
-                kinds=[kind],
-                owner="test-worker",
-                lease_seconds=600,
-                now=utcnow() + later,
-            )
-            session.commit()
-        if job is None:
-            return outcomes
-        context = JobContext(
-            job_id=job.id,
-            kind=job.kind,
-            user_id=job.user_id,
-            key=job.key,
-            payload=job.payload,
-            attempt=job.attempts,
-            max_attempts=job.max_attempts,
-            database=database,
-            settings=settings or app.state.settings,
-            secret_box=app.state.secret_box,
-            owner="test-worker",
-        )
-        try:
-            outcomes.append(handler(context))
-        except Exception as exc:
-            outcomes.append(exc)
-            retry_at = None if context.is_last_attempt else utcnow()
-            with database.session(write=True) as session:
-                jobs_service.fail(
-                    db_session=session,
-                    job_id=job.id,
-                    owner="test-worker",
-                    error=describe(exc),
-                    retry_at=retry_at,
-                )
-                session.commit()
-            continue
-        if not context.completed:
-            with database.session(write=True) as session:
-                jobs_service.complete(
-                    db_session=session, job_id=job.id, owner="test-worker", result=outcomes[-1]
-                )
-                session.commit()
-    raise AssertionError("RCA jobs kept coming")
 
 
 @pytest.fixture

@@ -3,9 +3,7 @@ that the symptom can be traced to."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
 import os
 import re
 import subprocess
@@ -28,6 +26,7 @@ from borealis.simulation import (
     generate,
     load,
 )
+from tests.support.case_digest import digest
 from tests.support.shared import REPOSITORY
 
 COMBINATIONS = [(fault, traffic) for fault in FAULTS for traffic in TRAFFIC]
@@ -38,19 +37,6 @@ ENTITY_ID = re.compile(r"^(SERVICE|PROCESS_GROUP|PROCESS_GROUP_INSTANCE|HOST)-[0
 @cache
 def case_of(seed: int, fault: str | None = None, traffic: str | None = None) -> Case:
     return generate(seed, fault=fault, traffic=traffic)
-
-
-def digest(case: Case) -> str:
-    document = {
-        "entities": case.entities,
-        "metrics": sorted((key, values) for key, values in case.metrics.items()),
-        "events": case.events,
-        "problem": case.problem,
-        "truth": case.truth,
-        "traps": case.traps,
-        "now": case.now.isoformat(),
-    }
-    return hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
 
 
 def _mean(values):
@@ -66,7 +52,7 @@ def _index(case: Case, moment_ms: int) -> int:
 def test_a_seed_always_gives_the_same_case_in_any_process():
     assert digest(generate(7)) == digest(generate(7))
     assert digest(generate(7)) != digest(generate(8))
-    script = "from borealis.simulation import generate; from tests.test_rca_generator import digest; "
+    script = "from borealis.simulation import generate; from tests.support.case_digest import digest; "
     script += "print(digest(generate(7)))"
     outputs = set()
     for hash_seed in ("1", "2"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -37,3 +38,19 @@ def test_every_fixture_file_is_in_the_repository():
         if path.is_file() and "__pycache__" not in path.parts
     ]
     assert sorted(on_disk) == sorted(tracked)
+
+
+def test_no_test_module_imports_another():
+    """Shared builders and helpers live in tests/support; a test module is never a library."""
+    offenders = []
+    for path in (REPOSITORY / "tests").rglob("test_*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [alias.name for alias in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            offenders += [f"{path.name}: {name}" for name in names if ".test_" in f".{name}"]
+    assert offenders == []

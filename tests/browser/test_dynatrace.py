@@ -10,18 +10,12 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import screenshot
+from tests.support.pages import connect
 from tests.support.webhooks import SAMPLES, filled_template
 
 pytestmark = pytest.mark.browser
 
 READ_ONLY = ("problems.read", "entities.read", "events.read", "logs.read", "metrics.read", "DataExport")
-
-
-def connect(page: Page, environment_url: str, token: str) -> None:
-    page.goto("/dynatrace")
-    page.get_by_label("Environment URL").fill(environment_url)
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Connect", exact=True).click()
 
 
 def test_connecting_shows_the_status_card_with_scopes(page: Page, signed_in, fake_dynatrace):

@@ -7,7 +7,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import log_in, screenshot
-from tests.browser.test_incidents import store_finished_rca, walk_report
+from tests.support.reports import store_finished_rca, walk_report
 from tests.support.webhooks import encode, notification, wire_connection
 
 pytestmark = pytest.mark.browser

@@ -1,0 +1,69 @@
+"""Running queued jobs in the test's own thread, as a worker would, to see what they did."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from borealis.db import utcnow
+from borealis.jobs import JobContext
+from borealis.jobs import service as jobs_service
+from borealis.jobs.registry import REGISTRY
+from borealis.jobs.worker import describe
+from borealis.rca.tasks import run_rca
+
+
+def run_pending(
+    app, *, settings=None, later: timedelta = timedelta(minutes=5), kind: str = "rca"
+) -> list[Any]:
+    """Run the queued jobs of ``kind`` in this thread as a worker would, ``later`` from now."""
+    database = app.state.database
+    handler = run_rca if kind == "rca" else REGISTRY.get(kind).handler
+    outcomes: list[Any] = []
+    for _ in range(20):
+        with database.session(write=True) as session:
+            job = jobs_service.claim(
+                db_session=session,
+                kinds=[kind],
+                owner="test-worker",
+                lease_seconds=600,
+                now=utcnow() + later,
+            )
+            session.commit()
+        if job is None:
+            return outcomes
+        context = JobContext(
+            job_id=job.id,
+            kind=job.kind,
+            user_id=job.user_id,
+            key=job.key,
+            payload=job.payload,
+            attempt=job.attempts,
+            max_attempts=job.max_attempts,
+            database=database,
+            settings=settings or app.state.settings,
+            secret_box=app.state.secret_box,
+            owner="test-worker",
+        )
+        try:
+            outcomes.append(handler(context))
+        except Exception as exc:
+            outcomes.append(exc)
+            retry_at = None if context.is_last_attempt else utcnow()
+            with database.session(write=True) as session:
+                jobs_service.fail(
+                    db_session=session,
+                    job_id=job.id,
+                    owner="test-worker",
+                    error=describe(exc),
+                    retry_at=retry_at,
+                )
+                session.commit()
+            continue
+        if not context.completed:
+            with database.session(write=True) as session:
+                jobs_service.complete(
+                    db_session=session, job_id=job.id, owner="test-worker", result=outcomes[-1]
+                )
+                session.commit()
+    raise AssertionError("RCA jobs kept coming")
