@@ -9,7 +9,7 @@ PG_ADMIN_URL ?= postgresql://postgres@127.0.0.1:5432/test
 # The browser tests drive Debian's Chromium; a fresh machine gets it on the first `make test`.
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-sqlite test-postgres lint format install clean
+.PHONY: run demo test test-sqlite test-postgres lint format install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ $(CHROMIUM):
 
 run: install
 	$(BIN)/borealis serve --host $(HOST) --port $(PORT)
+
+# Borealis against a simulated Dynatrace (its own ./data-demo, emptied on every run): no tenant needed.
+demo: install
+	$(BIN)/borealis demo --host $(HOST) --port $(PORT)
 
 test: install $(CHROMIUM)
 	$(MAKE) --no-print-directory test-sqlite

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -124,6 +126,86 @@ def serve(
     finally:
         if worker is not None:
             worker.stop()
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: Annotated[
+        Path, typer.Option(help="The demo's own data folder, emptied on every run (never ./data).")
+    ] = Path("data-demo"),
+) -> None:
+    """Try Borealis without a Dynatrace tenant: a simulated environment sends problems through the real
+    webhook, and incidents with their RCA reports appear within a minute. Starts clean every run."""
+    import threading
+
+    import uvicorn
+
+    from borealis.app import create_app
+    from borealis.observability import configure_logging
+    from borealis.server import uvicorn_config
+    from borealis.simulation import demo as simulated
+    from borealis.simulation import running_fake_dynatrace
+
+    try:
+        simulated.prepare_data_dir(data_dir)
+    except simulated.DemoError as exc:
+        raise _fail(str(exc)) from None
+    simulated.apply_environment(data_dir)
+    settings = _settings()
+    configure_logging(settings.log_level)
+    database = _database(settings)
+    account = simulated.create_account(database)
+    worker = _make_worker(settings, database)
+    _on_stop_signals(worker.request_stop)
+    server = uvicorn.Server(
+        uvicorn_config(create_app(settings, database), settings, host=host, port=port, log_level="warning")
+    )
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host  # noqa: S104 (what a browser opens)
+    base_url = f"http://{shown}:{port}"
+    with running_fake_dynatrace() as fake:
+        setup = threading.Thread(
+            target=_demo_setup, args=(server, base_url, account, fake, data_dir), daemon=True
+        )
+        setup.start()
+        worker.start()
+        try:
+            server.run()
+        finally:
+            worker.stop()
+            database.dispose()
+
+
+def _demo_setup(server: Any, base_url: str, account: Any, fake: Any, data_dir: Path) -> None:
+    """Once the server answers: the account, the connection, the problems, then each RCA as it lands."""
+    import httpx
+
+    from borealis.simulation import demo as simulated
+
+    while not server.started:
+        if server.should_exit:
+            return
+        time.sleep(0.05)
+    began = time.monotonic()
+    say = typer.echo
+    say(f"Borealis demo: data in {data_dir} (emptied on every run), simulated Dynatrace at {fake.url}")
+    say(f"log in at {base_url}/login as {account.email} with password {account.password}")
+    say(f"API key (Authorization: Bearer ...): {account.api_key}")
+    try:
+        chosen = simulated.populate(base_url, account, fake, say)
+        problems = sum(len(scenario.problems) for scenario in chosen)
+        notifications = sum(scenario.notifications for scenario in chosen)
+        say(
+            f"sent {problems} problems in {notifications} notifications in {time.monotonic() - began:.0f} s;"
+            f" open {base_url}/incidents"
+        )
+        simulated.watch(base_url, account, say, expected=len(chosen))
+    except (simulated.DemoError, httpx.HTTPError) as exc:
+        typer.secho(f"error: the demo could not set itself up: {exc}", fg=typer.colors.RED, err=True)
+        server.should_exit = True
+        return
+    say("Borealis keeps serving; Ctrl-C stops it")
 
 
 @app.command()

@@ -43,7 +43,8 @@ def chromium(playwright: Playwright) -> Iterator[Browser]:
     browser.close()
 
 
-def _context(chromium: Browser, base_url: str, **options) -> BrowserContext:
+def browser_context(chromium: Browser, base_url: str, **options) -> BrowserContext:
+    """A fresh context on ``base_url``, as every browser test sees the application."""
     context = chromium.new_context(
         base_url=base_url,
         locale="en-GB",
@@ -58,7 +59,7 @@ def _context(chromium: Browser, base_url: str, **options) -> BrowserContext:
 @pytest.fixture
 def page(chromium: Browser, live_server, database) -> Iterator[Page]:
     """A laptop-sized tab on the live server."""
-    context = _context(chromium, live_server.url, viewport={"width": 1280, "height": 860})
+    context = browser_context(chromium, live_server.url, viewport={"width": 1280, "height": 860})
     tab = context.new_page()
     yield tab
     context.close()
@@ -67,7 +68,7 @@ def page(chromium: Browser, live_server, database) -> Iterator[Page]:
 @pytest.fixture
 def phone(chromium: Browser, live_server, database) -> Iterator[Page]:
     """A phone-sized tab on the live server."""
-    context = _context(
+    context = browser_context(
         chromium, live_server.url, viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True
     )
     tab = context.new_page()
