@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import httpx
@@ -20,6 +19,7 @@ from borealis.crypto import SecretBox, digest, new_secret
 from borealis.db import Database
 from borealis.dynatrace.models import Connection
 from borealis.problems.models import Problem
+from tests.support.waiting import wait_until
 from tests.support.webhooks import encode, notification
 
 SECRET_KEY = "durability-test-key"
@@ -41,15 +41,19 @@ def start(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    server.kill()
-    raise AssertionError("the server did not start")
+    try:
+        wait_until(lambda: _healthy(port), what="the server to start")
+    except AssertionError:
+        server.kill()
+        raise
+    return server
+
+
+def _healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
 
 
 def test_every_acknowledged_delivery_survives_kill_9(tmp_path):
@@ -98,10 +102,10 @@ def test_every_acknowledged_delivery_survives_kill_9(tmp_path):
     threads = [threading.Thread(target=sender, args=(worker,)) for worker in range(16)]
     for thread in threads:
         thread.start()
-    deadline = time.monotonic() + 60
-    while len(acknowledged) < 300 and time.monotonic() < deadline:
-        time.sleep(0.01)
-    os.kill(server.pid, signal.SIGKILL)
+    try:
+        wait_until(lambda: len(acknowledged) >= 300, what="300 acknowledged deliveries")
+    finally:
+        os.kill(server.pid, signal.SIGKILL)
     server.wait(timeout=30)
     stop.set()
     for thread in threads:

@@ -21,6 +21,7 @@ from borealis.problems import writer
 from borealis.problems.models import FollowUp, Problem
 from tests.support.builders import problem_body
 from tests.support.server import serve_in_thread
+from tests.support.waiting import wait_until
 from tests.support.webhooks import encode, followed_up, wire_connection
 
 
@@ -183,10 +184,7 @@ def test_the_writer_follows_up_once_deliveries_pause(app, database, account, cli
     for minute in range(3):
         body = problem_body(str(minute), display=f"P-{minute}", minute=minute, entities=("SERVICE-A",))
         assert client.post(wired.url, json=body).status_code == 200
-    deadline = time.monotonic() + 10
-    while waiting(database) and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert waiting(database) == []
+    wait_until(lambda: not waiting(database), what="the writer's follow-ups")
     assert groups(database, account.user_id) == {(frozenset({"P-0", "P-1", "P-2"}), "open")}
 
 
@@ -199,10 +197,7 @@ def test_follow_ups_a_stopped_server_left_are_carried_out_when_one_starts(
     acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
     assert len(waiting(database)) == 1
     with serve_in_thread(create_app(settings, database)):
-        deadline = time.monotonic() + 10
-        while waiting(database) and time.monotonic() < deadline:
-            time.sleep(0.02)
-    assert waiting(database) == []
+        wait_until(lambda: not waiting(database), what="the follow-ups a stopped server left")
     assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "open")}
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -29,6 +28,7 @@ from tests.support.rca_scenarios import (
     two_unrelated_failures,
 )
 from tests.support.shared import WEBHOOK_SAMPLES
+from tests.support.waiting import wait_until
 
 TEST_RUN = WEBHOOK_SAMPLES / "webhook-official-docs-testrun-example.json"
 
@@ -324,10 +324,10 @@ def worker(app) -> Iterator[Worker]:
 def test_an_on_demand_run_is_picked_up_by_a_worker(setup, worker):
     (incident_id,) = setup.deliver(deployment_breaks_service())
     assert setup.account.client.post(f"/incidents/{incident_id}/rca").status_code == 202
-    deadline = time.monotonic() + 60
-    while setup.rca(incident_id)["status"] in ("queued", "running") and time.monotonic() < deadline:
-        time.sleep(0.1)
-    rca = setup.rca(incident_id)
+    rca = wait_until(
+        lambda: (found := setup.rca(incident_id))["status"] not in ("queued", "running") and found,
+        what="the worker to finish the on-demand RCA",
+    )
     assert rca["status"] == "done"
     assert rca["verdict"] == "CONFIRMED"
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from borealis.db import StoredJson, utcnow
 from borealis.problems.delivery import from_wire, job, to_wire
 from borealis.problems.models import Notification
 from tests.support.server import serve_in_thread
+from tests.support.waiting import wait_until
 from tests.support.webhooks import SAMPLES, encode, notification, wire_connection
 
 REJECTED = [
@@ -110,10 +110,7 @@ def test_the_writer_ends_with_the_server(settings, database):
     with serve_in_thread(app):
         writer = app.state.webhook_writer._process
         assert writer.poll() is None
-    deadline = time.monotonic() + 10
-    while writer.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert writer.poll() is not None
+    wait_until(lambda: writer.poll() is not None, what="the writer process to end")
 
 
 def test_an_application_served_again_on_a_new_event_loop_gets_a_writer_there(settings, database, account):

@@ -143,10 +143,8 @@ class FakeLlm:
             self.headers.append(dict(request.headers))
         answer = self.behaviour(body)
         if answer.stall:
-            release = self._release
-            deadline = time.monotonic() + answer.stall
-            while time.monotonic() < deadline and not release.is_set():
-                await asyncio.sleep(0.05)
+            # Stalls until released or the stall is over, without holding the event loop.
+            await asyncio.to_thread(self._release.wait, answer.stall)
         if answer.status != 200:
             return JSONResponse(
                 {"error": {"message": "injected failure", "type": "server_error"}}, status_code=answer.status

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -13,6 +12,7 @@ import uvicorn
 
 from borealis.config import Settings
 from borealis.server import uvicorn_config
+from tests.support.waiting import wait_until
 
 
 @dataclass
@@ -40,11 +40,9 @@ def serve_in_thread(
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("test server did not start")
-        time.sleep(0.01)
+    wait_until(lambda: server.started or not thread.is_alive(), timeout=15, what="the test server to start")
+    if not server.started:
+        raise RuntimeError("test server did not start")
     try:
         yield RunningServer(url=f"http://{host}:{port}", port=port)
     finally:
