@@ -21,8 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from borealis.dynatrace import client as client_module
-from borealis.dynatrace.client import DynatraceClient, retry_wait
+from borealis.dynatrace import transport as dynatrace_transport
+from borealis.dynatrace.client import DynatraceClient
 from borealis.dynatrace.errors import (
     EnvironmentNotFound,
     InvalidEnvironmentUrl,
@@ -36,6 +36,7 @@ from borealis.dynatrace.errors import (
     Unreachable,
     UpstreamError,
 )
+from borealis.dynatrace.transport import retry_wait
 
 
 class Sleeps(list):
@@ -373,14 +374,14 @@ def test_get_entity_returns_relationships(fake_dynatrace, make_client):
 @pytest.fixture
 def restore_recorder():
     """Put back whatever recorder was installed (the Prometheus one), whatever the test sets."""
-    previous = client_module._recorder
+    previous = dynatrace_transport._recorder
     yield
-    client_module.set_api_call_recorder(previous)
+    dynatrace_transport.set_api_call_recorder(previous)
 
 
 def test_every_call_is_reported_to_the_metrics_hook(fake_dynatrace, make_client, restore_recorder):
     calls: list[tuple[str, int | str]] = []
-    client_module.set_api_call_recorder(lambda endpoint, status: calls.append((endpoint, status)))
+    dynatrace_transport.set_api_call_recorder(lambda endpoint, status: calls.append((endpoint, status)))
     token = fake_dynatrace.add_token(["problems.read"])
     client = make_client(token)
     client.lookup_token()
@@ -398,7 +399,7 @@ def test_a_failing_metrics_hook_does_not_break_calls(fake_dynatrace, make_client
     def broken(endpoint: str, status: int | str) -> None:
         raise RuntimeError("metrics down")
 
-    client_module.set_api_call_recorder(broken)
+    dynatrace_transport.set_api_call_recorder(broken)
     token = fake_dynatrace.add_token()
     assert make_client(token).lookup_token().enabled
 

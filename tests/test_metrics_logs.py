@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from borealis.dynatrace.client import record_api_call, set_api_call_recorder
+from borealis.dynatrace.transport import record_api_call, set_api_call_recorder
 from borealis.jobs import service as jobs_service
 from borealis.middleware import request_id_var
 from borealis.observability import (

@@ -29,7 +29,7 @@ from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from borealis.db import Database
-from borealis.dynatrace.client import set_api_call_recorder
+from borealis.dynatrace.transport import set_api_call_recorder
 from borealis.jobs import service as jobs_service
 from borealis.jobs.models import JobState
 from borealis.middleware import request_id_var

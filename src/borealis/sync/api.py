@@ -19,9 +19,10 @@ import httpx
 from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.dynatrace import service as dynatrace_service
-from borealis.dynatrace.client import DynatraceClient, QueryValue
+from borealis.dynatrace.client import DynatraceClient
 from borealis.dynatrace.errors import RateLimited, Transient
 from borealis.dynatrace.models import Connection
+from borealis.dynatrace.transport import QueryValue
 from borealis.jobs import Retry
 
 
