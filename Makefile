@@ -43,15 +43,15 @@ test-postgres: install
 	BOREALIS_TEST_DATABASE=postgresql BOREALIS_TEST_PG_ADMIN_URL=$(PG_ADMIN_URL) $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 
 format: install
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
 
 clean:
-	rm -rf $(VENV) .pytest_cache artifacts
+	rm -rf $(VENV) .pytest_cache artifacts site data-demo
 
 # The documentation site: the README's links checked, the OpenAPI document exported from the code, then
 # MkDocs with --strict, so a broken link or a page missing from the navigation fails. Built into site/.
