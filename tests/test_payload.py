@@ -8,16 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from borealis.dynatrace.payload import (
+from borealis.dynatrace.payload import parse_webhook, template_report
+from borealis.dynatrace.problem_details import from_api_problem
+from borealis.dynatrace.problem_notification import (
     MERGED,
     OPEN,
     RESOLVED,
     PayloadRejected,
-    from_api_problem,
-    parse_webhook,
     pid_key,
     priority_for,
-    template_report,
 )
 from borealis.dynatrace.template import EXPECTED_FIELDS, SUGGESTED_PAYLOAD
 from tests.support.webhooks import SAMPLES, encode, filled_template, notification

@@ -22,7 +22,9 @@ from sqlalchemy.orm.attributes import set_committed_value
 from borealis.db import Database, utcnow
 from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import ProblemNotification, from_api_problem, template_report
+from borealis.dynatrace.payload import template_report
+from borealis.dynatrace.problem_details import from_api_problem
+from borealis.dynatrace.problem_notification import ProblemNotification
 from borealis.incidents import batch as incident_batch
 from borealis.incidents import placement
 from borealis.incidents import service as incidents_service

@@ -23,7 +23,8 @@ from borealis.crypto import matches
 from borealis.db import StoredJson
 from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import PayloadRejected, ProblemNotification, parse_webhook
+from borealis.dynatrace.payload import parse_webhook
+from borealis.dynatrace.problem_notification import PayloadRejected, ProblemNotification
 from borealis.problems import service as problems_service
 
 logger = logging.getLogger("borealis.webhook")

@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from borealis.dynatrace.payload import MERGED, OPEN, RESOLVED, ProblemNotification, priority_for
+from borealis.dynatrace.problem_notification import MERGED, OPEN, RESOLVED, ProblemNotification, priority_for
 
 CREATED = "created"
 UPDATED = "updated"

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
 from borealis.driver import Driver
-from borealis.dynatrace.payload import ProblemNotification
+from borealis.dynatrace.problem_notification import ProblemNotification
 from borealis.problems import lifecycle, search
 from borealis.problems.models import Notification, Problem, ProblemCount, RejectedDelivery
 
@@ -257,7 +257,7 @@ def get(*, db_session: Session, problem_id: int) -> Problem | None:
 
 def get_by_pid(*, db_session: Session, connection_id: str, pid: str) -> Problem | None:
     """The problem of this connection with this PID (either form), or None."""
-    from borealis.dynatrace.payload import pid_key
+    from borealis.dynatrace.problem_notification import pid_key
 
     return db_session.scalar(
         sa.select(Problem).where(Problem.connection_id == connection_id, Problem.pid_key == pid_key(pid))

@@ -13,8 +13,9 @@ from fastapi import APIRouter, Depends, Query, Response
 
 from borealis import jsontext
 from borealis.deps import CorrelatedUser, CurrentUser, DbSession
+from borealis.dynatrace.json_body import stored_body
 from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import IMPACTS, SEVERITIES, stored_body
+from borealis.dynatrace.problem_notification import IMPACTS, SEVERITIES
 from borealis.errors import InvalidInput, NotFound
 from borealis.incidents import service as incidents_service
 from borealis.problems import listing, service

@@ -21,7 +21,7 @@ from borealis.db import utcnow
 from borealis.dynatrace.client import PROBLEM_DETAIL_FIELDS, DynatraceClient
 from borealis.dynatrace.errors import NeedsUserAction, ResourceNotFound, ScopeMissing, Transient
 from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import pid_key
+from borealis.dynatrace.problem_notification import pid_key
 from borealis.incidents import service as incidents_service
 from borealis.incidents.models import Incident
 from borealis.incidents.placement import recorrelate

@@ -26,7 +26,8 @@ from borealis.db import utcnow
 from borealis.dynatrace.client import DynatraceClient
 from borealis.dynatrace.errors import NeedsUserAction, ResourceNotFound, ScopeMissing, Transient
 from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import PayloadRejected, ProblemNotification, from_api_problem
+from borealis.dynatrace.problem_details import from_api_problem
+from borealis.dynatrace.problem_notification import PayloadRejected, ProblemNotification
 from borealis.incidents import service as incidents_service
 from borealis.jobs import JobContext, PermanentFailure
 from borealis.problems import lifecycle

@@ -16,7 +16,7 @@ from borealis import jobs
 from borealis.config import Settings
 from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
-from borealis.dynatrace.payload import ProblemNotification
+from borealis.dynatrace.problem_notification import ProblemNotification
 from borealis.dynatrace.service import SYNC_JOB, job_key
 from borealis.jobs.models import Job, JobSchedule
 from borealis.jobs.service import get_schedule

@@ -10,7 +10,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from borealis import jsontext
 from borealis.deps import CorrelatedUser, DbSession
 from borealis.dynatrace import service as dynatrace_service
-from borealis.dynatrace.payload import IMPACTS, SEVERITIES, stored_body
+from borealis.dynatrace.json_body import stored_body
+from borealis.dynatrace.problem_notification import IMPACTS, SEVERITIES
 from borealis.errors import NotFound
 from borealis.incidents import service as incidents_service
 from borealis.problems import listing, service
