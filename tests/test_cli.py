@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import subprocess
 
 import httpx
 import pytest
 
-from tests.support.processes import BOREALIS, process_env
+from tests.support.processes import process_env, run_cli
 
 
 @pytest.fixture
@@ -16,33 +15,21 @@ def cli_env(database_url, tmp_path):
     return process_env(database_url, tmp_path)
 
 
-def run(env, *args, stdin=None):
-    return subprocess.run(
-        [BOREALIS, *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=env["BOREALIS_DATA_DIR"],
-    )
-
-
 def test_users_create_prints_only_the_id(cli_env, database):
-    result = run(
+    result = run_cli(
         cli_env, "users", "create", "ops@example.com", "--admin", "--password-stdin", stdin="s3cret-pass\n"
     )
     assert result.returncode == 0, result.stderr
     assert re.fullmatch(r"[0-9a-f-]{36}\n", result.stdout)
 
-    duplicate = run(cli_env, "users", "create", "ops@example.com")
+    duplicate = run_cli(cli_env, "users", "create", "ops@example.com")
     assert duplicate.returncode == 1
     assert "already exists" in duplicate.stderr
 
 
 def test_api_key_create_prints_a_working_key_and_revoke_stops_it(cli_env, database, live_server):
-    assert run(cli_env, "users", "create", "ops@example.com").returncode == 0
-    created = run(cli_env, "api-keys", "create", "ops@example.com", "--name", "ci")
+    assert run_cli(cli_env, "users", "create", "ops@example.com").returncode == 0
+    created = run_cli(cli_env, "api-keys", "create", "ops@example.com", "--name", "ci")
     assert created.returncode == 0, created.stderr
     key = created.stdout.strip()
     assert created.stdout == key + "\n"
@@ -51,26 +38,26 @@ def test_api_key_create_prints_a_working_key_and_revoke_stops_it(cli_env, databa
     headers = {"Authorization": f"Bearer {key}"}
     assert httpx.get(f"{live_server.url}/dynatrace/rca-settings", headers=headers).status_code == 200
 
-    listed = run(cli_env, "api-keys", "list", "ops@example.com")
+    listed = run_cli(cli_env, "api-keys", "list", "ops@example.com")
     key_id = listed.stdout.split("\t")[0]
-    revoked = run(cli_env, "api-keys", "revoke", "ops@example.com", key_id)
+    revoked = run_cli(cli_env, "api-keys", "revoke", "ops@example.com", key_id)
     assert revoked.returncode == 0, revoked.stderr
     assert httpx.get(f"{live_server.url}/dynatrace/rca-settings", headers=headers).status_code == 401
 
 
 def test_api_key_for_unknown_user_fails_clearly(cli_env, database):
-    result = run(cli_env, "api-keys", "create", "ghost@example.com")
+    result = run_cli(cli_env, "api-keys", "create", "ghost@example.com")
     assert result.returncode == 1
     assert "no user with email ghost@example.com" in result.stderr
 
 
 def test_bad_setting_names_the_variable(cli_env):
     env = dict(cli_env, BOREALIS_DYNATRACE_TIMEOUT="soon")
-    result = run(env, "db", "upgrade")
+    result = run_cli(env, "db", "upgrade")
     assert result.returncode == 1
     assert "BOREALIS_DYNATRACE_TIMEOUT" in result.stderr
 
 
 def test_db_upgrade_is_idempotent(cli_env, database):
-    assert run(cli_env, "db", "upgrade").returncode == 0
-    assert run(cli_env, "db", "upgrade").returncode == 0
+    assert run_cli(cli_env, "db", "upgrade").returncode == 0
+    assert run_cli(cli_env, "db", "upgrade").returncode == 0

@@ -14,6 +14,7 @@ import sqlalchemy as sa
 from borealis.app import create_app
 from borealis.auth.models import LoginThrottle
 from borealis.db import utcnow
+from tests.support.forms import log_in
 from tests.support.server import serve_in_thread
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -27,12 +28,6 @@ def browser_from(live_server, address: str = "127.0.0.1") -> Iterator[httpx.Clie
     transport = httpx.HTTPTransport(local_address=address)
     with httpx.Client(base_url=live_server.url, headers=HTML, timeout=30, transport=transport) as http:
         yield http
-
-
-def log_in(http: httpx.Client, email: str, password: str = PASSWORD) -> httpx.Response:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', http.get("/login").text)
-    assert match, "the login page has no CSRF field"
-    return http.post("/login", data={"email": email, "password": password, "csrf_token": match.group(1)})
 
 
 def fail_until_locked(http: httpx.Client, email: str, free: int) -> httpx.Response:

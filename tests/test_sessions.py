@@ -7,7 +7,6 @@ import base64
 import json
 import logging
 import re
-import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -18,7 +17,8 @@ import sqlalchemy as sa
 from borealis import crypto
 from borealis.auth.models import UserSession
 from borealis.db import utcnow
-from tests.support.processes import BOREALIS, process_env
+from tests.support.forms import csrf_from, log_in
+from tests.support.processes import process_env, run_cli
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 PASSWORD = "correct horse battery"
@@ -39,18 +39,6 @@ def browsers(live_server, database) -> Iterator:
     yield open_browser
     for http in opened:
         http.close()
-
-
-def csrf_from(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
-
-
-def log_in(http: httpx.Client, email: str, password: str = PASSWORD) -> httpx.Response:
-    token = csrf_from(http.get("/login"))
-    answer = http.post("/login", data={"email": email, "password": password, "csrf_token": token})
-    return answer
 
 
 def copy_of(http: httpx.Client, live_server) -> httpx.Client:
@@ -240,18 +228,6 @@ def test_a_session_notes_its_last_use_at_most_once_a_minute(browsers, make_accou
     assert signed_in(http)
     [again] = session_rows(database, account.user_id)
     assert again.last_seen_at == row.last_seen_at
-
-
-def run_cli(env, *args, stdin=None):
-    return subprocess.run(
-        [BOREALIS, *args],
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=env["BOREALIS_DATA_DIR"],
-    )
 
 
 def test_an_administrator_ends_a_users_sessions_from_the_command_line(

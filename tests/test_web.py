@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from borealis.auth import service as auth_service
+from tests.support.forms import csrf_from, log_in
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
 PASSWORD = "correct horse battery"
@@ -18,17 +19,6 @@ def browser_client(live_server, database):
     """A cookie-keeping client that asks for pages, like a browser."""
     with httpx.Client(base_url=live_server.url, headers=HTML, timeout=30) as http:
         yield http
-
-
-def csrf_from(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
-
-
-def log_in(http: httpx.Client, email: str, password: str = PASSWORD) -> httpx.Response:
-    token = csrf_from(http.get("/login"))
-    return http.post("/login", data={"email": email, "password": password, "csrf_token": token})
 
 
 def test_first_visit_goes_to_setup_and_setup_closes_after_the_first_admin(browser_client, database):

@@ -16,6 +16,7 @@ from borealis.dynatrace.errors import ResourceNotFound, UpstreamError
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.template import SUGGESTED_PAYLOAD
 from borealis.simulation import ALERTING_PROFILE_SCHEMA, ALL_SCOPES, PROBLEM_NOTIFICATION_SCHEMA
+from tests.support.forms import csrf_from, log_in
 from tests.support.webhooks import notification
 
 WITHOUT_WRITE = tuple(scope for scope in ALL_SCOPES if scope != "settings.write")
@@ -572,15 +573,8 @@ def browser(live_server, make_account, fake_dynatrace):
     """A signed-in browser-like client (cookies, forms, HTML) and its account."""
     account = make_account("ui@example.com", password=PASSWORD)
     with httpx.Client(base_url=live_server.url, headers={"Accept": "text/html"}, timeout=30) as http:
-        token = csrf(http.get("/login"))
-        http.post("/login", data={"email": account.email, "password": PASSWORD, "csrf_token": token})
+        log_in(http, account.email, PASSWORD)
         yield http, account
-
-
-def csrf(page: httpx.Response) -> str:
-    match = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert match, "the page has no CSRF field"
-    return match.group(1)
 
 
 def test_the_page_offers_install_automatically_only_when_the_token_allows_it(browser, fake_dynatrace):
@@ -596,7 +590,7 @@ def test_the_page_offers_install_automatically_only_when_the_token_allows_it(bro
 def test_install_from_the_page_creates_it_and_disconnect_from_the_page_removes_it(browser, fake_dynatrace):
     http, account = browser
     connect(account, fake_dynatrace)
-    answer = http.post("/dynatrace/webhook/install", data={"csrf_token": csrf(http.get("/dynatrace"))})
+    answer = http.post("/dynatrace/webhook/install", data={"csrf_token": csrf_from(http.get("/dynatrace"))})
     assert answer.status_code == 303
     page = http.get("/dynatrace")
     assert "Created the problem notification" in page.text
@@ -604,11 +598,11 @@ def test_install_from_the_page_creates_it_and_disconnect_from_the_page_removes_i
     [item] = fake_dynatrace.problem_notifications()
     assert item["value"]["displayName"] == "Borealis"
 
-    rotated = http.post("/dynatrace/webhook-url/rotate", data={"csrf_token": csrf(page)})
+    rotated = http.post("/dynatrace/webhook-url/rotate", data={"csrf_token": csrf_from(page)})
     assert rotated.status_code == 303
     assert "sends it" in http.get("/dynatrace").text
 
-    http.post("/dynatrace/disconnect", data={"csrf_token": csrf(http.get("/dynatrace"))})
+    http.post("/dynatrace/disconnect", data={"csrf_token": csrf_from(http.get("/dynatrace"))})
     assert "Removed the problem notification" in http.get("/dynatrace").text
     assert fake_dynatrace.problem_notifications() == []
 
@@ -618,6 +612,6 @@ def test_install_from_the_page_without_the_scope_explains(browser, fake_dynatrac
     token = connect(account, fake_dynatrace)
     page = http.get("/dynatrace")
     fake_dynatrace.token(token).scopes.remove("settings.write")
-    http.post("/dynatrace/webhook/install", data={"csrf_token": csrf(page)})
+    http.post("/dynatrace/webhook/install", data={"csrf_token": csrf_from(page)})
     assert "was not installed" in http.get("/dynatrace").text
     assert fake_dynatrace.problem_notifications() == []

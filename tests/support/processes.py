@@ -53,3 +53,16 @@ def borealis_processes(env: dict[str, str], cwd: Path) -> Iterator[Callable[...,
             process.kill()
         _, stderr = process.communicate(timeout=30)
         print(f"--- {' '.join(process.args[1:])} (exit {process.returncode}) ---\n{stderr}")
+
+
+def run_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """One `borealis` command as a user runs it, in the data folder of ``env``."""
+    return subprocess.run(
+        [BOREALIS, *args],
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=env["BOREALIS_DATA_DIR"],
+    )
