@@ -12,6 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import h11
@@ -109,3 +115,33 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
         log_config=None,
         **options,
     )
+
+
+@dataclass
+class RunningServer:
+    url: str
+    port: int
+
+
+@contextmanager
+def running_in_thread(config: uvicorn.Config, *, host: str = "127.0.0.1") -> Iterator[RunningServer]:
+    """Serve ``config`` from a thread on a loopback port the kernel chooses until the block ends: the
+    demo's simulated Dynatrace and the tests' servers."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)
+    try:
+        yield RunningServer(url=f"http://{host}:{port}", port=port)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()

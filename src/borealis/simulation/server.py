@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
-import threading
-import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from borealis.server import running_in_thread
 from borealis.simulation.selectors import SelectorError
 
 if TYPE_CHECKING:
@@ -170,20 +168,6 @@ async def json_body(request: Request) -> dict[str, Any] | Response:
 @contextmanager
 def serving(app: Starlette, host: str = "127.0.0.1") -> Iterator[str]:
     """Serve ``app`` in a thread on a port the kernel chooses until the block ends; yields its URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, log_config=None))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the simulated Dynatrace did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://{host}:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+    config = uvicorn.Config(app, log_level="warning", access_log=False, log_config=None)
+    with running_in_thread(config, host=host) as server:
+        yield server.url
