@@ -45,6 +45,7 @@ test-postgres: install
 lint: install
 	$(BIN)/ruff check src tests bench scripts
 	$(BIN)/ruff format --check src tests bench scripts
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format src tests bench scripts
