@@ -20,7 +20,16 @@ import sqlalchemy as sa
 from borealis.auth import service as auth_service
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
-from borealis.jobs import JobContext, PermanentFailure, Retry, service
+from borealis.jobs import (
+    JobContext,
+    PermanentFailure,
+    Retry,
+    enqueueing,
+    leases,
+    listing,
+    outcomes,
+    schedules,
+)
 from borealis.jobs.models import Job, JobSchedule
 from borealis.jobs.registry import Registry
 from borealis.jobs.worker import Worker
@@ -40,7 +49,7 @@ def user_id(database) -> str:
 
 def enqueue(database, **kwargs) -> int:
     with database.session(write=True) as session:
-        job = service.enqueue(db_session=session, **kwargs)
+        job = enqueueing.enqueue(db_session=session, **kwargs)
         session.commit()
         return job.id
 
@@ -55,9 +64,7 @@ def load(database, job_id: int) -> Job:
 
 def claim(database, kinds, owner, *, lease_seconds=60.0, now=None) -> Job | None:
     with database.session(write=True) as session:
-        job = service.claim(
-            db_session=session, kinds=kinds, owner=owner, lease_seconds=lease_seconds, now=now
-        )
+        job = leases.claim(db_session=session, kinds=kinds, owner=owner, lease_seconds=lease_seconds, now=now)
         session.commit()
         if job is not None:
             session.expunge(job)
@@ -99,12 +106,12 @@ def start_worker(database, settings) -> Iterator[Callable[..., Worker]]:
 
 def test_enqueued_job_exists_only_if_the_callers_transaction_commits(database, user_id):
     with database.session(write=True) as session:
-        service.enqueue(db_session=session, kind="problem.enrich", user_id=user_id, key="problem:1")
+        enqueueing.enqueue(db_session=session, kind="problem.enrich", user_id=user_id, key="problem:1")
         session.rollback()
     assert jobs_of(database, "problem.enrich") == []
 
     with database.session(write=True) as session:
-        service.enqueue(db_session=session, kind="problem.enrich", user_id=user_id, key="problem:1")
+        enqueueing.enqueue(db_session=session, kind="problem.enrich", user_id=user_id, key="problem:1")
         session.commit()
     [job] = jobs_of(database, "problem.enrich")
     assert (job.state, job.attempts, job.user_id) == ("queued", 0, user_id)
@@ -163,8 +170,8 @@ def test_expired_lease_lets_another_worker_run_the_job_once(database, user_id):
     assert (taken.id, taken.lease_owner, taken.attempts) == (job_id, "worker-2", 2)
 
     with database.session(write=True) as session:
-        assert not service.complete(db_session=session, job_id=job_id, owner="dead-worker")
-        assert service.complete(db_session=session, job_id=job_id, owner="worker-2", result={"ok": True})
+        assert not outcomes.complete(db_session=session, job_id=job_id, owner="dead-worker")
+        assert outcomes.complete(db_session=session, job_id=job_id, owner="worker-2", result={"ok": True})
         session.commit()
     assert claim(database, ["a"], "worker-3", now=after_lease + timedelta(hours=1)) is None
     job = load(database, job_id)
@@ -196,7 +203,7 @@ def test_last_attempt_of_a_dead_worker_fails_with_the_reason(database, user_id):
     assert claim(database, ["a"], "worker-2", now=later) is None, "no attempt is left to take over"
 
     with database.session(write=True) as session:
-        assert service.fail_abandoned(db_session=session, now=later) == 1
+        assert outcomes.fail_abandoned(db_session=session, now=later) == 1
         session.commit()
     job = load(database, job_id)
     assert job.state == "failed"
@@ -207,7 +214,7 @@ def test_released_job_is_claimable_at_once_without_losing_an_attempt(database, u
     job_id = enqueue(database, kind="a", user_id=user_id, key="problem:3")
     claim(database, ["a"], "stopping-worker", lease_seconds=600)
     with database.session(write=True) as session:
-        assert service.release(db_session=session, job_ids=[job_id], owner="stopping-worker") == 1
+        assert leases.release(db_session=session, job_ids=[job_id], owner="stopping-worker") == 1
         session.commit()
     taken = claim(database, ["a"], "worker-2")
     assert (taken.id, taken.attempts) == (job_id, 1)
@@ -219,7 +226,7 @@ def test_released_job_is_claimable_at_once_without_losing_an_attempt(database, u
 def test_backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half():
     rng = random.Random(7)
     for attempt, nominal in [(1, 10), (2, 20), (3, 40), (4, 80), (8, 900), (30, 900)]:
-        delays = [service.backoff_delay(attempt, base=10, cap=900, rng=rng) for _ in range(200)]
+        delays = [outcomes.backoff_delay(attempt, base=10, cap=900, rng=rng) for _ in range(200)]
         assert all(nominal / 2 <= delay <= nominal for delay in delays)
         assert len({round(delay, 6) for delay in delays}) > 100, "jitter spreads retries"
 
@@ -229,7 +236,7 @@ def test_failed_attempt_is_queued_again_after_its_backoff(database, user_id):
     claim(database, ["a"], "w1")
     retry_at = utcnow() + timedelta(seconds=40)
     with database.session(write=True) as session:
-        outcome = service.fail(
+        outcome = outcomes.fail(
             db_session=session, job_id=job_id, owner="w1", error="HTTP 503", retry_at=retry_at
         )
         session.commit()
@@ -251,7 +258,7 @@ def test_retry_while_a_twin_is_queued_hands_the_work_to_the_twin(database, user_
     twin = enqueue(database, kind="a", user_id=user_id, key="problem:4", payload={"newer": True})
     retry_at = utcnow() + timedelta(seconds=30)
     with database.session(write=True) as session:
-        outcome = service.fail(
+        outcome = outcomes.fail(
             db_session=session, job_id=first, owner="w1", error="HTTP 429", retry_at=retry_at
         )
         session.commit()
@@ -406,7 +413,7 @@ def test_workers_never_run_two_jobs_with_one_key_at_once(database, user_id, star
 
 def test_schedule_fires_once_however_many_callers_look(database, user_id):
     with database.session(write=True) as session:
-        service.ensure_schedule(
+        schedules.ensure_schedule(
             db_session=session,
             kind="dynatrace.sync",
             key="connection:c1",
@@ -424,7 +431,7 @@ def test_schedule_fires_once_however_many_callers_look(database, user_id):
     def caller() -> None:
         barrier.wait()
         with database.session(write=True) as session:
-            jobs = service.fire_due_schedules(db_session=session)
+            jobs = schedules.fire_due_schedules(db_session=session)
             session.commit()
         with lock:
             fired.extend(job.id for job in jobs)
@@ -439,14 +446,14 @@ def test_schedule_fires_once_however_many_callers_look(database, user_id):
     [job] = jobs_of(database, "dynatrace.sync")
     assert (job.key, job.payload, job.user_id) == ("connection:c1", {"connectionId": "c1"}, user_id)
     with database.session() as session:
-        schedule = service.get_schedule(db_session=session, kind="dynatrace.sync", key="connection:c1")
+        schedule = schedules.get_schedule(db_session=session, kind="dynatrace.sync", key="connection:c1")
         assert schedule.next_run_at > utcnow() + timedelta(seconds=290)
         assert schedule.last_job_id == job.id
 
 
 def test_schedule_fires_once_with_two_running_workers(database, user_id, start_worker):
     with database.session(write=True) as session:
-        service.ensure_schedule(
+        schedules.ensure_schedule(
             db_session=session, kind="tick", key="connection:c2", user_id=user_id, interval_seconds=3600
         )
         session.commit()
@@ -458,14 +465,14 @@ def test_schedule_fires_once_with_two_running_workers(database, user_id, start_w
 
     wait_until(lambda: ran, what="the scheduled job to run")
     with database.session() as session:
-        schedule = service.get_schedule(db_session=session, kind="tick", key="connection:c2")
+        schedule = schedules.get_schedule(db_session=session, kind="tick", key="connection:c2")
         assert schedule.next_run_at > utcnow() + timedelta(minutes=59)
     assert len(jobs_of(database, "tick")) == 1
 
 
 def test_ensure_schedule_updates_in_place_and_remove_deletes(database, user_id):
     with database.session(write=True) as session:
-        first = service.ensure_schedule(
+        first = schedules.ensure_schedule(
             db_session=session,
             kind="sync",
             key="connection:c3",
@@ -473,7 +480,7 @@ def test_ensure_schedule_updates_in_place_and_remove_deletes(database, user_id):
             interval_seconds=600,
             first_run_at=utcnow() + timedelta(hours=2),
         )
-        again = service.ensure_schedule(
+        again = schedules.ensure_schedule(
             db_session=session, kind="sync", key="connection:c3", user_id=user_id, interval_seconds=60
         )
         session.commit()
@@ -481,8 +488,8 @@ def test_ensure_schedule_updates_in_place_and_remove_deletes(database, user_id):
         assert again.interval_seconds == 60
         assert again.next_run_at <= utcnow() + timedelta(seconds=60), "a shorter interval applies now"
     with database.session(write=True) as session:
-        assert service.remove_schedule(db_session=session, kind="sync", key="connection:c3")
-        assert not service.remove_schedule(db_session=session, kind="sync", key="connection:c3")
+        assert schedules.remove_schedule(db_session=session, kind="sync", key="connection:c3")
+        assert not schedules.remove_schedule(db_session=session, kind="sync", key="connection:c3")
         session.commit()
     with database.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(JobSchedule)) == 0
@@ -544,7 +551,7 @@ def test_counts_by_state_cover_every_state(database, user_id):
     enqueue(database, kind="a", user_id=user_id)
     claim(database, ["a"], "w1")
     with database.session() as session:
-        counts = service.counts_by_state(db_session=session, user_id=user_id)
+        counts = listing.counts_by_state(db_session=session, user_id=user_id)
     assert counts == {"queued": 1, "running": 1, "done": 0, "failed": 0}
 
 

@@ -12,7 +12,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from borealis.dynatrace.transport import record_api_call, set_api_call_recorder
-from borealis.jobs import service as jobs_service
+from borealis.jobs import enqueueing as jobs_enqueueing
 from borealis.middleware import request_id_var
 from borealis.observability import (
     configure_logging,
@@ -66,7 +66,7 @@ def test_metrics_count_webhooks_jobs_and_dynatrace_calls(client, database, accou
     record_api_call("GET /api/v2/problems", 200)
     record_api_call("GET /api/v2/problems", 429)
     with database.session(write=True) as session:
-        jobs_service.enqueue(
+        jobs_enqueueing.enqueue(
             db_session=session, kind="problem.enrich", user_id=account.user_id, key="problem:1"
         )
         session.commit()

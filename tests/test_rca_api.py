@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from borealis.jobs import service as jobs_service
+from borealis.jobs import leases as jobs_leases
 from borealis.jobs.models import Job
 from borealis.jobs.registry import load_handlers
 from borealis.jobs.worker import Worker
@@ -252,7 +252,7 @@ def test_an_incident_that_gains_problems_is_analysed_again_after_a_pause(setup):
     assert len(rerun["history"]) == 2  # two more problems, one queued re-run
     # Debounced: not claimable right away.
     with setup.app.state.database.session(write=True) as session:
-        assert jobs_service.claim(db_session=session, kinds=["rca"], owner="x", lease_seconds=60) is None
+        assert jobs_leases.claim(db_session=session, kinds=["rca"], owner="x", lease_seconds=60) is None
         session.rollback()
     setup.run_jobs()
     done = setup.rca(incident_id)

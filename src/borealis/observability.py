@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from borealis.db import Database
 from borealis.dynatrace.transport import set_api_call_recorder
-from borealis.jobs import service as jobs_service
+from borealis.jobs import listing as jobs_listing
 from borealis.jobs.models import JobState
 from borealis.middleware import request_id_var
 
@@ -117,7 +117,7 @@ class _JobsByState(Collector):
         )
         session = self.database.session()
         try:
-            counts = jobs_service.counts_by_kind_and_state(db_session=session)
+            counts = jobs_listing.counts_by_kind_and_state(db_session=session)
         except Exception as exc:
             # A scrape while the database is away still returns this process's metrics.
             logger.warning("job counts unavailable for /metrics: %s", type(exc).__name__)

@@ -7,7 +7,8 @@ from typing import Any
 
 from borealis.db import utcnow
 from borealis.jobs import JobContext
-from borealis.jobs import service as jobs_service
+from borealis.jobs import leases as jobs_leases
+from borealis.jobs import outcomes as jobs_outcomes
 from borealis.jobs.registry import REGISTRY
 from borealis.jobs.worker import describe
 from borealis.rca.tasks import run_rca
@@ -22,7 +23,7 @@ def run_pending(
     outcomes: list[Any] = []
     for _ in range(20):
         with database.session(write=True) as session:
-            job = jobs_service.claim(
+            job = jobs_leases.claim(
                 db_session=session,
                 kinds=[kind],
                 owner="test-worker",
@@ -51,7 +52,7 @@ def run_pending(
             outcomes.append(exc)
             retry_at = None if context.is_last_attempt else utcnow()
             with database.session(write=True) as session:
-                jobs_service.fail(
+                jobs_outcomes.fail(
                     db_session=session,
                     job_id=job.id,
                     owner="test-worker",
@@ -62,7 +63,7 @@ def run_pending(
             continue
         if not context.completed:
             with database.session(write=True) as session:
-                jobs_service.complete(
+                jobs_outcomes.complete(
                     db_session=session, job_id=job.id, owner="test-worker", result=outcomes[-1]
                 )
                 session.commit()

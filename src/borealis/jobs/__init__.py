@@ -5,15 +5,10 @@ The surface other domains use::
     from borealis.jobs import JobContext, PermanentFailure, Retry, enqueue, register
 """
 
+from borealis.jobs.enqueueing import JobRequest, enqueue, enqueue_many
+from borealis.jobs.listing import counts_by_state
 from borealis.jobs.registry import JobContext, LeaseLost, PermanentFailure, Retry, register
-from borealis.jobs.service import (
-    JobRequest,
-    counts_by_state,
-    enqueue,
-    enqueue_many,
-    ensure_schedule,
-    remove_schedule,
-)
+from borealis.jobs.schedules import ensure_schedule, remove_schedule
 
 __all__ = [
     "JobContext",

@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.db import Database
-from borealis.jobs import service
+from borealis.jobs import outcomes
 
 logger = logging.getLogger("borealis.jobs")
 
@@ -94,7 +94,7 @@ class JobContext:
 
     def complete(self, db_session: Session, result: dict[str, Any] | None = None) -> None:
         """Mark the job done inside ``db_session``, so it commits with the handler's own changes."""
-        if not service.complete(db_session=db_session, job_id=self.job_id, owner=self.owner, result=result):
+        if not outcomes.complete(db_session=db_session, job_id=self.job_id, owner=self.owner, result=result):
             raise LeaseLost(f"job {self.job_id} is no longer ours: its lease ran out")
         self.completed = True
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from borealis.deps import CurrentUser, DbSession
 from borealis.errors import NotFound
-from borealis.jobs import service
+from borealis.jobs import listing
 from borealis.jobs.models import JobPage, JobRead, JobState
 from borealis.schemas import API_ERRORS, Offset, RowId, error_responses
 
@@ -25,7 +25,7 @@ def list_jobs(
     offset: Offset = 0,
 ) -> JobPage:
     """The caller's jobs, newest first."""
-    jobs, total = service.list_jobs(
+    jobs, total = listing.list_jobs(
         db_session=db_session,
         user_id=user.id,
         state=state.value if state else None,
@@ -41,7 +41,7 @@ def list_jobs(
 @router.get("/{job_id}", response_model=JobRead, response_model_by_alias=True, responses=error_responses(404))
 def get_job(job_id: RowId, user: CurrentUser, db_session: DbSession) -> JobRead:
     """One of the caller's jobs."""
-    job = service.get(db_session=db_session, job_id=job_id, user_id=user.id)
+    job = listing.get(db_session=db_session, job_id=job_id, user_id=user.id)
     if job is None:
         raise NotFound(f"no job {job_id} among yours; list them with GET /jobs")
     return JobRead.model_validate(job)

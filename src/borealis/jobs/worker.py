@@ -26,7 +26,7 @@ from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.db import Database, utcnow
 from borealis.errors import BorealisError
-from borealis.jobs import service
+from borealis.jobs import leases, outcomes, schedules, wakeup
 from borealis.jobs.registry import REGISTRY, JobContext, LeaseLost, PermanentFailure, Registry, Retry
 from borealis.observability import job_context_var, record_job, redact
 
@@ -111,7 +111,7 @@ class Worker:
             self._threads.append(thread)
         self._dispatcher = threading.Thread(target=self._dispatch, name="borealis-dispatcher", daemon=True)
         self._dispatcher.start()
-        service.add_wake_listener(self.wake)
+        wakeup.add_wake_listener(self.wake)
         logger.info(
             "worker started",
             extra={"worker": self.owner, "concurrency": self.concurrency, "kinds": self.registry.kinds()},
@@ -164,7 +164,7 @@ class Worker:
             )
         for _ in self._threads:
             self._inbox.put(None)
-        service.remove_wake_listener(self.wake)
+        wakeup.remove_wake_listener(self.wake)
         logger.info("worker stopped", extra={"worker": self.owner})
 
     def run_until_stopped(self) -> None:
@@ -222,10 +222,10 @@ class Worker:
         if self.database.is_sqlite:
             # Look before taking SQLite's single write lock, so an idle worker never blocks webhooks.
             with self.database.session() as db_session:
-                if not service.has_ready(db_session=db_session, kinds=kinds):
+                if not leases.has_ready(db_session=db_session, kinds=kinds):
                     return None
         with self.database.session(write=True) as db_session:
-            job = service.claim(
+            job = leases.claim(
                 db_session=db_session, kinds=kinds, owner=self.owner, lease_seconds=self.lease_seconds
             )
             if job is None:
@@ -254,7 +254,7 @@ class Worker:
         if not ids:
             return
         with self.database.session(write=True) as db_session:
-            still_held = service.extend_leases(
+            still_held = leases.extend_leases(
                 db_session=db_session, job_ids=ids, owner=self.owner, lease_seconds=self.lease_seconds
             )
             db_session.commit()
@@ -265,17 +265,17 @@ class Worker:
 
     def _release(self, ids: list[int]) -> int:
         with self.database.session(write=True) as db_session:
-            released = service.release(db_session=db_session, job_ids=ids, owner=self.owner)
+            released = leases.release(db_session=db_session, job_ids=ids, owner=self.owner)
             db_session.commit()
         return released
 
     def _fire_schedules(self) -> None:
         now = utcnow()
         with self.database.session() as db_session:
-            if not service.has_due_schedules(db_session=db_session, now=now):
+            if not schedules.has_due_schedules(db_session=db_session, now=now):
                 return
         with self.database.session(write=True) as db_session:
-            fired = service.fire_due_schedules(db_session=db_session, now=now)
+            fired = schedules.fire_due_schedules(db_session=db_session, now=now)
             db_session.commit()
         for job in fired:
             logger.info("schedule fired", extra={"jobId": job.id, "jobKind": job.kind, "key": job.key})
@@ -283,11 +283,11 @@ class Worker:
     def _maintenance(self) -> None:
         now = utcnow()
         with self.database.session(write=True) as db_session:
-            abandoned = service.fail_abandoned(db_session=db_session, now=now)
+            abandoned = outcomes.fail_abandoned(db_session=db_session, now=now)
             pruned = 0
             if time.monotonic() >= self._next_prune:
                 self._next_prune = time.monotonic() + self.prune_interval
-                pruned = service.prune(
+                pruned = outcomes.prune(
                     db_session=db_session,
                     done_before=now - self.done_retention,
                     failed_before=now - self.failed_retention,
@@ -363,7 +363,7 @@ class Worker:
             return self._fail(context, f"the handler's result is not JSON: {describe(exc)}", permanent=True)
         done = self._with_retries(
             lambda: self._in_transaction(
-                lambda db_session: service.complete(
+                lambda db_session: outcomes.complete(
                     db_session=db_session, job_id=context.job_id, owner=self.owner, result=result
                 )
             )
@@ -371,7 +371,7 @@ class Worker:
         return "done" if done else "lease_lost"
 
     def _backoff(self, context: JobContext, spec: Any) -> float:
-        return service.backoff_delay(
+        return outcomes.backoff_delay(
             context.attempt, base=spec.backoff_base, cap=spec.backoff_cap, rng=self._rng
         )
 
@@ -387,7 +387,7 @@ class Worker:
         retry_at = None if permanent or delay is None else utcnow() + timedelta(seconds=max(0.0, delay))
         outcome = self._with_retries(
             lambda: self._in_transaction(
-                lambda db_session: service.fail(
+                lambda db_session: outcomes.fail(
                     db_session=db_session,
                     job_id=context.job_id,
                     owner=self.owner,

@@ -19,7 +19,7 @@ from borealis.dynatrace.models import Connection
 from borealis.dynatrace.problem_notification import ProblemNotification
 from borealis.dynatrace.service import SYNC_JOB, job_key
 from borealis.jobs.models import Job, JobSchedule
-from borealis.jobs.service import get_schedule
+from borealis.jobs.schedules import get_schedule
 from borealis.problems.models import ENDED_STATES
 from borealis.sync import topology
 from borealis.sync.models import (
