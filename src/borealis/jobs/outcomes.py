@@ -33,15 +33,23 @@ def complete(*, db_session: Session, job_id: int, owner: str, result: dict[str, 
     job = _held(db_session, job_id, owner)
     if job is None:
         return False
-    now = utcnow()
-    job.state = DONE
     job.result = result
+    _finish(job, DONE, utcnow())
+    db_session.flush()
+    return True
+
+
+def _finish(job: Job, state: str, now: datetime) -> None:
+    """The attempt is over for good: the job leaves its worker in its last state."""
+    job.state = state
     job.finished_at = now
+    _release(job, now)
+
+
+def _release(job: Job, now: datetime) -> None:
     job.updated_at = now
     job.lease_owner = None
     job.lease_expires_at = None
-    db_session.flush()
-    return True
 
 
 def fail(
@@ -64,12 +72,9 @@ def fail(
         job.attempts -= 1
     error = error[:MAX_ERROR_LENGTH]
     job.last_error = error
-    job.updated_at = now
-    job.lease_owner = None
-    job.lease_expires_at = None
+    _release(job, now)
     if retry_at is None or job.attempts >= job.max_attempts:
-        job.state = FAILED
-        job.finished_at = now
+        _finish(job, FAILED, now)
         db_session.flush()
         return FAILED
     try:
@@ -89,11 +94,7 @@ def fail(
     ).first()
     job = db_session.get(Job, job_id, populate_existing=True)
     assert job is not None
-    job.state = FAILED
-    job.finished_at = now
-    job.updated_at = now
-    job.lease_owner = None
-    job.lease_expires_at = None
+    _finish(job, FAILED, now)
     if twin is not None:
         job.last_error = f"{error} (retried as job {twin.id})"[:MAX_ERROR_LENGTH]
         twin.run_after = max(twin.run_after, retry_at)
