@@ -133,3 +133,26 @@ def test_without_metrics_read_nothing_is_judged_and_nothing_is_claimed(environme
     report = analyze(investigation.book.items, investigation.book.not_checked)
     assert report.verdict is Verdict.INCONCLUSIVE
     assert report.walk.path == []
+
+
+# Seeds (tuning set) whose cause is a service two calls below the symptom, Davis naming none.
+CAUSE_ALSO_OPENED = [(0, "traffic_collapse"), (2, "latency"), (19, "latency"), (39, "errors")]
+
+
+@pytest.mark.parametrize(("seed", "fault"), CAUSE_ALSO_OPENED)
+def test_a_problem_opened_on_the_cause_too_leaves_it_likely(environment, seed, fault):
+    """Dynatrace often opens a problem on the failing dependency as well as on the service above it: the
+    cause is then impacted itself, and explaining the symptom above it still makes it the cause."""
+    case = generate(seed, fault=fault)
+    assert case.truth != case.symptom
+    assert not case.davis_names_cause
+    cause = next(entity for entity in case.entities if entity["entityId"] == case.truth)
+    on_cause = {**case.problem, "problemId": f"{case.problem['problemId']}-2", "displayId": "P-2"}
+    stub = {"entityId": {"id": case.truth, "type": entity_type_of(case.truth)}, "name": cause["displayName"]}
+    on_cause["impactedEntities"] = on_cause["affectedEntities"] = [stub]
+    client = environment(case)
+    problems = [ProblemFacts.from_problem(case.problem), ProblemFacts.from_problem(on_cause)]
+    investigation = investigate(client, problems, now=case.now, scopes=list(ALL_SCOPES))
+    report = analyze(investigation.book.items, investigation.book.not_checked)
+    assert report.candidates[0].entity.id in case.accepted
+    assert report.verdict == Verdict.LIKELY

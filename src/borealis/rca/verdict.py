@@ -6,6 +6,7 @@ clearly ahead; INCONCLUSIVE otherwise, saying why and what would settle it.
 
 from __future__ import annotations
 
+from borealis.rca.explain import WalkFacts
 from borealis.rca.ranking import Ranked
 from borealis.rca.report import Verdict
 from borealis.rca.signals import Analysis
@@ -62,7 +63,7 @@ def _walk_verdict(
     gaps = walk.gaps_on_path.get(top.key, [])
     if gaps:
         doubts.append(f"data was missing on the path to it ({analysis.listed_names(gaps)})")
-    if top.key in walk.impacted and not top.signals.changes:
+    if _alone_in_its_trouble(walk, top.key) and not top.signals.changes:
         doubts.append(
             f"nothing below {name} is anomalous while its own figures are: the trouble is in "
             "it or in something Dynatrace does not see, and no change on it says which"
@@ -78,6 +79,13 @@ def _walk_verdict(
     return Verdict.INCONCLUSIVE if doubts else Verdict.LIKELY
 
 
+def _alone_in_its_trouble(walk: WalkFacts, key: str) -> bool:
+    """An impacted component that explains no other impacted one: its own trouble is all there is, so
+    it may lie in it or in something Dynatrace does not see. One whose trouble explains another impacted
+    component's (a problem opened on the cause as well as on the symptom above it) is a cause like any."""
+    return key in walk.impacted and not (walk.reached_by.get(key, set()) - {key})
+
+
 def settle(analysis: Analysis, top: Ranked | None, second: Ranked | None, roots: set[str]) -> list[str]:
     steps = []
     walk = analysis.walk if analysis.walking else None
@@ -89,7 +97,7 @@ def settle(analysis: Analysis, top: Ranked | None, second: Ranked | None, roots:
                 f"look at the metrics of {analysis.listed_names(missing)} in Dynatrace (they were not available "
                 "here) and re-run the analysis;"
             )
-        if top.key in walk.impacted and walk.is_leaf(top.key) and not top.signals.changes:
+        if _alone_in_its_trouble(walk, top.key) and walk.is_leaf(top.key) and not top.signals.changes:
             steps.append(
                 f"check {name} itself: a change Dynatrace was not told of (deployment, configuration, "
                 "feature flag), its error logs, and whether all its instances are affected;"
