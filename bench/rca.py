@@ -22,7 +22,11 @@ cause, for the largest cases (80 services or more) and in total:
 Reporting only: nothing here passes or fails. Seeds 0-299 are for tuning the analyzer, seeds 1000 and up
 for reporting; a figure from seeds used to tune it would flatter it.
 
-    .venv/bin/python bench/rca.py --seeds 1000-1299 [--fault latency] [--traffic low] [--json out.json]
+    .venv/bin/python bench/rca.py --seeds 1000-1299 [--fault latency] [--traffic low] [--cause-problem]
+        [--json out.json]
+
+``--cause-problem``: Dynatrace opened a second problem on the cause itself (when it is not the symptom),
+so the incident holds two problems, as it often does when a dependency fails.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from borealis.simulation import (
     FakeDynatrace,
     generate,
     load,
+    problem_on_cause,
     running_fake_dynatrace,
 )
 
@@ -107,18 +112,24 @@ def facts_of(case: Case, environment_url: str) -> ProblemFacts:
     )
 
 
-def run_rca(fake: FakeDynatrace, case: Case, settings: Settings) -> tuple[Report, int, float]:
-    """One RCA as ``rca.service.analyse`` runs it; returns the report, the API calls and the seconds."""
+def run_rca(
+    fake: FakeDynatrace, case: Case, settings: Settings, *, cause_problem: bool = False
+) -> tuple[Report, int, float]:
+    """One RCA as ``rca.service.analyse`` runs it; returns the report, the API calls and the seconds.
+    ``cause_problem``: Dynatrace opened a problem on the cause as well (``problem_on_cause``)."""
     token = fake.add_token(list(ALL_SCOPES))
     client = DynatraceClient(
         fake.environment_url, token, allow_private=True, timeout=settings.dynatrace_timeout
     )
     budget = budget_of(settings)
-    facts = facts_of(case, fake.environment_url)
+    facts = [facts_of(case, fake.environment_url)]
+    second = problem_on_cause(case) if cause_problem else None
+    if second is not None:
+        facts.append(ProblemFacts.from_problem(second, url=f"{fake.environment_url}/#problems"))
     before = len(fake.requests)
     started = time.perf_counter()
     with client:
-        investigation = investigate(client, [facts], now=case.now, scopes=list(ALL_SCOPES), budget=budget)
+        investigation = investigate(client, facts, now=case.now, scopes=list(ALL_SCOPES), budget=budget)
         book = investigation.book
         report = analyze(book.items, book.not_checked, lookback=budget.lookback)
     seconds = time.perf_counter() - started
@@ -135,7 +146,9 @@ def score(case: Case, report: Report, outcome: Outcome) -> None:
     outcome.top3 = any(candidate in case.accepted for candidate in candidates[:3])
 
 
-def evaluate(seeds: list[int], fault: str | None, traffic: str | None, progress: bool) -> list[Outcome]:
+def evaluate(
+    seeds: list[int], fault: str | None, traffic: str | None, progress: bool, cause_problem: bool = False
+) -> list[Outcome]:
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     outcomes: list[Outcome] = []
     with running_fake_dynatrace() as fake:
@@ -156,7 +169,9 @@ def evaluate(seeds: list[int], fault: str | None, traffic: str | None, progress:
             fake.reset()
             load(case, fake)
             try:
-                report, outcome.calls, outcome.seconds = run_rca(fake, case, settings)
+                report, outcome.calls, outcome.seconds = run_rca(
+                    fake, case, settings, cause_problem=cause_problem
+                )
                 score(case, report, outcome)
             except Exception as exc:  # a crash is a result too: counted, shown, and the run goes on
                 outcome.error = f"{type(exc).__name__}: {exc}"
@@ -265,12 +280,19 @@ def main() -> None:
     parser.add_argument("--seeds", default="1000-1299", help="e.g. 1000-1299 (reporting) or 0-299 (tuning)")
     parser.add_argument("--fault", choices=FAULTS, help="pin the fault of every case")
     parser.add_argument("--traffic", choices=TRAFFIC, help="pin the traffic profile of every case")
+    parser.add_argument(
+        "--cause-problem",
+        action="store_true",
+        help="Dynatrace opens a problem on the cause too (an incident of two problems)",
+    )
     parser.add_argument("--json", type=Path, help="write every case's outcome and the totals here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     args = parser.parse_args()
     seeds = parse_seeds(args.seeds)
     began = time.perf_counter()
-    outcomes = evaluate(seeds, args.fault, args.traffic, progress=not args.quiet)
+    outcomes = evaluate(
+        seeds, args.fault, args.traffic, progress=not args.quiet, cause_problem=args.cause_problem
+    )
     print(
         f"RCA on {len(seeds)} generated cases (seeds {args.seeds}) in {time.perf_counter() - began:.0f} s;"
         f" {budget_of(Settings(_env_file=None))}\n"  # type: ignore[call-arg]

@@ -14,7 +14,7 @@ from borealis.rca.gather import Investigation, investigate
 from borealis.rca.plan import ProblemFacts
 from borealis.rca.report import Verdict
 from borealis.rca.steps import Budget
-from borealis.simulation import ALL_SCOPES, Case, generate, load
+from borealis.simulation import ALL_SCOPES, Case, generate, load, problem_on_cause
 
 # A latency fault two calls below the customer-facing service, in an environment of about 100 services.
 SEED = 14
@@ -146,12 +146,8 @@ def test_a_problem_opened_on_the_cause_too_leaves_it_likely(environment, seed, f
     case = generate(seed, fault=fault)
     assert case.truth != case.symptom
     assert not case.davis_names_cause
-    cause = next(entity for entity in case.entities if entity["entityId"] == case.truth)
-    on_cause = {**case.problem, "problemId": f"{case.problem['problemId']}-2", "displayId": "P-2"}
-    stub = {"entityId": {"id": case.truth, "type": entity_type_of(case.truth)}, "name": cause["displayName"]}
-    on_cause["impactedEntities"] = on_cause["affectedEntities"] = [stub]
     client = environment(case)
-    problems = [ProblemFacts.from_problem(case.problem), ProblemFacts.from_problem(on_cause)]
+    problems = [ProblemFacts.from_problem(case.problem), ProblemFacts.from_problem(problem_on_cause(case))]
     investigation = investigate(client, problems, now=case.now, scopes=list(ALL_SCOPES))
     report = analyze(investigation.book.items, investigation.book.not_checked)
     assert report.candidates[0].entity.id in case.accepted

@@ -9,7 +9,7 @@ analysis with it; ``borealis demo`` shows Borealis working without a tenant.
 
 from __future__ import annotations
 
-from borealis.simulation.cases import TRAPS, Case, generate, load, shifted
+from borealis.simulation.cases import TRAPS, Case, generate, load, problem_on_cause, shifted
 from borealis.simulation.faults import FAULTS
 from borealis.simulation.selectors import parse_criteria, to_millis
 from borealis.simulation.series import (
@@ -55,6 +55,7 @@ __all__ = [
     "generate",
     "load",
     "parse_criteria",
+    "problem_on_cause",
     "running_fake_dynatrace",
     "shifted",
     "to_millis",

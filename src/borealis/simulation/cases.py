@@ -206,6 +206,21 @@ _STAMPED_ID = re.compile(r"^(.*_)(\d{12,})(V2)?$")
 _TIME_FIELDS = ("startTime", "endTime", "firstSeenTms", "lastSeenTms")
 
 
+def problem_on_cause(case: Case) -> dict[str, Any] | None:
+    """A second problem, opened on the cause itself, as Dynatrace often opens one on a failing dependency
+    beside the one on the service above it (None when the cause is the symptom: it already has one)."""
+    if case.truth == case.symptom:
+        return None
+    cause = next(entity for entity in case.entities if entity["entityId"] == case.truth)
+    problem = copy.deepcopy(case.problem)
+    problem["problemId"] = f"{problem['problemId']}-cause"
+    problem["displayId"] = f"{problem['displayId']}-2"
+    problem["impactedEntities"] = problem["affectedEntities"] = [
+        documents.stub(case.truth, cause["displayName"])
+    ]
+    return problem
+
+
 def shifted(case: Case, now: datetime) -> Case:
     """The case moved in time so its last data point is the last whole minute before ``now``: metrics,
     entities, events, the problem and the ids that carry a time all move by the same whole minutes, so

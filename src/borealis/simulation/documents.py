@@ -23,7 +23,7 @@ def _ref(entity_id: str) -> dict[str, str]:
     return {"id": entity_id, "type": entity_id.rsplit("-", 1)[0]}
 
 
-def _stub(entity_id: str, name: str) -> dict[str, Any]:
+def stub(entity_id: str, name: str) -> dict[str, Any]:
     return {"entityId": _ref(entity_id), "name": name}
 
 
@@ -128,7 +128,7 @@ def _event(
         "endTime": end if end is not None else -1,
         "eventType": event_type,
         "title": title,
-        "entityId": _stub(entity_id, name),
+        "entityId": stub(entity_id, name),
         "properties": [{"key": key, "value": value} for key, value in (properties or {}).items()],
         "status": "CLOSED" if end is not None else "OPEN",
         "entityTags": [],
@@ -278,7 +278,7 @@ def problem(
         cause_name = (
             world.services[plan.truth].name if plan.truth in world.services else world.hosts[plan.truth].name
         )
-        root = _stub(plan.truth, cause_name)
+        root = stub(plan.truth, cause_name)
         if plan.truth != front.id:
             findings.append(_finding(_cause_event(rng, plan, cause_name, timestamps, onset, events), True))
     problem = {
@@ -288,8 +288,8 @@ def problem(
         "impactLevel": "SERVICES",
         "severityLevel": severity,
         "status": "OPEN",
-        "affectedEntities": [_stub(front.id, front.name)],
-        "impactedEntities": [_stub(front.id, front.name)],
+        "affectedEntities": [stub(front.id, front.name)],
+        "impactedEntities": [stub(front.id, front.name)],
         "rootCauseEntity": root,
         "managementZones": [],
         "entityTags": [],
@@ -301,7 +301,7 @@ def problem(
             "impacts": [
                 {
                     "impactType": "SERVICE",
-                    "impactedEntity": _stub(front.id, front.name),
+                    "impactedEntity": stub(front.id, front.name),
                     "estimatedAffectedUsers": rng.randint(5, 5000),
                 }
             ]
