@@ -20,40 +20,43 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import h11
 import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # uvicorn[standard]: the C parser
 
 from borealis.config import Settings
 from borealis.problems.webhook import WebhookFastPath
 
 
-class TimedH11Protocol(H11Protocol):
-    """uvicorn's HTTP/1.1 protocol with a deadline for the headers and one for each pause in a body."""
+class _Deadlines:
+    """The deadlines, over a uvicorn HTTP/1.1 protocol that says, after the bytes it was given, which
+    part of a request it waits for (``_waiting_for``: "headers", "body" or None)."""
 
     header_timeout = 10.0
     body_timeout = 30.0
+    _deadline: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._deadline: asyncio.TimerHandle | None = None
+        super().connection_made(transport)  # type: ignore[misc]
         self._arm(self.header_timeout, "headers")
 
     def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        state = self.conn.their_state
-        if state is h11.IDLE and self.conn.our_state is h11.IDLE:
+        super().data_received(data)  # type: ignore[misc]
+        waiting_for = self._waiting_for()
+        if waiting_for == "headers":
             # Part of a request's headers (a byte cancels uvicorn's keep-alive timer): they get a deadline.
             if self._deadline is None:
                 self._arm(self.header_timeout, "headers")
-        elif state is h11.SEND_BODY:
+        elif waiting_for == "body":
             self._arm(self.body_timeout, "body")
         else:
             self._disarm()
 
+    def _waiting_for(self) -> str | None:
+        raise NotImplementedError
+
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     def _arm(self, seconds: float, part: str) -> None:
         self._disarm()
@@ -82,6 +85,28 @@ class TimedH11Protocol(H11Protocol):
         self.transport.close()
 
 
+class TimedHttpToolsProtocol(_Deadlines, HttpToolsProtocol):
+    """uvicorn's httptools protocol (its fast C parser) with the deadlines; the parser's callbacks say
+    where in a request it is."""
+
+    _part: str | None = None
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._part = "headers"
+
+    def on_headers_complete(self) -> None:
+        super().on_headers_complete()
+        self._part = "body"
+
+    def on_message_complete(self) -> None:
+        super().on_message_complete()
+        self._part = None
+
+    def _waiting_for(self) -> str | None:
+        return self._part
+
+
 def _timeout_answer(part: str, seconds: float) -> bytes:
     request_id = secrets.token_hex(8)
     what = "headers" if part == "headers" else "body"
@@ -103,8 +128,8 @@ def uvicorn_config(app: Any, settings: Settings, **options: Any) -> uvicorn.Conf
     """The one server configuration: the CLI's server and the tests' both run it, with the webhook's
     fast path around the application."""
     protocol = type(
-        "TimedH11Protocol",
-        (TimedH11Protocol,),
+        "TimedProtocol",
+        (TimedHttpToolsProtocol,),
         {"header_timeout": settings.header_timeout, "body_timeout": settings.body_timeout},
     )
     return uvicorn.Config(
