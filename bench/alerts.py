@@ -179,7 +179,7 @@ def api_key(url: str, user_id: str) -> str:
 def ingest_cost(url: str, user_id: str, secret: str, start: int, count: int = 2048) -> float:
     """Microseconds per notification: the webhook writer's transaction (batches of 64, distinct PIDs),
     then the follow-ups (correlation) it queued, as the writer carries them out."""
-    from borealis.problems import delivery
+    from borealis.ingest import delivery
 
     database = Database(url)
     bodies = [ingest_bench.body(start + i, 10**9) for i in range(count)]

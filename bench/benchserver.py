@@ -68,9 +68,9 @@ def with_bare_endpoint(app):  # type: ignore[no-untyped-def]
 
 def without_storage() -> None:
     """Answer each parsed delivery at once instead of handing it to the writer."""
-    from borealis.intake import IngestResult
-    from borealis.problems.delivery import Answer, Job, error, to_wire
-    from borealis.problems.writer import WriterClient
+    from borealis.ingest.delivery import Answer, Job, error, to_wire
+    from borealis.ingest.intake import IngestResult
+    from borealis.ingest.writer import WriterClient
 
     async def submit(self: WriterClient, job: Job) -> Answer:
         to_wire(job)

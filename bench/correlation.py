@@ -50,12 +50,12 @@ from borealis import migrate  # noqa: E402
 from borealis.auth import service as auth_service  # noqa: E402
 from borealis.crypto import SecretBox, digest, new_secret  # noqa: E402
 from borealis.db import Database, utcnow  # noqa: E402
+from borealis.dynatrace.entities import store_entities  # noqa: E402
 from borealis.dynatrace.models import Connection  # noqa: E402
 from borealis.incidents.index import facts_from, keys_for  # noqa: E402
 from borealis.incidents.models import Incident, IncidentKey, IncidentProblem  # noqa: E402
-from borealis.problems import delivery  # noqa: E402
+from borealis.ingest import delivery  # noqa: E402
 from borealis.problems.models import Problem, ProblemCount  # noqa: E402
-from borealis.sync.service import store_entities  # noqa: E402
 
 OPEN_SHARE = 0.02
 MAX_OPEN = 450

@@ -143,14 +143,14 @@ def as_the_writer(database: Database, jobs: list[Any]) -> None:
     """Run webhook jobs as the writer does (one transaction), then carry out the follow-ups they
     queued, as it does once deliveries pause: what one notification costs the server in all. As in the
     writer, a thread of its own copies the SQLite write-ahead log into the database after commits."""
-    from borealis import intake
-    from borealis.problems.delivery import process
-    from borealis.problems.writer import Checkpointer
+    from borealis.ingest.delivery import process
+    from borealis.ingest.writer import Checkpointer
+    from borealis.jobs import follow_ups
 
     with database.session(write=True) as session:
         process(session, jobs)
         session.commit()
-    intake.follow_up_all(database=database)
+    follow_ups.follow_up_all(database=database)
     if database.is_sqlite:
         checkpointer = _checkpointers.get(database)
         if checkpointer is None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from borealis import migrate
+from borealis import assembly, migrate
 from borealis.app import create_app
 from borealis.auth import service as auth_service
 from borealis.config import Settings
@@ -20,6 +20,9 @@ from borealis.simulation import FakeDynatrace, running_fake_dynatrace
 from tests.fakes.llm import FakeLlm, running_fake_llm
 from tests.support.databases import throwaway_database, wipe
 from tests.support.server import RunningServer, serve_in_thread
+
+# As every entry point does: tests ingest without an application too.
+assembly.install()
 
 TEST_SECRET_KEY = "test-secret-key-for-borealis"
 
@@ -134,10 +137,10 @@ def background_worker(database: Database, settings: Settings) -> Iterator:
     """Start workers (threads) that run the real job handlers on the test database; ``start(**changes)``
     takes settings changes for that worker. Stopped before the tables are wiped."""
     from borealis.app import make_secret_box
-    from borealis.jobs.registry import load_handlers
+    from borealis.jobs.registry import register_handlers
     from borealis.jobs.worker import Worker
 
-    load_handlers()
+    register_handlers()
     workers: list[Worker] = []
 
     def start(*, concurrency: int = 4, lease_seconds: float = 10.0, **changes: object) -> Worker:

@@ -21,12 +21,12 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from borealis import intake, jsontext
+from borealis import jsontext
 from borealis.auth.models import User
 from borealis.db import StoredJson
 from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
-from borealis.problems import delivery
+from borealis.ingest import delivery, intake
 from borealis.problems import service as problems_service
 from borealis.problems.models import FollowUp, Notification, Problem
 

@@ -9,12 +9,13 @@ from typing import Any
 import sqlalchemy as sa
 
 from borealis.app import make_secret_box
+from borealis.dynatrace import entities
 from borealis.dynatrace import service as dynatrace_service
+from borealis.dynatrace.capped import api_client
+from borealis.dynatrace.entities import CachedEntities
+from borealis.dynatrace.models import CachedEntity, EntityRelation
+from borealis.incidents.topology import use_topology_source
 from borealis.simulation import ALL_SCOPES
-from borealis.sync import service as sync_service
-from borealis.sync import topology as sync_topology
-from borealis.sync.api import CachedEntities, api_client
-from borealis.sync.models import CachedEntity, EntityRelation
 from tests.support.sync import (
     closed,
     connect,
@@ -264,7 +265,7 @@ def test_details_correct_the_record_as_an_api_notification(
 def test_cached_topology_joins_incidents_of_related_services(
     account, fake_dynatrace, database, background_worker
 ):
-    sync_topology.install()  # as importing intake does; another test may have swapped the source
+    use_topology_source(None)  # the entity cache; another test may have swapped the source
     background_worker()
     connect_and_backfill(account, fake_dynatrace, database)
     topology(fake_dynatrace)
@@ -331,7 +332,7 @@ def test_cached_entities_answer_later_readers_without_a_call(
 
     with database.session() as session:
         connection = dynatrace_service.get(db_session=session, user_id=account.user_id)
-        cached = sync_service.cached_entities(
+        cached = entities.cached_entities(
             db_session=session, connection_id=connection.id, entity_ids=["SERVICE-DB", "SERVICE-ORDERS"]
         )
         client = api_client(connection=connection, settings=settings, secret_box=make_secret_box(settings))

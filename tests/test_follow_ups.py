@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from borealis import intake
 from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
 from borealis.incidents.models import Incident, IncidentEvent, IncidentProblem
-from borealis.problems import writer
+from borealis.ingest import intake, writer
+from borealis.jobs import follow_ups
 from borealis.problems.models import FollowUp, Problem
 from tests.support.builders import problem_body
 from tests.support.server import serve_in_thread
@@ -212,7 +212,7 @@ def test_followed_up_one_at_a_time_still_ends_like_one_by_one(app, database, mak
     steps = 0
     while True:
         with database.session(write=True) as session:
-            done = intake.follow_up(db_session=session, user_ids=[busy.user_id], limit=1)
+            done = follow_ups.follow_up(db_session=session, user_ids=[busy.user_id], limit=1)
             session.commit()
         if not done:
             break

@@ -11,12 +11,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from borealis import intake, jobs, jsontext
+from borealis import jobstore, jsontext
 from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
 from borealis.incidents.models import Incident, IncidentEvent, IncidentKey, IncidentProblem
-from borealis.jobs.models import Job
+from borealis.ingest import intake
+from borealis.jobstore.models import Job
 from borealis.problems.models import ENDED_STATES, Problem
 from tests.support.builders import problem_body, storm
 from tests.support.webhooks import encode, wire_connection
@@ -198,7 +199,7 @@ def test_many_requests_for_queued_work_fold_without_rewriting_what_would_not_cha
     now = utcnow()
     later = now + timedelta(minutes=5)
     with database.session(write=True) as session:
-        jobs.enqueue(
+        jobstore.enqueue(
             db_session=session,
             kind="demo",
             user_id=account.user_id,
@@ -211,13 +212,13 @@ def test_many_requests_for_queued_work_fold_without_rewriting_what_would_not_cha
         untouched = session.scalars(sa.select(Job.updated_at).where(Job.key == "k:1")).one()
 
     with database.session(write=True) as session:
-        jobs.enqueue_many(
+        jobstore.enqueue_many(
             db_session=session,
             kind="demo",
             requests=[
-                jobs.JobRequest("k:1", account.user_id, {"a": 1}, run_after=later + timedelta(minutes=1)),
-                jobs.JobRequest("k:2", account.user_id, {"b": 1}, run_after=later),
-                jobs.JobRequest("k:2", account.user_id, {"c": 2}, run_after=now, max_attempts=7),
+                jobstore.JobRequest("k:1", account.user_id, {"a": 1}, run_after=later + timedelta(minutes=1)),
+                jobstore.JobRequest("k:2", account.user_id, {"b": 1}, run_after=later),
+                jobstore.JobRequest("k:2", account.user_id, {"c": 2}, run_after=now, max_attempts=7),
             ],
         )
         session.commit()
@@ -231,10 +232,10 @@ def test_many_requests_for_queued_work_fold_without_rewriting_what_would_not_cha
     assert rows["k:2"].max_attempts == 7
 
     with database.session(write=True) as session:
-        jobs.enqueue_many(
+        jobstore.enqueue_many(
             db_session=session,
             kind="demo",
-            requests=[jobs.JobRequest("k:1", account.user_id, {"a": 2}, run_after=now)],
+            requests=[jobstore.JobRequest("k:1", account.user_id, {"a": 2}, run_after=now)],
         )
         session.commit()
     with database.session() as session:

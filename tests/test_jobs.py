@@ -20,7 +20,9 @@ import sqlalchemy as sa
 from borealis.auth import service as auth_service
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
-from borealis.jobs import (
+from borealis.jobs.registry import Registry
+from borealis.jobs.worker import Worker
+from borealis.jobstore import (
     JobContext,
     PermanentFailure,
     Retry,
@@ -30,9 +32,7 @@ from borealis.jobs import (
     outcomes,
     schedules,
 )
-from borealis.jobs.models import Job, JobSchedule
-from borealis.jobs.registry import Registry
-from borealis.jobs.worker import Worker
+from borealis.jobstore.models import Job, JobSchedule
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.job_kinds import read_events
 from tests.support.processes import borealis_processes, process_env

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from borealis.auth import service as auth_service
-from borealis.jobs import enqueue, wakeup
+from borealis.jobstore import enqueue, wakeup
 
 
 @pytest.fixture

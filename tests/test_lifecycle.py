@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from borealis import intake
 from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
+from borealis.ingest import intake
 from borealis.problems import lifecycle
 from borealis.problems.models import Notification, Problem, ProblemCount
 from tests.support.webhooks import BASE_MS, SAMPLES, encode, notification, wire_connection

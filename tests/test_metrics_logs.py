@@ -12,16 +12,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from borealis.dynatrace.transport import record_api_call, set_api_call_recorder
-from borealis.jobs import enqueueing as jobs_enqueueing
+from borealis.jobstore import enqueueing as jobs_enqueueing
+from borealis.logs import configure_logging, json_handler, redact
 from borealis.middleware import request_id_var
-from borealis.observability import (
-    configure_logging,
-    json_handler,
-    record_dynatrace_call,
-    record_job,
-    record_webhook,
-    redact,
-)
+from borealis.observability import record_dynatrace_call, record_job, record_webhook
 from tests.support.webhooks import notification, wire_connection
 
 FAMILIES = {

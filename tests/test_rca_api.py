@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from borealis.jobs import leases as jobs_leases
-from borealis.jobs.models import Job
-from borealis.jobs.registry import load_handlers
+from borealis.jobs.registry import register_handlers
 from borealis.jobs.worker import Worker
+from borealis.jobstore import leases as jobs_leases
+from borealis.jobstore.models import Job
 from borealis.rca import service as rca_service
 from borealis.rca.models import RcaRun
 from borealis.simulation import ALL_SCOPES
@@ -308,7 +308,7 @@ def test_another_user_cannot_read_or_start_an_rca(setup, make_account):
 
 @pytest.fixture
 def worker(app) -> Iterator[Worker]:
-    load_handlers()
+    register_handlers()
     running = Worker(
         database=app.state.database,
         settings=app.state.settings,
@@ -380,7 +380,7 @@ def test_the_llm_asks_for_more_evidence_through_the_same_scopes(
 
 
 def test_entities_that_enrichment_cached_are_not_fetched_again(setup):
-    load_handlers()
+    register_handlers()
     setup.enable_rca()
     (incident_id,) = setup.deliver(deployment_breaks_service())
     service = "SERVICE-596877472CDAA92E"

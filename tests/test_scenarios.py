@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from borealis.dynatrace.payload import parse_webhook
-from borealis.sync import topology as cache_topology
+from borealis.incidents.topology import use_topology_source
 from tests.scenarios import CorrelationScenario, corpus
 from tests.support.replay import describe, load_topology, outcome, pairwise, replay_http, unplaced
 from tests.support.webhooks import encode, wire_connection
@@ -19,7 +19,7 @@ SENDERS = 8
 @pytest.fixture(autouse=True)
 def _entity_cache_topology():
     """Correlation reads the entity cache, as in the app (another test may have swapped the source)."""
-    cache_topology.install()
+    use_topology_source(None)
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])

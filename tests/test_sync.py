@@ -10,10 +10,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from borealis.dynatrace.capped import CallLimiter, CappedClient
 from borealis.dynatrace.errors import RateLimited
 from borealis.simulation import ALL_SCOPES, to_millis
 from borealis.sync import reconcile
-from borealis.sync.api import CallLimiter, CappedClient
 from tests.support.processes import borealis_processes, process_env
 from tests.support.sync import (
     closed,

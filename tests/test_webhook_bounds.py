@@ -8,7 +8,7 @@ import json
 import pytest
 
 from borealis import jsontext
-from borealis.problems import delivery
+from borealis.ingest import delivery
 from borealis.problems.models import Problem
 from tests.support.webhooks import notification, wire_connection
 

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from borealis import jsontext
 from borealis.app import create_app
 from borealis.db import StoredJson, utcnow
-from borealis.problems.delivery import from_wire, job, to_wire
+from borealis.ingest.delivery import from_wire, job, to_wire
 from borealis.problems.models import Notification
 from tests.support.server import serve_in_thread
 from tests.support.waiting import wait_until

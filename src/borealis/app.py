@@ -15,23 +15,24 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from borealis import __version__
+from borealis import __version__, assembly
+from borealis.api.deps import get_database
+from borealis.api.dynatrace import router as dynatrace_router
+from borealis.api.incidents import router as incidents_router
+from borealis.api.jobs import router as jobs_router
+from borealis.api.problems import router as problems_router
+from borealis.api.rca import router as rca_router
+from borealis.api.sync import router as sync_router
 from borealis.config import Settings, get_settings
 from borealis.crypto import SecretBox
 from borealis.db import Database
-from borealis.deps import get_database
-from borealis.dynatrace.views import router as dynatrace_router
 from borealis.errors import BorealisError
-from borealis.incidents.views import router as incidents_router
-from borealis.jobs.views import router as jobs_router
+from borealis.ingest.webhook import get_writer as get_webhook_writer
+from borealis.ingest.webhook import router as webhook_router
+from borealis.logs import AccessLogMiddleware
 from borealis.middleware import INTERNAL_ERROR, BodyLimitMiddleware, RequestIdMiddleware, request_id_var
-from borealis.observability import AccessLogMiddleware, metrics_router
-from borealis.problems.views import router as problems_router
-from borealis.problems.webhook import get_writer as get_webhook_writer
-from borealis.problems.webhook import router as webhook_router
-from borealis.rca.views import router as rca_router
+from borealis.observability import metrics_router
 from borealis.schemas import error_responses
-from borealis.sync.views import router as sync_router
 from borealis.web import install as install_web
 
 logger = logging.getLogger("borealis.http")
@@ -58,6 +59,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 def create_app(settings: Settings | None = None, database: Database | None = None) -> FastAPI:
+    assembly.install()
     settings = settings or get_settings()
     database = database or Database(settings.effective_database_url)
     secret_box = make_secret_box(settings)

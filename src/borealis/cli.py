@@ -100,7 +100,7 @@ def serve(
     import uvicorn
 
     from borealis.app import create_app
-    from borealis.observability import configure_logging
+    from borealis.logs import configure_logging
     from borealis.server import uvicorn_config
 
     settings = _settings()
@@ -143,7 +143,7 @@ def demo(
     import uvicorn
 
     from borealis.app import create_app
-    from borealis.observability import configure_logging
+    from borealis.logs import configure_logging
     from borealis.server import uvicorn_config
     from borealis.simulation import demo as simulated
     from borealis.simulation import running_fake_dynatrace
@@ -230,7 +230,7 @@ def worker(
     imports: Imports = None,
 ) -> None:
     """Run background workers only (scale-out: any number of these against one PostgreSQL)."""
-    from borealis.observability import configure_logging
+    from borealis.logs import configure_logging
 
     settings = _settings()
     configure_logging(settings.log_level)
@@ -260,12 +260,14 @@ def worker(
 def _make_worker(
     settings: Settings, database: Database, *, imports: list[str] | None = None, **options: Any
 ) -> Worker:
-    """A worker with every handler module loaded (``borealis.*.tasks`` plus ``imports``)."""
+    """A worker with every job kind registered (``register_handlers``) plus the ``imports`` modules' own."""
+    from borealis import assembly
     from borealis.app import make_secret_box
-    from borealis.jobs.registry import load_handlers
+    from borealis.jobs.registry import register_handlers
     from borealis.jobs.worker import Worker
 
-    load_handlers(imports or [])
+    assembly.install()
+    register_handlers(extra_modules=imports or [])
     return Worker(database=database, settings=settings, secret_box=make_secret_box(settings), **options)
 
 

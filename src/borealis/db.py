@@ -78,6 +78,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def dialect_of(db_session: Session) -> str:
+    """``sqlite`` or ``postgresql``: the database this session talks to."""
+    return db_session.get_bind().dialect.name
+
+
 def new_uuid() -> str:
     return str(uuid.uuid4())
 

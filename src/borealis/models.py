@@ -2,7 +2,7 @@
 
 from borealis.auth.models import ApiKey, LoginThrottle, User, UserSession
 from borealis.db import Base
-from borealis.dynatrace.models import Connection
+from borealis.dynatrace.models import CachedEntity, Connection, EntityRelation
 from borealis.incidents.models import (
     CorrelationSettingsRow,
     Incident,
@@ -10,7 +10,7 @@ from borealis.incidents.models import (
     IncidentKey,
     IncidentProblem,
 )
-from borealis.jobs.models import Job, JobSchedule
+from borealis.jobstore.models import Job, JobSchedule
 from borealis.problems.models import (
     FollowUp,
     Notification,
@@ -21,7 +21,7 @@ from borealis.problems.models import (
     SearchUser,
 )
 from borealis.rca.models import RcaEvidence, RcaRun
-from borealis.sync.models import CachedEntity, EntityRelation, ProblemEnrichment, SyncState
+from borealis.sync.models import ProblemEnrichment, SyncState
 
 __all__ = [
     "ApiKey",

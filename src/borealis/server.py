@@ -24,7 +24,7 @@ import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # uvicorn[standard]: the C parser
 
 from borealis.config import Settings
-from borealis.problems.webhook import WebhookFastPath
+from borealis.ingest.webhook import WebhookFastPath
 
 
 class _Deadlines:

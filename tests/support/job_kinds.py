@@ -16,7 +16,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from borealis.jobs import JobContext, register
+from borealis.jobs.registry import register
+from borealis.jobstore import JobContext
 from tests.support.waiting import wait_until
 
 

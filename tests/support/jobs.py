@@ -6,11 +6,11 @@ from datetime import timedelta
 from typing import Any
 
 from borealis.db import utcnow
-from borealis.jobs import JobContext
-from borealis.jobs import leases as jobs_leases
-from borealis.jobs import outcomes as jobs_outcomes
 from borealis.jobs.registry import REGISTRY
 from borealis.jobs.worker import describe
+from borealis.jobstore import JobContext
+from borealis.jobstore import leases as jobs_leases
+from borealis.jobstore import outcomes as jobs_outcomes
 from borealis.rca.tasks import run_rca
 
 

@@ -26,9 +26,9 @@ import httpx
 import sqlalchemy as sa
 
 from borealis.db import Database
+from borealis.dynatrace.entities import store_entities
 from borealis.incidents.models import Incident, IncidentProblem
 from borealis.problems.models import Problem
-from borealis.sync.service import store_entities
 from tests.scenarios.model import CorrelationScenario, Grouping
 from tests.support.webhooks import followed_up, ingest_raw
 

@@ -10,7 +10,7 @@ import httpx
 import sqlalchemy as sa
 
 from borealis.db import Database
-from borealis.jobs.models import Job
+from borealis.jobstore.models import Job
 from borealis.problems.models import Notification, Problem
 from borealis.simulation import ALL_SCOPES, FakeDynatrace, to_millis
 

@@ -6,12 +6,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from borealis import intake
 from borealis.crypto import SecretBox, digest, new_secret
 from borealis.db import Database
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
 from borealis.dynatrace.template import SUGGESTED_PAYLOAD
+from borealis.ingest import intake
+from borealis.jobs import follow_ups
 from tests.support.shared import WEBHOOK_SAMPLES
 
 SAMPLES = str(WEBHOOK_SAMPLES)
@@ -37,7 +38,7 @@ def followed_up(database: Database) -> int:
     """Carry out every waiting follow-up, as the webhook writer does once deliveries pause; returns how
     many. Tests call it where deliveries arrive far apart in real life (each one correlated before the
     next), and before reading incidents from the database directly (the API does this itself)."""
-    return intake.follow_up_all(database=database)
+    return follow_ups.follow_up_all(database=database)
 
 
 def wire_connection(database: Database, secret_box: SecretBox, user_id: str) -> Wired:

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from borealis import crypto, jobs
+from borealis import crypto, jobstore
 from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
@@ -162,7 +162,7 @@ def save(*, db_session: Session, user_id: str, checked: CheckedToken, secret_box
     except IntegrityError:
         raise Conflict("another connect request for this user ran at the same time; try again") from None
     # Recorded with the connection: the alerts list fills from the API before the first webhook.
-    jobs.enqueue(
+    jobstore.enqueue(
         db_session=db_session,
         kind=BACKFILL_JOB,
         user_id=user_id,
@@ -180,7 +180,7 @@ def disconnect(*, db_session: Session, user_id: str) -> Connection | None:
     connection.token_ciphertext = None
     connection.token_id = None
     connection.disconnected_at = utcnow()
-    jobs.remove_schedule(db_session=db_session, kind=SYNC_JOB, key=job_key(connection))
+    jobstore.remove_schedule(db_session=db_session, kind=SYNC_JOB, key=job_key(connection))
     db_session.flush()
     return connection
 

@@ -31,6 +31,7 @@ from borealis.dynatrace.error_mapping import (
 )
 from borealis.dynatrace.errors import DynatraceError, EnvironmentNotFound, RateLimited, UpstreamError
 from borealis.dynatrace.urls import Resolver, check_destination, system_resolver
+from borealis.observability import record_dynatrace_call
 
 logger = logging.getLogger("borealis.dynatrace")
 
@@ -41,7 +42,7 @@ MAX_PAGES = 1000
 
 QueryValue = str | int | None
 ApiCallRecorder = Callable[[str, "int | str"], None]
-_recorder: ApiCallRecorder | None = None
+_recorder: ApiCallRecorder | None = record_dynatrace_call
 
 
 def set_api_call_recorder(recorder: ApiCallRecorder | None) -> None:
@@ -52,7 +53,7 @@ def set_api_call_recorder(recorder: ApiCallRecorder | None) -> None:
 
 def record_api_call(endpoint: str, status: int | str) -> None:
     """Count one Dynatrace call: ``endpoint`` like ``GET /api/v2/problems``, ``status`` the HTTP status
-    or the failure kind (``timeout``, ``unreachable``, ``tls``, ``error``). A no-op until a recorder is set."""
+    or the failure kind (``timeout``, ``unreachable``, ``tls``, ``error``). Recorded as a metric unless another recorder is set."""
     recorder = _recorder
     if recorder is None:
         return

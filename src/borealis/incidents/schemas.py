@@ -13,7 +13,6 @@ from borealis.incidents.correlation import (
     DEFAULT_WINDOW_MINUTES,
     CorrelationSettings,
 )
-from borealis.rca.schemas import RcaSummary
 from borealis.schemas import MAX_BIGINT, CamelModel
 
 
@@ -74,13 +73,6 @@ class TimelineEvent(CamelModel):
     alert_id: int | None
     message: str
     details: dict[str, Any]
-
-
-class IncidentDetail(IncidentSummary):
-    problems: list[IncidentProblemRead]
-    timeline: list[TimelineEvent]
-    # The latest root-cause analysis in short (the whole report: GET /incidents/{id}/rca).
-    rca: RcaSummary | None = None
 
 
 class MergeRequest(CamelModel):

@@ -13,6 +13,8 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session
 
+from borealis.dynatrace.entities import cached_topology
+
 
 class Topology(Protocol):
     def neighbors(self, entity_ids: Collection[str]) -> Mapping[str, Collection[str]]:
@@ -82,21 +84,21 @@ def reach(
     return reached
 
 
-# Who provides the topology for a user's problems: registered once by the enrichment layer at start-up,
-# so correlation (a lower layer) never imports it.
+# Who provides the topology for a user's problems: the entity cache, unless a test installs another.
 TopologySource = Callable[[Session, str], Topology]
 _sources: list[TopologySource] = []
 
 
 def use_topology_source(source: TopologySource | None) -> None:
-    """Install (or with None, remove) the function that builds a user's ``Topology`` from a session."""
+    """Install the function that builds a user's ``Topology`` from a session (None: the entity cache)."""
     _sources.clear()
     if source is not None:
         _sources.append(source)
 
 
 def topology_for(db_session: Session, user_id: str) -> Topology:
-    """The user's topology from the installed source, or ``NO_TOPOLOGY`` when there is none."""
-    if not _sources:
-        return NO_TOPOLOGY
-    return _sources[0](db_session, user_id)
+    """The user's topology: the installed source's, else the entity cache of the user's connection
+    (``NO_TOPOLOGY`` without one)."""
+    if _sources:
+        return _sources[0](db_session, user_id)
+    return cached_topology(db_session, user_id) or NO_TOPOLOGY

@@ -1,25 +1,4 @@
-"""Durable background work: jobs recorded with their cause, claimed under a lease, retried, visible.
+"""Carrying out durable work: the worker, the registered job kinds, and the follow-ups of ingest.
 
-The surface other domains use::
-
-    from borealis.jobs import JobContext, PermanentFailure, Retry, enqueue, register
+Work is recorded with ``borealis.jobstore`` (by any layer); this package, above every domain, runs it.
 """
-
-from borealis.jobs.enqueueing import JobRequest, enqueue, enqueue_many
-from borealis.jobs.listing import counts_by_state
-from borealis.jobs.registry import JobContext, LeaseLost, PermanentFailure, Retry, register
-from borealis.jobs.schedules import ensure_schedule, remove_schedule
-
-__all__ = [
-    "JobContext",
-    "JobRequest",
-    "LeaseLost",
-    "PermanentFailure",
-    "Retry",
-    "counts_by_state",
-    "enqueue",
-    "enqueue_many",
-    "ensure_schedule",
-    "register",
-    "remove_schedule",
-]

@@ -25,27 +25,15 @@ from typing import Any, TypeVar
 from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.db import Database, utcnow
-from borealis.errors import BorealisError
-from borealis.jobs import leases, outcomes, schedules, wakeup
-from borealis.jobs.registry import REGISTRY, JobContext, LeaseLost, PermanentFailure, Registry, Retry
-from borealis.observability import job_context_var, record_job, redact
+from borealis.jobs.registry import REGISTRY, Registry
+from borealis.jobstore import leases, outcomes, schedules, wakeup
+from borealis.jobstore.context import JobContext, LeaseLost, PermanentFailure, Retry, describe
+from borealis.logs import job_context_var
+from borealis.observability import record_job
 
 logger = logging.getLogger("borealis.jobs")
 
 T = TypeVar("T")
-
-
-def describe(exc: BaseException) -> str:
-    """The reason stored on a failed job: what went wrong, secrets masked."""
-    if isinstance(exc, BorealisError):
-        text = exc.message
-    elif isinstance(exc, Retry):
-        text = exc.reason
-    elif isinstance(exc, PermanentFailure):
-        text = str(exc) or "permanent failure"
-    else:
-        text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return redact(text)
 
 
 class Worker:

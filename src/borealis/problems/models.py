@@ -194,7 +194,7 @@ class ProblemTerm(Base):
 
 class FollowUp(Base):
     """A problem change that is stored and acknowledged but not yet followed up: correlation into
-    incidents, an analysis for a new incident, enrichment from the API (see ``intake.follow_up``).
+    incidents, an analysis for a new incident, enrichment from the API (see ``borealis.jobs.follow_ups``).
 
     Written in the transaction that changed the problem, so a follow-up is never lost; folded per problem
     while it waits (a burst of deliveries about one problem is correlated once); removed by the step that

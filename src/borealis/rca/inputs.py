@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from borealis.dynatrace import entities
 from borealis.dynatrace.models import Connection
 from borealis.problems.models import Problem
 from borealis.rca.evidence import EntityRef, entity_type_of
 from borealis.rca.plan import ProblemFacts
-from borealis.sync import service as sync_service
 
 
 @dataclass
@@ -72,9 +72,7 @@ def cached_entities(
         return {}
     wanted = {ref.id for facts in problems for ref in facts.impacted}
     wanted |= {facts.root_cause.id for facts in problems if facts.root_cause}
-    found = sync_service.cached_entities(
-        db_session=db_session, connection_id=connection.id, entity_ids=wanted
-    )
+    found = entities.cached_entities(db_session=db_session, connection_id=connection.id, entity_ids=wanted)
     neighbours = {
         target.get("id")
         for document in found.values()
@@ -85,7 +83,7 @@ def cached_entities(
     } - set(found)
     if neighbours:
         found.update(
-            sync_service.cached_entities(
+            entities.cached_entities(
                 db_session=db_session, connection_id=connection.id, entity_ids=sorted(neighbours)[:200]
             )
         )

@@ -26,11 +26,12 @@ from borealis.config import Settings, get_settings
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
 from borealis.dynatrace import service as dynatrace_service
+from borealis.dynatrace.capped import api_client
 from borealis.errors import BorealisError
 from borealis.incidents import service as incidents_service
 from borealis.incidents.changes import record_event
 from borealis.incidents.models import Incident
-from borealis.jobs import enqueue
+from borealis.jobstore import enqueue
 from borealis.rca.analyzer import analyze
 from borealis.rca.book import EvidenceBook, Links
 from borealis.rca.evidence import EntityRef, NotChecked
@@ -42,7 +43,6 @@ from borealis.rca.report import Report
 from borealis.rca.schemas import RcaRead, RcaRunSummary, RcaSummary
 from borealis.rca.steps import Budget
 from borealis.rca.store import effective_status, history, store_report, stored_report
-from borealis.sync.api import api_client
 
 logger = logging.getLogger("borealis.rca")
 

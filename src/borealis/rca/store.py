@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from borealis.jobs.models import Job, JobState
+from borealis.jobstore.models import Job, JobState
 from borealis.rca.evidence import EntityRef, Evidence, EvidenceKind
 from borealis.rca.models import ACTIVE, RcaEvidence, RcaRun, RcaStatus
 from borealis.rca.report import Report, render_markdown

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from borealis.jobs import JobContext, PermanentFailure, register
-from borealis.jobs.worker import describe
+from borealis.jobstore import JobContext, PermanentFailure
+from borealis.jobstore.context import describe
 from borealis.rca import service
 from borealis.rca.models import ACTIVE, RcaRun, RcaStatus
 
 
-@register(service.JOB_KIND, backoff_base=30.0, backoff_cap=600.0)
 def run_rca(ctx: JobContext) -> dict[str, Any] | None:
     """Analyse one incident and store the report; a failure is recorded on the run with its reason."""
     try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from borealis.simulation import documents
 from borealis.simulation.cases import Case, generate, shifted
 from borealis.simulation.series import FAILURE_RATE, RESPONSE_TIME, mean
 
@@ -165,10 +166,7 @@ def _name(case: Case, entity_id: str) -> str:
 
 
 def _stub(case: Case, entity_id: str) -> dict[str, Any]:
-    return {
-        "entityId": {"id": entity_id, "type": entity_id.rsplit("-", 1)[0]},
-        "name": _name(case, entity_id),
-    }
+    return documents.stub(entity_id, _name(case, entity_id))
 
 
 def _problem_on(case: Case, sid: str, impacted: list[str], number: int) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Keeping Borealis in sync with Dynatrace: problem enrichment, backfill on connect, and periodic
 reconciliation against ``GET /api/v2/problems``, all as durable jobs.
 
-- ``borealis.sync.service``: requesting enrichment (intake calls it), the entity cache, sync state.
+- ``borealis.sync.service``: requesting enrichment, enrichment records, sync state.
 - ``borealis.sync.enrichment`` and ``borealis.sync.reconcile``: the flows the jobs run.
-- ``borealis.sync.api``: clients whose calls are capped per connection.
-- ``borealis.sync.topology``: the entity cache as the topology correlation walks.
+- ``borealis.sync.tasks``: their job handlers (registered in ``borealis.jobs.registry``).
+
+The Dynatrace side they stand on (capped clients, the entity cache) is in ``borealis.dynatrace``.
 """

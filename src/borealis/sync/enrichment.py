@@ -18,6 +18,8 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
+from borealis.dynatrace import entities
+from borealis.dynatrace.capped import api_client, retry_later
 from borealis.dynatrace.client import PROBLEM_DETAIL_FIELDS, DynatraceClient
 from borealis.dynatrace.errors import NeedsUserAction, ResourceNotFound, ScopeMissing, Transient
 from borealis.dynatrace.models import Connection
@@ -25,12 +27,11 @@ from borealis.dynatrace.problem_notification import pid_key
 from borealis.incidents import service as incidents_service
 from borealis.incidents.models import Incident
 from borealis.incidents.placement import recorrelate
-from borealis.jobs import JobContext, PermanentFailure
+from borealis.jobstore import JobContext, PermanentFailure
 from borealis.problems.models import Problem
 from borealis.rca import service as rca_service
 from borealis.rca.models import RcaTrigger
 from borealis.sync import reconcile, service
-from borealis.sync.api import api_client, retry_later
 from borealis.sync.models import SyncCounts
 
 logger = logging.getLogger("borealis.sync")
@@ -149,7 +150,7 @@ def _fetch(ctx: JobContext, snapshot: Snapshot) -> Fetched:
             details.get("affectedEntities") or [],
         )[:MAX_ENTITIES]
         with ctx.session(write=False) as db_session:
-            cached = service.cached_entities(
+            cached = entities.cached_entities(
                 db_session=db_session, connection_id=connection.id, entity_ids=fetched.entity_ids
             )
         wanted = [entity_id for entity_id in fetched.entity_ids if entity_id not in cached]
@@ -276,7 +277,9 @@ def _store(ctx: JobContext, snapshot: Snapshot, fetched: Fetched, *, complete: b
             db_session.commit()
             return None
         incidents_service.lock_user(db_session=db_session, user_id=connection.user_id)
-        service.store_entities(db_session=db_session, connection_id=connection.id, documents=fetched.entities)
+        entities.store_entities(
+            db_session=db_session, connection_id=connection.id, documents=fetched.entities
+        )
         service.save_enrichment(
             db_session=db_session,
             problem_id=problem_id,
@@ -288,10 +291,13 @@ def _store(ctx: JobContext, snapshot: Snapshot, fetched: Fetched, *, complete: b
         )
         if fetched.details is not None:
             counts = SyncCounts()
-            with service.enriching(db_session, problem_id):
-                reconcile.apply_api_problems(
-                    db_session=db_session, connection=connection, problems=[fetched.details], counts=counts
-                )
+            reconcile.apply_api_problems(
+                db_session=db_session,
+                connection=connection,
+                problems=[fetched.details],
+                counts=counts,
+                being_enriched=(problem_id,),
+            )
             result["corrected"] = counts.updated + counts.closed
         placement = recorrelate(db_session=db_session, problem_id=problem_id)
         if placement.attached:

@@ -39,42 +39,6 @@ class ProblemEnrichment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class CachedEntity(Base):
-    """One monitored entity as ``GET /api/v2/entities/{id}`` returned it; fetched again once expired."""
-
-    __tablename__ = "entity_cache"
-    __table_args__ = (sa.UniqueConstraint("connection_id", "entity_id"),)
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"))
-    entity_id: Mapped[str] = mapped_column(sa.String(200))
-    entity_type: Mapped[str | None] = mapped_column(sa.String(200))
-    display_name: Mapped[str | None] = mapped_column(sa.Text)
-    document: Mapped[dict[str, Any]] = mapped_column(JSONType)
-    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
-
-
-class EntityRelation(Base):
-    """One edge of the topology (``from --relation--> to``), as listed in ``source_entity_id``'s
-    document; replaced whenever that entity is fetched again, and ignored once it expires."""
-
-    __tablename__ = "entity_relations"
-    __table_args__ = (
-        sa.Index("ix_entity_relations_from", "connection_id", "from_entity_id"),
-        sa.Index("ix_entity_relations_to", "connection_id", "to_entity_id"),
-        sa.Index("ix_entity_relations_source", "connection_id", "source_entity_id"),
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"))
-    source_entity_id: Mapped[str] = mapped_column(sa.String(200))
-    from_entity_id: Mapped[str] = mapped_column(sa.String(200))
-    relation: Mapped[str] = mapped_column(sa.String(200))
-    to_entity_id: Mapped[str] = mapped_column(sa.String(200))
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
 class SyncState(Base):
     """Where reconciliation of one connection stands: the cursor for "changed since", the last run."""
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,19 +21,20 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from borealis import intake
 from borealis.db import utcnow
+from borealis.dynatrace import entities
+from borealis.dynatrace.capped import api_client, retry_later
 from borealis.dynatrace.client import DynatraceClient
 from borealis.dynatrace.errors import NeedsUserAction, ResourceNotFound, ScopeMissing, Transient
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.problem_details import from_api_problem
 from borealis.dynatrace.problem_notification import PayloadRejected, ProblemNotification
 from borealis.incidents import service as incidents_service
-from borealis.jobs import JobContext, PermanentFailure
+from borealis.ingest import intake
+from borealis.jobstore import JobContext, PermanentFailure
 from borealis.problems import lifecycle
 from borealis.problems.models import ENDED_STATES, Notification, Problem
 from borealis.sync import service
-from borealis.sync.api import api_client, retry_later
 from borealis.sync.models import SyncCounts
 
 logger = logging.getLogger("borealis.sync")
@@ -71,9 +72,11 @@ def apply_api_problems(
     problems: Sequence[dict[str, Any]],
     counts: SyncCounts,
     received_at: datetime | None = None,
+    being_enriched: Collection[int] = (),
 ) -> list[int]:
     """Apply the API's view of these problems to the connection's records (in the caller's transaction)
-    and count what changed in ``counts``; returns the ids of the problems created or corrected."""
+    and count what changed in ``counts``; returns the ids of the problems created or corrected.
+    ``being_enriched``: the problems this write is the enrichment of (they ask for no second one)."""
     received_at = received_at or utcnow()
     incidents_service.lock_user(db_session=db_session, user_id=connection.user_id)
     parsed: dict[str, tuple[ProblemNotification, dict[str, Any]]] = {}
@@ -114,7 +117,7 @@ def apply_api_problems(
         return []
 
     changed: list[int] = []
-    results = intake.ingest_many(db_session=db_session, items=items)
+    results = intake.ingest_many(db_session=db_session, items=items, being_enriched=being_enriched)
     after = _stored(db_session, connection.id, [row["pid_key"] for row in before if row is not None])
     for row, result in zip(before, results, strict=True):
         if result.outcome == lifecycle.CREATED or row is None:
@@ -308,7 +311,7 @@ def _finish(
         attached = db_session.get(Connection, connection.id)
         if attached is not None and attached.connected:
             service.ensure_sync_schedule(db_session=db_session, connection=attached, settings=ctx.settings)
-        service.prune_entities(
+        entities.prune_entities(
             db_session=db_session, connection_id=connection.id, expired_before=utcnow() - ENTITY_RETENTION
         )
         if failure is not None:

@@ -3,28 +3,22 @@ records, sync state, and what counts as a correction from the API. No network he
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from borealis import jobs
+from borealis import jobstore
 from borealis.config import Settings
 from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.problem_notification import ProblemNotification
 from borealis.dynatrace.service import SYNC_JOB, job_key
-from borealis.jobs.models import Job, JobSchedule
-from borealis.jobs.schedules import get_schedule
+from borealis.jobstore.models import JobSchedule
+from borealis.jobstore.schedules import get_schedule
 from borealis.problems.models import ENDED_STATES
-from borealis.sync import topology
 from borealis.sync.models import (
-    CachedEntity,
-    EntityRelation,
     ProblemEnrichment,
     SyncState,
     SyncStateRead,
@@ -34,19 +28,6 @@ ENRICH_JOB = "problem.enrich"
 # A burst of deliveries about one problem folds into one queued job, fetched once after this pause.
 ENRICH_DEBOUNCE = timedelta(seconds=3)
 ENRICH_MAX_ATTEMPTS = 4
-# How long a fetched entity (and the relationships it lists) is trusted before it is fetched again.
-ENTITY_TTL = timedelta(hours=6)
-# Relationships kept per entity: a host can list thousands of processes.
-MAX_RELATIONS_PER_ENTITY = 500
-_QUIET = "borealis.sync.enriching"
-_CHUNK = 400
-
-_entities = CachedEntity.__table__
-_relations = EntityRelation.__table__
-
-# Correlation (a lower layer) reads the entity cache through this source, in every process that
-# ingests: intake imports this module.
-topology.install()
 
 
 # --- enrichment requests -------------------------------------------------------------------------------
@@ -56,34 +37,18 @@ def enrichment_key(problem_id: int) -> str:
     return f"problem:{problem_id}"
 
 
-def wants_enrichment(*, db_session: Session, problem_id: int, state: str) -> bool:
-    """Whether a created or changed problem needs fetching: not when it has ended, nor when this
-    transaction is the enrichment of that very problem."""
-    return state not in ENDED_STATES and problem_id not in db_session.info.get(_QUIET, ())
-
-
-def request_enrichment(*, db_session: Session, problem_id: int, user_id: str, state: str) -> Job | None:
-    """The queued enrichment job for an open problem that was created or changed (folded with any
-    queued one, so a burst makes one fetch), or None when nothing needs fetching (``wants_enrichment``)."""
-    if not wants_enrichment(db_session=db_session, problem_id=problem_id, state=state):
-        return None
-    return jobs.enqueue(
-        db_session=db_session,
-        kind=ENRICH_JOB,
-        user_id=user_id,
-        key=enrichment_key(problem_id),
-        payload={"problemId": problem_id},
-        run_after=utcnow() + ENRICH_DEBOUNCE,
-        max_attempts=ENRICH_MAX_ATTEMPTS,
-    )
+def wants_enrichment(state: str) -> bool:
+    """Whether a created or changed problem needs fetching: not once it has ended. (A problem's own
+    enrichment asks for no second one: ingest records no such request; see ``being_enriched``.)"""
+    return state not in ENDED_STATES
 
 
 def request_enrichments(*, db_session: Session, problems: Sequence[tuple[int, str, str]]) -> None:
-    """``request_enrichment`` for many (problem id, user id, state) at once: what one webhook batch
-    changed, in a few statements."""
+    """Queue an enrichment job for each (problem id, user id, state) still open, folded with any queued
+    one (so a burst makes one fetch): what one batch of follow-ups changed, in a few statements."""
     run_after = utcnow() + ENRICH_DEBOUNCE
     requests = [
-        jobs.JobRequest(
+        jobstore.JobRequest(
             key=enrichment_key(problem_id),
             user_id=user_id,
             payload={"problemId": problem_id},
@@ -91,170 +56,9 @@ def request_enrichments(*, db_session: Session, problems: Sequence[tuple[int, st
             max_attempts=ENRICH_MAX_ATTEMPTS,
         )
         for problem_id, user_id, state in problems
-        if wants_enrichment(db_session=db_session, problem_id=problem_id, state=state)
+        if wants_enrichment(state)
     ]
-    jobs.enqueue_many(db_session=db_session, kind=ENRICH_JOB, requests=requests)
-
-
-@contextmanager
-def enriching(db_session: Session, problem_id: int) -> Iterator[None]:
-    """While enrichment writes API data to its own problem, that write asks for no second enrichment."""
-    quiet: set[int] = db_session.info.setdefault(_QUIET, set())
-    quiet.add(problem_id)
-    try:
-        yield
-    finally:
-        quiet.discard(problem_id)
-
-
-# --- the entity cache ----------------------------------------------------------------------------------
-
-
-def _insert(db_session: Session) -> Any:
-    return postgresql.insert if db_session.get_bind().dialect.name == "postgresql" else sqlite.insert
-
-
-def _chunks(items: Sequence[str]) -> Iterator[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def cached_entities(
-    *, db_session: Session, connection_id: str, entity_ids: Iterable[str], now: datetime | None = None
-) -> dict[str, dict[str, Any]]:
-    """The unexpired cached documents of these entities, by entity id (RCA and enrichment read these
-    instead of calling ``GET /api/v2/entities/{id}`` again)."""
-    now = now or utcnow()
-    wanted = sorted(set(entity_ids))
-    found: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(wanted):
-        rows = db_session.execute(
-            sa.select(_entities.c.entity_id, _entities.c.document).where(
-                _entities.c.connection_id == connection_id,
-                _entities.c.entity_id.in_(chunk),
-                _entities.c.expires_at > now,
-            )
-        )
-        for entity_id, document in rows:
-            found[entity_id] = document
-    return found
-
-
-def cached_documents(
-    *, db_session: Session, connection_id: str, entity_ids: Sequence[str]
-) -> list[dict[str, Any]]:
-    """The cached documents of these entities in the order given, expired ones included (for showing)."""
-    found: dict[str, dict[str, Any]] = {}
-    for chunk in _chunks(sorted(set(entity_ids))):
-        rows = db_session.execute(
-            sa.select(_entities.c.entity_id, _entities.c.document).where(
-                _entities.c.connection_id == connection_id, _entities.c.entity_id.in_(chunk)
-            )
-        )
-        for entity_id, document in rows:
-            found[entity_id] = document
-    return [found[entity_id] for entity_id in dict.fromkeys(entity_ids) if entity_id in found]
-
-
-def relations_of(document: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """``(from, relation, to)`` edges an entity document lists: its fromRelationships point away from
-    it, its toRelationships point at it."""
-    entity_id = document.get("entityId")
-    if not isinstance(entity_id, str) or not entity_id:
-        return []
-    edges: list[tuple[str, str, str]] = []
-    for key, outward in (("fromRelationships", True), ("toRelationships", False)):
-        relationships = document.get(key)
-        if not isinstance(relationships, dict):
-            continue
-        for relation, targets in relationships.items():
-            if not isinstance(relation, str) or not isinstance(targets, list):
-                continue
-            for target in targets:
-                other = target.get("id") if isinstance(target, dict) else None
-                if not isinstance(other, str) or not other or len(other) > 200 or len(relation) > 200:
-                    continue
-                edges.append((entity_id, relation, other) if outward else (other, relation, entity_id))
-    return sorted(set(edges))[:MAX_RELATIONS_PER_ENTITY]
-
-
-def store_entities(
-    *,
-    db_session: Session,
-    connection_id: str,
-    documents: Sequence[Mapping[str, Any]],
-    now: datetime | None = None,
-    ttl: timedelta = ENTITY_TTL,
-) -> int:
-    """Cache entity documents (replacing what was cached for them, relationships included); returns
-    how many were stored."""
-    now = now or utcnow()
-    expires_at = now + ttl
-    by_id: dict[str, Mapping[str, Any]] = {}
-    for document in documents:
-        entity_id = document.get("entityId")
-        if isinstance(entity_id, str) and 0 < len(entity_id) <= 200:
-            by_id[entity_id] = document
-    if not by_id:
-        return 0
-    insert = _insert(db_session)
-    for entity_id in sorted(by_id):  # one order for every writer
-        document = dict(by_id[entity_id])
-        values = {
-            "entity_type": _text(document.get("type"), 200) or entity_id.rsplit("-", 1)[0],
-            "display_name": _text(document.get("displayName"), None),
-            "document": document,
-            "fetched_at": now,
-            "expires_at": expires_at,
-        }
-        db_session.execute(
-            insert(_entities)
-            .values(connection_id=connection_id, entity_id=entity_id, **values)
-            .on_conflict_do_update(index_elements=["connection_id", "entity_id"], set_=values)
-        )
-    ids = sorted(by_id)
-    for chunk in _chunks(ids):
-        db_session.execute(
-            sa.delete(_relations).where(
-                _relations.c.connection_id == connection_id, _relations.c.source_entity_id.in_(chunk)
-            )
-        )
-    rows = [
-        {
-            "connection_id": connection_id,
-            "source_entity_id": entity_id,
-            "from_entity_id": left,
-            "relation": relation,
-            "to_entity_id": right,
-            "expires_at": expires_at,
-        }
-        for entity_id in ids
-        for left, relation, right in relations_of(by_id[entity_id])
-    ]
-    if rows:
-        db_session.execute(_relations.insert(), rows)
-    return len(by_id)
-
-
-def prune_entities(*, db_session: Session, connection_id: str, expired_before: datetime) -> int:
-    """Forget cached entities (and their relationships) that expired before the given time."""
-    db_session.execute(
-        sa.delete(_relations).where(
-            _relations.c.connection_id == connection_id, _relations.c.expires_at < expired_before
-        )
-    )
-    result = db_session.execute(
-        sa.delete(_entities).where(
-            _entities.c.connection_id == connection_id, _entities.c.expires_at < expired_before
-        )
-    )
-    return result.rowcount or 0
-
-
-def _text(value: Any, limit: int | None) -> str | None:
-    if not isinstance(value, str) or not value:
-        return None
-    return value if limit is None else value[:limit]
+    jobstore.enqueue_many(db_session=db_session, kind=ENRICH_JOB, requests=requests)
 
 
 # --- enrichment records ----------------------------------------------------------------------------------
@@ -376,7 +180,7 @@ def record_run(
 
 def ensure_sync_schedule(*, db_session: Session, connection: Connection, settings: Settings) -> JobSchedule:
     """The connection's periodic sync, every ``BOREALIS_SYNC_INTERVAL`` seconds from now."""
-    return jobs.ensure_schedule(
+    return jobstore.ensure_schedule(
         db_session=db_session,
         kind=SYNC_JOB,
         key=job_key(connection),
@@ -407,5 +211,5 @@ def status_fields(*, db_session: Session, user_id: str, connection: Connection |
     """The ``sync`` and ``jobs`` fields of ``/dynatrace/status``."""
     return {
         "sync": state_read(db_session=db_session, connection=connection) if connection else None,
-        "jobs": jobs.counts_by_state(db_session=db_session, user_id=user_id),
+        "jobs": jobstore.counts_by_state(db_session=db_session, user_id=user_id),
     }

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from borealis import jsontext
-from borealis.deps import CorrelatedUser, DbSession
+from borealis.api.deps import CorrelatedUser, DbSession
 from borealis.dynatrace import service as dynatrace_service
 from borealis.dynatrace.json_body import stored_body
 from borealis.dynatrace.problem_notification import IMPACTS, SEVERITIES

@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
+from borealis.api.deps import AppSettings, CurrentUser, DbSession, Secrets
 from borealis.auth.models import User
 from borealis.config import Settings
 from borealis.crypto import SecretBox
-from borealis.deps import AppSettings, CurrentUser, DbSession, Secrets
 from borealis.dynatrace import install, service
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.notifications import INSTALL_SCOPES

@@ -9,8 +9,8 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
+from borealis.api.deps import AppSettings, CorrelatedUser, DbSession
 from borealis.auth.models import User
-from borealis.deps import AppSettings, CorrelatedUser, DbSession
 from borealis.errors import BorealisError, InvalidInput, NotFound
 from borealis.incidents import service
 from borealis.incidents.models import STATUSES, Incident

@@ -7,8 +7,8 @@ from sqlalchemy.orm import Session
 from starlette.exceptions import HTTPException
 
 from borealis import csrf
+from borealis.api.deps import SESSION_TOKEN_KEY, SESSION_USER_KEY
 from borealis.auth import sessions
-from borealis.deps import SESSION_TOKEN_KEY, SESSION_USER_KEY
 from borealis.errors import BorealisError
 
 FLASH_SESSION_KEY = "flash"

@@ -15,7 +15,7 @@ from fastapi.responses import HTMLResponse
 from markupsafe import Markup, escape
 
 from borealis import csrf
-from borealis.deps import SESSION_USER_KEY
+from borealis.api.deps import SESSION_USER_KEY
 from borealis.web.security import pop_flashes
 
 HERE = Path(__file__).parent

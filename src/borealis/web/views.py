@@ -11,12 +11,12 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
+from borealis.api.deps import SESSION_USER_KEY, AppSettings, CurrentUser, DbSession, current_session_id
 from borealis.auth import service as auth_service
 from borealis.auth import sessions as sessions_service
 from borealis.auth.models import User
 from borealis.auth.throttle import LoginLocked
 from borealis.config import Settings
-from borealis.deps import SESSION_USER_KEY, AppSettings, CurrentUser, DbSession, current_session_id
 from borealis.dynatrace import service as dynatrace_service
 from borealis.errors import BorealisError
 from borealis.incidents import service as incidents_service

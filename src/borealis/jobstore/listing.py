@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from borealis.jobs.models import Job, JobState
+from borealis.jobstore.models import Job, JobState
 
 
 def get(*, db_session: Session, job_id: int, user_id: str | None = None) -> Job | None:

@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from borealis.deps import AppSettings, CurrentUser, DbSession, Secrets
+from borealis.api.deps import AppSettings, CurrentUser, DbSession, Secrets
+from borealis.api.schemas import StatusRead, VerifiedStatusRead
 from borealis.dynatrace import install, notifications, service
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.schemas import (
@@ -18,8 +19,6 @@ from borealis.dynatrace.schemas import (
     InstalledNotificationRead,
     MissingScopeRead,
     RcaSettings,
-    StatusRead,
-    VerifiedStatusRead,
     WebhookInstallIn,
     WebhookInstallRead,
     WebhookRemovalRead,

@@ -6,10 +6,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from borealis.deps import CurrentUser, DbSession
+from borealis.api.deps import CurrentUser, DbSession
 from borealis.errors import NotFound
-from borealis.jobs import listing
-from borealis.jobs.models import JobPage, JobRead, JobState
+from borealis.jobstore import listing
+from borealis.jobstore.models import JobPage, JobRead, JobState
 from borealis.schemas import API_ERRORS, Offset, RowId, error_responses
 
 router = APIRouter(prefix="/jobs", tags=["jobs"], responses=API_ERRORS)

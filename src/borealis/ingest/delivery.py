@@ -18,13 +18,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from borealis import intake, jsontext
+from borealis import jsontext
 from borealis.crypto import matches
 from borealis.db import StoredJson
 from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
 from borealis.dynatrace.problem_notification import PayloadRejected, ProblemNotification
+from borealis.ingest import intake
 from borealis.problems import service as problems_service
 
 logger = logging.getLogger("borealis.webhook")

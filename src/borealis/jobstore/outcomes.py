@@ -13,8 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
-from borealis.jobs.models import Job
-from borealis.jobs.table import DONE, FAILED, JOBS, QUEUED, RUNNING
+from borealis.jobstore.models import Job
+from borealis.jobstore.table import DONE, FAILED, JOBS, QUEUED, RUNNING
 
 MAX_ERROR_LENGTH = 4000
 

@@ -29,11 +29,12 @@ from starlette.types import Message, Receive, Scope, Send
 from borealis import jsontext
 from borealis.db import utcnow
 from borealis.dynatrace.template import EXPECTED_FIELDS
+from borealis.ingest.delivery import NOT_STORED, UNAUTHORIZED, Answer, error, job
+from borealis.ingest.writer import WriterClient
+from borealis.logs import access_logger, log_access
 from borealis.middleware import request_id_var
-from borealis.observability import access_logger, log_access, record_webhook
-from borealis.problems.delivery import NOT_STORED, UNAUTHORIZED, Answer, error, job
+from borealis.observability import record_webhook
 from borealis.problems.schemas import WebhookAnswer
-from borealis.problems.writer import WriterClient
 from borealis.schemas import ErrorResponse
 
 logger = logging.getLogger("borealis.webhook")

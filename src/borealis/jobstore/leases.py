@@ -17,8 +17,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
-from borealis.jobs.models import Job
-from borealis.jobs.table import JOBS, QUEUED, RUNNING
+from borealis.jobstore.models import Job
+from borealis.jobstore.table import JOBS, QUEUED, RUNNING
 
 
 def has_ready(*, db_session: Session, kinds: Sequence[str], now: datetime | None = None) -> bool:

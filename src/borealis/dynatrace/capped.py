@@ -23,7 +23,7 @@ from borealis.dynatrace.client import DynatraceClient
 from borealis.dynatrace.errors import RateLimited, Transient
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.transport import QueryValue
-from borealis.jobs import Retry
+from borealis.jobstore import Retry
 
 
 class CallLimiter:
@@ -94,20 +94,3 @@ def retry_later(error: Transient) -> Retry:
     attempt (waiting out a rate limit is not the job failing), else after the kind's back-off."""
     limited = isinstance(error, RateLimited)
     return Retry(error.message, delay=error.retry_after if limited else None, count_attempt=not limited)
-
-
-class CachedEntities:
-    """A client that answers ``get_entity`` from entity documents already cached (read beforehand with
-    ``borealis.sync.service.cached_entities``) and passes every other call through: RCA's evidence
-    gathering reads the entities enrichment fetched instead of asking Dynatrace again."""
-
-    def __init__(self, client: DynatraceClient, cached: Mapping[str, dict[str, Any]]) -> None:
-        self._client = client
-        self._cached = dict(cached)
-
-    def get_entity(self, entity_id: str, fields: Any = None) -> dict[str, Any]:
-        document = self._cached.get(entity_id)
-        return dict(document) if document is not None else self._client.get_entity(entity_id, fields=fields)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._client, name)

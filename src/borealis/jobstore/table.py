@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from borealis.jobs.models import Job, JobSchedule, JobState
+from borealis.jobstore.models import Job, JobSchedule, JobState
 
 JOBS = Job.__table__
 SCHEDULES = JobSchedule.__table__

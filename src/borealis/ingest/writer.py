@@ -11,7 +11,7 @@ deliveries) and only then answers each, so every 2xx is durable. That transactio
 step and queues the rest (correlation, analysis, enrichment) as follow-ups; the writer carries them out
 once deliveries stop coming, so a burst is acknowledged at intake speed and each problem is correlated
 once for all its deliveries meanwhile. Whoever reads incidents first has its own follow-ups done
-(``deps.get_current_user``); under a long burst the writer still gives them a little time between
+(``borealis.api.deps.CorrelatedUser``); under a long burst the writer still gives them a little time between
 batches, so none waits longer than ``MAX_FOLLOW_UP_LAG``.
 
 If the server goes away (stopped, or killed), the writer sees its socket close and exits; if the writer
@@ -37,15 +37,19 @@ from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
-from borealis import intake, jsontext
+from borealis import jsontext
 from borealis.db import Database
-from borealis.problems.delivery import NOT_STORED, Answer, Job, error, from_wire, process, to_wire
+from borealis.ingest import hooks
+from borealis.ingest.delivery import NOT_STORED, Answer, Job, error, from_wire, process, to_wire
 
 logger = logging.getLogger("borealis.webhook")
 
 # A batch is whatever queued up while the last one ran, this many at most (waiting for more would only
 # add latency: the server keeps working meanwhile, on its own core).
 MAX_BATCH = 256
+# The module the writer's process runs: an entry point that installs the start-up hooks (which carry
+# out follow-ups), then calls ``serve``.
+WRITER_PROCESS = "borealis.assembly"
 # Follow-ups run when no delivery arrived for this long, this many at a time (a delivery that comes
 # meanwhile waits for at most one such transaction)...
 IDLE_SECONDS = 0.05
@@ -117,7 +121,7 @@ class WriterClient:
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair()
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "borealis.problems.writer", str(theirs.fileno())],
+            [sys.executable, "-m", WRITER_PROCESS, str(theirs.fileno())],
             pass_fds=(theirs.fileno(),),
             stdin=subprocess.DEVNULL,
             # Its own session: a Ctrl-C in the terminal stops the server, which then closes the socket.
@@ -277,7 +281,7 @@ class WebhookWriter:
         """Carry out up to ``limit`` waiting follow-ups in one transaction; returns how many."""
         try:
             with self.database.session(write=True) as session:
-                done = intake.follow_up(db_session=session, limit=limit)
+                done = hooks.installed().follow_up(db_session=session, limit=limit)
                 session.commit()
         except Exception:
             # They stay queued; the next pause tries again.
@@ -391,7 +395,7 @@ def serve(sock: socket.socket) -> None:
     """
     inbox = sock.makefile("rb")
     settings = jsontext.loads(_read(inbox, _LENGTH.unpack(_read(inbox, _LENGTH.size))[0]))
-    from borealis.observability import configure_logging
+    from borealis.logs import configure_logging
 
     configure_logging(settings["log_level"])
     database = Database(settings["database_url"])
@@ -428,7 +432,8 @@ def _read(inbox: BinaryIO, size: int) -> bytes:
     return data
 
 
-if __name__ == "__main__":
+def main(fd: int) -> None:
+    """The writer process, once its entry point installed the hooks."""
     # The server closes the socket to stop the writer; signals meant for the server are not for it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    serve(socket.socket(fileno=int(sys.argv[1])))
+    serve(socket.socket(fileno=fd))

@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
 from borealis.errors import InvalidInput
-from borealis.jobs import wakeup
-from borealis.jobs.models import Job
-from borealis.jobs.table import JOBS, QUEUED, insert_for
+from borealis.jobstore import wakeup
+from borealis.jobstore.models import Job
+from borealis.jobstore.table import JOBS, QUEUED, insert_for
 
 DEFAULT_MAX_ATTEMPTS = 5
 

@@ -13,7 +13,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
-from borealis import csrf, intake
+from borealis import csrf
 from borealis.auth import service as auth_service
 from borealis.auth import sessions
 from borealis.auth.models import User
@@ -21,6 +21,8 @@ from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.db import Database, session_scope, utcnow
 from borealis.errors import NotAuthenticated
+from borealis.ingest.intake import pending_follow_ups
+from borealis.jobs import follow_ups
 
 logger = logging.getLogger("borealis.auth")
 
@@ -131,18 +133,20 @@ def _touch(request: Request, db_session: Session, session_id: str, now: datetime
 
 def _follow_ups_done(request: Request, db_session: Session, user_id: str) -> None:
     """Carry out the caller's waiting follow-ups first, so what they read includes everything already
-    acknowledged (the webhook answers before correlating; see ``intake.follow_up``). Under a storm the
+    acknowledged (the webhook answers before correlating; see ``borealis.jobs.follow_ups``). Under a storm the
     wait is bounded: after ``FOLLOW_UP_WAIT`` seconds the request goes on and the rest follows."""
-    if not intake.pending_follow_ups(db_session=db_session, user_id=user_id):
+    if not pending_follow_ups(db_session=db_session, user_id=user_id):
         return
     if request.method in csrf.SAFE_METHODS:
-        intake.follow_up_all(database=request.app.state.database, user_ids=[user_id], seconds=FOLLOW_UP_WAIT)
+        follow_ups.follow_up_all(
+            database=request.app.state.database, user_ids=[user_id], seconds=FOLLOW_UP_WAIT
+        )
         # A new snapshot, which includes them.
         db_session.rollback()
         return
     # In the request's own write transaction (it holds SQLite's write lock); the view commits it.
     deadline = time.monotonic() + FOLLOW_UP_WAIT
-    while intake.follow_up(db_session=db_session, user_ids=[user_id]) == intake.FOLLOW_UP_BATCH:
+    while follow_ups.follow_up(db_session=db_session, user_ids=[user_id]) == follow_ups.FOLLOW_UP_BATCH:
         if time.monotonic() > deadline:
             break
 

@@ -8,14 +8,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from borealis.deps import CorrelatedUser, CurrentUser, DbSession
+from borealis.api.deps import CorrelatedUser, CurrentUser, DbSession
+from borealis.api.schemas import IncidentDetail
 from borealis.errors import InvalidInput, NotFound
 from borealis.incidents import service
 from borealis.incidents.models import Incident
 from borealis.incidents.schemas import (
     CorrelationSettingsRead,
     CorrelationSettingsUpdate,
-    IncidentDetail,
     IncidentList,
     IncidentProblemRead,
     IncidentSummary,

@@ -1,16 +1,15 @@
-"""The flow of one accepted notification across concepts: parse result -> lifecycle -> follow-ups.
+"""The flow of one accepted notification: parse result -> lifecycle -> a recorded follow-up.
 
 The lifecycle step and the follow-up it queues (correlation into incidents, an analysis for a new
 incident, enrichment) are written in the caller's transaction, so a problem, its notification and what
-must follow from it are committed together or not at all. The follow-up itself runs in that transaction
-too (``follow_up_now``, for sync jobs and direct callers) or later (the webhook, which acknowledges first;
-see ``follow_up``).
+must follow from it are committed together or not at all. The follow-up itself is carried out above this
+layer (``borealis.jobs.follow_ups``): in that transaction too (``follow_up_now``, for sync jobs and
+direct callers, through the installed hooks) or later (the webhook, which acknowledges first).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,24 +18,18 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from borealis.db import Database, utcnow
+from borealis.db import dialect_of, utcnow
 from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import template_report
 from borealis.dynatrace.problem_details import from_api_problem
 from borealis.dynatrace.problem_notification import ProblemNotification
-from borealis.incidents import batch as incident_batch
-from borealis.incidents import placement
-from borealis.incidents import service as incidents_service
+from borealis.ingest.hooks import installed as hooks
 from borealis.problems import lifecycle
 from borealis.problems import service as problems_service
-from borealis.problems.models import FollowUp
-from borealis.rca import service as rca_service
-from borealis.sync import service as sync_service
+from borealis.problems.models import ENDED_STATES, FollowUp
 
 SOURCES = problems_service.SOURCES
-# Follow-ups carried out per call (and per transaction).
-FOLLOW_UP_BATCH = 500
 _follow_ups: sa.Table = FollowUp.__table__  # type: ignore[assignment]
 _connections: sa.Table = Connection.__table__  # type: ignore[assignment]
 
@@ -111,13 +104,18 @@ def ingest_api_problem(
 
 
 def ingest_many(
-    *, db_session: Session, items: Sequence[Accepted], follow_up_now: bool = True
+    *,
+    db_session: Session,
+    items: Sequence[Accepted],
+    follow_up_now: bool = True,
+    being_enriched: Collection[int] = (),
 ) -> list[IngestResult]:
     """Ingest notifications in order, in the caller's transaction; returns one result per item.
 
     The lifecycle step writes each problem and queues its follow-up (``FollowUp``) in this transaction.
     With ``follow_up_now`` the follow-ups of these users run here too, so the caller commits problems and
-    incidents together; the webhook passes False and acknowledges first (see ``follow_up``).
+    incidents together; the webhook passes False and acknowledges first. ``being_enriched`` names the
+    problems whose enrichment this write is: they ask for no second one.
     """
     results: list[IngestResult | None] = [None] * len(items)
     deliveries: list[problems_service.Delivery] = []
@@ -147,7 +145,7 @@ def ingest_many(
     if follow_up_now:
         # Correlation lock first: every step that correlates takes it before any problem row.
         for user_id in user_ids:
-            incidents_service.lock_user(db_session=db_session, user_id=user_id)
+            hooks().lock_user(db_session=db_session, user_id=user_id)
     applied = problems_service.apply_notifications(db_session=db_session, deliveries=deliveries)
     changed: dict[int, problems_service.Applied] = {}
     for position, outcome in zip(positions, applied, strict=True):
@@ -161,16 +159,18 @@ def ingest_many(
         if outcome.outcome != lifecycle.DUPLICATE:
             # Once per problem, with its columns as the whole batch left them.
             changed.setdefault(outcome.problem_id, outcome)
-    _queue_follow_ups(db_session, list(changed.values()))
+    _queue_follow_ups(db_session, list(changed.values()), being_enriched=being_enriched)
 
     # Connections last: every writer locks problems before the connection row, never the reverse.
     _touch_connections(db_session, items)
     if follow_up_now and user_ids:
-        follow_up(db_session=db_session, user_ids=user_ids)
+        hooks().follow_up(db_session=db_session, user_ids=user_ids)
     return [result for result in results if result is not None]
 
 
-def _queue_follow_ups(db_session: Session, changed: Sequence[problems_service.Applied]) -> None:
+def _queue_follow_ups(
+    db_session: Session, changed: Sequence[problems_service.Applied], *, being_enriched: Collection[int] = ()
+) -> None:
     """Queue what each changed problem still needs, or fold it into the follow-up already waiting for
     the problem (which keeps its ``previous_keys``: those are what the incident index still holds).
 
@@ -178,10 +178,14 @@ def _queue_follow_ups(db_session: Session, changed: Sequence[problems_service.Ap
     follow-up for it meanwhile.
     """
     wanted = []
+    picture_changed = hooks().picture_changed
     for applied in changed:
-        correlate = applied.previous is None or incident_batch.picture_changed(applied.previous, applied.row)
-        enrich = applied.outcome in (lifecycle.CREATED, lifecycle.UPDATED) and sync_service.wants_enrichment(
-            db_session=db_session, problem_id=applied.problem_id, state=applied.state
+        correlate = applied.previous is None or picture_changed(applied.previous, applied.row)
+        # An open problem created or changed is fetched again, unless this write is its enrichment.
+        enrich = (
+            applied.outcome in (lifecycle.CREATED, lifecycle.UPDATED)
+            and applied.state not in ENDED_STATES
+            and applied.problem_id not in being_enriched
         )
         if correlate or enrich:
             wanted.append((applied, correlate, enrich))
@@ -203,7 +207,7 @@ def _queue_follow_ups(db_session: Session, changed: Sequence[problems_service.Ap
                     "created": previous is None,
                     "correlate": correlate,
                     "enrich": enrich,
-                    "previous_keys": None if previous is None else incident_batch.index_keys(previous),
+                    "previous_keys": None if previous is None else hooks().index_keys(previous),
                     "states": _bounded(states),
                     "next_at": _next_at(states, now),
                     "queued_at": now,
@@ -239,122 +243,16 @@ def _waiting_follow_ups(db_session: Session, problem_ids: list[int]) -> dict[int
     carried out is waited for (and is gone after), so nothing is folded into a row about to be deleted."""
     driver = Driver.of(db_session)
     reader = driver.reader(_follow_ups, ("id", "problem_id", "correlate", "enrich", "states"))
-    lock = " FOR UPDATE" if _dialect(db_session) == "postgresql" else ""
+    lock = " FOR UPDATE" if dialect_of(db_session) == "postgresql" else ""
     ids = sorted(problem_ids)
     sql = f"{reader.sql} WHERE problem_id IN ({driver.marks(len(ids))}) ORDER BY problem_id{lock}"
     return {row["problem_id"]: row for row in reader.dicts(driver.execute(db_session, sql, ids))}
-
-
-def _dialect(db_session: Session) -> str:
-    return db_session.get_bind().dialect.name
-
-
-def follow_up(
-    *, db_session: Session, user_ids: Sequence[str] | None = None, limit: int = FOLLOW_UP_BATCH
-) -> int:
-    """Carry out queued follow-ups (of these users, or of anyone), oldest first, in the caller's
-    transaction: correlation into incidents, an analysis for each new problem's incident, enrichment of
-    changed open problems. Returns how many it carried out (fewer than ``limit``: none are left).
-
-    Serialized per user by the correlation lock; on PostgreSQL the follow-up rows are locked too, so
-    a change queued meanwhile waits and is queued again once these are gone, never folded into a row
-    this call deletes.
-    """
-    if user_ids is None:
-        user_ids = list(db_session.scalars(sa.select(FollowUp.user_id).distinct().limit(limit)))
-    user_ids = sorted(set(user_ids))
-    if not user_ids:
-        return 0
-    for user_id in user_ids:
-        incidents_service.lock_user(db_session=db_session, user_id=user_id)
-    # One more than taken: when its next state arrived bounds what this call may replay.
-    pending = (
-        sa.select(FollowUp)
-        .where(FollowUp.user_id.in_(user_ids))
-        .order_by(FollowUp.next_at, FollowUp.id)
-        .limit(limit + 1)
-    )
-    if _dialect(db_session) == "postgresql":
-        pending = pending.with_for_update()
-    found = list(db_session.scalars(pending))
-    follow_ups, waiting = found[:limit], found[limit:]
-    if not follow_ups:
-        return 0
-    until = waiting[0].next_at if waiting else None
-    rows = incident_batch.pictures(db_session=db_session, problem_ids=[f.problem_id for f in follow_ups])
-    changes = []
-    # Problem id -> (the state replayed last, the states left for a later call).
-    later: dict[int, tuple[str, list[list[Any]]]] = {}
-    for f in follow_ups:
-        if f.problem_id not in rows:
-            continue
-        states = [list(step) for step in f.states or ()]
-        # A state taken after the next one of a follow-up still waiting must not be replayed before it
-        # (the first follow-up always replays at least its next state: none waiting comes before it).
-        now = [step for index, step in enumerate(states) if index == 0 or until is None or step[1] <= until]
-        if len(now) < len(states):
-            later[f.problem_id] = (now[-1][0], states[len(now) :])
-        changes.append(
-            incident_batch.ProblemChange(
-                rows[f.problem_id],
-                created=f.created,
-                correlate=f.correlate,
-                previous_keys=None if f.previous_keys is None else frozenset(f.previous_keys),
-                states=tuple((state, at) for state, at in now),
-                final=f.problem_id not in later,
-            )
-        )
-    incidents = placement.on_problems_changed(db_session=db_session, changes=changes)
-    created = [f.problem_id for f in follow_ups if f.created]
-    rca_service.after_ingest_many(
-        db_session=db_session,
-        incidents=[incidents[problem_id] for problem_id in created if problem_id in incidents],
-    )
-    sync_service.request_enrichments(
-        db_session=db_session,
-        problems=[
-            (f.problem_id, f.user_id, rows[f.problem_id]["state"])
-            for f in follow_ups
-            if f.enrich and f.problem_id in rows
-        ],
-    )
-    done = [f for f in follow_ups if f.problem_id not in later]
-    if done:
-        db_session.execute(sa.delete(FollowUp).where(FollowUp.id.in_([f.id for f in done])))
-    for f in follow_ups:
-        if f.problem_id in later:
-            # What is left: the states still to come, from the one the incident now has.
-            reached, left = later[f.problem_id]
-            f.states = [[reached, 0], *left]
-            f.next_at = left[0][1]
-            f.created = False
-            f.correlate = True
-            f.enrich = False
-            f.previous_keys = incident_batch.index_keys(rows[f.problem_id])
-    db_session.flush()
-    return len(follow_ups)
 
 
 def _next_at(states: list[list[Any]], now: datetime) -> int:
     """When the first state of a new follow-up arrived (its queueing time if it took none)."""
     timed = [at for _state, at in states if at]
     return timed[0] if timed else int(now.timestamp() * 1_000_000)
-
-
-def follow_up_all(
-    *, database: Database, user_ids: Sequence[str] | None = None, seconds: float | None = None
-) -> int:
-    """Carry out every waiting follow-up (of these users, or of anyone), ``FOLLOW_UP_BATCH`` per
-    transaction, or stop once ``seconds`` have passed; returns how many it carried out."""
-    deadline = None if seconds is None else time.monotonic() + seconds
-    total = 0
-    while True:
-        with database.session(write=True) as session:
-            done = follow_up(db_session=session, user_ids=user_ids)
-            session.commit()
-        total += done
-        if done < FOLLOW_UP_BATCH or (deadline is not None and time.monotonic() > deadline):
-            return total
 
 
 def pending_follow_ups(*, db_session: Session, user_id: str | None = None) -> bool:

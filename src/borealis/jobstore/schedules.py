@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
 from borealis.errors import InvalidInput
-from borealis.jobs.enqueueing import enqueue
-from borealis.jobs.models import Job, JobSchedule
-from borealis.jobs.table import SCHEDULES, insert_for
+from borealis.jobstore.enqueueing import enqueue
+from borealis.jobstore.models import Job, JobSchedule
+from borealis.jobstore.table import SCHEDULES, insert_for
 
 
 def ensure_schedule(

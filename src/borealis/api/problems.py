@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
 
 from borealis import jsontext
-from borealis.deps import CorrelatedUser, CurrentUser, DbSession
+from borealis.api.deps import CorrelatedUser, CurrentUser, DbSession
 from borealis.dynatrace.json_body import stored_body
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.problem_notification import IMPACTS, SEVERITIES

@@ -8,13 +8,14 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
+from borealis.api.deps import CurrentUser, DbSession, get_database
 from borealis.db import Database, utcnow
-from borealis.deps import CurrentUser, DbSession, get_database
+from borealis.dynatrace import entities
 from borealis.dynatrace import service as dynatrace_service
 from borealis.dynatrace.errors import NotConnected
 from borealis.errors import BorealisError, NotFound
-from borealis.jobs import enqueue
-from borealis.jobs.models import Job, JobState
+from borealis.jobstore import enqueue
+from borealis.jobstore.models import Job, JobState
 from borealis.problems import service as problems_service
 from borealis.schemas import API_ERRORS, RowId, error_responses
 from borealis.sync import service
@@ -135,7 +136,7 @@ def get_enrichment(alert_id: RowId, user: CurrentUser, db_session: DbSession) ->
     record = service.get_enrichment(db_session=db_session, problem_id=problem.id)
     if record is None:
         return EnrichmentRead(alert_id=problem.id, status="pending")
-    entities = service.cached_documents(
+    documents = entities.cached_documents(
         db_session=db_session, connection_id=problem.connection_id, entity_ids=record.entity_ids or []
     )
     return EnrichmentRead(
@@ -143,6 +144,6 @@ def get_enrichment(alert_id: RowId, user: CurrentUser, db_session: DbSession) ->
         status=record.status,
         fetched_at=record.fetched_at,
         details=record.details,
-        entities=entities,
+        entities=documents,
         not_fetched=[NotFetchedRead.model_validate(item) for item in record.not_fetched or []],
     )

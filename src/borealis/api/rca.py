@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, status
 
-from borealis.deps import AppSettings, DbSession
+from borealis.api.deps import AppSettings, DbSession
+from borealis.api.incidents import INCIDENT_ERRORS, IncidentFromPath
 from borealis.errors import NotFound
-from borealis.incidents.views import INCIDENT_ERRORS, IncidentFromPath
 from borealis.rca import service
 from borealis.rca.models import RcaTrigger
 from borealis.rca.schemas import RcaRead
