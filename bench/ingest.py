@@ -143,10 +143,12 @@ def as_the_writer(database: Database, jobs: list[Any]) -> None:
     """Run webhook jobs as the writer does (one transaction), then carry out the follow-ups they
     queued, as it does once deliveries pause: what one notification costs the server in all. As in the
     writer, a thread of its own copies the SQLite write-ahead log into the database after commits."""
+    from borealis import assembly
     from borealis.ingest.delivery import process
     from borealis.ingest.writer import Checkpointer
     from borealis.jobs import follow_ups
 
+    assembly.install()
     with database.session(write=True) as session:
         process(session, jobs)
         session.commit()
