@@ -18,9 +18,11 @@ import uvicorn
 from fastapi import FastAPI, Request
 
 from borealis import migrate
-from borealis.app import create_app
+from borealis.app import create_app, make_secret_box
 from borealis.config import load_settings
 from borealis.db import Database
+from borealis.jobs.registry import register_handlers
+from borealis.jobs.worker import Worker
 from borealis.server import uvicorn_config
 
 BARE_ANSWER = b'{"received":true}'
@@ -104,7 +106,14 @@ def main() -> None:
         log_level=settings.log_level.lower(),
     )
     config.app = with_bare_endpoint(config.app)
-    uvicorn.Server(config).run()
+    # In-process workers, as `borealis serve` runs them: they carry out the follow-ups the burst records.
+    register_handlers()
+    worker = Worker(database=database, settings=settings, secret_box=make_secret_box(settings))
+    worker.start()
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        worker.stop(grace_seconds=5)
 
 
 if __name__ == "__main__":

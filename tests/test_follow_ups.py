@@ -1,4 +1,4 @@
-"""Follow-ups: the webhook acknowledges after the lifecycle step and correlates afterwards.
+"""Follow-ups: the webhook acknowledges after the lifecycle step; a job correlates afterwards.
 
 What a burst leaves waiting is folded per problem and replayed in arrival order, so it ends like the
 same deliveries correlated one by one; readers of incidents see it done; nothing waiting is lost.
@@ -6,31 +6,21 @@ same deliveries correlated one by one; readers of incidents see it done; nothing
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-import pytest
 import sqlalchemy as sa
 
 from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
 from borealis.incidents.models import Incident, IncidentEvent, IncidentProblem
-from borealis.ingest import intake, writer
+from borealis.ingest import intake
 from borealis.jobs import follow_ups
+from borealis.jobstore.models import Job
 from borealis.problems.models import FollowUp, Problem
 from tests.support.builders import problem_body
-from tests.support.server import serve_in_thread
 from tests.support.waiting import wait_until
 from tests.support.webhooks import encode, followed_up, wire_connection
-
-
-@pytest.fixture(autouse=True)
-def _shared_writer_at_rest() -> None:
-    """These tests watch follow-ups wait. The shared server's writer carries out waiting follow-ups once
-    its own deliveries pause (IDLE_SECONDS): let that pass, for an earlier test's deliveries, be over
-    first, so it cannot take this test's."""
-    time.sleep(writer.IDLE_SECONDS * 5)
 
 
 def acknowledge(database, wired, bodies: list[dict[str, Any]]) -> None:
@@ -179,26 +169,42 @@ def test_requests_that_do_not_read_incidents_wait_for_no_follow_up(app, database
     assert waiting(database) == []
 
 
-def test_the_writer_follows_up_once_deliveries_pause(app, database, account, client):
+def follow_up_jobs(database) -> list[Job]:
+    with database.session() as session:
+        return list(session.scalars(sa.select(Job).where(Job.kind == intake.FOLLOW_UP_JOB).order_by(Job.id)))
+
+
+def test_the_webhook_only_records_and_a_worker_follows_up(app, database, account, client, background_worker):
     wired = wire_connection(database, app.state.secret_box, account.user_id)
     for minute in range(3):
         body = problem_body(str(minute), display=f"P-{minute}", minute=minute, entities=("SERVICE-A",))
         assert client.post(wired.url, json=body).status_code == 200
-    wait_until(lambda: not waiting(database), what="the writer's follow-ups")
+    # Acknowledged with nothing correlated: the answer recorded three follow-ups and one job for them.
+    assert len(waiting(database)) == 3
+    assert groups(database, account.user_id) == set()
+    [job] = follow_up_jobs(database)
+    assert (job.state, job.user_id, job.key) == ("queued", account.user_id, f"user:{account.user_id}")
+    background_worker()
+    wait_until(lambda: not waiting(database), what="the worker's follow-ups")
     assert groups(database, account.user_id) == {(frozenset({"P-0", "P-1", "P-2"}), "open")}
+    wait_until(lambda: [j.state for j in follow_up_jobs(database)] == ["done"], what="the job to finish")
+    assert follow_up_jobs(database)[0].result == {"followUps": 3}
 
 
-def test_follow_ups_a_stopped_server_left_are_carried_out_when_one_starts(
-    app, settings, database, make_account
+def test_the_job_works_in_short_steps_and_ends_like_one_by_one(
+    app, database, make_account, background_worker, monkeypatch
 ):
-    from borealis.app import create_app
-
-    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
-    acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
-    assert len(waiting(database)) == 1
-    with serve_in_thread(create_app(settings, database)):
-        wait_until(lambda: not waiting(database), what="the follow-ups a stopped server left")
-    assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "open")}
+    """Two at a time (one transaction each), a burst still ends like the same deliveries one by one."""
+    monkeypatch.setattr(follow_ups, "JOB_STEP", 2)
+    calm = wire_connection(database, app.state.secret_box, make_account("calm@example.com").user_id)
+    busy = wire_connection(database, app.state.secret_box, make_account("busy@example.com").user_id)
+    bodies = flapping()
+    one_by_one(database, calm, bodies)
+    acknowledge(database, busy, bodies)
+    background_worker()
+    wait_until(lambda: not waiting(database), what="the worker's follow-ups")
+    assert groups(database, busy.user_id) == groups(database, calm.user_id)
+    assert timeline(database, busy.user_id) == timeline(database, calm.user_id)
 
 
 def test_followed_up_one_at_a_time_still_ends_like_one_by_one(app, database, make_account):

@@ -137,16 +137,21 @@ def _follow_ups_done(request: Request, db_session: Session, user_id: str) -> Non
     wait is bounded: after ``FOLLOW_UP_WAIT`` seconds the request goes on and the rest follows."""
     if not pending_follow_ups(db_session=db_session, user_id=user_id):
         return
-    if request.method in csrf.SAFE_METHODS:
-        follow_ups.follow_up_all(
-            database=request.app.state.database, user_ids=[user_id], seconds=FOLLOW_UP_WAIT
-        )
-        # A new snapshot, which includes them.
-        db_session.rollback()
+    database = request.app.state.database
+    if request.method in csrf.SAFE_METHODS or not database.is_sqlite:
+        # Short transactions of their own, like the follow-up job's.
+        follow_ups.follow_up_all(database=database, user_ids=[user_id], seconds=FOLLOW_UP_WAIT)
+        if request.method in csrf.SAFE_METHODS:
+            # A new snapshot, which includes them (a changing request on PostgreSQL reads committed
+            # rows statement by statement, and keeps what it wrote so far).
+            db_session.rollback()
         return
-    # In the request's own write transaction (it holds SQLite's write lock); the view commits it.
+    # On SQLite a changing request holds the write lock from its start: in its own transaction, which
+    # the view commits.
     deadline = time.monotonic() + FOLLOW_UP_WAIT
-    while follow_ups.follow_up(db_session=db_session, user_ids=[user_id]) == follow_ups.FOLLOW_UP_BATCH:
+    while follow_ups.follow_up(db_session=db_session, user_ids=[user_id], limit=follow_ups.JOB_STEP) == (
+        follow_ups.JOB_STEP
+    ):
         if time.monotonic() > deadline:
             break
 

@@ -3,8 +3,9 @@
 The lifecycle step and the follow-up it queues (correlation into incidents, an analysis for a new
 incident, enrichment) are written in the caller's transaction, so a problem, its notification and what
 must follow from it are committed together or not at all. The follow-up itself is carried out above this
-layer (``borealis.jobs.follow_ups``): in that transaction too (``follow_up_now``, for sync jobs and
-direct callers, through the installed hooks) or later (the webhook, which acknowledges first).
+layer (``borealis.jobs.follow_ups``): by a job, in short transactions of its own (the webhook and sync),
+or for the problems just written in this transaction too (``follow_up_now``: enrichment and direct
+callers, through the installed hooks).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
+from borealis import jobstore
 from borealis.db import dialect_of, utcnow
 from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
@@ -30,6 +32,9 @@ from borealis.problems import service as problems_service
 from borealis.problems.models import ENDED_STATES, FollowUp
 
 SOURCES = problems_service.SOURCES
+# The job that carries out a user's queued follow-ups (``borealis.jobs.follow_ups``).
+FOLLOW_UP_JOB = "problem.follow_up"
+FOLLOW_UP_MAX_ATTEMPTS = 20
 _follow_ups: sa.Table = FollowUp.__table__  # type: ignore[assignment]
 _connections: sa.Table = Connection.__table__  # type: ignore[assignment]
 
@@ -113,9 +118,11 @@ def ingest_many(
     """Ingest notifications in order, in the caller's transaction; returns one result per item.
 
     The lifecycle step writes each problem and queues its follow-up (``FollowUp``) in this transaction.
-    With ``follow_up_now`` the follow-ups of these users run here too, so the caller commits problems and
-    incidents together; the webhook passes False and acknowledges first. ``being_enriched`` names the
-    problems whose enrichment this write is: they ask for no second one.
+    A job per user (``FOLLOW_UP_JOB``) carries the follow-ups out later, in short transactions of its
+    own. With ``follow_up_now`` the follow-ups of the problems this call changed (theirs only) run here
+    too, so the caller commits those problems and their incidents together; the webhook and sync jobs
+    pass False. ``being_enriched`` names the problems whose enrichment this write is: they ask for no
+    second one.
     """
     results: list[IngestResult | None] = [None] * len(items)
     deliveries: list[problems_service.Delivery] = []
@@ -159,20 +166,44 @@ def ingest_many(
         if outcome.outcome != lifecycle.DUPLICATE:
             # Once per problem, with its columns as the whole batch left them.
             changed.setdefault(outcome.problem_id, outcome)
-    _queue_follow_ups(db_session, list(changed.values()), being_enriched=being_enriched)
+    waiting = _queue_follow_ups(db_session, list(changed.values()), being_enriched=being_enriched)
 
-    # Connections last: every writer locks problems before the connection row, never the reverse.
+    # Then the connections, the incidents, the jobs: the lock order of docs/architecture.md.
     _touch_connections(db_session, items)
-    if follow_up_now and user_ids:
-        hooks().follow_up(db_session=db_session, user_ids=user_ids)
+    if follow_up_now and waiting:
+        hooks().follow_up(db_session=db_session, problem_ids=sorted(changed))
+        # Only what is left (states to replay after another problem's) needs the job.
+        waiting = _users_still_waiting(db_session, sorted(changed))
+    _request_follow_up_jobs(db_session, waiting)
     return [result for result in results if result is not None]
+
+
+def _users_still_waiting(db_session: Session, problem_ids: list[int]) -> set[str]:
+    statement = sa.select(FollowUp.user_id).where(FollowUp.problem_id.in_(problem_ids)).distinct()
+    return set(db_session.scalars(statement))
+
+
+def follow_up_key(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def _request_follow_up_jobs(db_session: Session, user_ids: Collection[str]) -> None:
+    """The job that carries out these users' follow-ups (one queued per user: a burst folds into it)."""
+    requests = [
+        jobstore.JobRequest(
+            key=follow_up_key(user_id), user_id=user_id, payload={}, max_attempts=FOLLOW_UP_MAX_ATTEMPTS
+        )
+        for user_id in sorted(user_ids)
+    ]
+    jobstore.enqueue_many(db_session=db_session, kind=FOLLOW_UP_JOB, requests=requests)
 
 
 def _queue_follow_ups(
     db_session: Session, changed: Sequence[problems_service.Applied], *, being_enriched: Collection[int] = ()
-) -> None:
+) -> set[str]:
     """Queue what each changed problem still needs, or fold it into the follow-up already waiting for
-    the problem (which keeps its ``previous_keys``: those are what the incident index still holds).
+    the problem (which keeps its ``previous_keys``: those are what the incident index still holds);
+    returns the users who have follow-ups waiting now.
 
     A plain insert is safe: the lifecycle step holds the problem's row, so no other writer queues a
     follow-up for it meanwhile.
@@ -190,7 +221,7 @@ def _queue_follow_ups(
         if correlate or enrich:
             wanted.append((applied, correlate, enrich))
     if not wanted:
-        return
+        return set()
     waiting = _waiting_follow_ups(db_session, [applied.problem_id for applied, _, _ in wanted])
     now = utcnow()
     inserts: list[dict[str, Any]] = []
@@ -227,6 +258,7 @@ def _queue_follow_ups(
         if rows:
             writer = driver.writer(_follow_ups, [name for name in rows[0] if name != key], key=key)
             driver.execute_many(db_session, writer.sql, writer.params(rows))
+    return {applied.row["user_id"] for applied, _, _ in wanted}
 
 
 # States replayed per follow-up at most: the first and the newest (a problem flapping all through a

@@ -8,11 +8,11 @@ delivery and sends it on, and gets the answers back a batch at a time.
 
 The writer commits whatever has queued up in one transaction (group commit: one fsync for many
 deliveries) and only then answers each, so every 2xx is durable. That transaction holds the lifecycle
-step and queues the rest (correlation, analysis, enrichment) as follow-ups; the writer carries them out
-once deliveries stop coming, so a burst is acknowledged at intake speed and each problem is correlated
-once for all its deliveries meanwhile. Whoever reads incidents first has its own follow-ups done
-(``borealis.api.deps.CorrelatedUser``); under a long burst the writer still gives them a little time between
-batches, so none waits longer than ``MAX_FOLLOW_UP_LAG``.
+step and records the rest (correlation, analysis, enrichment) as follow-ups with a job that carries them
+out (``borealis.jobs.follow_ups``, on the workers, in short transactions of their own). The writer never
+carries out follow-ups and never takes a lock that background work holds for long: it answers at intake
+speed whatever the workers do, and each problem is correlated once for all its deliveries meanwhile.
+Whoever reads incidents first has its own follow-ups done (``borealis.api.deps.CorrelatedUser``).
 
 If the server goes away (stopped, or killed), the writer sees its socket close and exits; if the writer
 dies, the deliveries it held are answered 500 ("send it again") and the next delivery starts another.
@@ -39,7 +39,6 @@ import sqlalchemy as sa
 
 from borealis import jsontext
 from borealis.db import Database
-from borealis.ingest import hooks
 from borealis.ingest.delivery import NOT_STORED, Answer, Job, error, from_wire, process, to_wire
 
 logger = logging.getLogger("borealis.webhook")
@@ -47,18 +46,9 @@ logger = logging.getLogger("borealis.webhook")
 # A batch is whatever queued up while the last one ran, this many at most (waiting for more would only
 # add latency: the server keeps working meanwhile, on its own core).
 MAX_BATCH = 256
-# The module the writer's process runs: an entry point that installs the start-up hooks (which carry
-# out follow-ups), then calls ``serve``.
+# The module the writer's process runs: an entry point that installs the start-up hooks intake asks
+# (does a change matter to correlation), then calls ``serve``.
 WRITER_PROCESS = "borealis.assembly"
-# Follow-ups run when no delivery arrived for this long, this many at a time (a delivery that comes
-# meanwhile waits for at most one such transaction)...
-IDLE_SECONDS = 0.05
-IDLE_FOLLOW_UPS = 50
-# ... and go on after this much quiet (senders answered a moment ago send again within it).
-NEXT_FOLLOW_UPS_SECONDS = 0.005
-# ... and, under a burst that never pauses, a few at a time once the oldest waited this long.
-MAX_FOLLOW_UP_LAG = 10.0
-BUSY_FOLLOW_UPS = 20
 _RETRIES = 3
 
 # Frames on the socket: a 4-byte length and JSON. To the writer: the settings, then one delivery each
@@ -251,10 +241,6 @@ class WebhookWriter:
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._stopping = False
         self._checkpointer = Checkpointer(database) if database.is_sqlite else None
-        # When the oldest follow-up this writer queued (or found at start) began waiting; None: none.
-        self._follow_ups_since: float | None = time.monotonic()
-        # Whether the last pause left follow-ups for the next (then it goes on unless deliveries wait).
-        self._more_follow_ups = False
         self._thread = threading.Thread(target=self._run, name="borealis-webhook-writer", daemon=True)
         self._thread.start()
 
@@ -273,23 +259,7 @@ class WebhookWriter:
         with self.database.session(write=True) as session:
             answers = process(session, jobs)
             session.commit()
-        if self._follow_ups_since is None and any(answer.status == 200 for answer in answers):
-            self._follow_ups_since = time.monotonic()
         return answers
-
-    def follow_up(self, limit: int) -> int:
-        """Carry out up to ``limit`` waiting follow-ups in one transaction; returns how many."""
-        try:
-            with self.database.session(write=True) as session:
-                done = hooks.installed().follow_up(db_session=session, limit=limit)
-                session.commit()
-        except Exception:
-            # They stay queued; the next pause tries again.
-            logger.exception("follow-ups failed")
-            return 0
-        if done < limit:
-            self._follow_ups_since = None
-        return done
 
     def _run(self) -> None:
         while not self._stopping:
@@ -300,18 +270,10 @@ class WebhookWriter:
             if self._checkpointer is not None:
                 self._checkpointer.nudge()
             self.answer([(job.id, answer) for job, answer in zip(jobs, answers, strict=True)])
-            since = self._follow_ups_since
-            if since is not None and time.monotonic() - since > MAX_FOLLOW_UP_LAG:
-                self.follow_up(BUSY_FOLLOW_UPS)
 
-    def _next_batch(self) -> list[Job] | None:
-        """The next deliveries to commit together; None after a pause spent on follow-ups, none at all
-        once the server closed the socket."""
-        try:
-            first = self._queue.get(timeout=self._pause())
-        except queue.Empty:
-            self._more_follow_ups = self.follow_up(IDLE_FOLLOW_UPS) == IDLE_FOLLOW_UPS
-            return None
+    def _next_batch(self) -> list[Job]:
+        """The next deliveries to commit together (none once the server closed the socket)."""
+        first = self._queue.get()
         if first is None:
             self._stopping = True
             return []
@@ -325,15 +287,7 @@ class WebhookWriter:
                 self._stopping = True
                 break
             wires.append(item)
-        # Deliveries came: the next follow-ups wait for a full pause again.
-        self._more_follow_ups = False
         return [from_wire(wire) for wire in wires]
-
-    def _pause(self) -> float | None:
-        """How long without deliveries makes a pause to carry out follow-ups in (None: none wait)."""
-        if self._follow_ups_since is None:
-            return None
-        return NEXT_FOLLOW_UPS_SECONDS if self._more_follow_ups else IDLE_SECONDS
 
     def _answer(self, jobs: list[Job]) -> list[Answer]:
         for attempt in range(_RETRIES):

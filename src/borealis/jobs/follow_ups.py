@@ -1,14 +1,17 @@
 """Carrying out what ingest recorded: correlation into incidents, an analysis for each new problem's
 incident, enrichment of changed open problems.
 
-Ingest queues a ``FollowUp`` per changed problem in its own transaction; this module, above incidents,
-RCA and sync, carries them out: the webhook writer between batches, a request that reads incidents
-(``borealis.api.deps``), sync jobs in their own transaction. ``install`` is what the entry points give
-ingest (``borealis.ingest.hooks``) so that it can ask these questions without importing upward.
+Ingest queues a ``FollowUp`` per changed problem, and a job per user (``FOLLOW_UP_JOB``), in its own
+transaction; this module, above incidents, RCA and sync, carries them out: that job, on the workers, a
+few problems per transaction (``run``); a request that reads incidents (``borealis.api.deps``), for its
+user; a caller that wants a problem's incident at once (``follow_up_now``), for that problem only.
+``install`` is what the entry points give ingest (``borealis.ingest.hooks``) so that it can ask these
+questions without importing upward.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -20,26 +23,52 @@ from borealis.db import Database, dialect_of
 from borealis.incidents import batch, placement
 from borealis.incidents.service import lock_user
 from borealis.ingest import hooks
+from borealis.jobstore import JobContext, Retry
 from borealis.problems.models import FollowUp
 from borealis.rca import service as rca_service
 from borealis.sync import service as sync_service
 
-# Follow-ups carried out per call (and per transaction).
+# Follow-ups carried out per call (and per transaction) by default...
 FOLLOW_UP_BATCH = 500
+# ... and per transaction by the job: short, so the writer (which folds changes into waiting
+# follow-ups) never waits long for one.
+JOB_STEP = 20
+
+
+def run(ctx: JobContext) -> dict[str, Any]:
+    """The follow-up job: carry out the user's follow-ups, ``JOB_STEP`` per transaction, until none are
+    left (a worker shutting down stops between transactions: the job runs again for the rest)."""
+    done = follow_up_all(
+        database=ctx.database, user_ids=[ctx.user_id] if ctx.user_id else None, stop=ctx.stopping
+    )
+    if ctx.stopping.is_set():
+        raise Retry(f"stopped after {done} follow-ups", delay=0, count_attempt=False)
+    return {"followUps": done}
 
 
 def follow_up(
-    *, db_session: Session, user_ids: Sequence[str] | None = None, limit: int = FOLLOW_UP_BATCH
+    *,
+    db_session: Session,
+    user_ids: Sequence[str] | None = None,
+    problem_ids: Sequence[int] | None = None,
+    limit: int = FOLLOW_UP_BATCH,
 ) -> int:
     """Carry out queued follow-ups (of these users, or of anyone), oldest first, in the caller's
     transaction: correlation into incidents, an analysis for each new problem's incident, enrichment of
     changed open problems. Returns how many it carried out (fewer than ``limit``: none are left).
+    With ``problem_ids`` only the follow-ups of those problems.
 
     Serialized per user by the correlation lock; on PostgreSQL the follow-up rows are locked too, so
     a change queued meanwhile waits and is queued again once these are gone, never folded into a row
     this call deletes.
     """
-    if user_ids is None:
+    if problem_ids is not None:
+        user_ids = list(
+            db_session.scalars(
+                sa.select(FollowUp.user_id).where(FollowUp.problem_id.in_(problem_ids)).distinct()
+            )
+        )
+    elif user_ids is None:
         user_ids = list(db_session.scalars(sa.select(FollowUp.user_id).distinct().limit(limit)))
     user_ids = sorted(set(user_ids))
     if not user_ids:
@@ -53,6 +82,8 @@ def follow_up(
         .order_by(FollowUp.next_at, FollowUp.id)
         .limit(limit + 1)
     )
+    if problem_ids is not None:
+        pending = pending.where(FollowUp.problem_id.in_(problem_ids))
     if dialect_of(db_session) == "postgresql":
         pending = pending.with_for_update()
     found = list(db_session.scalars(pending))
@@ -115,18 +146,24 @@ def follow_up(
 
 
 def follow_up_all(
-    *, database: Database, user_ids: Sequence[str] | None = None, seconds: float | None = None
+    *,
+    database: Database,
+    user_ids: Sequence[str] | None = None,
+    seconds: float | None = None,
+    stop: threading.Event | None = None,
 ) -> int:
-    """Carry out every waiting follow-up (of these users, or of anyone), ``FOLLOW_UP_BATCH`` per
-    transaction, or stop once ``seconds`` have passed; returns how many it carried out."""
+    """Carry out every waiting follow-up (of these users, or of anyone), ``JOB_STEP`` per transaction,
+    or stop once ``seconds`` have passed or ``stop`` is set; returns how many it carried out."""
     deadline = None if seconds is None else time.monotonic() + seconds
     total = 0
     while True:
         with database.session(write=True) as session:
-            done = follow_up(db_session=session, user_ids=user_ids)
+            done = follow_up(db_session=session, user_ids=user_ids, limit=JOB_STEP)
             session.commit()
         total += done
-        if done < FOLLOW_UP_BATCH or (deadline is not None and time.monotonic() > deadline):
+        if done < JOB_STEP or (deadline is not None and time.monotonic() > deadline):
+            return total
+        if stop is not None and stop.is_set():
             return total
 
 

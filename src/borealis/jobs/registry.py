@@ -87,11 +87,14 @@ register = REGISTRY.register
 def register_handlers(registry: Registry = REGISTRY, *, extra_modules: Iterable[str] = ()) -> list[str]:
     """Register every kind Borealis runs, then import the plug-in modules; returns the registered kinds."""
     from borealis.dynatrace.service import BACKFILL_JOB, SYNC_JOB
+    from borealis.ingest.intake import FOLLOW_UP_JOB
+    from borealis.jobs import follow_ups
     from borealis.rca import service as rca_service
     from borealis.rca import tasks as rca_tasks
     from borealis.sync import tasks as sync_tasks
     from borealis.sync.service import ENRICH_JOB
 
+    registry.add(FOLLOW_UP_JOB, follow_ups.run, backoff_base=1.0, backoff_cap=60.0)
     registry.add(ENRICH_JOB, sync_tasks.enrich_problem, backoff_base=15.0, backoff_cap=600.0)
     registry.add(BACKFILL_JOB, sync_tasks.backfill, backoff_base=30.0, backoff_cap=900.0)
     registry.add(SYNC_JOB, sync_tasks.sync, backoff_base=30.0, backoff_cap=900.0)

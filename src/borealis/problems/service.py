@@ -2,7 +2,7 @@
 
 Applying works on many notifications per call so the webhook's group commit costs a handful of
 statements per batch, not per delivery. It is safe with several processes on one database: rows are
-created with ``ON CONFLICT DO NOTHING`` and then locked (``FOR UPDATE`` on PostgreSQL; SQLite's write
+created with ``ON CONFLICT DO NOTHING`` and then locked (``FOR NO KEY UPDATE`` on PostgreSQL; SQLite's write
 transaction already serializes writers) in key order, so concurrent batches queue instead of deadlocking.
 """
 
@@ -331,7 +331,9 @@ def _lock_rows(
     document stays as stored (``StoredJson``): a delivery only keeps or replaces it."""
     driver = Driver.of(db_session)
     reader = driver.reader(problems_table, undecoded=("details",))
-    lock = " FOR UPDATE" if dialect == "postgresql" else ""
+    # NO KEY UPDATE: writers of a problem queue behind each other, while rows that merely reference it
+    # (an incident's problems, its index keys) are written meanwhile without waiting.
+    lock = " FOR NO KEY UPDATE" if dialect == "postgresql" else ""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
     by_connection: dict[str, list[str]] = {}
     for connection_id, key in keys:

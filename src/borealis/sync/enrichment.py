@@ -297,6 +297,7 @@ def _store(ctx: JobContext, snapshot: Snapshot, fetched: Fetched, *, complete: b
                 problems=[fetched.details],
                 counts=counts,
                 being_enriched=(problem_id,),
+                follow_up_now=True,
             )
             result["corrected"] = counts.updated + counts.closed
         placement = recorrelate(db_session=db_session, problem_id=problem_id)

@@ -29,7 +29,6 @@ from borealis.dynatrace.errors import NeedsUserAction, ResourceNotFound, ScopeMi
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.problem_details import from_api_problem
 from borealis.dynatrace.problem_notification import PayloadRejected, ProblemNotification
-from borealis.incidents import service as incidents_service
 from borealis.ingest import intake
 from borealis.jobstore import JobContext, PermanentFailure
 from borealis.problems import lifecycle
@@ -73,12 +72,13 @@ def apply_api_problems(
     counts: SyncCounts,
     received_at: datetime | None = None,
     being_enriched: Collection[int] = (),
+    follow_up_now: bool = False,
 ) -> list[int]:
     """Apply the API's view of these problems to the connection's records (in the caller's transaction)
     and count what changed in ``counts``; returns the ids of the problems created or corrected.
-    ``being_enriched``: the problems this write is the enrichment of (they ask for no second one)."""
+    ``being_enriched``: the problems this write is the enrichment of (they ask for no second one).
+    Their follow-ups are left to the follow-up job, unless ``follow_up_now`` (see ``intake.ingest_many``)."""
     received_at = received_at or utcnow()
-    incidents_service.lock_user(db_session=db_session, user_id=connection.user_id)
     parsed: dict[str, tuple[ProblemNotification, dict[str, Any]]] = {}
     for problem in problems:
         try:
@@ -117,7 +117,9 @@ def apply_api_problems(
         return []
 
     changed: list[int] = []
-    results = intake.ingest_many(db_session=db_session, items=items, being_enriched=being_enriched)
+    results = intake.ingest_many(
+        db_session=db_session, items=items, follow_up_now=follow_up_now, being_enriched=being_enriched
+    )
     after = _stored(db_session, connection.id, [row["pid_key"] for row in before if row is not None])
     for row, result in zip(before, results, strict=True):
         if result.outcome == lifecycle.CREATED or row is None:
