@@ -173,8 +173,13 @@ def processes(url: str, data_dir: Path) -> Iterator[Any]:
     )
     started: list[subprocess.Popen[bytes]] = []
 
+    # The processes' logs (a killed replica's writer complains as it goes), kept out of the report.
+    log = (data_dir / "processes.log").open("ab")
+
     def start(*args: str) -> subprocess.Popen[bytes]:
-        process = subprocess.Popen([BOREALIS, *args], env=env, cwd=data_dir, stdout=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [BOREALIS, *args], env=env, cwd=data_dir, stdout=subprocess.DEVNULL, stderr=log
+        )
         started.append(process)
         return process
 
@@ -189,6 +194,7 @@ def processes(url: str, data_dir: Path) -> Iterator[Any]:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+        log.close()
 
 
 def serve(start: Any, port: int, *extra: str) -> subprocess.Popen[bytes]:
@@ -209,6 +215,8 @@ def serve(start: Any, port: int, *extra: str) -> subprocess.Popen[bytes]:
 @dataclass
 class Sent:
     latencies: list[float] = field(default_factory=list)
+    # (seconds since the first send, reply time) of each reply, to say when the slow ones came.
+    timeline: list[tuple[float, float]] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
     acknowledged: set[int] = field(default_factory=set)
     resent: int = 0
@@ -273,6 +281,7 @@ async def send(
                     if length:
                         await reader.readexactly(length)
                     sent.latencies.append(time.perf_counter() - began)
+                    sent.timeline.append((began - first, sent.latencies[-1]))
                     sent.statuses[status] = sent.statuses.get(status, 0) + 1
                 except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
                     # The replica is gone (or going): send this delivery again, elsewhere.
@@ -294,7 +303,7 @@ async def send(
         if writer is not None:
             writer.close()
 
-    began = time.perf_counter()
+    began = first = time.perf_counter()
     for wave in waves:
         for index in wave:
             queue.put_nowait(index)
@@ -385,9 +394,9 @@ def caught_up(database: Database, *, limit: float) -> tuple[float | None, float 
 
 
 def check(
-    database: Database, deliveries: list[Delivery], sent: Sent, tenants: int, problems: int
+    database: Database, deliveries: list[Delivery], sent: Sent, tenants: int, problems: int, warm_user: str
 ) -> list[str]:
-    """What went wrong (empty: nothing)."""
+    """What went wrong (empty: nothing); the warm-up tenant's problems are left out."""
     wrong: list[str] = []
     distinct: dict[str, set[bytes]] = {}
     for index in sent.acknowledged:
@@ -397,16 +406,26 @@ def check(
         stored = dict(
             session.execute(
                 sa.text(
-                    "SELECT p.pid, count(n.id) FROM problems p JOIN notifications n ON n.problem_id = p.id GROUP BY p.pid"
-                )
+                    "SELECT p.pid, count(n.id) FROM problems p JOIN notifications n ON n.problem_id = p.id"
+                    " WHERE p.user_id <> :warm GROUP BY p.pid"
+                ),
+                {"warm": warm_user},
             ).all()
         )
-        records = session.scalar(sa.text("SELECT count(*) FROM problems"))
-        states = dict(session.execute(sa.text("SELECT pid, state FROM problems")).all())
+        records = session.scalar(
+            sa.text("SELECT count(*) FROM problems WHERE user_id <> :warm"), {"warm": warm_user}
+        )
+        states = dict(
+            session.execute(
+                sa.text("SELECT pid, state FROM problems WHERE user_id <> :warm"), {"warm": warm_user}
+            ).all()
+        )
         incidents = session.execute(
             sa.text(
                 "SELECT ip.incident_id, p.pid FROM incident_problems ip JOIN problems p ON p.id = ip.problem_id"
-            )
+                " WHERE p.user_id <> :warm"
+            ),
+            {"warm": warm_user},
         ).all()
     for pid, bodies in distinct.items():
         if stored.get(pid) != len(bodies):
@@ -464,7 +483,15 @@ def run(
     is_pg = url.startswith("postgresql")
     with tempfile.TemporaryDirectory(prefix="borealis-scaleout-") as tmp, running_fake_dynatrace() as fake:
         data_dir = Path(tmp)
-        tenants = prepare(url, args.tenants, fake.environment_url, fake.add_token())
+        # One more tenant, whose deliveries warm every replica up (the writer's first batch, the caches)
+        # before anything is measured.
+        tenants = prepare(url, args.tenants + 1, fake.environment_url, fake.add_token())
+        warmup = [
+            Delivery(args.tenants, body["PID"], jsontext.dumps(body).encode())
+            for number in range(16)
+            for step in range(4)
+            for body in [_body(args.tenants, number, state="OPEN", observed=step)]
+        ]
         database = Database(url)
         with processes(url, data_dir) as start:
             ports = [free_port() for _ in range(replicas)]
@@ -480,6 +507,16 @@ def run(
                         f"replica {servers[0].pid} and worker {background[0].pid} at {acknowledged}"
                     )
 
+            asyncio.run(
+                send(
+                    warmup,
+                    [range(len(warmup))],
+                    tenants,
+                    ports,
+                    concurrency=args.concurrency,
+                    on_progress=lambda _count: None,
+                )
+            )
             before = deadlocks(url) if is_pg else 0
             waits = LockWaits(url) if is_pg else None
             if waits:
@@ -501,7 +538,8 @@ def run(
                     waits.__exit__()
             time.sleep(1.0)  # pg_stat_database is flushed at most every second
             after = deadlocks(url) if is_pg else 0
-            wrong = check(database, deliveries, sent, args.tenants, args.problems)
+            errors = (data_dir / "processes.log").read_text(errors="replace").count('"level": "ERROR"')
+            wrong = check(database, deliveries, sent, args.tenants, args.problems, tenants[-1].user_id)
         database.dispose()
     ordered = sorted(sent.latencies)
     result = {
@@ -518,7 +556,9 @@ def run(
         "follow_ups": follow_ups,
         "jobs": jobs,
         "killed": killed,
+        "slowest": sorted(sent.timeline, key=lambda item: -item[1])[:5],
         "wrong": wrong,
+        "logged_errors": errors,
     }
     report(result)
     return result
@@ -542,8 +582,11 @@ def report(result: dict[str, Any]) -> None:
         f"{'':9s} caught up after the last acknowledgement: follow-ups {_seconds(result['follow_ups'])}, "
         f"every job {_seconds(result['jobs'])}"
     )
+    slowest = ", ".join(f"{seconds * 1000:.0f} ms at {at:.1f} s" for at, seconds in result["slowest"])
+    print(f"{'':9s} slowest replies: {slowest}")
     if result["killed"]:
         print(f"{'':9s} kill -9: {result['killed'][0]} acknowledged")
+    print(f"{'':9s} errors logged by the processes: {result['logged_errors']}")
     print(f"{'':9s} outcome: {'right' if not result['wrong'] else 'WRONG'}")
     for line in result["wrong"][:10]:
         print(f"{'':11s}{line}")
