@@ -50,6 +50,15 @@ MAX_BATCH = 256
 # (does a change matter to correlation), then calls ``serve``.
 WRITER_PROCESS = "borealis.assembly"
 _RETRIES = 3
+# When this process last handed a delivery to a writer (``time.monotonic``; 0: never).
+_last_delivery = 0.0
+
+
+def receiving(within: float = 0.05) -> bool:
+    """Whether this process handed a webhook delivery to its writer in the last ``within`` seconds: work
+    that can wait (carrying out follow-ups in the same process) gives way to a burst while it lasts."""
+    return time.monotonic() - _last_delivery < within
+
 
 # Frames on the socket: a 4-byte length and JSON. To the writer: the settings, then one delivery each
 # (``delivery.to_wire``); back: the answers of a batch.
@@ -83,6 +92,8 @@ class WriterClient:
         channel = self._channel
         if channel is None or channel.closed or channel.loop is not asyncio.get_running_loop():
             channel = await self._connect()
+        global _last_delivery
+        _last_delivery = time.monotonic()
         job.id = next(self._ids)
         future = channel.loop.create_future()
         self._pending[job.id] = future

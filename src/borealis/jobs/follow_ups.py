@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from borealis.db import Database, dialect_of
 from borealis.incidents import batch, placement
 from borealis.incidents.service import lock_user
-from borealis.ingest import hooks
+from borealis.ingest import hooks, writer
 from borealis.jobstore import JobContext, Retry
 from borealis.problems.models import FollowUp
 from borealis.rca import service as rca_service
@@ -33,13 +33,20 @@ FOLLOW_UP_BATCH = 500
 # ... and per transaction by the job: short, so the writer (which folds changes into waiting
 # follow-ups) never waits long for one.
 JOB_STEP = 20
+# In a process that also answers webhooks (``borealis serve`` with its workers), the job gives way to a
+# burst between steps, for this long at most: deliveries are acknowledged at full speed, and correlated
+# in the burst's pauses or a step at a time at least this often.
+MAX_LAG_SECONDS = 10.0
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
     """The follow-up job: carry out the user's follow-ups, ``JOB_STEP`` per transaction, until none are
     left (a worker shutting down stops between transactions: the job runs again for the rest)."""
     done = follow_up_all(
-        database=ctx.database, user_ids=[ctx.user_id] if ctx.user_id else None, stop=ctx.stopping
+        database=ctx.database,
+        user_ids=[ctx.user_id] if ctx.user_id else None,
+        stop=ctx.stopping,
+        before_each=lambda: _give_way(ctx.stopping),
     )
     if ctx.stopping.is_set():
         raise Retry(f"stopped after {done} follow-ups", delay=0, count_attempt=False)
@@ -151,12 +158,15 @@ def follow_up_all(
     user_ids: Sequence[str] | None = None,
     seconds: float | None = None,
     stop: threading.Event | None = None,
+    before_each: Callable[[], None] | None = None,
 ) -> int:
     """Carry out every waiting follow-up (of these users, or of anyone), ``JOB_STEP`` per transaction,
     or stop once ``seconds`` have passed or ``stop`` is set; returns how many it carried out."""
     deadline = None if seconds is None else time.monotonic() + seconds
     total = 0
     while True:
+        if before_each is not None:
+            before_each()
         with database.session(write=True) as session:
             done = follow_up(db_session=session, user_ids=user_ids, limit=JOB_STEP)
             session.commit()
@@ -165,6 +175,13 @@ def follow_up_all(
             return total
         if stop is not None and stop.is_set():
             return total
+
+
+def _give_way(stop: threading.Event) -> None:
+    """Wait while this process is receiving webhook deliveries, ``MAX_LAG_SECONDS`` at most."""
+    deadline = time.monotonic() + MAX_LAG_SECONDS
+    while writer.receiving() and time.monotonic() < deadline and not stop.is_set():
+        stop.wait(0.05)
 
 
 def install() -> None:
