@@ -4,6 +4,7 @@ Three runs of the same storm (tenants x problems, each problem delivered ``--del
 exact redeliveries, a resolution for every other problem, and the whole stream reordered within windows):
 
 - ``sqlite``: one ``borealis serve`` on the embedded SQLite default (its in-process workers): the baseline;
+- ``pg-serve``: one ``borealis serve`` with its workers on PostgreSQL: the same shape as ``sqlite``;
 - ``pg-1``: one ``borealis serve --no-workers`` and one ``borealis worker`` on PostgreSQL;
 - ``pg-scale``: ``--replicas`` servers and ``--workers`` workers on PostgreSQL; once ``--kill-at`` of the
   deliveries are acknowledged, one replica and one worker get ``kill -9``. Senders whose replica died send
@@ -606,9 +607,9 @@ def main() -> None:
     parser.add_argument("--kill-at", type=float, default=0.4, help="share acknowledged when the kills come")
     parser.add_argument("--catch-up-limit", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=("sqlite", "pg-1", "pg-scale"), action="append")
+    parser.add_argument("--only", choices=("sqlite", "pg-serve", "pg-1", "pg-scale"), action="append")
     args = parser.parse_args()
-    only = set(args.only or ("sqlite", "pg-1", "pg-scale"))
+    only = set(args.only or ("sqlite", "pg-serve", "pg-1", "pg-scale"))
     print(
         f"scale-out benchmark: {args.tenants} tenants x {args.problems} problems x {args.deliveries} deliveries, "
         f"{args.concurrency} senders, {os.cpu_count()} cores"
@@ -619,6 +620,9 @@ def main() -> None:
             results["sqlite"] = run(
                 "sqlite", f"sqlite:///{tmp}/borealis.db", args, replicas=1, workers=0, kill=False
             )
+    if "pg-serve" in only:
+        with postgres_database() as url:
+            results["pg-serve"] = run("pg-serve", url, args, replicas=1, workers=0, kill=False)
     if "pg-1" in only:
         with postgres_database() as url:
             results["pg-1"] = run("pg-1", url, args, replicas=1, workers=1, kill=False)
@@ -627,9 +631,10 @@ def main() -> None:
             results["pg-scale"] = run(
                 "pg-scale", url, args, replicas=args.replicas, workers=args.workers, kill=True
             )
-    if "sqlite" in results and "pg-1" in results and results["sqlite"]["throughput"]:
-        ratio = results["pg-1"]["throughput"] / results["sqlite"]["throughput"]
-        print(f"ratio     PostgreSQL (one replica) / SQLite ingest: {ratio:.2f}  (target >= 0.6)")
+    for name in ("pg-serve", "pg-1"):
+        if "sqlite" in results and name in results and results["sqlite"]["throughput"]:
+            ratio = results[name]["throughput"] / results["sqlite"]["throughput"]
+            print(f"ratio     {name} / sqlite ingest: {ratio:.2f}  (target >= 0.6)")
 
 
 if __name__ == "__main__":
