@@ -128,7 +128,12 @@ def start_server(data_dir: Path, port: int, extra: list[str]) -> subprocess.Pope
     server = subprocess.Popen(
         [sys.executable, str(Path(__file__).parent / "benchserver.py"), "--port", str(port), *extra], env=env
     )
-    deadline = time.monotonic() + 30
+    return healthy(server, port, seconds=30)
+
+
+def healthy(server: subprocess.Popen[bytes], port: int, *, seconds: float) -> subprocess.Popen[bytes]:
+    """``server`` once its ``/healthz`` answers 200 (killed, and the run ended, if not within ``seconds``)."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
@@ -136,7 +141,7 @@ def start_server(data_dir: Path, port: int, extra: list[str]) -> subprocess.Pope
         except httpx.HTTPError:
             time.sleep(0.1)
     server.kill()
-    raise SystemExit("the server did not start")
+    raise SystemExit(f"the server on port {port} did not start")
 
 
 def as_the_writer(database: Database, jobs: list[Any]) -> None:

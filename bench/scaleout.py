@@ -33,12 +33,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import sqlalchemy as sa
 
@@ -49,7 +48,7 @@ from borealis.crypto import SecretBox, digest, new_secret
 from borealis.db import Database
 from borealis.dynatrace.models import Connection
 from borealis.simulation import running_fake_dynatrace
-from ingest import HOST, free_port
+from ingest import HOST, free_port, healthy
 
 SECRET_KEY = "bench-scaleout-secret-key"
 PG_ADMIN_URL = os.environ.get("BOREALIS_TEST_PG_ADMIN_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -199,15 +198,7 @@ def processes(url: str, data_dir: Path) -> Iterator[Any]:
 
 
 def serve(start: Any, port: int, *extra: str) -> subprocess.Popen[bytes]:
-    server = start("serve", "--host", HOST, "--port", str(port), *extra)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://{HOST}:{port}/healthz", timeout=1).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    raise SystemExit(f"the server on port {port} did not start")
+    return healthy(start("serve", "--host", HOST, "--port", str(port), *extra), port, seconds=60)
 
 
 # --- sending ---------------------------------------------------------------------------------------------
@@ -520,9 +511,7 @@ def run(
             )
             before = deadlocks(url) if is_pg else 0
             waits = LockWaits(url) if is_pg else None
-            if waits:
-                waits.__enter__()
-            try:
+            with waits or nullcontext():
                 sent = asyncio.run(
                     send(
                         deliveries,
@@ -534,9 +523,6 @@ def run(
                     )
                 )
                 follow_ups, jobs = caught_up(database, limit=args.catch_up_limit)
-            finally:
-                if waits:
-                    waits.__exit__()
             time.sleep(1.0)  # pg_stat_database is flushed at most every second
             after = deadlocks(url) if is_pg else 0
             errors = (data_dir / "processes.log").read_text(errors="replace").count('"level": "ERROR"')
