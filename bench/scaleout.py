@@ -7,8 +7,10 @@ exact redeliveries, a resolution for every other problem, and the whole stream r
 - ``pg-serve``: one ``borealis serve`` with its workers on PostgreSQL: the same shape as ``sqlite``;
 - ``pg-1``: one ``borealis serve --no-workers`` and one ``borealis worker`` on PostgreSQL;
 - ``pg-scale``: ``--replicas`` servers and ``--workers`` workers on PostgreSQL; once ``--kill-at`` of the
-  deliveries are acknowledged, one replica and one worker get ``kill -9``. Senders whose replica died send
-  again to another, as Dynatrace does.
+  deliveries are acknowledged, one replica and one worker get ``kill -9`` (each kind only where another is
+  left to take over). Senders whose replica died send again to another, as Dynatrace does;
+- ``matrix`` (only when asked for): ``pg-scale`` with 1 and 2 replicas and 1, 2 and 4 workers, then a
+  table of them all.
 
 Each run prints throughput, p50/p99/max reply time, how long the background work (the follow-ups, then
 every job) took to catch up after the last acknowledgement and, on PostgreSQL, the deadlocks counted by
@@ -493,11 +495,14 @@ def run(
 
             def on_progress(acknowledged: int) -> None:
                 if kill and not killed and acknowledged >= args.kill_at * len(deliveries):
-                    servers[0].send_signal(signal.SIGKILL)
-                    background[0].send_signal(signal.SIGKILL)
-                    killed.append(
-                        f"replica {servers[0].pid} and worker {background[0].pid} at {acknowledged}"
-                    )
+                    # One of each kind while another is left to take over its deliveries and jobs.
+                    victims = [f"replica {servers[0].pid}"] if replicas > 1 else []
+                    victims += [f"worker {background[0].pid}"] if workers > 1 else []
+                    if replicas > 1:
+                        servers[0].send_signal(signal.SIGKILL)
+                    if workers > 1:
+                        background[0].send_signal(signal.SIGKILL)
+                    killed.append(f"{' and '.join(victims) or 'nothing'} at {acknowledged}")
 
             asyncio.run(
                 send(
@@ -580,6 +585,29 @@ def report(result: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def table(results: list[dict[str, Any]]) -> None:
+    """Every run as a row of a Markdown table (for bench/README.md and the docs)."""
+    print()
+    print(
+        "| Run | Throughput | p50 | p99 | max | Deadlocks | Lock waits > 100 ms | Follow-ups caught up "
+        "| Every job caught up | kill -9 | Outcome |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        waits = r["waits"]
+        waited = (
+            "—"
+            if waits is None
+            else f"{len(waits)}" + (f" (longest {waits[-1] * 1000:.0f} ms)" if waits else "")
+        )
+        print(
+            f"| {r['name']} | {r['throughput']:,.0f}/s | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['max']:,.0f} ms "
+            f"| {'—' if r['deadlocks'] is None else r['deadlocks']} | {waited} | {_seconds(r['follow_ups'])} "
+            f"| {_seconds(r['jobs'])} | {r['killed'][0] if r['killed'] else '—'} "
+            f"| {'right' if not r['wrong'] else 'WRONG'} |"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -593,7 +621,9 @@ def main() -> None:
     parser.add_argument("--kill-at", type=float, default=0.4, help="share acknowledged when the kills come")
     parser.add_argument("--catch-up-limit", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--only", choices=("sqlite", "pg-serve", "pg-1", "pg-scale"), action="append")
+    parser.add_argument(
+        "--only", choices=("sqlite", "pg-serve", "pg-1", "pg-scale", "matrix"), action="append"
+    )
     args = parser.parse_args()
     only = set(args.only or ("sqlite", "pg-serve", "pg-1", "pg-scale"))
     print(
@@ -617,6 +647,13 @@ def main() -> None:
             results["pg-scale"] = run(
                 "pg-scale", url, args, replicas=args.replicas, workers=args.workers, kill=True
             )
+    if "matrix" in only:
+        for replicas in (1, 2):
+            for workers in (1, 2, 4):
+                with postgres_database() as url:
+                    name = f"pg-{replicas}r{workers}w"
+                    results[name] = run(name, url, args, replicas=replicas, workers=workers, kill=True)
+    table(list(results.values()))
     for name in ("pg-serve", "pg-1"):
         if "sqlite" in results and name in results and results["sqlite"]["throughput"]:
             ratio = results[name]["throughput"] / results["sqlite"]["throughput"]

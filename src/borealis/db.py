@@ -113,7 +113,8 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         )
         _tune_sqlite(engine)
         return engine
-    return sa.create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True, **kwargs)
+    kwargs.setdefault("pool_pre_ping", True)
+    return sa.create_engine(url, pool_size=10, max_overflow=20, **kwargs)
 
 
 # Reads map the database file instead of copying each page out of the OS cache with a system call: about
@@ -145,9 +146,11 @@ def _tune_sqlite(engine: Engine) -> None:
 class Database:
     """One engine and its session factories; lives on the app and in each worker process."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, ping: bool = True) -> None:
+        """``ping=False``: a pooled PostgreSQL connection is used without a round trip to check it first
+        (for a caller that runs a failed transaction again anyway: the webhook writer)."""
         self.url = normalize_url(url)
-        self.engine = create_engine(self.url)
+        self.engine = create_engine(self.url, **({} if ping else {"pool_pre_ping": False}))
         self.is_sqlite = self.engine.dialect.name == "sqlite"
         self._reader = sessionmaker(self.engine, expire_on_commit=False)
         self._writer = sessionmaker(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -339,8 +339,13 @@ def _touch_connections(db_session: Session, items: Sequence[Accepted]) -> None:
             _touch_test(db_session, driver, *tests[connection_id])
 
 
+# "Last webhook at" is kept to this much: within it the connection's row is left alone, so concurrent
+# batches of one connection (two replicas, two writer threads) do not queue on that row for it.
+WEBHOOK_TOUCH_EVERY = timedelta(seconds=1)
+
+
 def _touch_webhook(db_session: Session, driver: Driver, connection: Connection, at: datetime) -> None:
-    if connection.last_webhook_at is None or connection.last_webhook_at < at:
+    if connection.last_webhook_at is None or connection.last_webhook_at <= at - WEBHOOK_TOUCH_EVERY:
         touch = driver.statement(_connections, _TOUCH_WEBHOOK, ("last_webhook_at", "id", "last_webhook_at"))
         driver.execute(db_session, touch.sql, touch.params([{"id": connection.id, "last_webhook_at": at}])[0])
         set_committed_value(connection, "last_webhook_at", at)

@@ -46,6 +46,10 @@ logger = logging.getLogger("borealis.webhook")
 # A batch is whatever queued up while the last one ran, this many at most (waiting for more would only
 # add latency: the server keeps working meanwhile, on its own core).
 MAX_BATCH = 256
+# Transactions in flight at once. SQLite takes one writer at a time, so one thread; on PostgreSQL a
+# second batch is built and sent while the first waits on the server (its round trips, a row another
+# batch holds): two threads, as two replicas would, with the same lock order.
+WRITER_THREADS = {"sqlite": 1, "postgresql": 2}
 # The module the writer's process runs: an entry point that installs the start-up hooks intake asks
 # (does a change matter to correlation), then calls ``serve``.
 WRITER_PROCESS = "borealis.assembly"
@@ -235,8 +239,8 @@ def _frame(payload: bytes) -> bytes:
 
 
 class WebhookWriter:
-    """Applies queued jobs in batches, one transaction each, on a thread of its own; hands each batch's
-    answers (job id, answer) to ``answer``."""
+    """Applies queued jobs in batches, one transaction each, on threads of their own
+    (``WRITER_THREADS``); hands each batch's answers (job id, answer) to ``answer``."""
 
     def __init__(
         self,
@@ -252,17 +256,25 @@ class WebhookWriter:
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._stopping = False
         self._checkpointer = Checkpointer(database) if database.is_sqlite else None
-        self._thread = threading.Thread(target=self._run, name="borealis-webhook-writer", daemon=True)
-        self._thread.start()
+        count = WRITER_THREADS.get(database.engine.dialect.name, 1)
+        self._threads = [
+            threading.Thread(target=self._run, name=f"borealis-webhook-writer-{number}", daemon=True)
+            for number in range(count)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def put(self, wire: bytes) -> None:
         """Queue a delivery as ``delivery.to_wire`` wrote it."""
         self._queue.put(wire)
 
     def stop(self, timeout: float | None = None) -> None:
-        """Apply what is queued, then end the thread."""
-        self._queue.put(None)
-        self._thread.join(timeout)
+        """Apply what is queued, then end the threads."""
+        for _thread in self._threads:
+            self._queue.put(None)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def process(self, jobs: list[Job]) -> list[Answer]:
         """Run jobs in one transaction and commit; returns one answer per job (raises on failure)."""
@@ -363,7 +375,8 @@ def serve(sock: socket.socket) -> None:
     from borealis.logs import configure_logging
 
     configure_logging(settings["log_level"])
-    database = Database(settings["database_url"])
+    # A batch that meets a dropped connection is run again (``_RETRIES``): no check before each.
+    database = Database(settings["database_url"], ping=False)
     sending = threading.Lock()
 
     def answer(answers: list[tuple[int, Answer]]) -> None:
