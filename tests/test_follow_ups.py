@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from borealis.db import utcnow
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
+from borealis.incidents import batch
 from borealis.incidents.models import Incident, IncidentEvent, IncidentProblem
 from borealis.ingest import intake
 from borealis.jobs import follow_ups
@@ -84,17 +85,21 @@ def flapping() -> list[dict[str, Any]]:
     ]
 
 
-def test_a_burst_waits_as_one_follow_up_per_problem_with_every_state_it_took(app, database, make_account):
+def test_a_burst_waits_as_a_follow_up_per_change_with_every_state_it_took(app, database, make_account):
     wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
     acknowledge(database, wired, flapping())
     pending = waiting(database)
-    assert len(pending) == 3
-    by_problem = {follow_up.problem_id: follow_up for follow_up in pending}
+    assert len(pending) == 5
     with database.session() as session:
         ids = dict(session.execute(sa.select(Problem.display_id, Problem.id)).all())
-    assert [state for state, _at in by_problem[ids["P-1"]].states] == ["OPEN", "RESOLVED"]
-    assert by_problem[ids["P-1"]].created
-    assert by_problem[ids["P-1"]].previous_keys is None
+    first, then = [follow_up for follow_up in pending if follow_up.problem_id == ids["P-1"]]
+    assert [state for state, _at in first.states] == ["OPEN"]
+    assert (first.created, first.previous_keys, first.version) == (True, None, 1)
+    # The next change starts from the state the first left, with the keys the first one's picture has.
+    assert [state for state, _at in then.states] == ["OPEN", "RESOLVED"]
+    assert not then.created
+    assert "e:SERVICE-A" in then.previous_keys
+    assert then.version == 2
     # Nothing is correlated yet: the acknowledgement did not wait for it.
     assert groups(database, wired.user_id) == set()
 
@@ -117,12 +122,13 @@ def test_a_burst_followed_up_at_once_ends_like_one_by_one(app, database, make_ac
     assert "resolved" in kinds
 
 
-def test_a_later_change_folds_into_the_waiting_follow_up(app, database, make_account):
+def test_later_changes_wait_beside_each_other_and_are_carried_out_as_one(app, database, make_account):
     wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
     first = problem_body("1", display="P-1", entities=("SERVICE-A",))
     acknowledge(database, wired, [first])
     followed_up(database)
-    # Two more deliveries while nothing follows up: one follow-up remembers the keys the index holds.
+    # Two more deliveries while nothing follows up: the first of their rows remembers the keys the
+    # index holds.
     acknowledge(
         database,
         wired,
@@ -131,13 +137,43 @@ def test_a_later_change_folds_into_the_waiting_follow_up(app, database, make_acc
             problem_body("1", display="P-1", state="RESOLVED", entities=("SERVICE-B",), observed_minute=4),
         ],
     )
-    (pending,) = waiting(database)
-    assert not pending.created
-    assert pending.correlate
-    assert "e:SERVICE-A" in pending.previous_keys
-    assert "e:SERVICE-B" not in pending.previous_keys
-    assert [state for state, _at in pending.states] == ["OPEN", "RESOLVED"]
+    widened, resolved = waiting(database)
+    assert not widened.created and widened.correlate
+    assert "e:SERVICE-A" in widened.previous_keys
+    assert "e:SERVICE-B" not in widened.previous_keys
+    assert [state for state, _at in widened.states + resolved.states[1:]] == ["OPEN", "RESOLVED"]
+    # One problem followed up, once, for both.
+    assert followed_up(database) == 1
+    assert waiting(database) == []
+    assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "resolved")}
+    kinds = [kind for kind, _ in timeline(database, wired.user_id)]
+    assert kinds.count("problem_state_changed") == 1
+
+
+def test_a_change_committed_after_the_problem_was_read_waits_for_the_next_step(
+    app, database, make_account, monkeypatch
+):
+    """The step merges only the rows its reading of the problem includes: one committed after that
+    reading (by a writer, which never waits for the step) is carried out next time, against the
+    problem as it shows it, and never replayed against an older picture."""
+    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
+    acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
     followed_up(database)
+    acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",), observed_minute=2)])
+    with database.session() as session:
+        read_before = batch.pictures(db_session=session, problem_ids=[waiting(database)[0].problem_id])
+    resolved = problem_body("1", display="P-1", state="RESOLVED", entities=("SERVICE-A",), observed_minute=5)
+    acknowledge(database, wired, [resolved])
+    # The step reads the problem as it was before the resolution committed.
+    monkeypatch.setattr(batch, "pictures", lambda **_kwargs: read_before)
+    with database.session(write=True) as session:
+        assert follow_ups.follow_up(db_session=session, user_ids=[wired.user_id]) == 1
+        session.commit()
+    monkeypatch.undo()
+    [left] = waiting(database)
+    assert [state for state, _at in left.states] == ["OPEN", "RESOLVED"]
+    assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "open")}
+    assert followed_up(database) == 1
     assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "resolved")}
 
 

@@ -61,6 +61,7 @@ class ProblemPicture:
 
 _PICTURE_FIELDS = tuple(ProblemPicture.__dataclass_fields__)
 _PICTURE_SELECT = sa.select(*(Problem.__table__.c[name] for name in _PICTURE_FIELDS))
+_VERSIONED_SELECT = _PICTURE_SELECT.add_columns(Problem.__table__.c.notification_count)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,11 +108,12 @@ def load_problem(*, db_session: Session, problem_id: int) -> ProblemPicture:
 
 
 def pictures(*, db_session: Session, problem_ids: Sequence[int]) -> dict[int, Mapping[str, Any]]:
-    """The columns correlation reads of each of these problems that exists, by id."""
+    """The columns correlation reads of each of these problems that exists, by id, with the problem's
+    ``notification_count`` (which changes it has seen)."""
     found: dict[int, Mapping[str, Any]] = {}
     for start in range(0, len(problem_ids), _CHUNK):
         chunk = problem_ids[start : start + _CHUNK]
-        for row in db_session.execute(_PICTURE_SELECT.where(Problem.id.in_(chunk))).mappings():
+        for row in db_session.execute(_VERSIONED_SELECT.where(Problem.id.in_(chunk))).mappings():
             found[row["id"]] = row
     return found
 

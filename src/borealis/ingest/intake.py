@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
 from borealis import jobstore
-from borealis.db import dialect_of, utcnow
+from borealis.db import utcnow
 from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import template_report
@@ -201,15 +201,14 @@ def _request_follow_up_jobs(db_session: Session, user_ids: Collection[str]) -> N
 def _queue_follow_ups(
     db_session: Session, changed: Sequence[problems_service.Applied], *, being_enriched: Collection[int] = ()
 ) -> set[str]:
-    """Queue what each changed problem still needs, or fold it into the follow-up already waiting for
-    the problem (which keeps its ``previous_keys``: those are what the incident index still holds);
-    returns the users who have follow-ups waiting now.
+    """Record what each changed problem still needs, a row per change (the job merges a problem's rows
+    when it carries them out); returns the users who have follow-ups waiting now.
 
-    A plain insert is safe: the lifecycle step holds the problem's row, so no other writer queues a
-    follow-up for it meanwhile.
+    Only inserts: nothing here waits on a follow-up that the job is carrying out meanwhile.
     """
-    wanted = []
     picture_changed = hooks().picture_changed
+    now = utcnow()
+    inserts: list[dict[str, Any]] = []
     for applied in changed:
         correlate = applied.previous is None or picture_changed(applied.previous, applied.row)
         # An open problem created or changed is fetched again, unless this write is its enrichment.
@@ -218,47 +217,29 @@ def _queue_follow_ups(
             and applied.state not in ENDED_STATES
             and applied.problem_id not in being_enriched
         )
-        if correlate or enrich:
-            wanted.append((applied, correlate, enrich))
-    if not wanted:
-        return set()
-    waiting = _waiting_follow_ups(db_session, [applied.problem_id for applied, _, _ in wanted])
-    now = utcnow()
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    for applied, correlate, enrich in wanted:
+        if not (correlate or enrich):
+            continue
+        previous = applied.previous
         states = [list(step) for step in applied.states]
-        before = waiting.get(applied.problem_id)
-        if before is None:
-            previous = applied.previous
-            inserts.append(
-                {
-                    "problem_id": applied.problem_id,
-                    "user_id": applied.row["user_id"],
-                    "created": previous is None,
-                    "correlate": correlate,
-                    "enrich": enrich,
-                    "previous_keys": None if previous is None else hooks().index_keys(previous),
-                    "states": _bounded(states),
-                    "next_at": _next_at(states, now),
-                    "queued_at": now,
-                }
-            )
-        elif (correlate and not before["correlate"]) or (enrich and not before["enrich"]) or len(states) > 1:
-            updates.append(
-                {
-                    "id": before["id"],
-                    "correlate": before["correlate"] or correlate,
-                    "enrich": before["enrich"] or enrich,
-                    "states": _bounded(list(before["states"]) + states[1:]),
-                }
-            )
-    driver = Driver.of(db_session)
-    for rows, key in ((inserts, None), (updates, "id")):
-        if rows:
-            writer = driver.writer(_follow_ups, [name for name in rows[0] if name != key], key=key)
-            driver.execute_many(db_session, writer.sql, writer.params(rows))
-    return {applied.row["user_id"] for applied, _, _ in wanted}
+        inserts.append(
+            {
+                "problem_id": applied.problem_id,
+                "user_id": applied.row["user_id"],
+                "created": previous is None,
+                "correlate": correlate,
+                "enrich": enrich,
+                "previous_keys": None if previous is None else hooks().index_keys(previous),
+                "states": bounded_states(states),
+                "next_at": _next_at(states, now),
+                "queued_at": now,
+                "version": applied.row["notification_count"],
+            }
+        )
+    if inserts:
+        driver = Driver.of(db_session)
+        writer = driver.writer(_follow_ups, list(inserts[0]))
+        driver.execute_many(db_session, writer.sql, writer.params(inserts))
+    return {row["user_id"] for row in inserts}
 
 
 # States replayed per follow-up at most: the first and the newest (a problem flapping all through a
@@ -266,19 +247,8 @@ def _queue_follow_ups(
 _MAX_STATES = 16
 
 
-def _bounded(states: list[Any]) -> list[Any]:
+def bounded_states(states: list[Any]) -> list[Any]:
     return states if len(states) <= _MAX_STATES else states[:2] + states[-(_MAX_STATES - 2) :]
-
-
-def _waiting_follow_ups(db_session: Session, problem_ids: list[int]) -> dict[int, dict[str, Any]]:
-    """The follow-ups already waiting for these problems. On PostgreSQL they are locked: one being
-    carried out is waited for (and is gone after), so nothing is folded into a row about to be deleted."""
-    driver = Driver.of(db_session)
-    reader = driver.reader(_follow_ups, ("id", "problem_id", "correlate", "enrich", "states"))
-    lock = " FOR UPDATE" if dialect_of(db_session) == "postgresql" else ""
-    ids = sorted(problem_ids)
-    sql = f"{reader.sql} WHERE problem_id IN ({driver.marks(len(ids))}) ORDER BY problem_id{lock}"
-    return {row["problem_id"]: row for row in reader.dicts(driver.execute(db_session, sql, ids))}
 
 
 def _next_at(states: list[list[Any]], now: datetime) -> int:

@@ -14,15 +14,17 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from borealis.db import Database, dialect_of
+from borealis.db import Database
 from borealis.incidents import batch, placement
 from borealis.incidents.service import lock_user
 from borealis.ingest import hooks, writer
+from borealis.ingest.intake import bounded_states
 from borealis.jobstore import JobContext, Retry
 from borealis.problems.models import FollowUp
 from borealis.rca import service as rca_service
@@ -62,12 +64,12 @@ def follow_up(
 ) -> int:
     """Carry out queued follow-ups (of these users, or of anyone), oldest first, in the caller's
     transaction: correlation into incidents, an analysis for each new problem's incident, enrichment of
-    changed open problems. Returns how many it carried out (fewer than ``limit``: none are left).
-    With ``problem_ids`` only the follow-ups of those problems.
+    changed open problems. Returns how many problems it followed up (fewer than ``limit``: none are
+    left). With ``problem_ids`` only the follow-ups of those problems.
 
-    Serialized per user by the correlation lock; on PostgreSQL the follow-up rows are locked too, so
-    a change queued meanwhile waits and is queued again once these are gone, never folded into a row
-    this call deletes.
+    Serialized per user by the correlation lock. A problem's rows are merged into one change: those
+    its row as read here already includes (``version``); a change committed after that read stays
+    for the next call, so nothing is replayed against a problem that does not show it yet.
     """
     if problem_ids is not None:
         user_ids = list(
@@ -82,74 +84,116 @@ def follow_up(
         return 0
     for user_id in user_ids:
         lock_user(db_session=db_session, user_id=user_id)
-    # One more than taken: when its next state arrived bounds what this call may replay.
-    pending = (
-        sa.select(FollowUp)
+    # The oldest waiting problems, and one more: when its next state arrived bounds what this call
+    # may replay.
+    oldest = (
+        sa.select(FollowUp.problem_id, sa.func.min(FollowUp.next_at).label("next_at"))
         .where(FollowUp.user_id.in_(user_ids))
-        .order_by(FollowUp.next_at, FollowUp.id)
+        .group_by(FollowUp.problem_id)
+        .order_by(sa.func.min(FollowUp.next_at), FollowUp.problem_id)
         .limit(limit + 1)
     )
     if problem_ids is not None:
-        pending = pending.where(FollowUp.problem_id.in_(problem_ids))
-    if dialect_of(db_session) == "postgresql":
-        pending = pending.with_for_update()
-    found = list(db_session.scalars(pending))
-    follow_ups, waiting = found[:limit], found[limit:]
-    if not follow_ups:
+        oldest = oldest.where(FollowUp.problem_id.in_(problem_ids))
+    found = db_session.execute(oldest).all()
+    taken = [problem_id for problem_id, _next_at in found[:limit]]
+    if not taken:
         return 0
-    until = waiting[0].next_at if waiting else None
-    rows = batch.pictures(db_session=db_session, problem_ids=[f.problem_id for f in follow_ups])
+    rows = batch.pictures(db_session=db_session, problem_ids=taken)
+    waiting: dict[int, list[FollowUp]] = {}
+    for f in db_session.scalars(
+        sa.select(FollowUp).where(FollowUp.problem_id.in_(taken)).order_by(FollowUp.id)
+    ):
+        waiting.setdefault(f.problem_id, []).append(f)
+    # Rows the problems as read do not include yet (committed since) wait for the next call, and so
+    # do their states: none may be replayed after them.
+    bounds = [next_at for _problem_id, next_at in found[limit:]]
+    merged: dict[int, _Merged] = {}
+    for problem_id, items in waiting.items():
+        row = rows.get(problem_id)
+        seen = [f for f in items if row is not None and f.version <= row["notification_count"]]
+        bounds += [f.next_at for f in items if f not in seen and row is not None]
+        if row is None:
+            # The problem is gone: nothing to follow up.
+            db_session.execute(sa.delete(FollowUp).where(FollowUp.id.in_([f.id for f in items])))
+        elif seen:
+            merged[problem_id] = _Merged.of(seen)
+    until = min(bounds, default=None)
     changes = []
     # Problem id -> (the state replayed last, the states left for a later call).
     later: dict[int, tuple[str, list[list[Any]]]] = {}
-    for f in follow_ups:
-        if f.problem_id not in rows:
-            continue
-        states = [list(step) for step in f.states or ()]
+    for problem_id, m in merged.items():
         # A state taken after the next one of a follow-up still waiting must not be replayed before it
-        # (the first follow-up always replays at least its next state: none waiting comes before it).
-        now = [step for index, step in enumerate(states) if index == 0 or until is None or step[1] <= until]
-        if len(now) < len(states):
-            later[f.problem_id] = (now[-1][0], states[len(now) :])
+        # (the oldest problems' first states always are: none waiting comes before them).
+        now = [step for index, step in enumerate(m.states) if index == 0 or until is None or step[1] <= until]
+        if len(now) < len(m.states):
+            later[problem_id] = (now[-1][0], m.states[len(now) :])
         changes.append(
             batch.ProblemChange(
-                rows[f.problem_id],
-                created=f.created,
-                correlate=f.correlate,
-                previous_keys=None if f.previous_keys is None else frozenset(f.previous_keys),
+                rows[problem_id],
+                created=m.created,
+                correlate=m.correlate,
+                previous_keys=None if m.previous_keys is None else frozenset(m.previous_keys),
                 states=tuple((state, at) for state, at in now),
-                final=f.problem_id not in later,
+                final=problem_id not in later,
             )
         )
     incidents = placement.on_problems_changed(db_session=db_session, changes=changes)
-    created = [f.problem_id for f in follow_ups if f.created]
     rca_service.after_ingest_many(
         db_session=db_session,
-        incidents=[incidents[problem_id] for problem_id in created if problem_id in incidents],
+        incidents=[incidents[p] for p, m in merged.items() if m.created and p in incidents],
     )
     sync_service.request_enrichments(
         db_session=db_session,
-        problems=[
-            (f.problem_id, f.user_id, rows[f.problem_id]["state"])
-            for f in follow_ups
-            if f.enrich and f.problem_id in rows
-        ],
+        problems=[(p, m.user_id, rows[p]["state"]) for p, m in merged.items() if m.enrich],
     )
-    done = [f for f in follow_ups if f.problem_id not in later]
+    done = [f.id for m in merged.values() for f in m.rows]
+    kept = {merged[problem_id].rows[0].id for problem_id in later}
     if done:
-        db_session.execute(sa.delete(FollowUp).where(FollowUp.id.in_([f.id for f in done])))
-    for f in follow_ups:
-        if f.problem_id in later:
-            # What is left: the states still to come, from the one the incident now has.
-            reached, left = later[f.problem_id]
-            f.states = [[reached, 0], *left]
-            f.next_at = left[0][1]
-            f.created = False
-            f.correlate = True
-            f.enrich = False
-            f.previous_keys = batch.index_keys(rows[f.problem_id])
+        db_session.execute(sa.delete(FollowUp).where(FollowUp.id.in_([i for i in done if i not in kept])))
+    for problem_id, (reached, left) in later.items():
+        # What is left, on the problem's first row: the states still to come, from the one the
+        # incident now has.
+        f = merged[problem_id].rows[0]
+        f.states = [[reached, 0], *left]
+        f.next_at = left[0][1]
+        f.created = False
+        f.correlate = True
+        f.enrich = False
+        f.previous_keys = batch.index_keys(rows[problem_id])
+        f.version = rows[problem_id]["notification_count"]
     db_session.flush()
-    return len(follow_ups)
+    return len(taken)
+
+
+@dataclass(frozen=True)
+class _Merged:
+    """A problem's waiting rows as one change: the first's starting point, every state since."""
+
+    rows: list[FollowUp]
+    user_id: str
+    created: bool
+    correlate: bool
+    enrich: bool
+    previous_keys: list[str] | None
+    states: list[list[Any]]
+
+    @classmethod
+    def of(cls, rows: list[FollowUp]) -> _Merged:
+        first = rows[0]
+        states = [list(step) for step in first.states or ()]
+        for f in rows[1:]:
+            # Each row's first state is the one the problem had before its change: the last so far.
+            states += [list(step) for step in (f.states or ())[1:]]
+        return cls(
+            rows=rows,
+            user_id=first.user_id,
+            created=first.created,
+            correlate=any(f.correlate for f in rows),
+            enrich=any(f.enrich for f in rows),
+            previous_keys=first.previous_keys,
+            states=bounded_states(states),
+        )
 
 
 def follow_up_all(

@@ -196,10 +196,12 @@ class FollowUp(Base):
     """A problem change that is stored and acknowledged but not yet followed up: correlation into
     incidents, an analysis for a new incident, enrichment from the API (see ``borealis.jobs.follow_ups``).
 
-    Written in the transaction that changed the problem, so a follow-up is never lost; folded per problem
-    while it waits (a burst of deliveries about one problem is correlated once); removed by the step that
-    carries it out. ``previous_keys`` are the problem's candidate-index keys as its incident last saw them
-    (None for a new problem).
+    Written in the transaction that changed the problem, so a follow-up is never lost; appended, one row
+    per change (the writer inserts and never waits on a row the follow-up job holds), and merged per
+    problem by the step that carries them out (a burst of deliveries about one problem is correlated
+    once), which removes them. ``previous_keys`` are the problem's candidate-index keys as its incident
+    last saw them (None for a new problem); ``version`` is the problem's notification count the change
+    left, so the step knows which rows the problem it read already includes.
     """
 
     __tablename__ = "follow_ups"
@@ -207,7 +209,7 @@ class FollowUp(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     problem_id: Mapped[int] = mapped_column(
-        BigId, sa.ForeignKey("problems.id", ondelete="CASCADE"), unique=True
+        BigId, sa.ForeignKey("problems.id", ondelete="CASCADE"), index=True
     )
     user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
     created: Mapped[bool] = mapped_column(sa.Boolean, default=False)
@@ -221,3 +223,4 @@ class FollowUp(Base):
     # follow-up was queued if none): follow-ups are carried out in this order.
     next_at: Mapped[int] = mapped_column(sa.BigInteger)
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    version: Mapped[int] = mapped_column(sa.Integer, default=0, server_default="0")
