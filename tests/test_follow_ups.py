@@ -138,7 +138,8 @@ def test_later_changes_wait_beside_each_other_and_are_carried_out_as_one(app, da
         ],
     )
     widened, resolved = waiting(database)
-    assert not widened.created and widened.correlate
+    assert not widened.created
+    assert widened.correlate
     assert "e:SERVICE-A" in widened.previous_keys
     assert "e:SERVICE-B" not in widened.previous_keys
     assert [state for state, _at in widened.states + resolved.states[1:]] == ["OPEN", "RESOLVED"]
@@ -159,7 +160,9 @@ def test_a_change_committed_after_the_problem_was_read_waits_for_the_next_step(
     wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
     acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
     followed_up(database)
-    acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",), observed_minute=2)])
+    acknowledge(
+        database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",), observed_minute=2)]
+    )
     with database.session() as session:
         read_before = batch.pictures(db_session=session, problem_ids=[waiting(database)[0].problem_id])
     resolved = problem_body("1", display="P-1", state="RESOLVED", entities=("SERVICE-A",), observed_minute=5)
