@@ -727,3 +727,24 @@ def _answers(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_kinds_registered_first_are_claimed_before_an_older_backlog(database, user_id, start_worker):
+    registry = Registry()
+    ran: list[str] = []
+
+    @registry.register("backlog")
+    def backlog(ctx: JobContext) -> None:
+        ran.append(ctx.key)
+
+    def urgent(ctx: JobContext) -> None:
+        ran.append(ctx.key)
+
+    registry.add("urgent", urgent, first=True)
+    assert registry.tiers() == [["urgent"], ["backlog"]]
+    for number in range(5):
+        enqueue(database, kind="backlog", user_id=user_id, key=f"backlog:{number}")
+    enqueue(database, kind="urgent", user_id=user_id, key="urgent:0")
+    start_worker(registry, concurrency=1)
+    wait_until(lambda: len(ran) == 6, what="every job to run")
+    assert ran == ["urgent:0"] + [f"backlog:{number}" for number in range(5)]

@@ -40,6 +40,8 @@ class HandlerSpec:
     # Back-off before attempt n+1: backoff_base * 2**(n-1) seconds, at most backoff_cap, with jitter.
     backoff_base: float
     backoff_cap: float
+    # Claimed before the jobs of every other kind: short work that other work, or a person, waits on.
+    first: bool = False
 
 
 class Registry:
@@ -48,10 +50,19 @@ class Registry:
         self._lock = threading.Lock()
 
     def add(
-        self, kind: str, handler: Handler, *, backoff_base: float = 10.0, backoff_cap: float = 900.0
+        self,
+        kind: str,
+        handler: Handler,
+        *,
+        backoff_base: float = 10.0,
+        backoff_cap: float = 900.0,
+        first: bool = False,
     ) -> None:
-        """``handler`` runs the jobs of ``kind``; adding the same handler again changes nothing."""
-        spec = HandlerSpec(kind=kind, handler=handler, backoff_base=backoff_base, backoff_cap=backoff_cap)
+        """``handler`` runs the jobs of ``kind``; adding the same handler again changes nothing. With
+        ``first`` a worker claims jobs of this kind before any other (``tiers``)."""
+        spec = HandlerSpec(
+            kind=kind, handler=handler, backoff_base=backoff_base, backoff_cap=backoff_cap, first=first
+        )
         with self._lock:
             existing = self._specs.get(kind)
             if existing is not None and _qualname(existing.handler) != _qualname(handler):
@@ -75,6 +86,12 @@ class Registry:
     def kinds(self) -> list[str]:
         return sorted(self._specs)
 
+    def tiers(self) -> list[list[str]]:
+        """The kinds in the order a worker claims them: those registered ``first``, then the rest."""
+        first = sorted(kind for kind, spec in self._specs.items() if spec.first)
+        rest = sorted(kind for kind, spec in self._specs.items() if not spec.first)
+        return [tier for tier in (first, rest) if tier]
+
 
 def _qualname(handler: Handler) -> str:
     return f"{getattr(handler, '__module__', '?')}.{getattr(handler, '__qualname__', repr(handler))}"
@@ -94,7 +111,9 @@ def register_handlers(registry: Registry = REGISTRY, *, extra_modules: Iterable[
     from borealis.sync import tasks as sync_tasks
     from borealis.sync.service import ENRICH_JOB
 
-    registry.add(FOLLOW_UP_JOB, follow_ups.run, backoff_base=1.0, backoff_cap=60.0)
+    # Incidents are formed by this job, and enrichment and RCA requests come from it: under a backlog of
+    # those it still runs at once.
+    registry.add(FOLLOW_UP_JOB, follow_ups.run, backoff_base=1.0, backoff_cap=60.0, first=True)
     registry.add(ENRICH_JOB, sync_tasks.enrich_problem, backoff_base=15.0, backoff_cap=600.0)
     registry.add(BACKFILL_JOB, sync_tasks.backfill, backoff_base=30.0, backoff_cap=900.0)
     registry.add(SYNC_JOB, sync_tasks.sync, backoff_base=30.0, backoff_cap=900.0)

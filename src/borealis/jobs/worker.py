@@ -194,9 +194,9 @@ class Worker:
 
     def _fill_slots(self) -> int:
         claimed = 0
-        kinds = self.registry.kinds()
-        while kinds and not self._stopping.is_set() and self._free_slots() > 0:
-            context = self._claim(kinds)
+        tiers = self.registry.tiers()
+        while tiers and not self._stopping.is_set() and self._free_slots() > 0:
+            context = next(filter(None, (self._claim(kinds) for kinds in tiers)), None)
             if context is None:
                 break
             with self._lock:
