@@ -12,6 +12,9 @@ exact redeliveries, a resolution for every other problem, and the whole stream r
 - ``matrix`` (only when asked for): ``pg-scale`` with 1 and 2 replicas and 1, 2 and 4 workers, then a
   table of them all.
 
+With ``--writer-only`` no process runs workers: the runs measure the webhook path alone (what the
+writer's transaction costs on each database), and the incidents are not checked.
+
 Each run prints throughput, p50/p99/max reply time, how long the background work (the follow-ups, then
 every job) took to catch up after the last acknowledgement and, on PostgreSQL, the deadlocks counted by
 ``pg_stat_database`` and the lock waits over 100 ms (``pg_locks.waitstart``, sampled every 10 ms). Then
@@ -388,9 +391,17 @@ def caught_up(database: Database, *, limit: float) -> tuple[float | None, float 
 
 
 def check(
-    database: Database, deliveries: list[Delivery], sent: Sent, tenants: int, problems: int, warm_user: str
+    database: Database,
+    deliveries: list[Delivery],
+    sent: Sent,
+    tenants: int,
+    problems: int,
+    warm_user: str,
+    *,
+    incidents_formed: bool = True,
 ) -> list[str]:
-    """What went wrong (empty: nothing); the warm-up tenant's problems are left out."""
+    """What went wrong (empty: nothing); the warm-up tenant's problems are left out. Without
+    ``incidents_formed`` (nothing ran the follow-ups) the incidents are not looked at."""
     wrong: list[str] = []
     distinct: dict[str, set[bytes]] = {}
     for index in sent.acknowledged:
@@ -440,12 +451,14 @@ def check(
         code = int(pid[1:]) - 7_100_000_000_000_000
         groups.setdefault(incident_id, set()).add((code // 100_000, code % 100_000 // GROUP))
     expected_incidents = tenants * ((problems + GROUP - 1) // GROUP)
-    if len(groups) != expected_incidents or any(len(members) != 1 for members in groups.values()):
+    if incidents_formed and (
+        len(groups) != expected_incidents or any(len(members) != 1 for members in groups.values())
+    ):
         wrong.append(
             f"{len(groups)} incidents (some mixing groups: {sum(len(m) > 1 for m in groups.values())})"
             f" for {expected_incidents} groups"
         )
-    if len(placed) != tenants * problems:
+    if incidents_formed and len(placed) != tenants * problems:
         wrong.append(f"{tenants * problems - len(placed)} problems in no incident")
     return wrong
 
@@ -489,7 +502,9 @@ def run(
         database = Database(url)
         with processes(url, data_dir) as start:
             ports = [free_port() for _ in range(replicas)]
-            servers = [serve(start, port, *(["--no-workers"] if workers else [])) for port in ports]
+            # Without workers in any process (``--writer-only``) the writer's work is all there is.
+            quiet = workers or args.writer_only
+            servers = [serve(start, port, *(["--no-workers"] if quiet else [])) for port in ports]
             background = [start("worker", "--concurrency", "2", "--lease", "10") for _ in range(workers)]
             killed: list[str] = []
 
@@ -527,11 +542,21 @@ def run(
                         on_progress=on_progress,
                     )
                 )
-                follow_ups, jobs = caught_up(database, limit=args.catch_up_limit)
+                follow_ups, jobs = (
+                    (None, None) if args.writer_only else caught_up(database, limit=args.catch_up_limit)
+                )
             time.sleep(1.0)  # pg_stat_database is flushed at most every second
             after = deadlocks(url) if is_pg else 0
             errors = (data_dir / "processes.log").read_text(errors="replace").count('"level": "ERROR"')
-            wrong = check(database, deliveries, sent, args.tenants, args.problems, tenants[-1].user_id)
+            wrong = check(
+                database,
+                deliveries,
+                sent,
+                args.tenants,
+                args.problems,
+                tenants[-1].user_id,
+                incidents_formed=not args.writer_only,
+            )
         database.dispose()
     ordered = sorted(sent.latencies)
     result = {
@@ -547,6 +572,7 @@ def run(
         "waits": waits.over(0.1) if waits else None,
         "follow_ups": follow_ups,
         "jobs": jobs,
+        "background": not args.writer_only,
         "killed": killed,
         "slowest": sorted(sent.timeline, key=lambda item: -item[1])[:5],
         "wrong": wrong,
@@ -556,7 +582,9 @@ def run(
     return result
 
 
-def _seconds(value: float | None) -> str:
+def _seconds(value: float | None, result: dict[str, Any]) -> str:
+    if not result["background"]:
+        return "—"
     return "not within the limit" if value is None else f"{value:.1f} s"
 
 
@@ -571,8 +599,8 @@ def report(result: dict[str, Any]) -> None:
         longest = f", longest {waits[-1] * 1000:.0f} ms" if waits else ""
         print(f"{'':9s} deadlocks {result['deadlocks']}   lock waits over 100 ms: {len(waits)}{longest}")
     print(
-        f"{'':9s} caught up after the last acknowledgement: follow-ups {_seconds(result['follow_ups'])}, "
-        f"every job {_seconds(result['jobs'])}"
+        f"{'':9s} caught up after the last acknowledgement: follow-ups {_seconds(result['follow_ups'], result)}, "
+        f"every job {_seconds(result['jobs'], result)}"
     )
     slowest = ", ".join(f"{seconds * 1000:.0f} ms at {at:.1f} s" for at, seconds in result["slowest"])
     print(f"{'':9s} slowest replies: {slowest}")
@@ -602,8 +630,8 @@ def table(results: list[dict[str, Any]]) -> None:
         )
         print(
             f"| {r['name']} | {r['throughput']:,.0f}/s | {r['p50']:.1f} ms | {r['p99']:.1f} ms | {r['max']:,.0f} ms "
-            f"| {'—' if r['deadlocks'] is None else r['deadlocks']} | {waited} | {_seconds(r['follow_ups'])} "
-            f"| {_seconds(r['jobs'])} | {r['killed'][0] if r['killed'] else '—'} "
+            f"| {'—' if r['deadlocks'] is None else r['deadlocks']} | {waited} | {_seconds(r['follow_ups'], r)} "
+            f"| {_seconds(r['jobs'], r)} | {r['killed'][0] if r['killed'] else '—'} "
             f"| {'right' if not r['wrong'] else 'WRONG'} |"
         )
 
@@ -621,6 +649,11 @@ def main() -> None:
     parser.add_argument("--kill-at", type=float, default=0.4, help="share acknowledged when the kills come")
     parser.add_argument("--catch-up-limit", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--writer-only",
+        action="store_true",
+        help="no workers in any process: the webhook path alone (follow-ups and incidents not checked)",
+    )
     parser.add_argument(
         "--only", choices=("sqlite", "pg-serve", "pg-1", "pg-scale", "matrix"), action="append"
     )
