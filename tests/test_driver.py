@@ -7,7 +7,7 @@ Covered, per statement kind the driver issues or its callers build through it:
 ``writer`` ``INSERT`` and ``UPDATE ... WHERE key`` with ``execute_many`` and ``RowWriter.params``;
 ``statement`` (the connection touches, the duplicate bump) with ``execute`` and ``execute_many``; a plain
 ``execute`` of a SELECT; ``marks`` for IN lists; and the callers' readers (``_lock_rows``,
-``_known_hashes``, ``_waiting_follow_ups``, ``delivery._connections``). The driver issues no upsert and no
+``_known_hashes``, ``delivery._connections``). The driver issues no upsert and no
 RETURNING: those go through SQLAlchemy (``problems.service._insert_missing``, ``_update_counts``).
 """
 
@@ -498,7 +498,8 @@ def test_update_by_key_stores_what_the_orm_stores(database, owner, details):
 
 
 def test_update_by_key_of_some_columns_per_row(database, owner):
-    """``intake._queue_follow_ups`` folds new work into waiting follow-ups, one row each."""
+    """An update by key of some columns, each row with its own values (the lifecycle step writes problems
+    back this way; the follow-up table is a convenient one to check it on)."""
     problem_ids = [add_problem(database, owner, pid_key=f"-{n}") for n in range(2)]
     with database.session(write=True) as session:
         waiting = [
@@ -688,27 +689,34 @@ def test_locked_rows_are_the_connections_problems_by_key(database, owner):
         assert {name: value for name, value in row.items() if name != "details"} == expected
 
 
-def test_waiting_follow_ups_by_problem(database, owner):
-    problem_ids = [add_problem(database, owner, pid_key=f"-{n}") for n in range(3)]
-    with database.session(write=True) as session:
-        session.add_all(
-            FollowUp(
-                problem_id=p,
-                user_id=owner.user_id,
-                correlate=True,
-                enrich=False,
-                states=[["OPEN", 0]],
-                next_at=1,
-                queued_at=WHEN,
-            )
-            for p in problem_ids[1:]
-        )
-        session.commit()
-    waiting = written(database, lambda session, _: intake._waiting_follow_ups(session, problem_ids[::-1]))
-    assert sorted(waiting) == problem_ids[1:]
-    for problem_id, row in waiting.items():
-        assert row["problem_id"] == problem_id
-        assert (row["correlate"], row["enrich"], row["states"]) == (True, False, [["OPEN", 0]])
+def test_follow_ups_written_by_the_driver_read_back_through_the_orm(database, owner):
+    """What intake appends (one row per change, two for one problem here) is what the job reads."""
+    problem_id = add_problem(database, owner, pid_key="-1")
+    rows = [
+        {
+            "problem_id": problem_id,
+            "user_id": owner.user_id,
+            "created": version == 1,
+            "correlate": True,
+            "enrich": version == 1,
+            "previous_keys": None if version == 1 else ["e:SERVICE-A", "t:env:prod"],
+            "states": [["OPEN", 1_700_000_000_000_000]] if version == 1 else [["OPEN", 0], ["RESOLVED", 2]],
+            "next_at": 1_700_000_000_000_000 + version,
+            "queued_at": WHEN,
+            "version": version,
+        }
+        for version in (1, 2)
+    ]
+
+    def append(session: Session, driver: Driver) -> None:
+        writer = driver.writer(FollowUp.__table__, list(rows[0]))
+        driver.execute_many(session, writer.sql, writer.params(rows))
+
+    written(database, append)
+    with database.session() as session:
+        found = list(session.scalars(sa.select(FollowUp).order_by(FollowUp.id)))
+        read_back = [{name: getattr(f, name) for name in rows[0]} for f in found]
+    assert read_back == rows
 
 
 def test_webhook_connections_read_by_user(database, owner):

@@ -1,7 +1,7 @@
 """Follow-ups: the webhook acknowledges after the lifecycle step; a job correlates afterwards.
 
-What a burst leaves waiting is folded per problem and replayed in arrival order, so it ends like the
-same deliveries correlated one by one; readers of incidents see it done; nothing waiting is lost.
+What a burst leaves waiting (a row per change) is merged per problem and replayed in arrival order, so it
+ends like the same deliveries correlated one by one; readers of incidents see it done; nothing waiting is lost.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Carrying out what ingest recorded: correlation into incidents, an analysis for each new problem's
 incident, enrichment of changed open problems.
 
-Ingest queues a ``FollowUp`` per changed problem, and a job per user (``FOLLOW_UP_JOB``), in its own
+Ingest appends a ``FollowUp`` per change of a problem, and queues a job per user (``FOLLOW_UP_JOB``), in its own
 transaction; this module, above incidents, RCA and sync, carries them out: that job, on the workers, a
 few problems per transaction (``run``); a request that reads incidents (``borealis.api.deps``), for its
 user; a caller that wants a problem's incident at once (``follow_up_now``), for that problem only.
@@ -30,10 +30,10 @@ from borealis.problems.models import FollowUp
 from borealis.rca import service as rca_service
 from borealis.sync import service as sync_service
 
-# Follow-ups carried out per call (and per transaction) by default...
+# Problems followed up per call (and per transaction) by default...
 FOLLOW_UP_BATCH = 500
-# ... and per transaction by the job: short, so the writer (which folds changes into waiting
-# follow-ups) never waits long for one.
+# ... and per transaction by the job: short, so the correlation lock (which enrichment and readers of
+# incidents also take) is never held long.
 JOB_STEP = 20
 # In a process that also answers webhooks (``borealis serve`` with its workers), the job gives way to a
 # burst between steps, for this long at most: deliveries are acknowledged at full speed, and correlated
