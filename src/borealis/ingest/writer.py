@@ -49,7 +49,7 @@ MAX_BATCH = 256
 # Transactions in flight at once. SQLite takes one writer at a time, so one thread; on PostgreSQL a
 # second batch is built and sent while the first waits on the server (its round trips, a row another
 # batch holds): two threads, as two replicas would, with the same lock order.
-WRITER_THREADS = {"sqlite": 1, "postgresql": 2}
+WRITER_THREADS_SQLITE, WRITER_THREADS_POSTGRESQL = 1, 2
 # The module the writer's process runs: an entry point that installs the start-up hooks intake asks
 # (does a change matter to correlation), then calls ``serve``.
 WRITER_PROCESS = "borealis.assembly"
@@ -240,7 +240,7 @@ def _frame(payload: bytes) -> bytes:
 
 class WebhookWriter:
     """Applies queued jobs in batches, one transaction each, on threads of their own
-    (``WRITER_THREADS``); hands each batch's answers (job id, answer) to ``answer``."""
+    (``WRITER_THREADS_*``); hands each batch's answers (job id, answer) to ``answer``."""
 
     def __init__(
         self,
@@ -256,7 +256,7 @@ class WebhookWriter:
         self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._stopping = False
         self._checkpointer = Checkpointer(database) if database.is_sqlite else None
-        count = WRITER_THREADS.get(database.engine.dialect.name, 1)
+        count = WRITER_THREADS_SQLITE if database.is_sqlite else WRITER_THREADS_POSTGRESQL
         self._threads = [
             threading.Thread(target=self._run, name=f"borealis-webhook-writer-{number}", daemon=True)
             for number in range(count)

@@ -107,16 +107,14 @@ def follow_up(
         waiting.setdefault(f.problem_id, []).append(f)
     # Rows the problems as read do not include yet (committed since) wait for the next call, and so
     # do their states: none may be replayed after them.
+    # (A problem deleted meanwhile took its rows with it: it is in neither.)
     bounds = [next_at for _problem_id, next_at in found[limit:]]
     merged: dict[int, _Merged] = {}
     for problem_id, items in waiting.items():
-        row = rows.get(problem_id)
-        seen = [f for f in items if row is not None and f.version <= row["notification_count"]]
-        bounds += [f.next_at for f in items if f not in seen and row is not None]
-        if row is None:
-            # The problem is gone: nothing to follow up.
-            db_session.execute(sa.delete(FollowUp).where(FollowUp.id.in_([f.id for f in items])))
-        elif seen:
+        version = rows[problem_id]["notification_count"]
+        bounds += [f.next_at for f in items if f.version > version]
+        seen = [f for f in items if f.version <= version]
+        if seen:
             merged[problem_id] = _Merged.of(seen)
     until = min(bounds, default=None)
     changes = []
@@ -147,10 +145,10 @@ def follow_up(
         db_session=db_session,
         problems=[(p, m.user_id, rows[p]["state"]) for p, m in merged.items() if m.enrich],
     )
-    done = [f.id for m in merged.values() for f in m.rows]
-    kept = {merged[problem_id].rows[0].id for problem_id in later}
+    # Every merged row goes, but a problem with states left keeps its first row for them.
+    done = [f.id for p, m in merged.items() for f in (m.rows[1:] if p in later else m.rows)]
     if done:
-        db_session.execute(sa.delete(FollowUp).where(FollowUp.id.in_([i for i in done if i not in kept])))
+        db_session.execute(sa.delete(FollowUp).where(FollowUp.id.in_(done)))
     for problem_id, (reached, left) in later.items():
         # What is left, on the problem's first row: the states still to come, from the one the
         # incident now has.
