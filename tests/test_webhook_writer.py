@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from borealis import jsontext
 from borealis.app import create_app
 from borealis.db import StoredJson, utcnow
-from borealis.ingest.delivery import from_wire, job, to_wire
+from borealis.ingest.delivery import from_wire, job, to_wire, wire_user
+from borealis.ingest.writer import Router
 from borealis.problems.models import Notification
 from tests.support.server import serve_in_thread
 from tests.support.waiting import wait_until
@@ -33,7 +34,9 @@ REJECTED = [
 def crossed(sent):
     """The job as the writer gets it, checked against what was sent: equal, except that the details
     document arrives as the text the database will hold."""
-    received = from_wire(to_wire(sent))
+    wire = to_wire(sent)
+    assert wire_user(wire) == sent.user_id
+    received = from_wire(wire)
     if sent.notification is not None and sent.notification.details is not None:
         stored = received.notification.details
         assert isinstance(stored, StoredJson)
@@ -67,6 +70,30 @@ def test_long_numbers_and_times_cross_exactly():
     assert "123456789012345678901234567890" in from_wire(to_wire(sent)).notification.details.text
     assert received.notification.observed_at == sent.notification.observed_at
     assert received.received_at == sent.received_at
+
+
+def test_a_users_deliveries_stay_on_one_thread_while_any_is_held():
+    router = Router(2)
+    first = router.take("alice")
+    assert router.take("alice") == first  # held: in arrival order on the same thread
+    bob = router.take("bob")
+    assert bob != first  # a new user goes to the thread with fewer deliveries
+    router.done(["alice"])
+    assert router.take("alice") == first  # one of alice's still held
+    router.done(["alice", "alice"])
+    # alice has none left: she goes where there are fewest (bob's one is on the other thread)
+    assert router.take("alice") == first
+    carol = router.take("carol")
+    assert router.take("carol") == carol == first
+    router.done(["alice"])
+    # alice, free again, leaves carol's busy thread for the other one
+    assert router.take("alice") == bob
+
+
+def test_users_spread_over_the_threads():
+    router = Router(2)
+    threads = [router.take(f"user-{number}") for number in range(8)]
+    assert sorted(threads) == [0, 0, 0, 0, 1, 1, 1, 1]
 
 
 @pytest.fixture

@@ -111,8 +111,9 @@ def parsed(job: Job) -> Job:
 
 def to_wire(job: Job) -> bytes:
     """The job as bytes, for the writer process (parsing happened on the server's side): the lengths
-    of a JSON header and of the details document, the header, the document, then the raw body as it
-    is (inside JSON it would cost escaping). The writer only stores the document: it gets it as
+    of the user id, of a JSON header and of the details document, then each, then the raw body as it
+    is (inside JSON it would cost escaping). The user id comes first so the writer can route a delivery
+    without reading the rest (``wire_user``). The writer only stores the document: it gets it as
     ``StoredJson``, never decoded."""
     notification = job.notification
     values: list[Any] | None = None
@@ -126,10 +127,10 @@ def to_wire(job: Job) -> bytes:
         if notification.details is not None:
             details = jsontext.dumps(notification.details).encode()
             values[_DETAILS] = None
+    user = job.user_id.encode()
     header = jsontext.dumps(
         [
             job.id,
-            job.user_id,
             job.token,
             values,
             job.rejection,
@@ -140,16 +141,24 @@ def to_wire(job: Job) -> bytes:
         ]
     ).encode()
     tail = job.body if job.body is not None else job.raw_body.encode()
-    return _LENGTHS.pack(len(header), len(details)) + header + details + tail
+    return _LENGTHS.pack(len(user), len(header), len(details)) + user + header + details + tail
+
+
+def wire_user(data: bytes) -> str:
+    """The user of a job in the form ``to_wire`` wrote, read without the rest."""
+    (user_length,) = _USER_LENGTH.unpack_from(data)
+    return data[_LENGTHS.size : _LENGTHS.size + user_length].decode()
 
 
 def from_wire(data: bytes) -> Job:
     """The job ``to_wire`` wrote."""
-    header_length, details_length = _LENGTHS.unpack_from(data)
-    header_end = _LENGTHS.size + header_length
+    user_length, header_length, details_length = _LENGTHS.unpack_from(data)
+    user_end = _LENGTHS.size + user_length
+    header_end = user_end + header_length
     details_end = header_end + details_length
-    id_, user_id, token, values, rejection, malformed, content_type, received_at, waiting = jsontext.loads(
-        data[_LENGTHS.size : header_end]
+    user_id = data[_LENGTHS.size : user_end].decode()
+    id_, token, values, rejection, malformed, content_type, received_at, waiting = jsontext.loads(
+        data[user_end:header_end]
     )
     notification = None
     if values is not None:
@@ -175,7 +184,8 @@ def from_wire(data: bytes) -> Job:
     )
 
 
-_LENGTHS = struct.Struct("!II")
+_LENGTHS = struct.Struct("!HII")
+_USER_LENGTH = struct.Struct("!H")
 _NOTIFICATION_FIELDS = tuple(field.name for field in fields(ProblemNotification))
 _TIME_FIELDS = tuple(
     index for index, field in enumerate(fields(ProblemNotification)) if field.type == "datetime | None"

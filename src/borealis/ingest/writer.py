@@ -32,23 +32,24 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, BinaryIO
 
 import sqlalchemy as sa
 
 from borealis import jsontext
 from borealis.db import Database
-from borealis.ingest.delivery import NOT_STORED, Answer, Job, error, from_wire, process, to_wire
+from borealis.ingest.delivery import NOT_STORED, Answer, Job, error, from_wire, process, to_wire, wire_user
 
 logger = logging.getLogger("borealis.webhook")
 
 # A batch is whatever queued up while the last one ran, this many at most (waiting for more would only
 # add latency: the server keeps working meanwhile, on its own core).
 MAX_BATCH = 256
-# Transactions in flight at once. SQLite takes one writer at a time, so one thread; on PostgreSQL a
-# second batch is built and sent while the first waits on the server (its round trips, a row another
-# batch holds): two threads, as two replicas would, with the same lock order.
+# Transactions in flight at once. SQLite takes one writer at a time, so one thread. On PostgreSQL a
+# thread's batch is built while another's waits on the server. A user's deliveries go to one thread at
+# a time (``Router``): batches of two threads never wait for each other's rows (a problem, the user's
+# counts, the user's follow-up job), and a user's deliveries are written in arrival order.
 WRITER_THREADS_SQLITE, WRITER_THREADS_POSTGRESQL = 1, 2
 # The module the writer's process runs: an entry point that installs the start-up hooks intake asks
 # (does a change matter to correlation), then calls ``serve``.
@@ -252,26 +253,28 @@ class WebhookWriter:
         self.database = database
         self.answer = answer
         self.max_batch = max_batch
-        # Deliveries in their wire form (read back on the writer's thread); None: stop.
-        self._queue: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
-        self._stopping = False
         self._checkpointer = Checkpointer(database) if database.is_sqlite else None
         count = WRITER_THREADS_SQLITE if database.is_sqlite else WRITER_THREADS_POSTGRESQL
+        # A queue per thread of deliveries in their wire form (read back on the thread); None: stop.
+        self._queues: list[queue.SimpleQueue[bytes | None]] = [queue.SimpleQueue() for _ in range(count)]
+        self._router = Router(count)
         self._threads = [
-            threading.Thread(target=self._run, name=f"borealis-webhook-writer-{number}", daemon=True)
-            for number in range(count)
+            threading.Thread(
+                target=self._run, args=(inbox,), name=f"borealis-webhook-writer-{number}", daemon=True
+            )
+            for number, inbox in enumerate(self._queues)
         ]
         for thread in self._threads:
             thread.start()
 
     def put(self, wire: bytes) -> None:
         """Queue a delivery as ``delivery.to_wire`` wrote it."""
-        self._queue.put(wire)
+        self._queues[self._router.take(wire_user(wire))].put(wire)
 
     def stop(self, timeout: float | None = None) -> None:
         """Apply what is queued, then end the threads."""
-        for _thread in self._threads:
-            self._queue.put(None)
+        for inbox in self._queues:
+            inbox.put(None)
         deadline = None if timeout is None else time.monotonic() + timeout
         for thread in self._threads:
             thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
@@ -284,33 +287,34 @@ class WebhookWriter:
             session.commit()
         return answers
 
-    def _run(self) -> None:
-        while not self._stopping:
-            jobs = self._next_batch()
+    def _run(self, inbox: queue.SimpleQueue[bytes | None]) -> None:
+        while True:
+            jobs, stopping = self._next_batch(inbox)
             if not jobs:
+                if stopping:
+                    return
                 continue
             answers = self._answer(jobs)
             if self._checkpointer is not None:
                 self._checkpointer.nudge()
             self.answer([(job.id, answer) for job, answer in zip(jobs, answers, strict=True)])
+            self._router.done(job.user_id for job in jobs)
+            if stopping:
+                return
 
-    def _next_batch(self) -> list[Job]:
-        """The next deliveries to commit together (none once the server closed the socket)."""
-        first = self._queue.get()
-        if first is None:
-            self._stopping = True
-            return []
-        wires = [first]
-        while len(wires) < self.max_batch:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                break
-            if item is None:
-                self._stopping = True
-                break
+    def _next_batch(self, inbox: queue.SimpleQueue[bytes | None]) -> tuple[list[Job], bool]:
+        """The next deliveries to commit together, and whether the server closed the socket."""
+        wires: list[bytes] = []
+        item = inbox.get()
+        while item is not None:
             wires.append(item)
-        return [from_wire(wire) for wire in wires]
+            if len(wires) == self.max_batch:
+                return [from_wire(wire) for wire in wires], False
+            try:
+                item = inbox.get_nowait()
+            except queue.Empty:
+                return [from_wire(wire) for wire in wires], False
+        return [from_wire(wire) for wire in wires], True
 
     def _answer(self, jobs: list[Job]) -> list[Answer]:
         for attempt in range(_RETRIES):
@@ -326,6 +330,38 @@ class WebhookWriter:
             return [error(500, "internal_error", NOT_STORED)]
         # One bad delivery must not fail the others: run each alone.
         return [answer for job in jobs for answer in self._answer([job])]
+
+
+class Router:
+    """Which writer thread takes a delivery. A user with deliveries queued or being written has them
+    all on one thread, which takes the next too; a user with none goes to the thread with the fewest
+    deliveries, so users spread over the threads as they come and go."""
+
+    def __init__(self, threads: int) -> None:
+        self._lock = threading.Lock()
+        self._load = [0] * threads
+        # user id -> [their thread, their deliveries on it]
+        self._held: dict[str, list[int]] = {}
+
+    def take(self, user_id: str) -> int:
+        """The thread for the user's next delivery, counted as held until ``done``."""
+        with self._lock:
+            held = self._held.get(user_id)
+            if held is None:
+                held = self._held[user_id] = [self._load.index(min(self._load)), 0]
+            held[1] += 1
+            self._load[held[0]] += 1
+            return held[0]
+
+    def done(self, user_ids: Iterable[str]) -> None:
+        """These deliveries (a user id each) are answered."""
+        with self._lock:
+            for user_id in user_ids:
+                held = self._held[user_id]
+                held[1] -= 1
+                self._load[held[0]] -= 1
+                if not held[1]:
+                    del self._held[user_id]
 
 
 class Checkpointer:

@@ -335,19 +335,15 @@ def _lock_rows(
     # (an incident's problems, its index keys) are written meanwhile without waiting.
     lock = " FOR NO KEY UPDATE" if dialect == "postgresql" else ""
     rows: dict[tuple[str, str], dict[str, Any]] = {}
-    by_connection: dict[str, list[str]] = {}
-    for connection_id, key in keys:
-        by_connection.setdefault(connection_id, []).append(key)
-    for connection_id in sorted(by_connection):
-        pid_keys = by_connection[connection_id]
-        for start in range(0, len(pid_keys), _CHUNK):
-            chunk = pid_keys[start : start + _CHUNK]
-            sql = (
-                f"{reader.sql} WHERE connection_id = {driver.mark} AND pid_key IN ({driver.marks(len(chunk))})"
-                f" ORDER BY pid_key{lock}"
-            )
-            for row in reader.dicts(driver.execute(db_session, sql, [connection_id, *chunk])):
-                rows[(connection_id, row["pid_key"])] = row
+    # One statement for the batch's problems of every connection (a round trip each would cost more
+    # than the reading), locked in (connection, PID key) order as every writer locks them.
+    # Pairs OR-ed, not a row-value IN: SQLite reads its whole index for that one.
+    pair = f"(connection_id = {driver.mark} AND pid_key = {driver.mark})"
+    for start in range(0, len(keys), _CHUNK):
+        chunk = keys[start : start + _CHUNK]
+        sql = f"{reader.sql} WHERE {' OR '.join([pair] * len(chunk))} ORDER BY connection_id, pid_key{lock}"
+        for row in reader.dicts(driver.execute(db_session, sql, [value for key in chunk for value in key])):
+            rows[(row["connection_id"], row["pid_key"])] = row
     return rows
 
 
