@@ -171,19 +171,54 @@ def test_statement_needs_one_mark_per_parameter(database):
         )
 
 
-def test_execute_answers_rows_or_none_and_execute_many_of_nothing_does_nothing(database, owner):
+def test_query_answers_rows_execute_none_and_execute_many_of_nothing_does_nothing(database, owner):
     problem_id = add_problem(database, owner)
 
     def work(session, driver):
         update = f"UPDATE problems SET title = {driver.mark} WHERE id = {driver.mark}"
-        assert driver.execute(session, update, ["changed", problem_id]) == []
+        assert driver.execute(session, update, ["changed", problem_id]) is None
         driver.execute_many(session, update, [])
-        return driver.execute(
-            session, f"SELECT id, title FROM problems WHERE id = {driver.mark}", [problem_id]
-        )
+        return driver.query(session, f"SELECT id, title FROM problems WHERE id = {driver.mark}", [problem_id])
 
     assert written(database, work) == [(problem_id, "changed")]
     assert orm_row(database, Problem, problem_id)["title"] == "changed"
+
+
+def test_a_pipeline_writes_in_order_and_reads_what_it_wrote(database, owner):
+    problem_id = add_problem(database, owner, notification_count=0)
+    select = "SELECT title, notification_count FROM problems WHERE id = {mark}"
+
+    def work(session, driver):
+        update = f"UPDATE problems SET title = {driver.mark} WHERE id = {driver.mark}"
+        with driver.pipeline(session):
+            driver.execute(session, update, ["first", problem_id])
+            driver.execute_many(session, update, [["second", problem_id], ["third", problem_id]])
+            count = f"UPDATE problems SET notification_count = notification_count + {driver.mark} WHERE id = {driver.mark}"
+            driver.execute_many(session, count, [[3, problem_id], [4, problem_id]])
+            seen = driver.query(session, select.format(mark=driver.mark), [problem_id])
+            driver.execute(session, update, ["last", problem_id])
+        return seen
+
+    assert written(database, work) == [("third", 7)]
+    assert orm_row(database, Problem, problem_id)["title"] == "last"
+
+
+def test_a_failing_statement_fails_its_pipeline_and_nothing_is_kept(database, owner):
+    problem_id = add_problem(database, owner)
+    with database.session(write=True) as session:
+        driver = Driver.of(session)
+        update = f"UPDATE problems SET title = {driver.mark} WHERE id = {driver.mark}"
+
+        def send() -> None:
+            with driver.pipeline(session):
+                driver.execute(session, update, ["lost", problem_id])
+                driver.execute(session, "UPDATE problems SET no_such_column = 1")
+                driver.execute(session, update, ["lost too", problem_id])
+
+        with pytest.raises(Exception, match="no_such_column"):
+            send()
+    assert orm_row(database, Problem, problem_id)["title"] != "lost"
+    assert orm_row(database, Problem, problem_id)["title"] != "lost too"
 
 
 # --- reader: what the ORM wrote, read by the driver ---------------------------------------------------
@@ -216,7 +251,7 @@ def test_reader_reads_every_problem_column_as_the_orm_does(database, owner):
             # The driver answers UTC whatever zone the session shows times in.
             session.execute(sa.text("SET LOCAL TIME ZONE 'Asia/Kolkata'"))
         reader = driver.reader(problems)
-        return reader.dicts(driver.execute(session, f"{reader.sql} WHERE id = {driver.mark}", [problem_id]))
+        return reader.dicts(driver.query(session, f"{reader.sql} WHERE id = {driver.mark}", [problem_id]))
 
     [row] = read(database, work)
     assert row == expected
@@ -247,7 +282,7 @@ def test_reader_keeps_undecoded_json_as_stored_json(database, owner, details, ex
 
     def work(session, driver):
         reader = driver.reader(problems, undecoded=("details",))
-        return reader.dicts(driver.execute(session, f"{reader.sql} WHERE id = {driver.mark}", [problem_id]))
+        return reader.dicts(driver.query(session, f"{reader.sql} WHERE id = {driver.mark}", [problem_id]))
 
     [row] = read(database, work)
     if expected is None:
@@ -285,7 +320,7 @@ def test_reader_of_named_columns_reads_booleans_big_integers_and_lists(database,
             ("id", "created", "correlate", "enrich", "previous_keys", "states", "next_at", "queued_at"),
         )
         return reader.dicts(
-            driver.execute(session, f"{reader.sql} WHERE problem_id = {driver.mark}", [problem_id])
+            driver.query(session, f"{reader.sql} WHERE problem_id = {driver.mark}", [problem_id])
         )
 
     [row] = read(database, work)
@@ -643,7 +678,7 @@ def test_in_lists_of_any_size_find_exactly_their_rows(database, owner, size):
             "SELECT problem_id, content_hash FROM notifications"
             f" WHERE problem_id IN ({driver.marks(len(asked))}) AND content_hash IN ({driver.marks(len(hashes))})"
         )
-        return set(driver.execute(session, sql, [*asked, *hashes]))
+        return set(driver.query(session, sql, [*asked, *hashes]))
 
     assert read(database, work) == {(p, h) for p in asked for h in hashes[::2]}
 

@@ -10,7 +10,8 @@ unchanged, and the reverse.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -41,14 +42,37 @@ class Driver:
         """The driver for the session's database (its statements are cached there)."""
         return _DRIVERS["sqlite" if db_session.get_bind().dialect.name == "sqlite" else "postgresql"]
 
-    def execute(self, db_session: Session, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        """Run one statement; returns its rows (none for a statement without)."""
+    def query(self, db_session: Session, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Run a statement that returns rows; returns them (in a ``pipeline``, once they arrive)."""
         cursor = db_session.connection().connection.driver_connection.cursor()
         try:
             cursor.execute(sql, params)
-            return cursor.fetchall() if cursor.description else []
+            return cursor.fetchall()
         finally:
             cursor.close()
+
+    def execute(self, db_session: Session, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a statement that returns no rows (in a ``pipeline``, without waiting for it)."""
+        cursor = db_session.connection().connection.driver_connection.cursor()
+        try:
+            cursor.execute(sql, params)
+        finally:
+            cursor.close()
+
+    @contextmanager
+    def pipeline(self, db_session: Session) -> Iterator[None]:
+        """On PostgreSQL, send the statements of the block without waiting for each one's answer: a
+        ``query`` waits for its rows, the rest are answered by the end of the block, which raises the
+        first error. Inside, every statement goes through the driver: SQLAlchemy looks at a statement's
+        result before it has arrived, and fails or finds nothing. On SQLite (no round trips) the
+        statements run as they come."""
+        if self.sqlite:
+            yield
+            return
+        # The ORM's pending changes go first, so none is flushed inside (where it could not read back).
+        db_session.flush()
+        with db_session.connection().connection.driver_connection.pipeline():
+            yield
 
     def execute_many(self, db_session: Session, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """Run one statement once per parameter row (nothing for no rows)."""

@@ -241,7 +241,7 @@ def _connections(db_session: Session, user_ids: list[str]) -> dict[str, Connecti
     driver = Driver.of(db_session)
     reader = driver.reader(_connections_table, _CONNECTION_COLUMNS)
     sql = f"{reader.sql} WHERE user_id IN ({driver.marks(len(user_ids))})"
-    rows = reader.dicts(driver.execute(db_session, sql, user_ids))
+    rows = reader.dicts(driver.query(db_session, sql, user_ids))
     return {row["user_id"]: Connection(**row) for row in rows}
 
 

@@ -166,10 +166,10 @@ def ingest_many(
         if outcome.outcome != lifecycle.DUPLICATE:
             # Once per problem, with its columns as the whole batch left them.
             changed.setdefault(outcome.problem_id, outcome)
-    waiting = _queue_follow_ups(db_session, list(changed.values()), being_enriched=being_enriched)
-
-    # Then the connections, the incidents, the jobs: the lock order of docs/architecture.md.
-    _touch_connections(db_session, items)
+    with Driver.of(db_session).pipeline(db_session):
+        waiting = _queue_follow_ups(db_session, list(changed.values()), being_enriched=being_enriched)
+        # Then the connections, the incidents, the jobs: the lock order of docs/architecture.md.
+        _touch_connections(db_session, items)
     if follow_up_now and waiting:
         hooks().follow_up(db_session=db_session, problem_ids=sorted(changed))
         # Only what is left (states to replay after another problem's) needs the job.

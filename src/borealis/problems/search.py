@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
+from borealis.driver import Driver
 from borealis.problems.models import MAX_TERM_LENGTH, ProblemTerm, SearchUser
 
 # Enough for any real title and entity list; bounds the work one oversized payload can cause.
@@ -102,23 +103,26 @@ def update_terms(*, db_session: Session, changes: Sequence[TextChange]) -> int:
     for change in changes:
         old = set(terms(change.before))
         new = terms(change.after)
-        removed.extend({"p": change.problem_id, "t": term} for term in old.difference(new))
+        removed.extend({"problem_id": change.problem_id, "term": term} for term in old.difference(new))
         number = numbers[change.user_id]
         added.extend(
             {"problem_id": change.problem_id, "term": term, "user_number": number}
             for term in new
             if term not in old
         )
+    # Through the driver: the webhook writes terms inside a ``Driver.pipeline``.
+    driver = Driver.of(db_session)
     if removed:
-        db_session.execute(_DELETE_TERM, removed)
+        delete = driver.statement(terms_table, _DELETE_TERM, ("problem_id", "term"))
+        driver.execute_many(db_session, delete.sql, delete.params(removed))
     if added:
-        db_session.execute(terms_table.insert(), added)
+        insert = driver.writer(terms_table, ("problem_id", "term", "user_number"))
+        driver.execute_many(db_session, insert.sql, insert.params(added))
     return len(removed) + len(added)
 
 
-_DELETE_TERM = terms_table.delete().where(
-    terms_table.c.problem_id == sa.bindparam("p"), terms_table.c.term == sa.bindparam("t")
-)
+_DELETE_TERM = "DELETE FROM problem_terms WHERE problem_id = {mark} AND term = {mark}"
+_NEW_USER = "INSERT INTO search_users (user_id) VALUES ({mark}) ON CONFLICT (user_id) DO NOTHING"
 
 
 def user_number(*, db_session: Session, user_id: str) -> int | None:
@@ -127,16 +131,20 @@ def user_number(*, db_session: Session, user_id: str) -> int | None:
 
 
 def _numbers_for(db_session: Session, user_ids: list[str]) -> dict[str, int]:
-    """The users' numbers, created for those without one (once in a user's life)."""
-    select = sa.select(users_table.c.user_id, users_table.c.number).where(users_table.c.user_id.in_(user_ids))
-    numbers: dict[str, int] = dict(db_session.execute(select).all())
+    """The users' numbers, created for those without one (once in a user's life). Read through the
+    driver: the webhook writes terms inside a ``Driver.pipeline``."""
+    driver = Driver.of(db_session)
+    select = (
+        f"SELECT user_id, number FROM {users_table.name} WHERE user_id IN ({driver.marks(len(user_ids))})"  # noqa: S608 (markers only)
+    )
+    numbers: dict[str, int] = dict(driver.query(db_session, select, user_ids))
     missing = [user_id for user_id in user_ids if user_id not in numbers]
     if missing:
-        dialect = db_session.get_bind().dialect.name
-        insert = postgresql.insert(users_table) if dialect == "postgresql" else sqlite.insert(users_table)
-        statement = insert.on_conflict_do_nothing(index_elements=["user_id"])
-        db_session.execute(statement, [{"user_id": user_id} for user_id in missing])
-        numbers.update(db_session.execute(select).all())
+        insert = driver.statement(users_table, _NEW_USER, ("user_id",))
+        driver.execute_many(
+            db_session, insert.sql, insert.params([{"user_id": user_id} for user_id in missing])
+        )
+        numbers.update(driver.query(db_session, select, user_ids))
     return numbers
 
 

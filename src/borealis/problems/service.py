@@ -171,15 +171,17 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
             )
         )
 
-    _write_back(db_session, touched, previous)
     driver = Driver.of(db_session)
-    if new_notifications:
-        _insert_notifications(db_session, list(new_notifications.values()))
-    if duplicates:
-        bump = driver.statement(notifications_table, _BUMP_DUPLICATE, _BUMP_DUPLICATE_PARAMS)
-        driver.execute_many(db_session, bump.sql, bump.params(list(duplicates.values())))
-    _update_counts(db_session, dialect, counted_as, touched)
-    search.update_terms(db_session=db_session, changes=_text_changes(previous, touched))
+    # The writes, sent together: nothing here needs the answer of another.
+    with driver.pipeline(db_session):
+        _write_back(db_session, touched, previous)
+        if new_notifications:
+            _insert_notifications(db_session, list(new_notifications.values()))
+        if duplicates:
+            bump = driver.statement(notifications_table, _BUMP_DUPLICATE, _BUMP_DUPLICATE_PARAMS)
+            driver.execute_many(db_session, bump.sql, bump.params(list(duplicates.values())))
+        _update_counts(db_session, counted_as, touched)
+        search.update_terms(db_session=db_session, changes=_text_changes(previous, touched))
     # Results carry the final state of each problem, as committed with this batch.
     for result in results:
         row = touched[result.problem_id]
@@ -342,7 +344,7 @@ def _lock_rows(
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
         sql = f"{reader.sql} WHERE {' OR '.join([pair] * len(chunk))} ORDER BY connection_id, pid_key{lock}"
-        for row in reader.dicts(driver.execute(db_session, sql, [value for key in chunk for value in key])):
+        for row in reader.dicts(driver.query(db_session, sql, [value for key in chunk for value in key])):
             rows[(row["connection_id"], row["pid_key"])] = row
     return rows
 
@@ -361,7 +363,7 @@ def _known_hashes(
         )
         found.update(
             (problem_id, content_hash)
-            for problem_id, content_hash in driver.execute(db_session, sql, [*chunk, *hashes])
+            for problem_id, content_hash in driver.query(db_session, sql, [*chunk, *hashes])
         )
     return found
 
@@ -397,7 +399,6 @@ def _count_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
 
 def _update_counts(
     db_session: Session,
-    dialect: str,
     counted_as: dict[int, tuple[str, str, str, str] | None],
     touched: dict[int, dict[str, Any]],
 ) -> None:
@@ -418,21 +419,18 @@ def _update_counts(
     if not changes:
         return
     # In key order (the driver runs them in turn): concurrent writers lock counts in the same order.
-    db_session.execute(_COUNT_UPSERT[dialect], changes)
-
-
-def _count_upsert(insert: Any) -> Any:
-    return insert.on_conflict_do_update(
-        index_elements=["user_id", "state", "severity", "impact"],
-        set_={"count": counts_table.c.count + insert.excluded.count},
+    driver = Driver.of(db_session)
+    upsert = driver.statement(
+        counts_table, _COUNT_UPSERT, ("user_id", "state", "severity", "impact", "count")
     )
+    driver.execute_many(db_session, upsert.sql, upsert.params(changes))
 
 
-# Built once: building an upsert (its ``excluded`` columns) costs more than running it.
-_COUNT_UPSERT = {
-    "postgresql": _count_upsert(postgresql.insert(counts_table)),
-    "sqlite": _count_upsert(sqlite.insert(counts_table)),
-}
+_COUNT_UPSERT = (
+    "INSERT INTO problem_counts (user_id, state, severity, impact, count)"
+    " VALUES ({mark}, {mark}, {mark}, {mark}, {mark})"
+    " ON CONFLICT (user_id, state, severity, impact) DO UPDATE SET count = problem_counts.count + excluded.count"
+)
 
 
 def _text_changes(
