@@ -15,8 +15,8 @@ import sqlalchemy as sa
 from borealis import jsontext
 from borealis.app import create_app
 from borealis.db import StoredJson, utcnow
-from borealis.ingest.delivery import from_wire, job, to_wire, wire_user
-from borealis.ingest.writer import Router
+from borealis.ingest.delivery import Answer, from_wire, job, to_wire, wire_user
+from borealis.ingest.writer import Router, WebhookWriter
 from borealis.problems.models import Notification
 from tests.support.server import serve_in_thread
 from tests.support.waiting import wait_until
@@ -94,6 +94,29 @@ def test_users_spread_over_the_threads():
     router = Router(2)
     threads = [router.take(f"user-{number}") for number in range(8)]
     assert sorted(threads) == [0, 0, 0, 0, 1, 1, 1, 1]
+
+
+def test_a_batch_that_meets_a_lock_error_of_the_driver_runs_again(database):
+    """The driver's statements raise the DBAPI's own errors (a deadlock, a lock timeout), not
+    SQLAlchemy's: the batch is run again all the same."""
+    calls: list[int] = []
+
+    class Contended(WebhookWriter):
+        def process(self, jobs):
+            calls.append(len(jobs))
+            if len(calls) == 1:
+                raise database.engine.dialect.dbapi.OperationalError("deadlock detected")
+            return [Answer(200, {"stored": True}) for _ in jobs]
+
+    answered: list[tuple[int, Answer]] = []
+    writer = Contended(database, answered.extend)
+    try:
+        writer.put(to_wire(job(user_id="u", token="t", body=b"{}", received_at=utcnow(), id=7)))
+        wait_until(lambda: answered, what="the answer")
+    finally:
+        writer.stop(5)
+    assert answered == [(7, Answer(200, {"stored": True}))]
+    assert calls == [1, 1]
 
 
 @pytest.fixture

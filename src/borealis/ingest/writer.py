@@ -317,10 +317,12 @@ class WebhookWriter:
         return [from_wire(wire) for wire in wires], True
 
     def _answer(self, jobs: list[Job]) -> list[Answer]:
+        # The driver's statements raise the DBAPI's own errors, SQLAlchemy's its wrapped ones.
+        passing = (sa.exc.OperationalError, self.database.engine.dialect.dbapi.OperationalError)
         for attempt in range(_RETRIES):
             try:
                 return self.process(jobs)
-            except sa.exc.OperationalError as exc:
+            except passing as exc:
                 # Lock timeouts and deadlocks between processes: the whole batch is safe to run again.
                 logger.warning("webhook batch attempt %d failed: %s", attempt + 1, type(exc).__name__)
             except Exception:
