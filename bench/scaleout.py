@@ -74,7 +74,7 @@ class Delivery:
     body: bytes
 
 
-def _body(tenant: int, number: int, *, state: str, observed: int) -> dict[str, Any]:
+def problem_body(tenant: int, number: int, *, state: str, observed: int) -> dict[str, Any]:
     group = number // GROUP
     start = BASE_MS + group * GROUP_GAP_MINUTES * MINUTE + (number % GROUP) * MINUTE
     pid = f"-{7_100_000_000_000_000 + tenant * 100_000 + number}"
@@ -116,14 +116,14 @@ def storm(tenants: int, problems: int, deliveries: int, seed: int) -> tuple[list
     finals: list[Delivery] = []
     for tenant in range(tenants):
         for number in range(problems):
-            pid = _body(tenant, number, state="OPEN", observed=0)["PID"]
+            pid = problem_body(tenant, number, state="OPEN", observed=0)["PID"]
             opened = [
-                jsontext.dumps(_body(tenant, number, state="OPEN", observed=step)).encode()
+                jsontext.dumps(problem_body(tenant, number, state="OPEN", observed=step)).encode()
                 for step in range(deliveries - 3)
             ]
             opened.append(opened[len(opened) // 2])
             last = "RESOLVED" if number % 2 == 0 else "OPEN"
-            final = jsontext.dumps(_body(tenant, number, state=last, observed=deliveries)).encode()
+            final = jsontext.dumps(problem_body(tenant, number, state=last, observed=deliveries)).encode()
             updates += [Delivery(tenant, pid, raw) for raw in opened]
             finals += [Delivery(tenant, pid, final), Delivery(tenant, pid, final)]
     rng.shuffle(updates)
@@ -497,7 +497,7 @@ def run(
             Delivery(args.tenants, body["PID"], jsontext.dumps(body).encode())
             for number in range(16)
             for step in range(4)
-            for body in [_body(args.tenants, number, state="OPEN", observed=step)]
+            for body in [problem_body(args.tenants, number, state="OPEN", observed=step)]
         ]
         database = Database(url)
         with processes(url, data_dir) as start:
