@@ -117,6 +117,37 @@ def test_the_candidate_index_holds_open_incidents_only(database, wired):
         assert session.scalar(sa.select(sa.func.count()).select_from(IncidentKey)) == 5
 
 
+def test_held_index_rows_are_written_before_the_index_is_read_from_the_database(database, wired):
+    first = ingest(database, wired, "1", display="P-1", root_cause="HOST-1")
+    second = ingest(database, wired, "2", display="P-2", minute=1, root_cause="HOST-1")
+    incident_id = incident_of(database, first)
+
+    def rows_of(session, problem_id):
+        statement = sa.select(sa.func.count()).where(IncidentKey.problem_id == problem_id)
+        return session.scalar(statement.select_from(IncidentKey))
+
+    with database.session(write=True) as session:
+        keys = {"e:HOST-1", "n:degradation response time"}
+        index = CandidateIndex(session, hold=True)
+        index.remove_problem(first)
+        index.add_problem(wired.user_id, first, incident_id, keys, fresh=True)
+        assert rows_of(session, first) == 0  # held: a batch writes them in one statement
+        settings = service.get_settings(db_session=session, user_id=wired.user_id)
+        facts = facts_from(session.get(Problem, second))
+        # No copy of the index: the lookup goes to the database, which has them first.
+        hits = index.hits(user_id=wired.user_id, facts=facts, settings=settings, reached={})
+        assert hits[first][0] == incident_id
+        assert rows_of(session, first) == len(keys)
+        index.remove_problem(second)
+        index.add_problem(wired.user_id, second, incident_id, keys, fresh=True)
+        assert rows_of(session, second) == 0
+        index.write_held(stop=True)  # the batch's end
+        assert rows_of(session, second) == len(keys)
+        index.remove_problem(second)
+        index.add_problem(wired.user_id, second, incident_id, keys, fresh=True)
+        assert rows_of(session, second) == len(keys)  # after the end, written at once
+
+
 def test_candidates_are_bounded_per_incident(database, wired, monkeypatch):
     monkeypatch.setattr("borealis.incidents.index.MAX_CANDIDATES_PER_INCIDENT", 3)
     for index in range(8):

@@ -48,7 +48,7 @@ class Changes:
     @classmethod
     def of(cls, db_session: Session, *, hold_events: bool = False) -> Changes:
         """Changes straight to the database (``hold_events``: the timeline waits for ``write_held_events``)."""
-        return cls(db_session, CandidateIndex(db_session), [] if hold_events else None)
+        return cls(db_session, CandidateIndex(db_session, hold=hold_events), [] if hold_events else None)
 
     def record(self, incident: Incident, kind: str, message: str, **optional: Any) -> None:
         """``record_event`` for this call: held back when it holds its events."""
@@ -62,11 +62,13 @@ class Changes:
         )
 
     def write_held_events(self) -> None:
-        """Write the timeline rows held back; later ones are written as they are recorded."""
+        """Write the timeline rows held back (later ones are written as they are recorded), and the
+        candidate index's."""
         held, self.held_events = self.held_events, None
         if held:
             self.db_session.flush()
             self.db_session.execute(_events.insert(), held)
+        self.index.write_held(stop=True)
 
 
 def record_event(

@@ -194,15 +194,31 @@ class CandidateIndex:
     [(problem id, incident id)]) and answers those lookups from it. The copy is kept in step with the
     new problems the batch indexes; any other change (resolving, merging, re-indexing) drops it, and
     lookups go to the database again.
+
+    With ``hold`` the rows of newly placed problems wait, and go in one statement (``write_held``) at
+    the end of the batch or before anything reads or changes the rows in the database, whichever is
+    first: a batch places each new problem with no statement of its own.
     """
 
-    def __init__(self, db_session: Session) -> None:
+    def __init__(self, db_session: Session, *, hold: bool = False) -> None:
         self.db_session = db_session
         self._copy: dict[str, dict[str, list[tuple[int, int]]]] | None = None
+        self._held: list[dict[str, Any]] | None = [] if hold else None
+
+    def write_held(self, *, stop: bool = False) -> None:
+        """Write the rows held back (before a read or change of the rows in the database); with
+        ``stop`` (the batch's end) later ones are written as they come."""
+        held = self._held
+        if stop:
+            self._held = None
+        if held:
+            self.db_session.execute(_keys.insert(), held)
+            held.clear()
 
     def prefetch(self, keys_of: Mapping[str, Collection[str]]) -> bool:
         """Copy the rows of these keys per user (a user whose rows are too many is left to the
         database); returns whether any user's rows were copied."""
+        self.write_held()
         copy: dict[str, dict[str, list[tuple[int, int]]]] = {}
         for user_id, keys in keys_of.items():
             rows: dict[str, list[tuple[int, int]]] = {key: [] for key in keys}
@@ -241,6 +257,8 @@ class CandidateIndex:
         copied = None if self._copy is None else self._copy.get(user_id)
         if copied is not None and not (strong <= copied.keys() and weak <= copied.keys()):
             copied = None
+        if copied is None:
+            self.write_held()
         hits: dict[int, list[int]] = {}
         for keys, slot in ((strong, 1), (weak, 2)):
             for chunk in _chunks(sorted(keys)):
@@ -288,6 +306,7 @@ class CandidateIndex:
         """Make the problem's rows exactly ``keys`` under ``incident_id`` (``fresh``: it has none yet)."""
         existing: dict[str, int] = {}
         if not fresh:
+            self.write_held()
             existing = dict(self.db_session.execute(_KEYS_OF_PROBLEM, {"problem_id": problem_id}).all())
         if set(existing) == keys and all(value == incident_id for value in existing.values()):
             return
@@ -298,14 +317,14 @@ class CandidateIndex:
                 copied[key].append((problem_id, incident_id))
         if existing:
             self.db_session.execute(_UNINDEX_PROBLEM, {"problem_id": problem_id})
-        if keys:
-            self.db_session.execute(
-                _keys.insert(),
-                [
-                    {"user_id": user_id, "key": key, "problem_id": problem_id, "incident_id": incident_id}
-                    for key in sorted(keys)
-                ],
-            )
+        rows = [
+            {"user_id": user_id, "key": key, "problem_id": problem_id, "incident_id": incident_id}
+            for key in sorted(keys)
+        ]
+        if fresh and self._held is not None:
+            self._held.extend(rows)
+        elif rows:
+            self.db_session.execute(_keys.insert(), rows)
 
     def add_incident(self, incident: Incident) -> None:
         """Index every problem of an incident that is (again) open."""
@@ -320,17 +339,20 @@ class CandidateIndex:
 
     def remove_incident(self, incident_id: int) -> None:
         """Take out the rows of an incident that is no longer open."""
+        self.write_held()
         self.forget()
         self.db_session.execute(sa.delete(IncidentKey).where(IncidentKey.incident_id == incident_id))
 
     def remove_problem(self, problem_id: int) -> None:
         """Take out the rows of a problem that moved into an incident that is not open."""
+        self.write_held()
         self.forget()
         self.db_session.execute(sa.delete(IncidentKey).where(IncidentKey.problem_id == problem_id))
 
     def move_incident(self, source_id: int, target: Incident) -> None:
         """The rows of a merged-away incident: they follow its problems into ``target`` when it is
         open, or go."""
+        self.write_held()
         self.forget()
         if target.status == OPEN:
             self.db_session.execute(
