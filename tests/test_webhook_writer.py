@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 from borealis import jsontext
 from borealis.app import create_app
 from borealis.db import StoredJson, utcnow
+from borealis.ingest import writer
 from borealis.ingest.delivery import Answer, from_wire, job, to_wire, wire_user
 from borealis.ingest.writer import Router, WebhookWriter
 from borealis.problems.models import Notification
@@ -117,6 +119,35 @@ def test_a_batch_that_meets_a_lock_error_of_the_driver_runs_again(database):
         writer.stop(5)
     assert answered == [(7, Answer(200, {"stored": True}))]
     assert calls == [1, 1]
+
+
+def test_a_users_stuck_batch_holds_up_only_that_users_thread(database, monkeypatch):
+    """One user's batch waiting on a lock (another replica writing the same problem, say) leaves the
+    other writer thread to everyone else: the same user's next delivery waits behind it, another
+    user's is answered meanwhile."""
+    monkeypatch.setattr(writer, "WRITER_THREADS_SQLITE", 2)
+    monkeypatch.setattr(writer, "WRITER_THREADS_POSTGRESQL", 2)
+    release = threading.Event()
+
+    class Stuck(WebhookWriter):
+        def process(self, jobs):
+            if any(job.user_id == "alice" for job in jobs):
+                assert release.wait(10)
+            return [Answer(200, {"user": job.user_id}) for job in jobs]
+
+    answered: list[tuple[int, Answer]] = []
+    stuck = Stuck(database, answered.extend)
+    try:
+        for number, user_id in enumerate(["alice", "alice", "bob"], start=1):
+            stuck.put(to_wire(job(user_id=user_id, token="t", body=b"{}", received_at=utcnow(), id=number)))
+        wait_until(lambda: answered, what="bob's answer")
+        assert [job_id for job_id, _answer in answered] == [3]
+        release.set()
+        wait_until(lambda: len(answered) == 3, what="alice's answers")
+    finally:
+        release.set()
+        stuck.stop(5)
+    assert sorted(job_id for job_id, _answer in answered) == [1, 2, 3]
 
 
 @pytest.fixture
