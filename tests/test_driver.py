@@ -6,9 +6,10 @@ Covered, per statement kind the driver issues or its callers build through it:
 ``reader`` (every column, named columns, ``undecoded`` JSON) with ``execute`` and ``RowReader.dicts``;
 ``writer`` ``INSERT`` and ``UPDATE ... WHERE key`` with ``execute_many`` and ``RowWriter.params``;
 ``statement`` (the connection touches, the duplicate bump) with ``execute`` and ``execute_many``; a plain
-``execute`` of a SELECT; ``marks`` for IN lists; and the callers' readers (``_lock_rows``,
-``_known_hashes``, ``delivery._connections``). The driver issues no upsert and no
-RETURNING: those go through SQLAlchemy (``problems.service._insert_missing``, ``_update_counts``).
+``execute`` of a SELECT; ``marks`` for IN lists; ``inserter`` (many rows in one statement, with ``ON
+CONFLICT`` and ``RETURNING``); ``query_many`` and ``pipeline`` (nested blocks, SQLAlchemy refused
+inside); and the callers' readers (``problems.service._lock_rows`` with its known notifications and the
+problems it creates, ``delivery._connections``).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from borealis.auth.models import User
 from borealis.db import StoredJson
 from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
+from borealis.dynatrace.problem_notification import ProblemNotification
 from borealis.ingest import delivery, intake
 from borealis.problems import service as problems_service
 from borealis.problems.models import FollowUp, Notification, Problem
@@ -219,6 +221,70 @@ def test_a_failing_statement_fails_its_pipeline_and_nothing_is_kept(database, ow
             send()
     assert orm_row(database, Problem, problem_id)["title"] != "lost"
     assert orm_row(database, Problem, problem_id)["title"] != "lost too"
+
+
+def test_query_many_answers_each_statement_in_order_and_sees_what_came_before(database, owner):
+    problem_id = add_problem(database, owner, notification_count=0)
+
+    def work(session, driver):
+        update = f"UPDATE problems SET notification_count = {driver.mark} WHERE id = {driver.mark}"
+        select = f"SELECT notification_count FROM problems WHERE id = {driver.mark}"
+        with driver.pipeline(session):
+            driver.execute(session, update, [1, problem_id])
+            return driver.query_many(
+                session,
+                [
+                    (select, [problem_id]),
+                    (
+                        f"UPDATE problems SET notification_count = 5 WHERE id = {driver.mark} RETURNING id",
+                        [problem_id],
+                    ),
+                    (select, [problem_id]),
+                    (select, [-1]),
+                ],
+            )
+
+    assert written(database, work) == [[(1,)], [(problem_id,)], [(5,)], []]
+
+
+def test_a_block_inside_a_pipeline_is_part_of_it(database, owner):
+    """An inner block ends without a round trip of its own: on PostgreSQL its failing statement fails
+    the outer block, at its end (on SQLite, where nothing is pipelined, at once). Nothing is kept."""
+    problem_id = add_problem(database, owner, title="before")
+    reached: list[str] = []
+    with database.session(write=True) as session:
+        driver = Driver.of(session)
+        update = f"UPDATE problems SET title = {driver.mark} WHERE id = {driver.mark}"
+
+        def send() -> None:
+            with driver.pipeline(session):
+                driver.execute(session, update, ["lost", problem_id])
+                with driver.pipeline(session):
+                    driver.execute(session, "UPDATE problems SET no_such_column = 1")
+                reached.append("the outer block's end")
+
+        with pytest.raises(Exception, match="no_such_column"):
+            send()
+    assert reached == ([] if database.is_sqlite else ["the outer block's end"])
+    assert orm_row(database, Problem, problem_id)["title"] == "before"
+
+
+def test_sqlalchemy_statements_are_refused_inside_a_pipeline(database, owner):
+    """SQLAlchemy would read a pipelined SELECT's rows before they arrive and find none: on PostgreSQL
+    the engine refuses its statements inside a pipeline, and they run again once it ended."""
+    problem_id = add_problem(database, owner, title="found")
+    select = sa.select(problems.c.title).where(problems.c.id == problem_id)
+    with database.session(write=True) as session:
+        driver = Driver.of(session)
+        with driver.pipeline(session):
+            if database.is_sqlite:
+                assert session.scalar(select) == "found"
+            else:
+                with pytest.raises(RuntimeError, match="inside a driver pipeline"):
+                    session.scalar(select)
+        if not database.is_sqlite:
+            session.rollback()
+        assert session.scalar(select) == "found"
 
 
 # --- reader: what the ORM wrote, read by the driver ---------------------------------------------------
@@ -683,25 +749,28 @@ def test_in_lists_of_any_size_find_exactly_their_rows(database, owner, size):
     assert read(database, work) == {(p, h) for p in asked for h in hashes[::2]}
 
 
+def lock_rows(session: Session, keys, hashes=("0" * 64,), create=()):
+    return problems_service._lock_rows(
+        session, session.get_bind().dialect.name, keys, list(hashes), create=list(create)
+    )
+
+
 def test_known_hashes_as_the_lifecycle_reads_them(database, owner):
-    problem_ids = [add_problem(database, owner, pid_key=f"-{n}") for n in range(problems_service._CHUNK + 1)]
+    """Which of the batch's content hashes each locked problem has already, past one chunk of keys."""
+    other = add_owner(database, "other@example.com")
+    count = problems_service._CHUNK + 1
+    problem_ids = [add_problem(database, owner, pid_key=f"-{n}") for n in range(count)]
+    # The other connection's problem with the same PID key and hash is not one of ours.
+    foreign = add_problem(database, other, pid_key="-0")
     with database.session(write=True) as session:
         session.add_all(Notification(**notification_row(p, owner, "a" * 64)) for p in problem_ids[::50])
+        session.add(Notification(**notification_row(problem_ids[1], owner, "c" * 64)))
+        session.add(Notification(**notification_row(foreign, other, "a" * 64)))
         session.commit()
-
-    @dataclass
-    class Sent:
-        content_hash: str
-
-    @dataclass
-    class Delivered:
-        notification: Sent
-
-    deliveries = [Delivered(Sent("a" * 64)), Delivered(Sent("b" * 64))]
-    found = read(
-        database, lambda session, _: problems_service._known_hashes(session, problem_ids, deliveries)
-    )
-    assert found == {(p, "a" * 64) for p in problem_ids[::50]}
+    keys = [(owner.connection_id, f"-{n}") for n in range(count)]
+    _, known, created = written(database, lambda session, _: lock_rows(session, keys, ["a" * 64, "b" * 64]))
+    assert known == {(p, "a" * 64) for p in problem_ids[::50]}
+    assert created == set()
 
 
 def test_locked_rows_are_the_connections_problems_by_key(database, owner):
@@ -712,16 +781,60 @@ def test_locked_rows_are_the_connections_problems_by_key(database, owner):
     add_problem(database, other, pid_key="-1")
     keys = [(owner.connection_id, "-1"), (owner.connection_id, "-2"), (owner.connection_id, "-3")]
 
-    def work(session, _):
-        return problems_service._lock_rows(session, session.get_bind().dialect.name, keys)
-
-    rows = written(database, work)
+    rows, _, _ = written(database, lambda session, _: lock_rows(session, keys))
     assert sorted(rows) == [(owner.connection_id, "-1"), (owner.connection_id, "-2")]
     for (_, key), row in rows.items():
         expected = orm_row(database, Problem, ids[key])
         assert isinstance(row["details"], StoredJson)
         assert jsontext.loads(row["details"].text) == expected.pop("details")
         assert {name: value for name, value in row.items() if name != "details"} == expected
+
+
+@dataclass
+class FirstDelivery:
+    """What ``_lock_rows`` reads of a first delivery to create its problem."""
+
+    connection_id: str
+    user_id: str
+    notification: Any
+    received_at: datetime
+
+
+def test_created_problems_are_locked_and_read_back_as_the_orm_reads_them(database, owner):
+    """Problems created through the driver (many rows in one statement, in chunks) are the rows the ORM
+    reads; a key stored already is left as it is and not reported as created."""
+    kept = add_problem(database, owner, pid_key="-0", title="kept")
+    count = problems_service._CHUNK + 2
+    firsts = [
+        FirstDelivery(
+            owner.connection_id,
+            owner.user_id,
+            ProblemNotification(pid=f"-{n}", display_id=f"P-{n}", state="OPEN", title=f"title {n}"),
+            WHEN + timedelta(microseconds=n),
+        )
+        for n in range(count)
+    ]
+    keys = [(owner.connection_id, first.notification.pid_key) for first in firsts]
+    rows, known, created = written(database, lambda session, _: lock_rows(session, keys, create=firsts))
+    assert created == set(keys[1:])
+    assert sorted(rows) == sorted(keys)
+    assert known == set()
+    assert (rows[keys[0]]["id"], rows[keys[0]]["title"]) == (kept, "kept")
+    for key in keys[1:]:
+        row = rows[key]
+        expected = orm_row(database, Problem, row["id"])
+        assert expected["state"] == "OPEN"
+        assert expected["first_received_at"].tzinfo is UTC
+        assert (row.pop("details"), expected.pop("details")) == (None, None)
+        assert row == expected
+    # Stored as the ORM stores a new problem's documents (SQLite compares them as text).
+    as_text = stored(database, problems, rows[keys[1]]["id"])
+    assert {name: as_text[name] for name in ("details", "impacted_entities", "tags", "lifecycle")} == {
+        "details": "null",
+        "impacted_entities": "[]",
+        "tags": "[]",
+        "lifecycle": "{}",
+    }
 
 
 def test_follow_ups_written_by_the_driver_read_back_through_the_orm(database, owner):

@@ -244,6 +244,88 @@ def test_many_requests_for_queued_work_fold_without_rewriting_what_would_not_cha
         assert session.scalar(sa.select(sa.func.count()).select_from(Job).where(Job.kind == "demo")) == 2
 
 
+def demo_jobs(database) -> dict[str, list[Job]]:
+    with database.session() as session:
+        found: dict[str, list[Job]] = {}
+        for job in session.scalars(sa.select(Job).where(Job.kind == "demo").order_by(Job.id)):
+            found.setdefault(job.key, []).append(job)
+        return found
+
+
+def test_enqueue_many_folds_only_into_queued_twins_and_keeps_a_backing_off_jobs_wait(database, account):
+    now = utcnow()
+    later = now + timedelta(minutes=5)
+    with database.session(write=True) as session:
+        for key in ("running", "backing-off"):
+            jobstore.enqueue(
+                db_session=session,
+                kind="demo",
+                user_id=account.user_id,
+                key=key,
+                payload={"a": 1},
+                run_after=later,
+            )
+        session.commit()
+    with database.session(write=True) as session:
+        session.execute(sa.update(Job).where(Job.key == "running").values(state="running", attempts=1))
+        session.execute(sa.update(Job).where(Job.key == "backing-off").values(attempts=1))
+        session.commit()
+    # More keys than one statement holds: each becomes one queued job.
+    many = [f"many:{n}" for n in range(450)]
+    with database.session(write=True) as session:
+        jobstore.enqueue_many(
+            db_session=session,
+            kind="demo",
+            requests=[
+                jobstore.JobRequest(key, account.user_id, {"b": 2}, run_after=now)
+                for key in ("running", "backing-off", *many)
+            ],
+        )
+        session.commit()
+    jobs = demo_jobs(database)
+    assert [(job.state, job.payload) for job in jobs["running"]] == [
+        ("running", {"a": 1}),
+        ("queued", {"b": 2}),
+    ]
+    [backing_off] = jobs["backing-off"]
+    assert (backing_off.payload, backing_off.run_after) == ({"a": 1, "b": 2}, later)
+    assert all(len(jobs[key]) == 1 and jobs[key][0].payload == {"b": 2} for key in many)
+
+
+def test_enqueue_many_queues_a_key_whose_twin_was_claimed_between_its_insert_and_its_read(
+    database, account, monkeypatch
+):
+    """The insert skipped the key (a twin was queued), then a worker claimed the twin before the read:
+    the key goes round again and is queued."""
+    with database.session(write=True) as session:
+        jobstore.enqueue(db_session=session, kind="demo", user_id=account.user_id, key="k", payload={"a": 1})
+        session.commit()
+    from borealis.driver import Driver
+
+    query_many = Driver.query_many
+    rounds = []
+
+    def claimed_meanwhile(self, db_session, statements):
+        rounds.append(len(statements))
+        if len(rounds) > 1:
+            return query_many(self, db_session, statements)
+        inserted = query_many(self, db_session, statements[:1])
+        db_session.execute(sa.update(Job).where(Job.key == "k").values(state="running"))
+        return inserted + query_many(self, db_session, statements[1:])
+
+    monkeypatch.setattr(Driver, "query_many", claimed_meanwhile)
+    with database.session(write=True) as session:
+        jobstore.enqueue_many(
+            db_session=session, kind="demo", requests=[jobstore.JobRequest("k", account.user_id, {"b": 2})]
+        )
+        session.commit()
+    assert len(rounds) == 2
+    assert [(job.state, job.payload) for job in demo_jobs(database)["k"]] == [
+        ("running", {"a": 1}),
+        ("queued", {"b": 2}),
+    ]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect, Engine
@@ -114,7 +115,17 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         _tune_sqlite(engine)
         return engine
     kwargs.setdefault("pool_pre_ping", True)
-    return sa.create_engine(url, pool_size=10, max_overflow=20, **kwargs)
+    engine = sa.create_engine(url, pool_size=10, max_overflow=20, **kwargs)
+    sa.event.listen(engine, "before_cursor_execute", _refuse_in_pipeline)
+    return engine
+
+
+def _refuse_in_pipeline(_connection: Any, cursor: Any, statement: str, *_args: Any) -> None:
+    """SQLAlchemy reads a statement's result as soon as it is sent. In psycopg's pipeline mode
+    (``Driver.pipeline``) the result comes later, so a query would seem to return nothing: fail loudly
+    instead."""
+    if cursor.connection.info.pipeline_status != psycopg.pq.PipelineStatus.OFF:
+        raise RuntimeError(f"a SQLAlchemy statement inside a driver pipeline: {statement[:80]}")
 
 
 # Reads map the database file instead of copying each page out of the OS cache with a system call: about

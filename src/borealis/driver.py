@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -44,12 +45,26 @@ class Driver:
 
     def query(self, db_session: Session, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         """Run a statement that returns rows; returns them (in a ``pipeline``, once they arrive)."""
-        cursor = db_session.connection().connection.driver_connection.cursor()
+        return self.query_many(db_session, [(sql, params)])[0]
+
+    def query_many(
+        self, db_session: Session, statements: Sequence[tuple[str, Sequence[Any]]]
+    ) -> list[list[tuple[Any, ...]]]:
+        """Run statements that return rows, in order; returns each one's rows. In a ``pipeline`` they
+        are all sent before the first answer is awaited: one round trip for all of them."""
+        connection = db_session.connection().connection.driver_connection
+        if self.sqlite:
+            return [connection.execute(sql, params).fetchall() for sql, params in statements]
+        cursors = []
         try:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
+            for sql, params in statements:
+                cursor = connection.cursor()
+                cursors.append(cursor)
+                cursor.execute(sql, params)
+            return [cursor.fetchall() for cursor in cursors]
         finally:
-            cursor.close()
+            for cursor in cursors:
+                cursor.close()
 
     def execute(self, db_session: Session, sql: str, params: Sequence[Any] = ()) -> None:
         """Run a statement that returns no rows (in a ``pipeline``, without waiting for it)."""
@@ -62,16 +77,22 @@ class Driver:
     @contextmanager
     def pipeline(self, db_session: Session) -> Iterator[None]:
         """On PostgreSQL, send the statements of the block without waiting for each one's answer: a
-        ``query`` waits for its rows, the rest are answered by the end of the block, which raises the
-        first error. Inside, every statement goes through the driver: SQLAlchemy looks at a statement's
-        result before it has arrived, and fails or finds nothing. On SQLite (no round trips) the
-        statements run as they come."""
+        ``query`` waits for its rows (and the statements sent before it), the rest are answered by the
+        end of the block or by a commit inside it, which raise the first error. Inside, every statement
+        goes through the driver: SQLAlchemy looks at a statement's result before it has arrived, so
+        the engine refuses its statements there (``db.create_engine``). A block inside another one is
+        part of it (no round trip of its own). On SQLite (no round trips) the statements run as they
+        come."""
         if self.sqlite:
+            yield
+            return
+        connection = db_session.connection().connection.driver_connection
+        if connection.info.pipeline_status != psycopg.pq.PipelineStatus.OFF:
             yield
             return
         # The ORM's pending changes go first, so none is flushed inside (where it could not read back).
         db_session.flush()
-        with db_session.connection().connection.driver_connection.pipeline():
+        with connection.pipeline():
             yield
 
     def execute_many(self, db_session: Session, sql: str, rows: Sequence[Sequence[Any]]) -> None:
@@ -120,6 +141,20 @@ class Driver:
                 order = (*names, key)
                 columns.append(table.c[key])
             found = self._cache[cache_key] = RowWriter(sql, order, tuple(self.encoder(c) for c in columns))
+        return found
+
+    def inserter(self, table: sa.Table, names: Sequence[str], *, rows: int, tail: str = "") -> RowWriter:
+        """``INSERT`` of these columns for ``rows`` rows in one statement, then ``tail`` (an ``ON
+        CONFLICT`` or ``RETURNING`` clause of our own); its parameters are ``RowWriter.flat``."""
+        cache_key = ("insert", table.name, tuple(names), rows, tail)
+        found = self._cache.get(cache_key)
+        if found is None:
+            columns = [table.c[name] for name in names]
+            values = "(" + ", ".join(self.marker(column) for column in columns) + ")"
+            sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES {', '.join([values] * rows)} {tail}"  # noqa: S608
+            found = self._cache[cache_key] = RowWriter(
+                sql.rstrip(), tuple(names), tuple(self.encoder(c) for c in columns)
+            )
         return found
 
     def statement(self, table: sa.Table, sql: str, names: Sequence[str]) -> RowWriter:
@@ -198,6 +233,10 @@ class RowWriter:
             tuple(row[name] if encode is None else encode(row[name]) for name, encode in pairs)
             for row in rows
         ]
+
+    def flat(self, rows: Sequence[dict[str, Any]]) -> list[Any]:
+        """The parameters of one statement for all the rows (``Driver.inserter``)."""
+        return [value for params in self.params(rows) for value in params]
 
 
 def _is_json(column: sa.Column[Any]) -> bool:

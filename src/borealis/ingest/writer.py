@@ -39,6 +39,7 @@ import sqlalchemy as sa
 
 from borealis import jsontext
 from borealis.db import Database
+from borealis.driver import Driver
 from borealis.ingest.delivery import NOT_STORED, Answer, Job, error, from_wire, process, to_wire, wire_user
 
 logger = logging.getLogger("borealis.webhook")
@@ -281,8 +282,10 @@ class WebhookWriter:
 
     def process(self, jobs: list[Job]) -> list[Answer]:
         """Run jobs in one transaction and commit; returns one answer per job (raises on failure)."""
-        # Leaving the block closes the session, which rolls back whatever did not commit.
-        with self.database.session(write=True) as session:
+        # Leaving the block closes the session, which rolls back whatever did not commit. On PostgreSQL
+        # the batch is one pipeline: a round trip only where a read needs its answer, and the writes
+        # go with the commit.
+        with self.database.session(write=True) as session, Driver.of(session).pipeline(session):
             answers = process(session, jobs)
             session.commit()
         return answers

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
+from borealis.driver import Driver
 from borealis.errors import InvalidInput
 from borealis.jobstore import wakeup
 from borealis.jobstore.models import Job
@@ -95,131 +96,128 @@ class JobRequest:
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
 
 
-_QUEUED_TWINS = (
-    sa.select(JOBS.c.id, JOBS.c.key, JOBS.c.payload, JOBS.c.attempts, JOBS.c.run_after, JOBS.c.max_attempts)
-    .where(
-        JOBS.c.kind == sa.bindparam("kind"),
-        # A literal, not a parameter, so the partial index of queued jobs (uq_jobs_queued_kind_key)
-        # applies rather than reading every queued job.
-        JOBS.c.state == sa.literal_column(f"'{QUEUED}'"),
-        JOBS.c.key.in_(sa.bindparam("keys", expanding=True)),
-    )
-    .order_by(JOBS.c.id)
+_ROWS_PER_STATEMENT = 200
+_NEW_JOB = (
+    "kind",
+    "user_id",
+    "key",
+    "payload",
+    "state",
+    "attempts",
+    "max_attempts",
+    "run_after",
+    "created_at",
+    "updated_at",
 )
-# Held until commit on PostgreSQL: a worker cannot claim a twin while it is being folded.
-_QUEUED_TWINS_LOCKED = _QUEUED_TWINS.with_for_update()
-# SQLite has to be told to use that index (without statistics it prefers the state index).
-_QUEUED_TWINS_SQLITE = (
-    sa.text(
-        "SELECT id, key, payload, attempts, run_after, max_attempts FROM jobs "
-        "INDEXED BY uq_jobs_queued_kind_key WHERE kind = :kind AND state = 'queued' AND key IN :keys "
-        "ORDER BY id"
-    )
-    .bindparams(sa.bindparam("keys", expanding=True))
-    .columns(JOBS.c.id, JOBS.c.key, JOBS.c.payload, JOBS.c.attempts, JOBS.c.run_after, JOBS.c.max_attempts)
-)
-_FOLD_TWIN = (
-    JOBS.update()
-    .where(JOBS.c.id == sa.bindparam("_id"))
-    .values(
-        payload=sa.bindparam("_payload", type_=JOBS.c.payload.type),
-        run_after=sa.bindparam("_run_after", type_=JOBS.c.run_after.type),
-        max_attempts=sa.bindparam("_max_attempts", type_=sa.Integer),
-        updated_at=sa.bindparam("_now", type_=JOBS.c.updated_at.type),
-    )
-)
+_TWIN = ("id", "key", "payload", "attempts", "run_after", "max_attempts")
+_FOLDED = ("payload", "run_after", "max_attempts", "updated_at")
 
 
 def enqueue_many(*, db_session: Session, kind: str, requests: Sequence[JobRequest]) -> None:
-    """``enqueue`` for many keys of one kind, in a handful of statements whatever their number (the
-    webhook asks for an enrichment per changed problem in every batch). A queued twin that the request
-    would not change is left as it is."""
+    """``enqueue`` for many keys of one kind, in one round trip whatever their number (the webhook asks
+    for a follow-up job per user in every batch, inside its ``Driver.pipeline``). A queued twin that the
+    request would not change is left as it is."""
     if not requests:
         return
     if not kind or len(kind) > 100:
         raise InvalidInput("a job kind is 1 to 100 characters")
     now = utcnow()
-    # key -> (user id, payload, run after, max attempts), requests for one key folded in order.
-    wanted: dict[str, tuple[str | None, dict[str, Any], datetime, int]] = {}
+    # key -> the new job's row, requests for one key folded in order.
+    wanted: dict[str, dict[str, Any]] = {}
     for request in requests:
         if not 0 < len(request.key) <= 200:
             raise InvalidInput("a job key is 1 to 200 characters")
         if request.max_attempts < 1:
             raise InvalidInput("max_attempts must be at least 1")
-        user_id, payload = request.user_id, dict(request.payload)
-        run_after, max_attempts = request.run_after or now, request.max_attempts
-        earlier = wanted.get(request.key)
-        if earlier is not None:
-            payload = {**earlier[1], **payload}
-            run_after, max_attempts = min(earlier[2], run_after), max(earlier[3], max_attempts)
-        wanted[request.key] = (user_id, payload, run_after, max_attempts)
-    wakeup.note_enqueued(db_session)
-    keys = sorted(wanted)
-    dialect = db_session.get_bind().dialect.name
-    statement = {"postgresql": _QUEUED_TWINS_LOCKED, "sqlite": _QUEUED_TWINS_SQLITE}.get(
-        dialect, _QUEUED_TWINS
-    )
-    folds: list[dict[str, Any]] = []
-    for start in range(0, len(keys), 500):
-        for twin in db_session.execute(statement, {"kind": kind, "keys": keys[start : start + 500]}):
-            _user_id, asked, asked_after, asked_attempts = wanted.pop(twin.key)
-            payload = {**(twin.payload or {}), **asked}
-            run_after = twin.run_after
-            if twin.attempts == 0 and asked_after < run_after:
-                run_after = asked_after
-            max_attempts = max(twin.max_attempts, asked_attempts)
-            if (payload, run_after, max_attempts) != (twin.payload, twin.run_after, twin.max_attempts):
-                folds.append(
-                    {
-                        "_id": twin.id,
-                        "_payload": payload,
-                        "_run_after": run_after,
-                        "_max_attempts": max_attempts,
-                        "_now": now,
-                    }
-                )
-    if folds:
-        db_session.execute(_FOLD_TWIN, folds)
-    if not wanted:
-        return
-    rows = [
-        {
+        row = {
             "kind": kind,
-            "user_id": user_id,
-            "key": key,
-            "payload": payload,
+            "user_id": request.user_id,
+            "key": request.key,
+            "payload": dict(request.payload),
             "state": QUEUED,
             "attempts": 0,
-            "max_attempts": max_attempts,
-            "run_after": run_after,
+            "max_attempts": request.max_attempts,
+            "run_after": request.run_after or now,
             "created_at": now,
             "updated_at": now,
         }
-        for key, (user_id, payload, run_after, max_attempts) in wanted.items()
-    ]
-    inserted = db_session.execute(
-        insert_for(db_session)(JOBS).on_conflict_do_nothing().returning(JOBS.c.key), rows
-    ).scalars()
-    # A key another process queued between our look and our insert: fold into it the careful way.
-    for key in sorted(set(wanted) - set(inserted)):
-        user_id, payload, run_after, max_attempts = wanted[key]
-        enqueue(
-            db_session=db_session,
-            kind=kind,
-            user_id=user_id,
-            key=key,
-            payload=payload,
-            run_after=run_after,
-            max_attempts=max_attempts,
-        )
+        earlier = wanted.get(request.key)
+        if earlier is not None:
+            row["payload"] = {**earlier["payload"], **row["payload"]}
+            row["run_after"] = min(earlier["run_after"], row["run_after"])
+            row["max_attempts"] = max(earlier["max_attempts"], row["max_attempts"])
+        wanted[request.key] = row
+    wakeup.note_enqueued(db_session)
+    # Driver statements skip the session's autoflush: what the caller added goes first.
+    db_session.flush()
+    driver = Driver.of(db_session)
+    twins = driver.reader(JOBS, _TWIN)
+    # SQLite has to be told to use the partial index of queued jobs (without statistics it prefers the
+    # state index); PostgreSQL holds the twins until commit, so no worker claims one being folded.
+    indexed, lock = (" INDEXED BY uq_jobs_queued_kind_key", "") if driver.sqlite else ("", " FOR UPDATE")
+    folds: list[dict[str, Any]] = []
+    pending = sorted(wanted)
+    # Insert first (a key with a queued twin conflicts and is skipped), then read the twins of the
+    # keys: one round trip. A twin a worker claimed between the two is no twin any more: its key goes
+    # round again, and is inserted this time.
+    while pending:
+        statements: list[tuple[str, list[Any]]] = []
+        for start in range(0, len(pending), _ROWS_PER_STATEMENT):
+            chunk = pending[start : start + _ROWS_PER_STATEMENT]
+            insert = driver.inserter(
+                JOBS, _NEW_JOB, rows=len(chunk), tail="ON CONFLICT DO NOTHING RETURNING key"
+            )
+            statements.append((insert.sql, insert.flat([wanted[key] for key in chunk])))
+            statements.append(
+                (
+                    f"{twins.sql}{indexed} WHERE kind = {driver.mark} AND state = '{QUEUED}'"
+                    f" AND key IN ({driver.marks(len(chunk))}) ORDER BY id{lock}",
+                    [kind, *chunk],
+                )
+            )
+        results = driver.query_many(db_session, statements)
+        inserted = {key for found in results[::2] for (key,) in found}
+        found_twins = {
+            twin["key"]: twin
+            for found in results[1::2]
+            for twin in twins.dicts(found)
+            if twin["key"] not in inserted
+        }
+        for key, twin in found_twins.items():
+            fold = _folded(twin, wanted[key], now=now)
+            if fold is not None:
+                folds.append(fold)
+        pending = [key for key in pending if key not in inserted and key not in found_twins]
+    if folds:
+        update = driver.writer(JOBS, _FOLDED, key="id")
+        driver.execute_many(db_session, update.sql, update.params(folds))
+
+
+def _folded(twin: dict[str, Any], asked: dict[str, Any], *, now: datetime) -> dict[str, Any] | None:
+    """The queued twin's columns with a request folded in, or None when that changes nothing."""
+    payload = {**(twin["payload"] or {}), **asked["payload"]}
+    # A job backing off after a failure keeps its wait; a fresh one starts as early as anyone asked.
+    run_after = twin["run_after"]
+    if twin["attempts"] == 0 and asked["run_after"] < run_after:
+        run_after = asked["run_after"]
+    max_attempts = max(twin["max_attempts"], asked["max_attempts"])
+    if (payload, run_after, max_attempts) == (twin["payload"], twin["run_after"], twin["max_attempts"]):
+        return None
+    return {
+        "id": twin["id"],
+        "payload": payload,
+        "run_after": run_after,
+        "max_attempts": max_attempts,
+        "updated_at": now,
+    }
 
 
 def _fold(
     job: Job, *, payload: dict[str, Any], run_after: datetime, max_attempts: int, now: datetime
 ) -> None:
-    job.payload = {**(job.payload or {}), **payload}
-    # A job backing off after a failure keeps its wait; a fresh one starts as early as anyone asked.
-    if job.attempts == 0 and run_after < job.run_after:
-        job.run_after = run_after
-    job.max_attempts = max(job.max_attempts, max_attempts)
-    job.updated_at = now
+    twin = {name: getattr(job, name) for name in _TWIN}
+    asked = {"payload": payload, "run_after": run_after, "max_attempts": max_attempts}
+    fold = _folded(twin, asked, now=now)
+    if fold is not None:
+        job.payload, job.run_after = fold["payload"], fold["run_after"]
+        job.max_attempts, job.updated_at = fold["max_attempts"], fold["updated_at"]

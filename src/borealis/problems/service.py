@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
@@ -30,6 +29,7 @@ _CHUNK = 200
 problems_table: sa.Table = Problem.__table__  # type: ignore[assignment]
 notifications_table: sa.Table = Notification.__table__  # type: ignore[assignment]
 counts_table: sa.Table = ProblemCount.__table__  # type: ignore[assignment]
+rejected_table: sa.Table = RejectedDelivery.__table__  # type: ignore[assignment]
 
 # Columns the lifecycle owns; written back after every apply.
 _MUTABLE = (
@@ -67,6 +67,10 @@ _BUMP_DUPLICATE = (
     " WHERE problem_id = {mark} AND content_hash = {mark}"
 )
 _BUMP_DUPLICATE_PARAMS = ("delivery_count", "last_received_at", "problem_id", "content_hash")
+_PRUNE_REJECTED = (
+    f"DELETE FROM rejected_deliveries WHERE connection_id = {{mark}} AND id NOT IN (SELECT id FROM"  # noqa: S608 (a constant)
+    f" rejected_deliveries WHERE connection_id = {{mark}} ORDER BY id DESC LIMIT {REJECTED_KEPT_PER_CONNECTION})"
+)
 
 
 @dataclass(slots=True)
@@ -110,16 +114,17 @@ def apply_notifications(*, db_session: Session, deliveries: Sequence[Delivery]) 
         first_of.setdefault(key, delivery)
     keys = sorted(first_of)
 
-    # Most deliveries concern known problems: read (and lock) those first, create the others after.
-    rows = _lock_rows(db_session, dialect, keys)
+    # Most deliveries concern known problems: read (and lock) those first, with the notifications they
+    # already have; create the others after. A round trip each.
+    hashes = sorted({delivery.notification.content_hash for delivery in deliveries})
+    rows, known_hashes, created = _lock_rows(db_session, dialect, keys, hashes)
     missing = [key for key in keys if key not in rows]
-    created: set[tuple[str, str]] = set()
     if missing:
-        created = _insert_missing(db_session, dialect, [first_of[key] for key in missing])
-        rows.update(_lock_rows(db_session, dialect, missing))
-    known_hashes = _known_hashes(
-        db_session, [row["id"] for key, row in rows.items() if key not in created], deliveries
-    )
+        more, more_hashes, created = _lock_rows(
+            db_session, dialect, missing, hashes, create=[first_of[key] for key in missing]
+        )
+        rows.update(more)
+        known_hashes |= more_hashes
 
     # Each problem as it was before this batch (None: the batch created it).
     previous = {row["id"]: None if key in created else dict(row) for key, row in rows.items()}
@@ -216,29 +221,20 @@ def record_rejected(
     content_type: str | None,
     received_at: datetime,
 ) -> None:
-    """Keep an unusable delivery for troubleshooting, and only the newest few per connection."""
-    db_session.add(
-        RejectedDelivery(
-            connection_id=connection_id,
-            reason=reason,
-            raw_body=raw_body,
-            content_type=(content_type or None) and content_type[:200],
-            received_at=received_at,
-        )
-    )
-    db_session.flush()
-    keep = (
-        sa.select(RejectedDelivery.id)
-        .where(RejectedDelivery.connection_id == connection_id)
-        .order_by(RejectedDelivery.id.desc())
-        .limit(REJECTED_KEPT_PER_CONNECTION)
-    )
-    db_session.execute(
-        sa.delete(RejectedDelivery).where(
-            RejectedDelivery.connection_id == connection_id,
-            RejectedDelivery.id.not_in(keep.scalar_subquery()),
-        )
-    )
+    """Keep an unusable delivery for troubleshooting, and only the newest few per connection (through
+    the driver: the webhook writes it inside a ``Driver.pipeline``)."""
+    driver = Driver.of(db_session)
+    row = {
+        "connection_id": connection_id,
+        "reason": reason,
+        "raw_body": raw_body,
+        "content_type": (content_type or None) and content_type[:200],
+        "received_at": received_at,
+    }
+    insert = driver.writer(rejected_table, list(row))
+    driver.execute_many(db_session, insert.sql, insert.params([row]))
+    prune = driver.statement(rejected_table, _PRUNE_REJECTED, ("connection_id", "connection_id"))
+    driver.execute_many(db_session, prune.sql, prune.params([row]))
 
 
 def list_rejected(*, db_session: Session, connection_id: str) -> list[RejectedDelivery]:
@@ -287,18 +283,8 @@ def _key(delivery: Delivery) -> str:
     return key
 
 
-def _insert(dialect: str) -> Any:
-    if dialect == "postgresql":
-        return postgresql.insert(problems_table)
-    if dialect == "sqlite":
-        return sqlite.insert(problems_table)
-    raise NotImplementedError(f"no upsert for {dialect}")
-
-
-def _insert_missing(db_session: Session, dialect: str, firsts: list[Delivery]) -> set[tuple[str, str]]:
-    """Create the problems not stored yet (in key order; one another process creates at the same time
-    is left to it); returns the keys this call created."""
-    created: set[tuple[str, str]] = set()
+def _new_rows(firsts: Sequence[Delivery]) -> list[dict[str, Any]]:
+    """The rows of problems seen for the first time, as their first deliveries found them."""
     now = utcnow()
     rows = []
     for delivery in firsts:
@@ -314,58 +300,65 @@ def _insert_missing(db_session: Session, dialect: str, firsts: list[Delivery]) -
             updated_at=now,
         )
         rows.append(row)
-    if rows:
-        # One cached statement run for many rows (a multi-row VALUES would be compiled every time).
-        statement = (
-            _insert(dialect)
-            .on_conflict_do_nothing(index_elements=["connection_id", "pid_key"])
-            .returning(problems_table.c.connection_id, problems_table.c.pid_key)
-        )
-        created.update((row.connection_id, row.pid_key) for row in db_session.execute(statement, rows))
-    return created
+    return rows
 
 
 def _lock_rows(
-    db_session: Session, dialect: str, keys: list[tuple[str, str]]
-) -> dict[tuple[str, str], dict[str, Any]]:
+    db_session: Session,
+    dialect: str,
+    keys: list[tuple[str, str]],
+    hashes: list[str],
+    *,
+    create: Sequence[Delivery] = (),
+) -> tuple[dict[tuple[str, str], dict[str, Any]], set[tuple[int, str]], set[tuple[str, str]]]:
     """The stored rows of these (connection, PID key) problems, locked for this transaction (on
-    PostgreSQL; SQLite's write transaction holds the whole database) in key order. The details
-    document stays as stored (``StoredJson``): a delivery only keeps or replaces it."""
+    PostgreSQL; SQLite's write transaction holds the whole database) in key order; which of ``hashes``
+    each has as a notification already; and the keys this call created. ``create`` (the first
+    deliveries of problems not stored yet) are created first, in key order (one another process creates
+    at the same time is left to it, and read once it committed). One round trip for all of it.
+
+    The details document stays as stored (``StoredJson``): a delivery only keeps or replaces it."""
     driver = Driver.of(db_session)
     reader = driver.reader(problems_table, undecoded=("details",))
     # NO KEY UPDATE: writers of a problem queue behind each other, while rows that merely reference it
     # (an incident's problems, its index keys) are written meanwhile without waiting.
     lock = " FOR NO KEY UPDATE" if dialect == "postgresql" else ""
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
-    # One statement for the batch's problems of every connection (a round trip each would cost more
-    # than the reading), locked in (connection, PID key) order as every writer locks them.
     # Pairs OR-ed, not a row-value IN: SQLite reads its whole index for that one.
-    pair = f"(connection_id = {driver.mark} AND pid_key = {driver.mark})"
+    pair = f"(problems.connection_id = {driver.mark} AND problems.pid_key = {driver.mark})"
+    statements: list[tuple[str, list[Any]]] = []
+    new_rows = _new_rows(create)
+    for start in range(0, len(new_rows), _CHUNK):
+        chunk = new_rows[start : start + _CHUNK]
+        insert = driver.inserter(
+            problems_table,
+            list(chunk[0]),
+            rows=len(chunk),
+            tail="ON CONFLICT (connection_id, pid_key) DO NOTHING RETURNING connection_id, pid_key",
+        )
+        statements.append((insert.sql, insert.flat(chunk)))
+    inserts = len(statements)
     for start in range(0, len(keys), _CHUNK):
         chunk = keys[start : start + _CHUNK]
-        sql = f"{reader.sql} WHERE {' OR '.join([pair] * len(chunk))} ORDER BY connection_id, pid_key{lock}"
-        for row in reader.dicts(driver.query(db_session, sql, [value for key in chunk for value in key])):
+        pairs = " OR ".join([pair] * len(chunk))
+        params = [value for key in chunk for value in key]
+        statements.append((f"{reader.sql} WHERE {pairs} ORDER BY connection_id, pid_key{lock}", params))
+        statements.append(
+            (
+                "SELECT n.problem_id, n.content_hash FROM notifications n"  # noqa: S608 (markers only)
+                f" JOIN problems ON problems.id = n.problem_id WHERE ({pairs})"
+                f" AND n.content_hash IN ({driver.marks(len(hashes))})",
+                [*params, *hashes],
+            )
+        )
+    results = driver.query_many(db_session, statements)
+    created = {(connection_id, pid_key) for found in results[:inserts] for connection_id, pid_key in found}
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    known: set[tuple[int, str]] = set()
+    for found, found_hashes in zip(results[inserts::2], results[inserts + 1 :: 2], strict=True):
+        for row in reader.dicts(found):
             rows[(row["connection_id"], row["pid_key"])] = row
-    return rows
-
-
-def _known_hashes(
-    db_session: Session, problem_ids: list[int], deliveries: Sequence[Delivery]
-) -> set[tuple[int, str]]:
-    driver = Driver.of(db_session)
-    hashes = sorted({d.notification.content_hash for d in deliveries})
-    found: set[tuple[int, str]] = set()
-    for start in range(0, len(problem_ids), _CHUNK):
-        chunk = problem_ids[start : start + _CHUNK]
-        sql = (
-            "SELECT problem_id, content_hash FROM notifications"  # noqa: S608 (markers only)
-            f" WHERE problem_id IN ({driver.marks(len(chunk))}) AND content_hash IN ({driver.marks(len(hashes))})"
-        )
-        found.update(
-            (problem_id, content_hash)
-            for problem_id, content_hash in driver.query(db_session, sql, [*chunk, *hashes])
-        )
-    return found
+        known.update((problem_id, content_hash) for problem_id, content_hash in found_hashes)
+    return rows, known, created
 
 
 def _write_back(
