@@ -10,7 +10,12 @@ exact redeliveries, a resolution for every other problem, and the whole stream r
   deliveries are acknowledged, one replica and one worker get ``kill -9`` (each kind only where another is
   left to take over). Senders whose replica died send again to another, as Dynatrace does;
 - ``matrix`` (only when asked for): ``pg-scale`` with 1 and 2 replicas and 1, 2 and 4 workers, then a
-  table of them all.
+  table of them all;
+- ``rate`` (only when asked for): ``sqlite`` and ``pg-serve`` again at each number of senders of
+  ``--rate-senders``, in turns. A fixed number of senders measures latency as much as rate: each waits
+  for its answer, so a database whose batch takes longer gets fewer deliveries per second from the same
+  senders while its processes idle. The best figure of each database over the sweep is its ingest rate,
+  and their ratio is the one the docs give.
 
 With ``--writer-only`` no process runs workers: the runs measure the webhook path alone (what the
 writer's transaction costs on each database), and the incidents are not checked.
@@ -167,8 +172,10 @@ def prepare(url: str, tenants: int, environment_url: str, token: str) -> list[Te
 
 
 @contextmanager
-def processes(url: str, data_dir: Path) -> Iterator[Any]:
+def processes(url: str, data_dir: Path, *, writers: int | None = None) -> Iterator[Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("BOREALIS_")}
+    if writers is not None:
+        env["BOREALIS_WEBHOOK_WRITERS"] = str(writers)
     env.update(
         BOREALIS_DATABASE_URL=url,
         BOREALIS_DATA_DIR=str(data_dir),
@@ -500,7 +507,7 @@ def run(
             for body in [problem_body(args.tenants, number, state="OPEN", observed=step)]
         ]
         database = Database(url)
-        with processes(url, data_dir) as start:
+        with processes(url, data_dir, writers=args.webhook_writers) as start:
             ports = [free_port() for _ in range(replicas)]
             # Without workers in any process (``--writer-only``) the writer's work is all there is.
             quiet = workers or args.writer_only
@@ -636,6 +643,36 @@ def table(results: list[dict[str, Any]]) -> None:
         )
 
 
+def sweep(args: argparse.Namespace, senders: list[int]) -> None:
+    """Each database's ingest rate: the best throughput over numbers of senders (the runs in turns, so
+    a drift of the machine meets both)."""
+    rows = []
+    for number in senders:
+        at = argparse.Namespace(**{**vars(args), "concurrency": number})
+        with tempfile.TemporaryDirectory(prefix="borealis-scaleout-sqlite-") as tmp:
+            lite = run(
+                f"sqlite@{number}", f"sqlite:///{tmp}/borealis.db", at, replicas=1, workers=0, kill=False
+            )
+        with postgres_database() as url:
+            pg = run(f"pg-serve@{number}", url, at, replicas=1, workers=0, kill=False)
+        rows.append((number, lite, pg))
+    print()
+    print("| Senders | SQLite | p99 | PostgreSQL | p99 | PostgreSQL / SQLite | Outcome |")
+    print("|---|---|---|---|---|---|---|")
+    for number, lite, pg in rows:
+        right = "right" if not (lite["wrong"] or pg["wrong"]) else "WRONG"
+        print(
+            f"| {number} | {lite['throughput']:,.0f}/s | {lite['p99']:.1f} ms | {pg['throughput']:,.0f}/s "
+            f"| {pg['p99']:.1f} ms | {pg['throughput'] / lite['throughput']:.2f} | {right} |"
+        )
+    best_lite = max(lite["throughput"] for _, lite, _ in rows)
+    best_pg = max(pg["throughput"] for _, _, pg in rows)
+    print(
+        f"ingest rate (the best of the sweep): sqlite {best_lite:,.0f}/s, pg-serve {best_pg:,.0f}/s, "
+        f"ratio {best_pg / best_lite:.2f}  (target >= 0.6)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -650,12 +687,20 @@ def main() -> None:
     parser.add_argument("--catch-up-limit", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument(
+        "--webhook-writers",
+        type=int,
+        help="writer processes per server on PostgreSQL (default: the setting's)",
+    )
+    parser.add_argument(
         "--writer-only",
         action="store_true",
         help="no workers in any process: the webhook path alone (follow-ups and incidents not checked)",
     )
     parser.add_argument(
-        "--only", choices=("sqlite", "pg-serve", "pg-1", "pg-scale", "matrix"), action="append"
+        "--only", choices=("sqlite", "pg-serve", "pg-1", "pg-scale", "matrix", "rate"), action="append"
+    )
+    parser.add_argument(
+        "--rate-senders", default="32,64,128,256", help="comma-separated numbers of senders for 'rate'"
     )
     args = parser.parse_args()
     only = set(args.only or ("sqlite", "pg-serve", "pg-1", "pg-scale"))
@@ -686,7 +731,10 @@ def main() -> None:
                 with postgres_database() as url:
                     name = f"pg-{replicas}r{workers}w"
                     results[name] = run(name, url, args, replicas=replicas, workers=workers, kill=True)
-    table(list(results.values()))
+    if "rate" in only:
+        sweep(args, [int(number) for number in args.rate_senders.split(",")])
+    if results:
+        table(list(results.values()))
     for name in ("pg-serve", "pg-1"):
         if "sqlite" in results and name in results and results["sqlite"]["throughput"]:
             ratio = results[name]["throughput"] / results["sqlite"]["throughput"]

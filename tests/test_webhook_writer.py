@@ -3,9 +3,10 @@ with the server."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,9 +17,8 @@ import sqlalchemy as sa
 from borealis import jsontext
 from borealis.app import create_app
 from borealis.db import StoredJson, utcnow
-from borealis.ingest import writer
-from borealis.ingest.delivery import Answer, from_wire, job, to_wire, wire_user
-from borealis.ingest.writer import Router, WebhookWriter
+from borealis.ingest.delivery import Answer, from_wire, job, to_wire
+from borealis.ingest.writer import Router, WebhookWriter, WriterPool
 from borealis.problems.models import Notification
 from tests.support.server import serve_in_thread
 from tests.support.waiting import wait_until
@@ -36,9 +36,7 @@ REJECTED = [
 def crossed(sent):
     """The job as the writer gets it, checked against what was sent: equal, except that the details
     document arrives as the text the database will hold."""
-    wire = to_wire(sent)
-    assert wire_user(wire) == sent.user_id
-    received = from_wire(wire)
+    received = from_wire(to_wire(sent))
     if sent.notification is not None and sent.notification.details is not None:
         stored = received.notification.details
         assert isinstance(stored, StoredJson)
@@ -74,28 +72,29 @@ def test_long_numbers_and_times_cross_exactly():
     assert received.received_at == sent.received_at
 
 
-def test_a_users_deliveries_stay_on_one_thread_while_any_is_held():
+def test_a_users_deliveries_stay_on_one_writer_while_any_is_held():
     router = Router(2)
     first = router.take("alice")
-    assert router.take("alice") == first  # held: in arrival order on the same thread
+    assert router.take("alice") == first  # held: in arrival order on the same writer
     bob = router.take("bob")
-    assert bob != first  # a new user goes to the thread with fewer deliveries
-    router.done(["alice"])
+    assert bob != first  # a new user goes to the writer with fewer deliveries
+    router.done("alice")
     assert router.take("alice") == first  # one of alice's still held
-    router.done(["alice", "alice"])
-    # alice has none left: she goes where there are fewest (bob's one is on the other thread)
+    router.done("alice")
+    router.done("alice")
+    # alice has none left: she goes where there are fewest (bob's one is on the other writer)
     assert router.take("alice") == first
     carol = router.take("carol")
     assert router.take("carol") == carol == first
-    router.done(["alice"])
-    # alice, free again, leaves carol's busy thread for the other one
+    router.done("alice")
+    # alice, free again, leaves carol's busy writer for the other one
     assert router.take("alice") == bob
 
 
-def test_users_spread_over_the_threads():
-    router = Router(2)
-    threads = [router.take(f"user-{number}") for number in range(8)]
-    assert sorted(threads) == [0, 0, 0, 0, 1, 1, 1, 1]
+def test_users_spread_over_the_writers():
+    router = Router(3)
+    writers = [router.take(f"user-{number}") for number in range(9)]
+    assert sorted(writers) == [0, 0, 0, 1, 1, 1, 2, 2, 2]
 
 
 def test_a_batch_that_meets_a_lock_error_of_the_driver_runs_again(database):
@@ -121,33 +120,50 @@ def test_a_batch_that_meets_a_lock_error_of_the_driver_runs_again(database):
     assert calls == [1, 1]
 
 
-def test_a_users_stuck_batch_holds_up_only_that_users_thread(database, monkeypatch):
+class Held:
+    """Stands in for one writer process: answers a delivery when the test releases its user."""
+
+    def __init__(self, answered: list[tuple[int, str]]) -> None:
+        self.answered = answered
+        self.released: dict[str, asyncio.Event] = {}
+
+    def backlog(self) -> int:
+        return 0
+
+    async def submit(self, job):
+        await self.released.setdefault(job.user_id, asyncio.Event()).wait()
+        self.answered.append((job.id, job.user_id))
+        return Answer(200, {"user": job.user_id})
+
+
+def test_a_users_stuck_batch_holds_up_only_that_users_writer():
     """One user's batch waiting on a lock (another replica writing the same problem, say) leaves the
-    other writer thread to everyone else: the same user's next delivery waits behind it, another
-    user's is answered meanwhile."""
-    monkeypatch.setattr(writer, "WRITER_THREADS_SQLITE", 2)
-    monkeypatch.setattr(writer, "WRITER_THREADS_POSTGRESQL", 2)
-    release = threading.Event()
+    other writers to everyone else: the same user's next delivery waits behind it on the same writer,
+    another user's is answered meanwhile by another."""
 
-    class Stuck(WebhookWriter):
-        def process(self, jobs):
-            if any(job.user_id == "alice" for job in jobs):
-                assert release.wait(10)
-            return [Answer(200, {"user": job.user_id}) for job in jobs]
+    async def scenario() -> tuple[list[tuple[int, str]], list[int]]:
+        answered: list[tuple[int, str]] = []
+        pool = WriterPool([Held(answered), Held(answered)])
+        sent = [
+            asyncio.create_task(
+                pool.submit(job(user_id=user_id, token="t", body=b"{}", received_at=utcnow(), id=number))
+            )
+            for number, user_id in enumerate(["alice", "alice", "bob"], start=1)
+        ]
+        await asyncio.sleep(0.05)
+        writers = [index for index, client in enumerate(pool.clients) if "alice" in client.released]
+        for client in pool.clients:
+            client.released.setdefault("bob", asyncio.Event()).set()
+        await sent[2]
+        first = list(answered)
+        for client in pool.clients:
+            client.released.setdefault("alice", asyncio.Event()).set()
+        await asyncio.gather(*sent)
+        return first, writers
 
-    answered: list[tuple[int, Answer]] = []
-    stuck = Stuck(database, answered.extend)
-    try:
-        for number, user_id in enumerate(["alice", "alice", "bob"], start=1):
-            stuck.put(to_wire(job(user_id=user_id, token="t", body=b"{}", received_at=utcnow(), id=number)))
-        wait_until(lambda: answered, what="bob's answer")
-        assert [job_id for job_id, _answer in answered] == [3]
-        release.set()
-        wait_until(lambda: len(answered) == 3, what="alice's answers")
-    finally:
-        release.set()
-        stuck.stop(5)
-    assert sorted(job_id for job_id, _answer in answered) == [1, 2, 3]
+    first, writers = asyncio.run(scenario())
+    assert first == [(3, "bob")]
+    assert len(writers) == 1, "both of alice's deliveries wait on one writer"
 
 
 @pytest.fixture
@@ -169,7 +185,7 @@ def test_a_killed_writer_is_replaced_and_nothing_acknowledged_is_lost(own_server
     with httpx.Client(base_url=server.url, timeout=30) as client:
         first = client.post(wired.url, content=encode(notification(pid="-1", observed_ms=1_700_000_000_000)))
         assert first.status_code == 200
-        writer = app.state.webhook_writer._process
+        writer = app.state.webhook_writer.clients[0]._process
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait(timeout=10)
 
@@ -182,14 +198,41 @@ def test_a_killed_writer_is_replaced_and_nothing_acknowledged_is_lost(own_server
         # The delivery that finds the writer gone may be refused ("send it again"); the next is stored.
         assert answers[-1].status_code == 200, [answer.text for answer in answers]
         assert all(answer.status_code in (200, 500) for answer in answers)
-        assert app.state.webhook_writer._process.pid != writer.pid
+        assert app.state.webhook_writer.clients[0]._process.pid != writer.pid
     assert stored(database) == 1 + sum(answer.status_code == 200 for answer in answers)
+
+
+def test_the_server_starts_the_writers_the_settings_ask_for(settings, database, make_account):
+    """On PostgreSQL the server starts the writers the settings ask for (SQLite, one writer at a
+    time, gets one), each a process of its own, and two users' deliveries sent at once are all stored."""
+    app = create_app(settings.model_copy(update={"webhook_writers": 2}), database)
+    users = [make_account(f"sre{number}@example.com") for number in range(2)]
+    wired = [wire_connection(database, app.state.secret_box, user.user_id) for user in users]
+    with serve_in_thread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
+        pool = app.state.webhook_writer
+        assert len(pool.clients) == (1 if database.is_sqlite else 2)
+        pids = {writer._process.pid for writer in pool.clients}
+        assert len(pids) == len(pool.clients)
+
+        def send(number: int) -> list[int]:
+            return [
+                client.post(
+                    wired[number].url,
+                    content=encode(notification(pid=f"-{number}{step}", observed_ms=1_700_000_000_000)),
+                ).status_code
+                for step in range(5)
+            ]
+
+        with ThreadPoolExecutor(2) as pool_of_senders:
+            statuses = list(pool_of_senders.map(send, range(2)))
+    assert statuses == [[200] * 5, [200] * 5]
+    assert stored(database) == 10
 
 
 def test_the_writer_ends_with_the_server(settings, database):
     app = create_app(settings, database)
     with serve_in_thread(app):
-        writer = app.state.webhook_writer._process
+        writer = app.state.webhook_writer.clients[0]._process
         assert writer.poll() is None
     wait_until(lambda: writer.poll() is not None, what="the writer process to end")
 
@@ -204,7 +247,7 @@ def test_an_application_served_again_on_a_new_event_loop_gets_a_writer_there(set
         with serve_in_thread(app, lifespan="off") as server, httpx.Client(base_url=server.url) as client:
             body = encode(notification(pid=f"-{server_number + 10}"))
             assert client.post(wired.url, content=body).status_code == 200
-            pids.append(app.state.webhook_writer._process.pid)
+            pids.append(app.state.webhook_writer.clients[0]._process.pid)
     assert pids[0] != pids[1]
     assert stored(database) == 2
-    app.state.webhook_writer._process.kill()
+    app.state.webhook_writer.clients[0]._process.kill()

@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     # Dynatrace API calls in flight at once per connection, in each process (429s still apply on top).
     dynatrace_max_concurrent_calls: int = Field(default=4, ge=1, le=64)
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Webhook writer processes per server on PostgreSQL (None: one per two cores, from 1 to 8). A
+    # user's deliveries go to one at a time; SQLite takes one writer at a time, so it has one.
+    webhook_writers: int | None = Field(default=None, ge=1, le=32)
     # Slow clients (``server.py``): seconds for a request's headers to arrive, the longest pause in
     # its body, and how long an idle keep-alive connection stays open. Dynatrace sends in one go.
     header_timeout: float = Field(default=10.0, gt=0, le=600)

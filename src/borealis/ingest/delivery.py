@@ -112,8 +112,7 @@ def parsed(job: Job) -> Job:
 def to_wire(job: Job) -> bytes:
     """The job as bytes, for the writer process (parsing happened on the server's side): the lengths
     of the user id, of a JSON header and of the details document, then each, then the raw body as it
-    is (inside JSON it would cost escaping). The user id comes first so the writer can route a delivery
-    without reading the rest (``wire_user``). The writer only stores the document: it gets it as
+    is (inside JSON it would cost escaping). The writer only stores the document: it gets it as
     ``StoredJson``, never decoded."""
     notification = job.notification
     values: list[Any] | None = None
@@ -142,12 +141,6 @@ def to_wire(job: Job) -> bytes:
     ).encode()
     tail = job.body if job.body is not None else job.raw_body.encode()
     return _LENGTHS.pack(len(user), len(header), len(details)) + user + header + details + tail
-
-
-def wire_user(data: bytes) -> str:
-    """The user of a job in the form ``to_wire`` wrote, read without the rest."""
-    (user_length,) = _USER_LENGTH.unpack_from(data)
-    return data[_LENGTHS.size : _LENGTHS.size + user_length].decode()
 
 
 def from_wire(data: bytes) -> Job:
@@ -185,7 +178,6 @@ def from_wire(data: bytes) -> Job:
 
 
 _LENGTHS = struct.Struct("!HII")
-_USER_LENGTH = struct.Struct("!H")
 _NOTIFICATION_FIELDS = tuple(field.name for field in fields(ProblemNotification))
 _TIME_FIELDS = tuple(
     index for index, field in enumerate(fields(ProblemNotification)) if field.type == "datetime | None"

@@ -30,7 +30,7 @@ from borealis import jsontext
 from borealis.db import utcnow
 from borealis.dynatrace.template import EXPECTED_FIELDS
 from borealis.ingest.delivery import NOT_STORED, UNAUTHORIZED, Answer, error, job
-from borealis.ingest.writer import WriterClient
+from borealis.ingest.writer import WriterPool
 from borealis.logs import access_logger, log_access
 from borealis.middleware import request_id_var
 from borealis.observability import record_webhook
@@ -51,14 +51,17 @@ MAX_TRUSTED = 10_000
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 
 
-def get_writer(app: Any) -> WriterClient:
-    """The writer of this application, started on first use."""
+def get_writer(app: Any) -> WriterPool:
+    """The writers of this application, started on first use."""
     writer = getattr(app.state, "webhook_writer", None)
     if writer is None:
         with _writer_lock:
             writer = getattr(app.state, "webhook_writer", None)
             if writer is None:
-                writer = WriterClient(app.state.database.url, log_level=app.state.settings.log_level)
+                settings = app.state.settings
+                writer = WriterPool.spawn(
+                    app.state.database.url, log_level=settings.log_level, writers=settings.webhook_writers
+                )
                 app.state.webhook_writer = writer
     return writer
 
