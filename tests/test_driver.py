@@ -205,20 +205,30 @@ def test_a_pipeline_writes_in_order_and_reads_what_it_wrote(database, owner):
     assert orm_row(database, Problem, problem_id)["title"] == "last"
 
 
-def test_a_failing_statement_fails_its_pipeline_and_nothing_is_kept(database, owner):
-    problem_id = add_problem(database, owner)
+def fail_in_pipeline(database, inside) -> None:
+    """Run ``inside(session, driver, update)`` in a pipeline of a write transaction, which must fail on
+    the missing column it writes; ``update`` sets a problem's title by id."""
     with database.session(write=True) as session:
         driver = Driver.of(session)
         update = f"UPDATE problems SET title = {driver.mark} WHERE id = {driver.mark}"
 
         def send() -> None:
             with driver.pipeline(session):
-                driver.execute(session, update, ["lost", problem_id])
-                driver.execute(session, "UPDATE problems SET no_such_column = 1")
-                driver.execute(session, update, ["lost too", problem_id])
+                inside(session, driver, update)
 
         with pytest.raises(Exception, match="no_such_column"):
             send()
+
+
+def test_a_failing_statement_fails_its_pipeline_and_nothing_is_kept(database, owner):
+    problem_id = add_problem(database, owner)
+
+    def inside(session, driver, update) -> None:
+        driver.execute(session, update, ["lost", problem_id])
+        driver.execute(session, "UPDATE problems SET no_such_column = 1")
+        driver.execute(session, update, ["lost too", problem_id])
+
+    fail_in_pipeline(database, inside)
     assert orm_row(database, Problem, problem_id)["title"] != "lost"
     assert orm_row(database, Problem, problem_id)["title"] != "lost too"
 
@@ -252,19 +262,14 @@ def test_a_block_inside_a_pipeline_is_part_of_it(database, owner):
     the outer block, at its end (on SQLite, where nothing is pipelined, at once). Nothing is kept."""
     problem_id = add_problem(database, owner, title="before")
     reached: list[str] = []
-    with database.session(write=True) as session:
-        driver = Driver.of(session)
-        update = f"UPDATE problems SET title = {driver.mark} WHERE id = {driver.mark}"
 
-        def send() -> None:
-            with driver.pipeline(session):
-                driver.execute(session, update, ["lost", problem_id])
-                with driver.pipeline(session):
-                    driver.execute(session, "UPDATE problems SET no_such_column = 1")
-                reached.append("the outer block's end")
+    def inside(session, driver, update) -> None:
+        driver.execute(session, update, ["lost", problem_id])
+        with driver.pipeline(session):
+            driver.execute(session, "UPDATE problems SET no_such_column = 1")
+        reached.append("the outer block's end")
 
-        with pytest.raises(Exception, match="no_such_column"):
-            send()
+    fail_in_pipeline(database, inside)
     assert reached == ([] if database.is_sqlite else ["the outer block's end"])
     assert orm_row(database, Problem, problem_id)["title"] == "before"
 

@@ -232,9 +232,9 @@ def record_rejected(
         "received_at": received_at,
     }
     insert = driver.writer(rejected_table, list(row))
-    driver.execute_many(db_session, insert.sql, insert.params([row]))
+    driver.execute(db_session, insert.sql, insert.params([row])[0])
     prune = driver.statement(rejected_table, _PRUNE_REJECTED, ("connection_id", "connection_id"))
-    driver.execute_many(db_session, prune.sql, prune.params([row]))
+    driver.execute(db_session, prune.sql, prune.params([row])[0])
 
 
 def list_rejected(*, db_session: Session, connection_id: str) -> list[RejectedDelivery]:
