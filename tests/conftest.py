@@ -12,11 +12,13 @@ from fastapi import FastAPI
 
 from borealis import assembly, migrate
 from borealis.app import create_app
+from borealis.audit.models import Actor
 from borealis.auth import service as auth_service
 from borealis.config import Settings
 from borealis.db import Database
 from borealis.models import Base
 from borealis.simulation import FakeDynatrace, running_fake_dynatrace
+from borealis.workspaces import service as workspaces_service
 from tests.fakes.llm import FakeLlm, running_fake_llm
 from tests.support.databases import throwaway_database, wipe
 from tests.support.server import RunningServer, serve_in_thread
@@ -83,9 +85,15 @@ def client(live_server: RunningServer, database: Database) -> Iterator[httpx.Cli
         yield http
 
 
+# Who the audit log names for changes a test makes straight through the services.
+TEST_ACTOR = Actor(user_id=None, email="test set-up", via="test")
+
+
 @dataclass
 class Account:
     user_id: str
+    # The account's personal workspace, where its API key acts as owner.
+    workspace_id: str
     email: str
     api_key: str
     client: httpx.Client
@@ -100,13 +108,17 @@ def make_account(live_server: RunningServer, database: Database) -> Iterator:
         email: str = "sre@example.com", *, password: str | None = None, admin: bool = False
     ) -> Account:
         with database.session(write=True) as session:
-            user = auth_service.create(db_session=session, email=email, password=password, is_admin=admin)
-            _, key = auth_service.create_api_key(db_session=session, user=user)
+            user, workspace = workspaces_service.create_user(
+                db_session=session, email=email, password=password, is_admin=admin
+            )
+            _, key = auth_service.create_api_key(
+                db_session=session, user=user, workspace_id=workspace.id, actor=TEST_ACTOR
+            )
             session.commit()
-            user_id = user.id
+            user_id, workspace_id = user.id, workspace.id
         http = httpx.Client(base_url=live_server.url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
         clients.append(http)
-        return Account(user_id=user_id, email=email, api_key=key, client=http)
+        return Account(user_id=user_id, workspace_id=workspace_id, email=email, api_key=key, client=http)
 
     yield factory
     for http in clients:

@@ -30,7 +30,7 @@ LIST_FIELDS = {
 
 @pytest.fixture
 def wired(account, app, database):
-    return wire_connection(database, app.state.secret_box, account.user_id)
+    return wire_connection(database, app.state.secret_box, account.workspace_id)
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_alerts_need_authentication(client):
 
 def test_users_see_only_their_own_alerts(account, seeded, make_account, app, database, client):
     other = make_account("other@example.com")
-    other_wired = wire_connection(database, app.state.secret_box, other.user_id)
+    other_wired = wire_connection(database, app.state.secret_box, other.workspace_id)
     client.post(other_wired.url, json=notification("-1", problem_id="P-OTHER"))
     mine = account.client.get("/dynatrace/alerts").json()
     theirs = other.client.get("/dynatrace/alerts").json()

@@ -17,7 +17,7 @@ from borealis.dynatrace.payload import parse_webhook
 from borealis.errors import InvalidInput
 from borealis.problems import listing, search
 from borealis.problems import service as problems_service
-from borealis.problems.models import Problem, ProblemTerm, SearchUser
+from borealis.problems.models import Problem, ProblemTerm, SearchWorkspace
 from tests.support.webhooks import BASE_MS, encode, notification, wire_connection
 
 START = datetime.fromtimestamp(BASE_MS / 1000, UTC)
@@ -90,7 +90,7 @@ def test_a_query_without_letters_or_digits_is_refused():
 
 @pytest.fixture
 def wired(account, app, database):
-    return wire_connection(database, app.state.secret_box, account.user_id)
+    return wire_connection(database, app.state.secret_box, account.workspace_id)
 
 
 def _send(client, wired, *bodies):
@@ -155,7 +155,7 @@ def test_q_needs_every_word(account, client, wired):
 
 def test_q_never_matches_another_users_problems(account, make_account, app, database, client, wired):
     other = make_account("other@example.com")
-    other_wired = wire_connection(database, app.state.secret_box, other.user_id)
+    other_wired = wire_connection(database, app.state.secret_box, other.workspace_id)
     _send(client, wired, notification("-1", problem_id="P-MINE", title="Memory leak on billing"))
     _send(client, other_wired, notification("-1", problem_id="P-THEIRS", title="Memory leak on billing"))
     assert _found(account, "memory billing") == ["P-MINE"]
@@ -200,11 +200,11 @@ def test_the_last_page_has_no_next_cursor(account, client, wired):
 # --- every plan gives what a plain scan gives ------------------------------------------------------------
 
 
-def _apply(database, connection_id: str, user_id: str, bodies: list[tuple[dict, datetime]]) -> None:
+def _apply(database, connection_id: str, workspace_id: str, bodies: list[tuple[dict, datetime]]) -> None:
     deliveries = [
         problems_service.Delivery(
             connection_id=connection_id,
-            user_id=user_id,
+            workspace_id=workspace_id,
             notification=parse_webhook(encode(body)),
             source="webhook",
             raw_body="{}",
@@ -242,29 +242,32 @@ def population(make_account, app, database):
     for another user with the same words."""
     rng = random.Random(7)
     me, other = make_account("me@example.com"), make_account("other@example.com")
-    mine = wire_connection(database, app.state.secret_box, me.user_id)
-    theirs = wire_connection(database, app.state.secret_box, other.user_id)
+    mine = wire_connection(database, app.state.secret_box, me.workspace_id)
+    theirs = wire_connection(database, app.state.secret_box, other.workspace_id)
     at = [START + timedelta(minutes=rng.randint(0, 40)) for _ in range(60)]
     _apply(
-        database, mine.connection_id, me.user_id, [(_problem_body(rng, n, BASE_MS), at[n]) for n in range(60)]
+        database,
+        mine.connection_id,
+        me.workspace_id,
+        [(_problem_body(rng, n, BASE_MS), at[n]) for n in range(60)],
     )
     retitled = [
         (_problem_body(rng, n, BASE_MS + 60_000), at[n] + timedelta(minutes=rng.randint(0, 30)))
         for n in rng.sample(range(60), 20)
     ]
-    _apply(database, mine.connection_id, me.user_id, retitled)
+    _apply(database, mine.connection_id, me.workspace_id, retitled)
     _apply(
         database,
         theirs.connection_id,
-        other.user_id,
+        other.workspace_id,
         [(_problem_body(rng, n, BASE_MS), START + timedelta(minutes=n)) for n in range(10)],
     )
-    return me.user_id
+    return me.workspace_id
 
 
-def _expected(database, user_id: str, filters: listing.AlertFilters) -> list[int]:
+def _expected(database, workspace_id: str, filters: listing.AlertFilters) -> list[int]:
     with database.session() as session:
-        problems = session.scalars(sa.select(Problem).where(Problem.user_id == user_id)).all()
+        problems = session.scalars(sa.select(Problem).where(Problem.workspace_id == workspace_id)).all()
     words = search.query_words(filters.q) if filters.q else []
     kept = [
         problem
@@ -303,9 +306,9 @@ def _assert_terms_follow_search_text(database) -> None:
             if search.terms(problem.search_text)
         }
         owners = session.execute(
-            sa.select(ProblemTerm.user_number, SearchUser.number)
+            sa.select(ProblemTerm.workspace_number, SearchWorkspace.number)
             .join(Problem, Problem.id == ProblemTerm.problem_id)
-            .join(SearchUser, SearchUser.user_id == Problem.user_id, isouter=True)
+            .join(SearchWorkspace, SearchWorkspace.workspace_id == Problem.workspace_id, isouter=True)
         ).all()
     assert stored == expected
     assert all(term_owner == problem_owner for term_owner, problem_owner in owners)
@@ -319,19 +322,19 @@ def test_every_plan_lists_what_a_plain_scan_lists(population, database, monkeypa
         monkeypatch.setattr(listing, "_SIZE_CAP", 2)
         monkeypatch.setattr(listing, "_WALK_SLACK", 1)
         monkeypatch.setattr(listing, "_WALK_MARGIN", 0)
-    user_id = population
+    workspace_id = population
     _assert_terms_follow_search_text(database)
     with database.session() as session:
         moments = sorted(session.scalars(sa.select(Problem.last_received_at)).all())
     rng = random.Random(thresholds)
     for _ in range(150):
         filters = _random_filters(rng, moments)
-        expected = _expected(database, user_id, filters)
+        expected = _expected(database, workspace_id, filters)
         limit = rng.randint(1, 7)
         offset = rng.choice([0, rng.randint(0, len(expected) + 2)])
         with database.session() as session:
             page = listing.list_alerts(
-                db_session=session, user_id=user_id, filters=filters, limit=limit, offset=offset
+                db_session=session, workspace_id=workspace_id, filters=filters, limit=limit, offset=offset
             )
         context = f"{filters} limit={limit} offset={offset}"
         assert page.total == len(expected), context
@@ -343,7 +346,7 @@ def test_every_plan_lists_what_a_plain_scan_lists(population, database, monkeypa
         for _ in range(len(expected) + 2):
             with database.session() as session:
                 step = listing.list_alerts(
-                    db_session=session, user_id=user_id, filters=filters, limit=limit, after=after
+                    db_session=session, workspace_id=workspace_id, filters=filters, limit=limit, after=after
                 )
             seen += [row["id"] for row in step.rows]
             after = step.next_after

@@ -46,9 +46,9 @@ def connect(account, fake, token, url=None):
     )
 
 
-def stored(database, user_id) -> Connection | None:
+def stored(database, workspace_id) -> Connection | None:
     with database.session() as session:
-        return session.scalar(sa.select(Connection).where(Connection.user_id == user_id))
+        return session.scalar(sa.select(Connection).where(Connection.workspace_id == workspace_id))
 
 
 def test_connect_validates_the_token_and_reports_scopes_expiry_and_version(account, fake_dynatrace):
@@ -239,7 +239,7 @@ def test_each_failure_has_its_own_status_and_message_and_stores_nothing(
     assert error["code"] == code
     assert words in error["message"]
     assert token not in response.text
-    assert stored(database, account.user_id) is None
+    assert stored(database, account.workspace_id) is None
     assert account.client.get("/dynatrace/status").json()["connected"] is False
 
 
@@ -343,7 +343,7 @@ def test_the_database_holds_no_plain_text_token_or_webhook_secret(
     assert connect(account, fake_dynatrace, token).status_code == 200
     secret = account.client.get("/dynatrace/webhook-url").json()["headers"]["Authorization"].split()[1]
     dump = _database_bytes(database, settings)
-    row = stored(database, account.user_id)
+    row = stored(database, account.workspace_id)
     assert row.token_ciphertext is not None
     assert row.token_ciphertext.encode() in dump  # we are looking at the right bytes
     assert token.encode() not in dump
@@ -370,8 +370,8 @@ def test_two_users_each_see_only_their_own_connection(make_account, fake_dynatra
     assert bob_status["environmentUrl"] == fake_dynatrace.environment_url
     alice_hook = alice.client.get("/dynatrace/webhook-url").json()["webhookUrl"]
     bob_hook = bob.client.get("/dynatrace/webhook-url").json()["webhookUrl"]
-    assert f"/dynatrace/webhook/{alice.user_id}?" in alice_hook
-    assert f"/dynatrace/webhook/{bob.user_id}?" in bob_hook
+    assert f"/dynatrace/webhook/{alice.workspace_id}?" in alice_hook
+    assert f"/dynatrace/webhook/{bob.workspace_id}?" in bob_hook
 
     assert alice.client.delete("/dynatrace/disconnect").status_code == 200
     assert alice.client.get("/dynatrace/status").json()["connected"] is False
@@ -382,14 +382,14 @@ def test_reconnecting_replaces_the_token_and_keeps_the_webhook_secret(account, f
     first = fake_dynatrace.add_token(["problems.read"])
     connect(account, fake_dynatrace, first)
     hook_before = account.client.get("/dynatrace/webhook-url").json()["webhookUrl"]
-    before = stored(database, account.user_id)
+    before = stored(database, account.workspace_id)
 
     fake_dynatrace.managed = True
     second = fake_dynatrace.add_token(ALL_SCOPES, name="rotated")
     body = connect(account, fake_dynatrace, second).json()
     assert body["environmentUrl"] == fake_dynatrace.environment_url
     assert body["scopes"] == sorted(ALL_SCOPES)
-    after = stored(database, account.user_id)
+    after = stored(database, account.workspace_id)
     assert after.id == before.id
     assert after.token_ciphertext != before.token_ciphertext
     assert after.token_name == "rotated"
@@ -401,9 +401,9 @@ def test_reconnecting_replaces_the_token_and_keeps_the_webhook_secret(account, f
 def test_a_failed_reconnect_keeps_the_working_connection(account, fake_dynatrace, database):
     token = fake_dynatrace.add_token()
     connect(account, fake_dynatrace, token)
-    before = stored(database, account.user_id)
+    before = stored(database, account.workspace_id)
     assert connect(account, fake_dynatrace, "dt0c01.WRONG.TOKEN").status_code == 422
-    after = stored(database, account.user_id)
+    after = stored(database, account.workspace_id)
     assert after.token_ciphertext == before.token_ciphertext
     assert account.client.get("/dynatrace/status").json()["connected"] is True
 
@@ -416,7 +416,7 @@ def test_disconnect_is_idempotent_and_keeps_the_row(account, fake_dynatrace, dat
         response = account.client.delete("/dynatrace/disconnect")
         assert response.status_code == 200
         assert response.json() == {"success": True, "connected": False}
-    row = stored(database, account.user_id)
+    row = stored(database, account.workspace_id)
     assert row is not None
     assert row.token_ciphertext is None
     assert row.disconnected_at is not None
@@ -470,7 +470,7 @@ def test_status_shows_the_last_webhook_and_test_notification(account, fake_dynat
         "unreplacedPlaceholders": [],
     }
     with database.session(write=True) as session:
-        row = session.scalar(sa.select(Connection).where(Connection.user_id == account.user_id))
+        row = session.scalar(sa.select(Connection).where(Connection.workspace_id == account.workspace_id))
         row.last_test_notification_at = received
         row.last_webhook_at = received
         row.last_test_report = report
@@ -495,7 +495,7 @@ def test_webhook_url_carries_the_secret_template_steps_and_header(
 ):
     connect(account, fake_dynatrace, fake_dynatrace.add_token())
     body = account.client.get("/dynatrace/webhook-url").json()
-    base = f"{live_server.url}/dynatrace/webhook/{account.user_id}"
+    base = f"{live_server.url}/dynatrace/webhook/{account.workspace_id}"
     assert body["webhookUrl"].startswith(base + "?token=")
     secret = body["webhookUrl"].split("?token=")[1]
     assert len(secret) >= 40
@@ -510,7 +510,7 @@ def test_webhook_url_carries_the_secret_template_steps_and_header(
     ):
         assert words in steps
     assert f"{fake_dynatrace.url}/ui/settings/integration/notifications" in steps
-    assert stored(database, account.user_id).webhook_secret_hash == crypto.digest(secret)
+    assert stored(database, account.workspace_id).webhook_secret_hash == crypto.digest(secret)
 
 
 @pytest.mark.parametrize(
@@ -530,7 +530,7 @@ def test_webhook_url_base_comes_from_the_public_url_settings(
     connect(account, fake_dynatrace, fake_dynatrace.add_token())
     override_settings(**changes)
     url = account.client.get("/dynatrace/webhook-url").json()["webhookUrl"]
-    assert url.startswith(f"{base}/dynatrace/webhook/{account.user_id}?token=")
+    assert url.startswith(f"{base}/dynatrace/webhook/{account.workspace_id}?token=")
 
 
 def test_rotating_issues_a_new_secret_and_forgets_the_old(account, fake_dynatrace, database):
@@ -541,7 +541,7 @@ def test_rotating_issues_a_new_secret_and_forgets_the_old(account, fake_dynatrac
     new = rotated.json()["webhookUrl"].split("?token=")[1]
     assert new != old
     assert account.client.get("/dynatrace/webhook-url").json()["webhookUrl"].endswith(f"?token={new}")
-    row = stored(database, account.user_id)
+    row = stored(database, account.workspace_id)
     assert row.webhook_secret_hash == crypto.digest(new)
     assert not crypto.matches(old, row.webhook_secret_hash)
 

@@ -16,7 +16,7 @@ PASSWORD = "correct horse battery"
 def signed_in(live_server, make_account, app, database, client):
     """A browser-like client signed in by cookie, its account, and one open incident of theirs."""
     account = make_account("csrf@example.com", password=PASSWORD)
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     assert client.post(wired.url, json=notification()).status_code == 200
     followed_up(database)
     [incident] = account.client.get("/incidents").json()["incidents"]

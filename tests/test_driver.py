@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from borealis import jsontext
-from borealis.auth.models import User
 from borealis.db import StoredJson
 from borealis.driver import Driver
 from borealis.dynatrace.models import Connection
@@ -31,6 +30,7 @@ from borealis.dynatrace.problem_notification import ProblemNotification
 from borealis.ingest import delivery, intake
 from borealis.problems import service as problems_service
 from borealis.problems.models import FollowUp, Notification, Problem
+from borealis.workspaces.models import Workspace
 
 problems: sa.Table = Problem.__table__  # type: ignore[assignment]
 notifications: sa.Table = Notification.__table__  # type: ignore[assignment]
@@ -57,7 +57,7 @@ TAGS = [{"key": "env", "value": "prod ✓"}, {"key": "[Kubernetes]namespace", "v
 
 @dataclass
 class Owner:
-    user_id: str
+    workspace_id: str
     connection_id: str
 
 
@@ -67,11 +67,11 @@ def utc(value: datetime) -> datetime:
 
 def add_owner(database, email: str) -> Owner:
     with database.session(write=True) as session:
-        user = User(email=email)
-        session.add(user)
+        workspace = Workspace(name=email)
+        session.add(workspace)
         session.flush()
         connection = Connection(
-            user_id=user.id,
+            workspace_id=workspace.id,
             environment_url="https://abc12345.live.dynatrace.com",
             token_ciphertext="cipher",
             webhook_secret_ciphertext="secret-cipher",
@@ -79,7 +79,7 @@ def add_owner(database, email: str) -> Owner:
         )
         session.add(connection)
         session.commit()
-        return Owner(user.id, connection.id)
+        return Owner(workspace.id, connection.id)
 
 
 @pytest.fixture
@@ -94,7 +94,7 @@ def add_problem(database, owner: Owner, pid_key: str = "-1", **values: Any) -> i
     with database.session(write=True) as session:
         problem = Problem(
             connection_id=owner.connection_id,
-            user_id=owner.user_id,
+            workspace_id=owner.workspace_id,
             pid_key=pid_key,
             pid=values.pop("pid", pid_key),
             state=values.pop("state", "OPEN"),
@@ -372,7 +372,7 @@ def test_reader_of_named_columns_reads_booleans_big_integers_and_lists(database,
     with database.session(write=True) as session:
         follow_up = FollowUp(
             problem_id=problem_id,
-            user_id=owner.user_id,
+            workspace_id=owner.workspace_id,
             created=True,
             correlate=False,
             enrich=True,
@@ -478,7 +478,7 @@ def test_insert_of_many_rows_keeps_each_rows_values(database, owner):
     rows = [
         {
             "problem_id": problem_id,
-            "user_id": owner.user_id,
+            "workspace_id": owner.workspace_id,
             "created": n == 0,
             "correlate": n != 1,
             "enrich": False,
@@ -591,7 +591,7 @@ def test_update_by_key_stores_what_the_orm_stores(database, owner, details):
     assert row["lifecycle"]["big"] == BIG
     assert row["management_zones"] == values["management_zones"]
     # The columns not named stay as they were.
-    for name in ("id", "connection_id", "user_id", "pid_key", "first_received_at", "created_at"):
+    for name in ("id", "connection_id", "workspace_id", "pid_key", "first_received_at", "created_at"):
         assert row[name] == untouched[name]
     twin = orm_row(database, Problem, by_orm)
     assert {**row, "id": None, "pid_key": None} == {**twin, "id": None, "pid_key": None}
@@ -609,7 +609,9 @@ def test_update_by_key_of_some_columns_per_row(database, owner):
     problem_ids = [add_problem(database, owner, pid_key=f"-{n}") for n in range(2)]
     with database.session(write=True) as session:
         waiting = [
-            FollowUp(problem_id=p, user_id=owner.user_id, states=[["OPEN", 0]], next_at=1, queued_at=WHEN)
+            FollowUp(
+                problem_id=p, workspace_id=owner.workspace_id, states=[["OPEN", 0]], next_at=1, queued_at=WHEN
+            )
             for p in problem_ids
         ]
         session.add_all(waiting)
@@ -800,7 +802,7 @@ class FirstDelivery:
     """What ``_lock_rows`` reads of a first delivery to create its problem."""
 
     connection_id: str
-    user_id: str
+    workspace_id: str
     notification: Any
     received_at: datetime
 
@@ -813,7 +815,7 @@ def test_created_problems_are_locked_and_read_back_as_the_orm_reads_them(databas
     firsts = [
         FirstDelivery(
             owner.connection_id,
-            owner.user_id,
+            owner.workspace_id,
             ProblemNotification(pid=f"-{n}", display_id=f"P-{n}", state="OPEN", title=f"title {n}"),
             WHEN + timedelta(microseconds=n),
         )
@@ -848,7 +850,7 @@ def test_follow_ups_written_by_the_driver_read_back_through_the_orm(database, ow
     rows = [
         {
             "problem_id": problem_id,
-            "user_id": owner.user_id,
+            "workspace_id": owner.workspace_id,
             "created": version == 1,
             "correlate": True,
             "enrich": version == 1,
@@ -881,15 +883,16 @@ def test_webhook_connections_read_by_user(database, owner):
         connection.last_test_notification_at = LATER
         session.commit()
     found = read(
-        database, lambda session, _: delivery._connections(session, [owner.user_id, other.user_id, "nobody"])
+        database,
+        lambda session, _: delivery._connections(session, [owner.workspace_id, other.workspace_id, "nobody"]),
     )
-    assert sorted(found) == sorted([owner.user_id, other.user_id])
+    assert sorted(found) == sorted([owner.workspace_id, other.workspace_id])
     for owner_of in (owner, other):
         expected = orm_row(database, Connection, owner_of.connection_id)
-        connection = found[owner_of.user_id]
+        connection = found[owner_of.workspace_id]
         for name in delivery._CONNECTION_COLUMNS:
             assert getattr(connection, name) == expected[name], name
-    assert found[owner.user_id].connected
-    assert not found[other.user_id].connected
-    assert found[other.user_id].last_webhook_at == utc(WHEN)
-    assert_utc(found[other.user_id].last_test_notification_at)
+    assert found[owner.workspace_id].connected
+    assert not found[other.workspace_id].connected
+    assert found[other.workspace_id].last_webhook_at == utc(WHEN)
+    assert_utc(found[other.workspace_id].last_test_notification_at)

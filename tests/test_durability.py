@@ -14,11 +14,11 @@ import httpx
 import sqlalchemy as sa
 
 from borealis import migrate
-from borealis.auth import service as auth_service
 from borealis.crypto import SecretBox, digest, new_secret
 from borealis.db import Database
 from borealis.dynatrace.models import Connection
 from borealis.problems.models import Problem
+from borealis.workspaces import service as workspaces_service
 from tests.support.waiting import wait_until
 from tests.support.webhooks import encode, notification
 
@@ -63,12 +63,10 @@ def test_every_acknowledged_delivery_survives_kill_9(tmp_path):
     secret = new_secret("whs_")
     box = SecretBox.from_passphrase(SECRET_KEY)
     with database.session(write=True) as session:
-        user = auth_service.create(
-            db_session=session, email="kill@example.com", password=None, is_admin=False
-        )
+        _, workspace = workspaces_service.create_user(db_session=session, email="kill@example.com")
         session.add(
             Connection(
-                user_id=user.id,
+                workspace_id=workspace.id,
                 environment_url="https://abc12345.live.dynatrace.com",
                 token_ciphertext=box.encrypt("dt0c01.DURABLE"),
                 webhook_secret_ciphertext=box.encrypt(secret),
@@ -76,11 +74,11 @@ def test_every_acknowledged_delivery_survives_kill_9(tmp_path):
             )
         )
         session.commit()
-        user_id = user.id
+        workspace_id = workspace.id
 
     port = free_port()
     server = start(tmp_path, port)
-    webhook = f"http://127.0.0.1:{port}/dynatrace/webhook/{user_id}?token={secret}"
+    webhook = f"http://127.0.0.1:{port}/dynatrace/webhook/{workspace_id}?token={secret}"
     acknowledged: set[str] = set()
     lock = threading.Lock()
     stop = threading.Event()

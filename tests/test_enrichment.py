@@ -331,7 +331,7 @@ def test_cached_entities_answer_later_readers_without_a_call(
     calls = len(fake_dynatrace.requests_to("/api/v2/entities/SERVICE-DB"))
 
     with database.session() as session:
-        connection = dynatrace_service.get(db_session=session, user_id=account.user_id)
+        connection = dynatrace_service.get(db_session=session, workspace_id=account.workspace_id)
         cached = entities.cached_entities(
             db_session=session, connection_id=connection.id, entity_ids=["SERVICE-DB", "SERVICE-ORDERS"]
         )

@@ -46,25 +46,25 @@ def waiting(database) -> list[FollowUp]:
         return list(session.scalars(sa.select(FollowUp).order_by(FollowUp.id)))
 
 
-def timeline(database, user_id: str) -> list[tuple[str, str]]:
+def timeline(database, workspace_id: str) -> list[tuple[str, str]]:
     """Every incident event of the user as (kind, message), in order."""
     with database.session() as session:
         rows = session.execute(
             sa.select(IncidentEvent.kind, IncidentEvent.message)
             .join(Incident, Incident.id == IncidentEvent.incident_id)
-            .where(Incident.user_id == user_id)
+            .where(Incident.workspace_id == workspace_id)
             .order_by(IncidentEvent.id)
         ).all()
     return [(kind, message) for kind, message in rows]
 
 
-def groups(database, user_id: str) -> set[tuple[frozenset[str], str]]:
+def groups(database, workspace_id: str) -> set[tuple[frozenset[str], str]]:
     with database.session() as session:
         rows = session.execute(
             sa.select(Incident.id, Incident.status, Problem.display_id)
             .join(IncidentProblem, IncidentProblem.incident_id == Incident.id)
             .join(Problem, Problem.id == IncidentProblem.problem_id)
-            .where(Incident.user_id == user_id)
+            .where(Incident.workspace_id == workspace_id)
         ).all()
     found: dict[int, tuple[str, set[str]]] = {}
     for incident_id, status, display in rows:
@@ -86,7 +86,7 @@ def flapping() -> list[dict[str, Any]]:
 
 
 def test_a_burst_waits_as_a_follow_up_per_change_with_every_state_it_took(app, database, make_account):
-    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
+    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").workspace_id)
     acknowledge(database, wired, flapping())
     pending = waiting(database)
     assert len(pending) == 5
@@ -101,29 +101,29 @@ def test_a_burst_waits_as_a_follow_up_per_change_with_every_state_it_took(app, d
     assert "e:SERVICE-A" in then.previous_keys
     assert then.version == 2
     # Nothing is correlated yet: the acknowledgement did not wait for it.
-    assert groups(database, wired.user_id) == set()
+    assert groups(database, wired.workspace_id) == set()
 
 
 def test_a_burst_followed_up_at_once_ends_like_one_by_one(app, database, make_account):
-    calm = wire_connection(database, app.state.secret_box, make_account("calm@example.com").user_id)
-    busy = wire_connection(database, app.state.secret_box, make_account("busy@example.com").user_id)
+    calm = wire_connection(database, app.state.secret_box, make_account("calm@example.com").workspace_id)
+    busy = wire_connection(database, app.state.secret_box, make_account("busy@example.com").workspace_id)
     bodies = flapping()
     one_by_one(database, calm, bodies)
     acknowledge(database, busy, bodies)
     assert followed_up(database) == 3
     assert waiting(database) == []
     expected = {(frozenset({"P-1", "P-2"}), "resolved"), (frozenset({"P-3"}), "open")}
-    assert groups(database, calm.user_id) == expected
-    assert groups(database, busy.user_id) == expected
+    assert groups(database, calm.workspace_id) == expected
+    assert groups(database, busy.workspace_id) == expected
     # The same timeline, state changes included, as if each delivery had been correlated on arrival.
-    assert timeline(database, busy.user_id) == timeline(database, calm.user_id)
-    kinds = [kind for kind, _ in timeline(database, busy.user_id)]
+    assert timeline(database, busy.workspace_id) == timeline(database, calm.workspace_id)
+    kinds = [kind for kind, _ in timeline(database, busy.workspace_id)]
     assert kinds.count("problem_state_changed") == 2
     assert "resolved" in kinds
 
 
 def test_later_changes_wait_beside_each_other_and_are_carried_out_as_one(app, database, make_account):
-    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
+    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").workspace_id)
     first = problem_body("1", display="P-1", entities=("SERVICE-A",))
     acknowledge(database, wired, [first])
     followed_up(database)
@@ -146,8 +146,8 @@ def test_later_changes_wait_beside_each_other_and_are_carried_out_as_one(app, da
     # One problem followed up, once, for both.
     assert followed_up(database) == 1
     assert waiting(database) == []
-    assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "resolved")}
-    kinds = [kind for kind, _ in timeline(database, wired.user_id)]
+    assert groups(database, wired.workspace_id) == {(frozenset({"P-1"}), "resolved")}
+    kinds = [kind for kind, _ in timeline(database, wired.workspace_id)]
     assert kinds.count("problem_state_changed") == 1
 
 
@@ -157,7 +157,7 @@ def test_a_change_committed_after_the_problem_was_read_waits_for_the_next_step(
     """The step merges only the rows its reading of the problem includes: one committed after that
     reading (by a writer, which never waits for the step) is carried out next time, against the
     problem as it shows it, and never replayed against an older picture."""
-    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").user_id)
+    wired = wire_connection(database, app.state.secret_box, make_account("a@example.com").workspace_id)
     acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
     followed_up(database)
     acknowledge(
@@ -170,18 +170,18 @@ def test_a_change_committed_after_the_problem_was_read_waits_for_the_next_step(
     # The step reads the problem as it was before the resolution committed.
     monkeypatch.setattr(batch, "pictures", lambda **_kwargs: read_before)
     with database.session(write=True) as session:
-        assert follow_ups.follow_up(db_session=session, user_ids=[wired.user_id]) == 1
+        assert follow_ups.follow_up(db_session=session, workspace_ids=[wired.workspace_id]) == 1
         session.commit()
     monkeypatch.undo()
     [left] = waiting(database)
     assert [state for state, _at in left.states] == ["OPEN", "RESOLVED"]
-    assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "open")}
+    assert groups(database, wired.workspace_id) == {(frozenset({"P-1"}), "open")}
     assert followed_up(database) == 1
-    assert groups(database, wired.user_id) == {(frozenset({"P-1"}), "resolved")}
+    assert groups(database, wired.workspace_id) == {(frozenset({"P-1"}), "resolved")}
 
 
 def test_reading_incidents_carries_out_the_callers_follow_ups(app, database, account):
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
     assert len(waiting(database)) == 1
     response = account.client.get("/incidents")
@@ -191,7 +191,7 @@ def test_reading_incidents_carries_out_the_callers_follow_ups(app, database, acc
 
 
 def test_requests_that_do_not_read_incidents_wait_for_no_follow_up(app, database, account):
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     acknowledge(database, wired, [problem_body("1", display="P-1", entities=("SERVICE-A",))])
     for path in (
         "/dynatrace/webhook-url",
@@ -214,18 +214,22 @@ def follow_up_jobs(database) -> list[Job]:
 
 
 def test_the_webhook_only_records_and_a_worker_follows_up(app, database, account, client, background_worker):
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     for minute in range(3):
         body = problem_body(str(minute), display=f"P-{minute}", minute=minute, entities=("SERVICE-A",))
         assert client.post(wired.url, json=body).status_code == 200
     # Acknowledged with nothing correlated: the answer recorded three follow-ups and one job for them.
     assert len(waiting(database)) == 3
-    assert groups(database, account.user_id) == set()
+    assert groups(database, account.workspace_id) == set()
     [job] = follow_up_jobs(database)
-    assert (job.state, job.user_id, job.key) == ("queued", account.user_id, f"user:{account.user_id}")
+    assert (job.state, job.workspace_id, job.key) == (
+        "queued",
+        account.workspace_id,
+        f"workspace:{account.workspace_id}",
+    )
     background_worker()
     wait_until(lambda: not waiting(database), what="the worker's follow-ups")
-    assert groups(database, account.user_id) == {(frozenset({"P-0", "P-1", "P-2"}), "open")}
+    assert groups(database, account.workspace_id) == {(frozenset({"P-0", "P-1", "P-2"}), "open")}
     wait_until(lambda: [j.state for j in follow_up_jobs(database)] == ["done"], what="the job to finish")
     assert follow_up_jobs(database)[0].result == {"followUps": 3}
 
@@ -235,34 +239,34 @@ def test_the_job_works_in_short_steps_and_ends_like_one_by_one(
 ):
     """Two at a time (one transaction each), a burst still ends like the same deliveries one by one."""
     monkeypatch.setattr(follow_ups, "JOB_STEP", 2)
-    calm = wire_connection(database, app.state.secret_box, make_account("calm@example.com").user_id)
-    busy = wire_connection(database, app.state.secret_box, make_account("busy@example.com").user_id)
+    calm = wire_connection(database, app.state.secret_box, make_account("calm@example.com").workspace_id)
+    busy = wire_connection(database, app.state.secret_box, make_account("busy@example.com").workspace_id)
     bodies = flapping()
     one_by_one(database, calm, bodies)
     acknowledge(database, busy, bodies)
     background_worker()
     wait_until(lambda: not waiting(database), what="the worker's follow-ups")
-    assert groups(database, busy.user_id) == groups(database, calm.user_id)
-    assert timeline(database, busy.user_id) == timeline(database, calm.user_id)
+    assert groups(database, busy.workspace_id) == groups(database, calm.workspace_id)
+    assert timeline(database, busy.workspace_id) == timeline(database, calm.workspace_id)
 
 
 def test_followed_up_one_at_a_time_still_ends_like_one_by_one(app, database, make_account):
     """Carried out in the smallest steps, a follow-up replays no state that came after the next state
     of one still waiting: P-1's resolution waits until P-2, which came before it, has joined."""
-    calm = wire_connection(database, app.state.secret_box, make_account("calm@example.com").user_id)
-    busy = wire_connection(database, app.state.secret_box, make_account("busy@example.com").user_id)
+    calm = wire_connection(database, app.state.secret_box, make_account("calm@example.com").workspace_id)
+    busy = wire_connection(database, app.state.secret_box, make_account("busy@example.com").workspace_id)
     bodies = flapping()
     one_by_one(database, calm, bodies)
     acknowledge(database, busy, bodies)
     steps = 0
     while True:
         with database.session(write=True) as session:
-            done = follow_ups.follow_up(db_session=session, user_ids=[busy.user_id], limit=1)
+            done = follow_ups.follow_up(db_session=session, workspace_ids=[busy.workspace_id], limit=1)
             session.commit()
         if not done:
             break
         steps += 1
         assert steps < 20, "follow-ups made no progress"
     assert waiting(database) == []
-    assert groups(database, busy.user_id) == groups(database, calm.user_id)
-    assert timeline(database, busy.user_id) == timeline(database, calm.user_id)
+    assert groups(database, busy.workspace_id) == groups(database, calm.workspace_id)
+    assert timeline(database, busy.workspace_id) == timeline(database, calm.workspace_id)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from tests.conftest import TEST_ACTOR
+
 
 def test_health_endpoints_need_no_user(client):
     assert client.get("/healthz").json() == {"status": "ok"}
@@ -30,9 +32,13 @@ def test_unknown_and_revoked_keys_are_refused(client, make_account, database):
     assert bad.status_code == 401
     assert account.client.get("/dynatrace/rca-settings").status_code == 200
     with database.session(write=True) as session:
-        user = service.get(db_session=session, user_id=account.user_id)
-        key = service.list_api_keys(db_session=session, user=user)[0]
-        service.revoke_api_key(db_session=session, user=user, key_id_or_prefix=key.prefix)
+        key = service.list_api_keys(db_session=session, workspace_id=account.workspace_id)[0]
+        service.revoke_api_key(
+            db_session=session,
+            workspace_id=account.workspace_id,
+            key_id_or_prefix=key.prefix,
+            actor=TEST_ACTOR,
+        )
         session.commit()
     assert account.client.get("/dynatrace/rca-settings").status_code == 401
 

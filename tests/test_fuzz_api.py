@@ -34,7 +34,7 @@ from tests.support.sync import connect, deliver
 from tests.support.webhooks import notification
 
 EXAMPLES = 50
-WEBHOOK = "POST /dynatrace/webhook/{user_id}"
+WEBHOOK = "POST /dynatrace/webhook/{workspace_id}"
 CONNECT = "POST /dynatrace/connect"
 # Fuzzed first: what it stores is what the other operations read.
 FIRST = (WEBHOOK,)
@@ -92,7 +92,7 @@ def caller(account, fake_dynatrace, background_worker) -> dict[str, str]:
     connect(account, fake_dynatrace)
     deliver(account, notification())
     secret = account.client.get("/dynatrace/webhook-url").json()["headers"]["Authorization"]
-    return {"api": f"Bearer {account.api_key}", "webhook": secret, "user_id": account.user_id}
+    return {"api": f"Bearer {account.api_key}", "webhook": secret, "workspace_id": account.workspace_id}
 
 
 def fuzz(
@@ -132,7 +132,7 @@ def test_every_operation_answers_as_documented(live_server, caller) -> None:
         if label == WEBHOOK:
             headers, fixed = (
                 {"Authorization": caller["webhook"]},
-                {"path_parameters": {"user_id": caller["user_id"]}},
+                {"path_parameters": {"workspace_id": caller["workspace_id"]}},
             )
         started = time.perf_counter()
         answered[label] = {}

@@ -26,8 +26,8 @@ def test_storm_through_the_webhook_groups_like_one_by_one(app, database, make_ac
     bodies, truth = storm()
     calm = make_account("calm@example.com")
     stormy = make_account("stormy@example.com")
-    calm_hook = wire_connection(database, app.state.secret_box, calm.user_id)
-    storm_hook = wire_connection(database, app.state.secret_box, stormy.user_id)
+    calm_hook = wire_connection(database, app.state.secret_box, calm.workspace_id)
+    storm_hook = wire_connection(database, app.state.secret_box, stormy.workspace_id)
 
     ordered = list(bodies)
     random.Random(1).shuffle(ordered)
@@ -58,7 +58,7 @@ def test_concurrent_writers_group_like_one_by_one(app, database, make_account):
     outcome equal to one by one."""
     bodies, truth = storm()
     account = make_account("replicas@example.com")
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     shuffled = list(bodies)
     random.Random(3).shuffle(shuffled)
 

@@ -13,7 +13,7 @@ from tests.support.webhooks import wire_connection
 @pytest.fixture
 def dynatrace(app, database, account, client):
     """The default account with a wired webhook; ``send`` posts one notification."""
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
 
     class Sender:
         user = account
@@ -404,8 +404,8 @@ def test_a_narrow_window_keeps_problems_apart(dynatrace):
 def test_users_see_and_change_only_their_own_incidents(app, database, make_account, client):
     alice = make_account("alice@example.com")
     bob = make_account("bob@example.com")
-    alice_hook = wire_connection(database, app.state.secret_box, alice.user_id)
-    bob_hook = wire_connection(database, app.state.secret_box, bob.user_id)
+    alice_hook = wire_connection(database, app.state.secret_box, alice.workspace_id)
+    bob_hook = wire_connection(database, app.state.secret_box, bob.workspace_id)
     client.post(alice_hook.url, json=problem_body("1", display="P-1", root_cause="HOST-SHARED"))
     client.post(bob_hook.url, json=problem_body("2", display="P-2", root_cause="HOST-SHARED"))
     (alices,) = incidents(alice)

@@ -29,7 +29,7 @@ GRAPH = StaticTopology([("SERVICE-ORDERS", "SERVICE-DB")])
 
 @pytest.fixture
 def wired(app, database, account):
-    return wire_connection(database, app.state.secret_box, account.user_id)
+    return wire_connection(database, app.state.secret_box, account.workspace_id)
 
 
 @pytest.fixture
@@ -130,21 +130,21 @@ def test_held_index_rows_are_written_before_the_index_is_read_from_the_database(
         keys = {"e:HOST-1", "n:degradation response time"}
         index = CandidateIndex(session, hold=True)
         index.remove_problem(first)
-        index.add_problem(wired.user_id, first, incident_id, keys, fresh=True)
+        index.add_problem(wired.workspace_id, first, incident_id, keys, fresh=True)
         assert rows_of(session, first) == 0  # held: a batch writes them in one statement
-        settings = service.get_settings(db_session=session, user_id=wired.user_id)
+        settings = service.get_settings(db_session=session, workspace_id=wired.workspace_id)
         facts = facts_from(session.get(Problem, second))
         # No copy of the index: the lookup goes to the database, which has them first.
-        hits = index.hits(user_id=wired.user_id, facts=facts, settings=settings, reached={})
+        hits = index.hits(workspace_id=wired.workspace_id, facts=facts, settings=settings, reached={})
         assert hits[first][0] == incident_id
         assert rows_of(session, first) == len(keys)
         index.remove_problem(second)
-        index.add_problem(wired.user_id, second, incident_id, keys, fresh=True)
+        index.add_problem(wired.workspace_id, second, incident_id, keys, fresh=True)
         assert rows_of(session, second) == 0
         index.write_held(stop=True)  # the batch's end
         assert rows_of(session, second) == len(keys)
         index.remove_problem(second)
-        index.add_problem(wired.user_id, second, incident_id, keys, fresh=True)
+        index.add_problem(wired.workspace_id, second, incident_id, keys, fresh=True)
         assert rows_of(session, second) == len(keys)  # after the end, written at once
 
 
@@ -154,9 +154,9 @@ def test_candidates_are_bounded_per_incident(database, wired, monkeypatch):
         ingest(database, wired, str(index), display=f"P-{index}", minute=index, root_cause="HOST-1")
     with database.session() as session:
         facts = facts_from(session.get(Problem, 1))
-        settings = service.get_settings(db_session=session, user_id=wired.user_id)
+        settings = service.get_settings(db_session=session, workspace_id=wired.workspace_id)
         candidates = CandidateIndex(session).candidates(
-            user_id=wired.user_id, facts=facts, settings=settings, reached={}
+            workspace_id=wired.workspace_id, facts=facts, settings=settings, reached={}
         )
     assert len(candidates) == 3
     assert len({candidate.incident_id for candidate in candidates}) == 1

@@ -41,14 +41,14 @@ def one_by_one(database, wired, bodies: list[dict[str, Any]]) -> None:
         ingest(database, wired, [body])
 
 
-def picture(database, user_id: str) -> set[tuple[frozenset[str], str, int, int]]:
+def picture(database, workspace_id: str) -> set[tuple[frozenset[str], str, int, int]]:
     """Each live incident of the user: its problems' display ids, status and counts."""
     with database.session() as session:
         rows = session.execute(
             sa.select(Incident, Problem.display_id)
             .join(IncidentProblem, IncidentProblem.incident_id == Incident.id)
             .join(Problem, Problem.id == IncidentProblem.problem_id)
-            .where(Incident.user_id == user_id)
+            .where(Incident.workspace_id == workspace_id)
         ).all()
         groups: dict[int, tuple[Incident, set[str]]] = {}
         for incident, display in rows:
@@ -59,10 +59,10 @@ def picture(database, user_id: str) -> set[tuple[frozenset[str], str, int, int]]
         }
 
 
-def counts_are_exact(database, user_id: str) -> None:
+def counts_are_exact(database, workspace_id: str) -> None:
     """Every incident's counts agree with its problems' states, and its index rows with its status."""
     with database.session() as session:
-        for incident in session.scalars(sa.select(Incident).where(Incident.user_id == user_id)):
+        for incident in session.scalars(sa.select(Incident).where(Incident.workspace_id == workspace_id)):
             states = session.scalars(
                 sa.select(Problem.state)
                 .join(IncidentProblem, IncidentProblem.problem_id == Problem.id)
@@ -83,8 +83,8 @@ def counts_are_exact(database, user_id: str) -> None:
 def two(app, database, make_account):
     calm, busy = make_account("calm@example.com"), make_account("busy@example.com")
     return (
-        wire_connection(database, app.state.secret_box, calm.user_id),
-        wire_connection(database, app.state.secret_box, busy.user_id),
+        wire_connection(database, app.state.secret_box, calm.workspace_id),
+        wire_connection(database, app.state.secret_box, busy.workspace_id),
     )
 
 
@@ -96,9 +96,9 @@ def test_a_storm_in_batches_groups_like_one_by_one(database, two, batch):
     one_by_one(database, calm, bodies)
     for start in range(0, len(bodies), batch):
         ingest(database, busy, bodies[start : start + batch])
-    assert picture(database, busy.user_id) == picture(database, calm.user_id)
-    assert {group for group, *_ in picture(database, busy.user_id)} == truth
-    counts_are_exact(database, busy.user_id)
+    assert picture(database, busy.workspace_id) == picture(database, calm.workspace_id)
+    assert {group for group, *_ in picture(database, busy.workspace_id)} == truth
+    counts_are_exact(database, busy.workspace_id)
 
 
 def test_resolving_reopening_and_new_problems_in_one_batch_end_like_one_by_one(database, two):
@@ -143,9 +143,9 @@ def test_resolving_reopening_and_new_problems_in_one_batch_end_like_one_by_one(d
     for batch in (first, second, third):
         one_by_one(database, calm, batch)
         ingest(database, busy, batch)
-    assert picture(database, busy.user_id) == picture(database, calm.user_id)
-    counts_are_exact(database, busy.user_id)
-    resolved = {group for group, status, *_ in picture(database, busy.user_id) if status == "resolved"}
+    assert picture(database, busy.workspace_id) == picture(database, calm.workspace_id)
+    counts_are_exact(database, busy.workspace_id)
+    resolved = {group for group, status, *_ in picture(database, busy.workspace_id) if status == "resolved"}
     assert frozenset({"P-A0", "P-A1", "P-A2", "P-A3"}) in resolved
 
 
@@ -191,7 +191,7 @@ def test_an_older_delivery_that_fills_in_entities_still_correlates(database, two
         [problem_body("2", display="P-2", minute=1, observed_minute=2, entities=("SERVICE-A",))],
     )
     assert result.outcome == "stale"
-    groups = {group for group, *_ in picture(database, wired.user_id)}
+    groups = {group for group, *_ in picture(database, wired.workspace_id)}
     assert frozenset({"P-1", "P-2"}) in groups
 
 
@@ -202,7 +202,7 @@ def test_many_requests_for_queued_work_fold_without_rewriting_what_would_not_cha
         jobstore.enqueue(
             db_session=session,
             kind="demo",
-            user_id=account.user_id,
+            workspace_id=account.workspace_id,
             key="k:1",
             payload={"a": 1},
             run_after=later,
@@ -216,9 +216,11 @@ def test_many_requests_for_queued_work_fold_without_rewriting_what_would_not_cha
             db_session=session,
             kind="demo",
             requests=[
-                jobstore.JobRequest("k:1", account.user_id, {"a": 1}, run_after=later + timedelta(minutes=1)),
-                jobstore.JobRequest("k:2", account.user_id, {"b": 1}, run_after=later),
-                jobstore.JobRequest("k:2", account.user_id, {"c": 2}, run_after=now, max_attempts=7),
+                jobstore.JobRequest(
+                    "k:1", account.workspace_id, {"a": 1}, run_after=later + timedelta(minutes=1)
+                ),
+                jobstore.JobRequest("k:2", account.workspace_id, {"b": 1}, run_after=later),
+                jobstore.JobRequest("k:2", account.workspace_id, {"c": 2}, run_after=now, max_attempts=7),
             ],
         )
         session.commit()
@@ -235,7 +237,7 @@ def test_many_requests_for_queued_work_fold_without_rewriting_what_would_not_cha
         jobstore.enqueue_many(
             db_session=session,
             kind="demo",
-            requests=[jobstore.JobRequest("k:1", account.user_id, {"a": 2}, run_after=now)],
+            requests=[jobstore.JobRequest("k:1", account.workspace_id, {"a": 2}, run_after=now)],
         )
         session.commit()
     with database.session() as session:
@@ -260,7 +262,7 @@ def test_enqueue_many_folds_only_into_queued_twins_and_keeps_a_backing_off_jobs_
             jobstore.enqueue(
                 db_session=session,
                 kind="demo",
-                user_id=account.user_id,
+                workspace_id=account.workspace_id,
                 key=key,
                 payload={"a": 1},
                 run_after=later,
@@ -277,7 +279,7 @@ def test_enqueue_many_folds_only_into_queued_twins_and_keeps_a_backing_off_jobs_
             db_session=session,
             kind="demo",
             requests=[
-                jobstore.JobRequest(key, account.user_id, {"b": 2}, run_after=now)
+                jobstore.JobRequest(key, account.workspace_id, {"b": 2}, run_after=now)
                 for key in ("running", "backing-off", *many)
             ],
         )
@@ -298,7 +300,9 @@ def test_enqueue_many_queues_a_key_whose_twin_was_claimed_between_its_insert_and
     """The insert skipped the key (a twin was queued), then a worker claimed the twin before the read:
     the key goes round again and is queued."""
     with database.session(write=True) as session:
-        jobstore.enqueue(db_session=session, kind="demo", user_id=account.user_id, key="k", payload={"a": 1})
+        jobstore.enqueue(
+            db_session=session, kind="demo", workspace_id=account.workspace_id, key="k", payload={"a": 1}
+        )
         session.commit()
     from borealis.driver import Driver
 
@@ -316,7 +320,9 @@ def test_enqueue_many_queues_a_key_whose_twin_was_claimed_between_its_insert_and
     monkeypatch.setattr(Driver, "query_many", claimed_meanwhile)
     with database.session(write=True) as session:
         jobstore.enqueue_many(
-            db_session=session, kind="demo", requests=[jobstore.JobRequest("k", account.user_id, {"b": 2})]
+            db_session=session,
+            kind="demo",
+            requests=[jobstore.JobRequest("k", account.workspace_id, {"b": 2})],
         )
         session.commit()
     assert len(rounds) == 2
@@ -368,7 +374,7 @@ def test_a_candidate_whose_entities_changed_is_scored_with_its_new_ones(database
         [problem_body("a", display="P-A", observed_minute=5, entities=("SERVICE-X", "SERVICE-Y"))],
     )
     ingest(database, wired, [problem_body("c", display="P-C", minute=2, entities=("SERVICE-Y",))])
-    groups = {group for group, *_ in picture(database, wired.user_id)}
+    groups = {group for group, *_ in picture(database, wired.workspace_id)}
     assert groups == {frozenset({"P-A", "P-B", "P-C"})}
     with database.session() as session:
         attachment = session.get(

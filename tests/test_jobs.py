@@ -17,7 +17,6 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from borealis.auth import service as auth_service
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
 from borealis.jobs.registry import Registry
@@ -33,6 +32,8 @@ from borealis.jobstore import (
     schedules,
 )
 from borealis.jobstore.models import Job, JobSchedule
+from borealis.workspaces import service as workspaces_service
+from borealis.workspaces.models import Workspace
 from tests.conftest import TEST_SECRET_KEY
 from tests.support.job_kinds import read_events
 from tests.support.processes import borealis_processes, process_env
@@ -40,11 +41,11 @@ from tests.support.waiting import wait_until
 
 
 @pytest.fixture
-def user_id(database) -> str:
+def workspace_id(database) -> str:
     with database.session(write=True) as session:
-        user = auth_service.create(db_session=session, email="worker@example.com")
+        _, workspace = workspaces_service.create_user(db_session=session, email="worker@example.com")
         session.commit()
-        return user.id
+        return workspace.id
 
 
 def enqueue(database, **kwargs) -> int:
@@ -104,41 +105,52 @@ def start_worker(database, settings) -> Iterator[Callable[..., Worker]]:
 # --- enqueue -------------------------------------------------------------------------------------------
 
 
-def test_enqueued_job_exists_only_if_the_callers_transaction_commits(database, user_id):
+def test_enqueued_job_exists_only_if_the_callers_transaction_commits(database, workspace_id):
     with database.session(write=True) as session:
-        enqueueing.enqueue(db_session=session, kind="problem.enrich", user_id=user_id, key="problem:1")
+        enqueueing.enqueue(
+            db_session=session, kind="problem.enrich", workspace_id=workspace_id, key="problem:1"
+        )
         session.rollback()
     assert jobs_of(database, "problem.enrich") == []
 
     with database.session(write=True) as session:
-        enqueueing.enqueue(db_session=session, kind="problem.enrich", user_id=user_id, key="problem:1")
+        enqueueing.enqueue(
+            db_session=session, kind="problem.enrich", workspace_id=workspace_id, key="problem:1"
+        )
         session.commit()
     [job] = jobs_of(database, "problem.enrich")
-    assert (job.state, job.attempts, job.user_id) == ("queued", 0, user_id)
+    assert (job.state, job.attempts, job.workspace_id) == ("queued", 0, workspace_id)
 
 
-def test_second_request_for_queued_work_is_folded_into_it(database, user_id):
+def test_second_request_for_queued_work_is_folded_into_it(database, workspace_id):
     later = utcnow() + timedelta(minutes=5)
     first = enqueue(
-        database, kind="problem.enrich", user_id=user_id, key="problem:5", payload={"a": 1}, run_after=later
+        database,
+        kind="problem.enrich",
+        workspace_id=workspace_id,
+        key="problem:5",
+        payload={"a": 1},
+        run_after=later,
     )
-    second = enqueue(database, kind="problem.enrich", user_id=user_id, key="problem:5", payload={"b": 2})
+    second = enqueue(
+        database, kind="problem.enrich", workspace_id=workspace_id, key="problem:5", payload={"b": 2}
+    )
 
     assert second == first
     job = load(database, first)
     assert job.payload == {"a": 1, "b": 2}
     assert job.run_after < later, "the folded job starts as early as the earliest request"
     # Other kinds, other keys and unkeyed work are never folded.
-    assert enqueue(database, kind="incident.rca", user_id=user_id, key="problem:5") != first
-    assert enqueue(database, kind="problem.enrich", user_id=user_id, key="problem:6") != first
-    unkeyed = {enqueue(database, kind="cleanup", user_id=user_id) for _ in range(2)}
+    assert enqueue(database, kind="incident.rca", workspace_id=workspace_id, key="problem:5") != first
+    assert enqueue(database, kind="problem.enrich", workspace_id=workspace_id, key="problem:6") != first
+    unkeyed = {enqueue(database, kind="cleanup", workspace_id=workspace_id) for _ in range(2)}
     assert len(unkeyed) == 2
 
 
-def test_request_while_the_job_runs_queues_a_follow_up(database, user_id):
-    first = enqueue(database, kind="problem.enrich", user_id=user_id, key="problem:7")
+def test_request_while_the_job_runs_queues_a_follow_up(database, workspace_id):
+    first = enqueue(database, kind="problem.enrich", workspace_id=workspace_id, key="problem:7")
     assert claim(database, ["problem.enrich"], "w1").id == first
-    follow_up = enqueue(database, kind="problem.enrich", user_id=user_id, key="problem:7")
+    follow_up = enqueue(database, kind="problem.enrich", workspace_id=workspace_id, key="problem:7")
     assert follow_up != first
     # It waits for the running one: same key.
     assert claim(database, ["problem.enrich"], "w2") is None
@@ -147,10 +159,10 @@ def test_request_while_the_job_runs_queues_a_follow_up(database, user_id):
 # --- claim and lease -----------------------------------------------------------------------------------
 
 
-def test_claim_takes_a_ready_job_of_a_known_kind_under_a_lease(database, user_id):
-    future = enqueue(database, kind="a", user_id=user_id, run_after=utcnow() + timedelta(hours=1))
-    ready = enqueue(database, kind="a", user_id=user_id)
-    enqueue(database, kind="unknown-here", user_id=user_id)
+def test_claim_takes_a_ready_job_of_a_known_kind_under_a_lease(database, workspace_id):
+    future = enqueue(database, kind="a", workspace_id=workspace_id, run_after=utcnow() + timedelta(hours=1))
+    ready = enqueue(database, kind="a", workspace_id=workspace_id)
+    enqueue(database, kind="unknown-here", workspace_id=workspace_id)
 
     job = claim(database, ["a"], "worker-1", lease_seconds=30)
     assert job.id == ready
@@ -160,8 +172,8 @@ def test_claim_takes_a_ready_job_of_a_known_kind_under_a_lease(database, user_id
     assert load(database, future).state == "queued"
 
 
-def test_expired_lease_lets_another_worker_run_the_job_once(database, user_id):
-    job_id = enqueue(database, kind="a", user_id=user_id, key="incident:9")
+def test_expired_lease_lets_another_worker_run_the_job_once(database, workspace_id):
+    job_id = enqueue(database, kind="a", workspace_id=workspace_id, key="incident:9")
     assert claim(database, ["a"], "dead-worker", lease_seconds=5).id == job_id
     assert claim(database, ["a"], "worker-2") is None, "the lease still holds"
 
@@ -178,7 +190,7 @@ def test_expired_lease_lets_another_worker_run_the_job_once(database, user_id):
     assert (job.state, job.result, job.attempts) == ("done", {"ok": True}, 2)
 
 
-def test_dead_workers_job_is_finished_by_a_live_worker(database, user_id, start_worker):
+def test_dead_workers_job_is_finished_by_a_live_worker(database, workspace_id, start_worker):
     runs: list[int] = []
     registry = Registry()
 
@@ -187,7 +199,7 @@ def test_dead_workers_job_is_finished_by_a_live_worker(database, user_id, start_
         runs.append(ctx.attempt)
         return {"attempt": ctx.attempt}
 
-    job_id = enqueue(database, kind="a", user_id=user_id, key="problem:1")
+    job_id = enqueue(database, kind="a", workspace_id=workspace_id, key="problem:1")
     claim(database, ["a"], "dead-worker", lease_seconds=0.3)
     start_worker(registry)
 
@@ -196,8 +208,8 @@ def test_dead_workers_job_is_finished_by_a_live_worker(database, user_id, start_
     assert load(database, job_id).result == {"attempt": 2}
 
 
-def test_last_attempt_of_a_dead_worker_fails_with_the_reason(database, user_id):
-    job_id = enqueue(database, kind="a", user_id=user_id, max_attempts=1)
+def test_last_attempt_of_a_dead_worker_fails_with_the_reason(database, workspace_id):
+    job_id = enqueue(database, kind="a", workspace_id=workspace_id, max_attempts=1)
     claim(database, ["a"], "dead-worker", lease_seconds=1)
     later = utcnow() + timedelta(seconds=2)
     assert claim(database, ["a"], "worker-2", now=later) is None, "no attempt is left to take over"
@@ -210,8 +222,8 @@ def test_last_attempt_of_a_dead_worker_fails_with_the_reason(database, user_id):
     assert "lease expired" in job.last_error
 
 
-def test_released_job_is_claimable_at_once_without_losing_an_attempt(database, user_id):
-    job_id = enqueue(database, kind="a", user_id=user_id, key="problem:3")
+def test_released_job_is_claimable_at_once_without_losing_an_attempt(database, workspace_id):
+    job_id = enqueue(database, kind="a", workspace_id=workspace_id, key="problem:3")
     claim(database, ["a"], "stopping-worker", lease_seconds=600)
     with database.session(write=True) as session:
         assert leases.release(db_session=session, job_ids=[job_id], owner="stopping-worker") == 1
@@ -231,8 +243,8 @@ def test_backoff_doubles_up_to_the_cap_with_jitter_in_the_upper_half():
         assert len({round(delay, 6) for delay in delays}) > 100, "jitter spreads retries"
 
 
-def test_failed_attempt_is_queued_again_after_its_backoff(database, user_id):
-    job_id = enqueue(database, kind="a", user_id=user_id, key="problem:2")
+def test_failed_attempt_is_queued_again_after_its_backoff(database, workspace_id):
+    job_id = enqueue(database, kind="a", workspace_id=workspace_id, key="problem:2")
     claim(database, ["a"], "w1")
     retry_at = utcnow() + timedelta(seconds=40)
     with database.session(write=True) as session:
@@ -252,10 +264,10 @@ def test_failed_attempt_is_queued_again_after_its_backoff(database, user_id):
     assert claim(database, ["a"], "w2", now=retry_at + timedelta(seconds=1)).id == job_id
 
 
-def test_retry_while_a_twin_is_queued_hands_the_work_to_the_twin(database, user_id):
-    first = enqueue(database, kind="a", user_id=user_id, key="problem:4")
+def test_retry_while_a_twin_is_queued_hands_the_work_to_the_twin(database, workspace_id):
+    first = enqueue(database, kind="a", workspace_id=workspace_id, key="problem:4")
     claim(database, ["a"], "w1")
-    twin = enqueue(database, kind="a", user_id=user_id, key="problem:4", payload={"newer": True})
+    twin = enqueue(database, kind="a", workspace_id=workspace_id, key="problem:4", payload={"newer": True})
     retry_at = utcnow() + timedelta(seconds=30)
     with database.session(write=True) as session:
         outcome = outcomes.fail(
@@ -268,7 +280,7 @@ def test_retry_while_a_twin_is_queued_hands_the_work_to_the_twin(database, user_
     assert load(database, twin).run_after >= retry_at, "the twin keeps the back-off"
 
 
-def test_failing_job_retries_with_backoff_then_fails_with_the_reason(database, user_id, start_worker):
+def test_failing_job_retries_with_backoff_then_fails_with_the_reason(database, workspace_id, start_worker):
     registry = Registry()
     attempts: list[int] = []
 
@@ -277,7 +289,7 @@ def test_failing_job_retries_with_backoff_then_fails_with_the_reason(database, u
         attempts.append(ctx.attempt)
         raise RuntimeError("Dynatrace answered 503 for token dt0c01.ABCDEFGHIJKLMNOPQRSTUVWX.SECRETPART")
 
-    job_id = enqueue(database, kind="flaky", user_id=user_id, max_attempts=3)
+    job_id = enqueue(database, kind="flaky", workspace_id=workspace_id, max_attempts=3)
     start_worker(registry)
 
     job = wait_until(lambda: (j := load(database, job_id)).state == "failed" and j, what="the job to fail")
@@ -288,7 +300,7 @@ def test_failing_job_retries_with_backoff_then_fails_with_the_reason(database, u
     assert job.finished_at is not None
 
 
-def test_permanent_failure_stops_at_once_and_retry_uses_its_delay(database, user_id, start_worker):
+def test_permanent_failure_stops_at_once_and_retry_uses_its_delay(database, workspace_id, start_worker):
     registry = Registry()
 
     @registry.register("hopeless")
@@ -303,9 +315,9 @@ def test_permanent_failure_stops_at_once_and_retry_uses_its_delay(database, user
     def throttled(ctx: JobContext) -> None:
         raise Retry("HTTP 429 from Dynatrace", delay=3600, count_attempt=False)
 
-    hopeless_id = enqueue(database, kind="hopeless", user_id=user_id)
-    limited_id = enqueue(database, kind="limited", user_id=user_id)
-    throttled_id = enqueue(database, kind="throttled", user_id=user_id)
+    hopeless_id = enqueue(database, kind="hopeless", workspace_id=workspace_id)
+    limited_id = enqueue(database, kind="limited", workspace_id=workspace_id)
+    throttled_id = enqueue(database, kind="throttled", workspace_id=workspace_id)
     start_worker(registry)
 
     wait_until(lambda: load(database, hopeless_id).state == "failed", what="the hopeless job to fail")
@@ -322,18 +334,18 @@ def test_permanent_failure_stops_at_once_and_retry_uses_its_delay(database, user
     )
 
 
-def test_handler_can_commit_its_work_together_with_the_completion(database, user_id, start_worker):
+def test_handler_can_commit_its_work_together_with_the_completion(database, workspace_id, start_worker):
     registry = Registry()
 
     @registry.register("atomic")
     def handler(ctx: JobContext) -> None:
         with ctx.session() as session:
-            user = session.get(auth_service.User, ctx.user_id)
-            user.rca_enabled = True
+            workspace = session.get(Workspace, ctx.workspace_id)
+            workspace.rca_enabled = True
             ctx.complete(session, {"changed": "rca_enabled"})
             session.commit()
 
-    job_id = enqueue(database, kind="atomic", user_id=user_id)
+    job_id = enqueue(database, kind="atomic", workspace_id=workspace_id)
     start_worker(registry)
     wait_until(lambda: load(database, job_id).state == "done")
     assert load(database, job_id).result == {"changed": "rca_enabled"}
@@ -342,11 +354,11 @@ def test_handler_can_commit_its_work_together_with_the_completion(database, user
 # --- keys: never two running at once -------------------------------------------------------------------
 
 
-def test_concurrent_claimers_never_run_two_jobs_with_one_key(database, user_id):
+def test_concurrent_claimers_never_run_two_jobs_with_one_key(database, workspace_id):
     kinds = [f"k{i}" for i in range(4)]
     for kind in kinds:
         for key in ("problem:1", "problem:2", None):
-            enqueue(database, kind=kind, user_id=user_id, key=key)
+            enqueue(database, kind=kind, workspace_id=workspace_id, key=key)
 
     claimers = 8
     barrier = threading.Barrier(claimers)
@@ -377,7 +389,7 @@ def test_concurrent_claimers_never_run_two_jobs_with_one_key(database, user_id):
     assert sorted(running_keys) == ["problem:1", "problem:2"]
 
 
-def test_workers_never_run_two_jobs_with_one_key_at_once(database, user_id, start_worker):
+def test_workers_never_run_two_jobs_with_one_key_at_once(database, workspace_id, start_worker):
     registry = Registry()
     running: dict[str, int] = {}
     overlaps: list[str] = []
@@ -398,7 +410,9 @@ def test_workers_never_run_two_jobs_with_one_key_at_once(database, user_id, star
     for kind in kinds:
         registry.register(kind)(handler)
     ids = [
-        enqueue(database, kind=kind, user_id=user_id, key=f"problem:{n}") for kind in kinds for n in range(3)
+        enqueue(database, kind=kind, workspace_id=workspace_id, key=f"problem:{n}")
+        for kind in kinds
+        for n in range(3)
     ]
     start_worker(registry, concurrency=4)
     start_worker(registry, concurrency=4)
@@ -411,13 +425,13 @@ def test_workers_never_run_two_jobs_with_one_key_at_once(database, user_id, star
 # --- schedules -----------------------------------------------------------------------------------------
 
 
-def test_schedule_fires_once_however_many_callers_look(database, user_id):
+def test_schedule_fires_once_however_many_callers_look(database, workspace_id):
     with database.session(write=True) as session:
         schedules.ensure_schedule(
             db_session=session,
             kind="dynatrace.sync",
             key="connection:c1",
-            user_id=user_id,
+            workspace_id=workspace_id,
             interval_seconds=300,
             payload={"connectionId": "c1"},
         )
@@ -444,17 +458,21 @@ def test_schedule_fires_once_however_many_callers_look(database, user_id):
 
     assert len(fired) == 1
     [job] = jobs_of(database, "dynatrace.sync")
-    assert (job.key, job.payload, job.user_id) == ("connection:c1", {"connectionId": "c1"}, user_id)
+    assert (job.key, job.payload, job.workspace_id) == ("connection:c1", {"connectionId": "c1"}, workspace_id)
     with database.session() as session:
         schedule = schedules.get_schedule(db_session=session, kind="dynatrace.sync", key="connection:c1")
         assert schedule.next_run_at > utcnow() + timedelta(seconds=290)
         assert schedule.last_job_id == job.id
 
 
-def test_schedule_fires_once_with_two_running_workers(database, user_id, start_worker):
+def test_schedule_fires_once_with_two_running_workers(database, workspace_id, start_worker):
     with database.session(write=True) as session:
         schedules.ensure_schedule(
-            db_session=session, kind="tick", key="connection:c2", user_id=user_id, interval_seconds=3600
+            db_session=session,
+            kind="tick",
+            key="connection:c2",
+            workspace_id=workspace_id,
+            interval_seconds=3600,
         )
         session.commit()
     registry = Registry()
@@ -470,18 +488,22 @@ def test_schedule_fires_once_with_two_running_workers(database, user_id, start_w
     assert len(jobs_of(database, "tick")) == 1
 
 
-def test_ensure_schedule_updates_in_place_and_remove_deletes(database, user_id):
+def test_ensure_schedule_updates_in_place_and_remove_deletes(database, workspace_id):
     with database.session(write=True) as session:
         first = schedules.ensure_schedule(
             db_session=session,
             kind="sync",
             key="connection:c3",
-            user_id=user_id,
+            workspace_id=workspace_id,
             interval_seconds=600,
             first_run_at=utcnow() + timedelta(hours=2),
         )
         again = schedules.ensure_schedule(
-            db_session=session, kind="sync", key="connection:c3", user_id=user_id, interval_seconds=60
+            db_session=session,
+            kind="sync",
+            key="connection:c3",
+            workspace_id=workspace_id,
+            interval_seconds=60,
         )
         session.commit()
         assert again.id == first.id
@@ -502,10 +524,11 @@ def test_jobs_api_lists_only_the_callers_jobs_with_filters(database, make_accoun
     me = make_account("me@example.com")
     other = make_account("other@example.com")
     mine = [
-        enqueue(database, kind="problem.enrich", user_id=me.user_id, key=f"problem:{n}") for n in range(3)
+        enqueue(database, kind="problem.enrich", workspace_id=me.workspace_id, key=f"problem:{n}")
+        for n in range(3)
     ]
-    enqueue(database, kind="incident.rca", user_id=me.user_id, key="incident:1")
-    theirs = enqueue(database, kind="problem.enrich", user_id=other.user_id, key="problem:99")
+    enqueue(database, kind="incident.rca", workspace_id=me.workspace_id, key="incident:1")
+    theirs = enqueue(database, kind="problem.enrich", workspace_id=other.workspace_id, key="problem:99")
     claim(database, ["incident.rca"], "w1")
 
     body = me.client.get("/jobs").json()
@@ -546,12 +569,12 @@ def test_jobs_api_refuses_bad_filters_and_anonymous_callers(client, account):
     assert client.get("/jobs").status_code == 401
 
 
-def test_counts_by_state_cover_every_state(database, user_id):
-    enqueue(database, kind="a", user_id=user_id)
-    enqueue(database, kind="a", user_id=user_id)
+def test_counts_by_state_cover_every_state(database, workspace_id):
+    enqueue(database, kind="a", workspace_id=workspace_id)
+    enqueue(database, kind="a", workspace_id=workspace_id)
     claim(database, ["a"], "w1")
     with database.session() as session:
-        counts = listing.counts_by_state(db_session=session, user_id=user_id)
+        counts = listing.counts_by_state(db_session=session, workspace_id=workspace_id)
     assert counts == {"queued": 1, "running": 1, "done": 0, "failed": 0}
 
 
@@ -573,9 +596,13 @@ def worker_args(*extra: str) -> list[str]:
     return ["worker", "--import", "tests.support.job_kinds", *extra]
 
 
-def test_sigterm_lets_a_worker_process_finish_its_job_and_exit_cleanly(database, user_id, spawn, tmp_path):
+def test_sigterm_lets_a_worker_process_finish_its_job_and_exit_cleanly(
+    database, workspace_id, spawn, tmp_path
+):
     log = tmp_path / "events.log"
-    job_id = enqueue(database, kind="test.record", user_id=user_id, payload={"log": str(log), "seconds": 1})
+    job_id = enqueue(
+        database, kind="test.record", workspace_id=workspace_id, payload={"log": str(log), "seconds": 1}
+    )
     worker = spawn(*worker_args("--concurrency", "2"))
 
     wait_until(lambda: read_events(log), what="the job to start")
@@ -590,9 +617,11 @@ def test_sigterm_lets_a_worker_process_finish_its_job_and_exit_cleanly(database,
     assert "worker stopped" in messages
 
 
-def test_sigterm_gives_back_a_job_that_outlives_the_grace_period(database, user_id, spawn, tmp_path):
+def test_sigterm_gives_back_a_job_that_outlives_the_grace_period(database, workspace_id, spawn, tmp_path):
     log = tmp_path / "events.log"
-    job_id = enqueue(database, kind="test.record", user_id=user_id, payload={"log": str(log), "seconds": 120})
+    job_id = enqueue(
+        database, kind="test.record", workspace_id=workspace_id, payload={"log": str(log), "seconds": 120}
+    )
     worker = spawn(*worker_args("--grace", "0.5"))
 
     wait_until(lambda: read_events(log), what="the job to start")
@@ -606,9 +635,11 @@ def test_sigterm_gives_back_a_job_that_outlives_the_grace_period(database, user_
     assert (taken.id, taken.attempts) == (job_id, 1), "the next worker takes it over at once"
 
 
-def test_killed_worker_job_completes_once_after_its_lease(database, user_id, spawn, tmp_path):
+def test_killed_worker_job_completes_once_after_its_lease(database, workspace_id, spawn, tmp_path):
     log = tmp_path / "events.log"
-    job_id = enqueue(database, kind="test.record", user_id=user_id, payload={"log": str(log), "seconds": 2})
+    job_id = enqueue(
+        database, kind="test.record", workspace_id=workspace_id, payload={"log": str(log), "seconds": 2}
+    )
     first = spawn(*worker_args("--lease", "2"))
     wait_until(lambda: read_events(log), what="the job to start")
     first.kill()  # SIGKILL: no goodbye, the lease is all that is left
@@ -627,16 +658,26 @@ def test_killed_worker_job_completes_once_after_its_lease(database, user_id, spa
     assert load(database, job_id).attempts == 2
 
 
-def test_two_worker_processes_never_run_one_job_twice(database, user_id, spawn, tmp_path):
+def test_two_worker_processes_never_run_one_job_twice(database, workspace_id, spawn, tmp_path):
     log = tmp_path / "events.log"
     # The first jobs wait for each other across processes: each worker fills its 3 slots with them,
     # so neither process can finish everything before the other starts.
     ids = [
-        enqueue(database, kind="test.record", user_id=user_id, payload={"log": str(log), "until_pids": 2})
+        enqueue(
+            database,
+            kind="test.record",
+            workspace_id=workspace_id,
+            payload={"log": str(log), "until_pids": 2},
+        )
         for _ in range(6)
     ]
     ids += [
-        enqueue(database, kind="test.record", user_id=user_id, payload={"log": str(log), "seconds": 0.02})
+        enqueue(
+            database,
+            kind="test.record",
+            workspace_id=workspace_id,
+            payload={"log": str(log), "seconds": 0.02},
+        )
         for _ in range(30)
     ]
     # Keyed work across two kinds: never two at once per key.
@@ -646,7 +687,7 @@ def test_two_worker_processes_never_run_one_job_twice(database, user_id, spawn, 
                 enqueue(
                     database,
                     kind=kind,
-                    user_id=user_id,
+                    workspace_id=workspace_id,
                     key=f"problem:{n}",
                     payload={"log": str(log), "seconds": 0.1},
                 )
@@ -695,12 +736,12 @@ def _json_lines(stderr: str) -> list[dict]:
     return lines
 
 
-def test_serve_runs_workers_in_process_and_stops_them_on_sigterm(database, user_id, spawn, tmp_path):
+def test_serve_runs_workers_in_process_and_stops_them_on_sigterm(database, workspace_id, spawn, tmp_path):
     log = tmp_path / "events.log"
     port = _free_port()
     server = spawn("serve", "--port", str(port), "--import", "tests.support.job_kinds")
     wait_until(lambda: _answers(f"http://127.0.0.1:{port}/healthz"), what="the server to answer")
-    job_id = enqueue(database, kind="test.record", user_id=user_id, payload={"log": str(log)})
+    job_id = enqueue(database, kind="test.record", workspace_id=workspace_id, payload={"log": str(log)})
     wait_until(lambda: load(database, job_id).state == "done", what="the in-process worker to run the job")
     server.send_signal(signal.SIGTERM)
     _, stderr = server.communicate(timeout=60)
@@ -729,7 +770,7 @@ def _answers(url: str) -> bool:
         return False
 
 
-def test_kinds_registered_first_are_claimed_before_an_older_backlog(database, user_id, start_worker):
+def test_kinds_registered_first_are_claimed_before_an_older_backlog(database, workspace_id, start_worker):
     registry = Registry()
     ran: list[str] = []
 
@@ -743,8 +784,8 @@ def test_kinds_registered_first_are_claimed_before_an_older_backlog(database, us
     registry.add("urgent", urgent, first=True)
     assert registry.tiers() == [["urgent"], ["backlog"]]
     for number in range(5):
-        enqueue(database, kind="backlog", user_id=user_id, key=f"backlog:{number}")
-    enqueue(database, kind="urgent", user_id=user_id, key="urgent:0")
+        enqueue(database, kind="backlog", workspace_id=workspace_id, key=f"backlog:{number}")
+    enqueue(database, kind="urgent", workspace_id=workspace_id, key="urgent:0")
     start_worker(registry, concurrency=1)
     wait_until(lambda: len(ran) == 6, what="every job to run")
     assert ran == ["urgent:0"] + [f"backlog:{number}" for number in range(5)]

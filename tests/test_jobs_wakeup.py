@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from borealis.auth import service as auth_service
 from borealis.jobstore import enqueue, wakeup
+from borealis.workspaces import service as workspaces_service
 
 
 @pytest.fixture
@@ -23,17 +23,17 @@ def wakes() -> Iterator[list[str]]:
 
 
 @pytest.fixture
-def user_id(database) -> str:
+def workspace_id(database) -> str:
     with database.session(write=True) as session:
-        user = auth_service.create(db_session=session, email="waker@example.com")
+        _, workspace = workspaces_service.create_user(db_session=session, email="waker@example.com")
         session.commit()
-        return user.id
+        return workspace.id
 
 
-def test_a_commit_that_enqueued_wakes_the_workers_once(database, user_id, wakes):
+def test_a_commit_that_enqueued_wakes_the_workers_once(database, workspace_id, wakes):
     with database.session(write=True) as session:
-        enqueue(db_session=session, kind="tick", user_id=user_id, key="a")
-        enqueue(db_session=session, kind="tick", user_id=user_id, key="b")
+        enqueue(db_session=session, kind="tick", workspace_id=workspace_id, key="a")
+        enqueue(db_session=session, kind="tick", workspace_id=workspace_id, key="b")
         assert wakes == []
         session.commit()
         assert wakes == ["woken"]
@@ -41,10 +41,10 @@ def test_a_commit_that_enqueued_wakes_the_workers_once(database, user_id, wakes)
     assert wakes == ["woken"]
 
 
-def test_a_rolled_back_enqueue_does_not_wake_a_later_commit(database, user_id, wakes):
+def test_a_rolled_back_enqueue_does_not_wake_a_later_commit(database, workspace_id, wakes):
     with database.session(write=True) as session:
-        enqueue(db_session=session, kind="tick", user_id=user_id, key="a")
+        enqueue(db_session=session, kind="tick", workspace_id=workspace_id, key="a")
         session.rollback()
-        auth_service.create(db_session=session, email="someone@example.com")
+        workspaces_service.create_user(db_session=session, email="someone@example.com")
         session.commit()
     assert wakes == []

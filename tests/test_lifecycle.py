@@ -178,7 +178,7 @@ def test_unknown_state_alone_is_kept_and_later_open_wins():
 
 @pytest.fixture
 def wired(account, app, database):
-    return wire_connection(database, app.state.secret_box, account.user_id)
+    return wire_connection(database, app.state.secret_box, account.workspace_id)
 
 
 def ingest(database, wired, bodies: list[bytes], source: str = "webhook") -> list[intake.IngestResult]:
@@ -205,16 +205,16 @@ def assert_counts_match(database) -> None:
     with database.session() as session:
         real = session.execute(
             sa.select(
-                Problem.user_id,
+                Problem.workspace_id,
                 Problem.state,
                 sa.func.coalesce(Problem.severity, ""),
                 sa.func.coalesce(Problem.impact, ""),
                 sa.func.count(),
-            ).group_by(Problem.user_id, Problem.state, Problem.severity, Problem.impact)
+            ).group_by(Problem.workspace_id, Problem.state, Problem.severity, Problem.impact)
         ).all()
         kept = session.execute(
             sa.select(
-                ProblemCount.user_id,
+                ProblemCount.workspace_id,
                 ProblemCount.state,
                 ProblemCount.severity,
                 ProblemCount.impact,

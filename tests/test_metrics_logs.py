@@ -61,7 +61,7 @@ def test_metrics_count_webhooks_jobs_and_dynatrace_calls(client, database, accou
     record_api_call("GET /api/v2/problems", 429)
     with database.session(write=True) as session:
         jobs_enqueueing.enqueue(
-            db_session=session, kind="problem.enrich", user_id=account.user_id, key="problem:1"
+            db_session=session, kind="problem.enrich", workspace_id=account.workspace_id, key="problem:1"
         )
         session.commit()
     after = scrape(client)
@@ -136,7 +136,7 @@ def test_log_line_is_json_with_the_request_id_and_secrets_redacted(client, captu
 def test_a_webhook_delivery_writes_the_access_line_with_its_secret_redacted(
     client, account, app, database, captured_access_log
 ):
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     response = client.post(wired.url, json=notification(), headers={"X-Request-ID": "req-hook-1"})
     assert response.status_code == 200
 

@@ -22,7 +22,7 @@ from borealis.dynatrace.models import Connection
 from borealis.dynatrace.payload import parse_webhook
 from borealis.incidents.models import Incident, IncidentProblem
 from borealis.incidents.placement import recorrelate
-from borealis.incidents.service import lock_user
+from borealis.incidents.service import lock_workspace
 from borealis.ingest import intake
 from borealis.jobs import follow_ups
 from borealis.problems.models import FollowUp, Problem
@@ -70,14 +70,14 @@ def enrich(database, connection_id: str, body: dict[str, Any]) -> bool:
         return True
 
 
-def placed(database, user_id: str) -> dict[str, int]:
+def placed(database, workspace_id: str) -> dict[str, int]:
     """Each problem of the user and the one incident it sits in (an open or resolved one, never merged)."""
     with database.session() as session:
         rows = session.execute(
             sa.select(Problem.display_id, Incident.id, Incident.status)
             .join(IncidentProblem, IncidentProblem.problem_id == Problem.id)
             .join(Incident, Incident.id == IncidentProblem.incident_id)
-            .where(Problem.user_id == user_id)
+            .where(Problem.workspace_id == workspace_id)
         ).all()
     assert all(status != "merged" for _display, _incident, status in rows)
     found: dict[str, int] = {}
@@ -87,9 +87,9 @@ def placed(database, user_id: str) -> dict[str, int]:
     return found
 
 
-def grouping(database, user_id: str) -> set[frozenset[str]]:
+def grouping(database, workspace_id: str) -> set[frozenset[str]]:
     members: dict[int, set[str]] = {}
-    for display, incident_id in placed(database, user_id).items():
+    for display, incident_id in placed(database, workspace_id).items():
         members.setdefault(incident_id, set()).add(display)
     return {frozenset(group) for group in members.values()}
 
@@ -104,7 +104,7 @@ def run_together(*tasks: Callable[[], None]) -> None:
 def test_writers_and_enrichment_on_the_same_problems_never_deadlock(app, database, make_account):
     bodies, truth = storm()
     account = make_account("busy@example.com")
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     arrivals = list(bodies) + [random.Random(4).choice(bodies) for _ in range(len(bodies) // 2)]
     random.Random(5).shuffle(arrivals)
     written = threading.Event()
@@ -124,21 +124,21 @@ def test_writers_and_enrichment_on_the_same_problems_never_deadlock(app, databas
 
     def follow_up_runner() -> None:
         while not written.is_set():
-            follow_ups.follow_up_all(database=database, user_ids=[account.user_id])
-        follow_ups.follow_up_all(database=database, user_ids=[account.user_id])
+            follow_ups.follow_up_all(database=database, workspace_ids=[account.workspace_id])
+        follow_ups.follow_up_all(database=database, workspace_ids=[account.workspace_id])
 
     run_together(writers, enrichment, follow_up_runner, follow_up_runner)
     follow_ups.follow_up_all(database=database)
     with database.session() as session:
         assert session.scalar(sa.select(sa.func.count()).select_from(FollowUp)) == 0
         assert session.scalar(sa.select(sa.func.count()).select_from(Problem)) == len(bodies)
-    assert grouping(database, account.user_id) == truth
+    assert grouping(database, account.workspace_id) == truth
 
 
 def test_parallel_follow_ups_place_like_one_by_one(app, database, make_account):
     bodies, truth = storm()
     account = make_account("parallel@example.com")
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     shuffled = list(bodies)
     random.Random(7).shuffle(shuffled)
     for start in range(0, len(shuffled), 5):
@@ -149,15 +149,15 @@ def test_parallel_follow_ups_place_like_one_by_one(app, database, make_account):
 
     run_together(*[runner] * 4)
     assert follow_ups.follow_up_all(database=database) == 0
-    assert grouping(database, account.user_id) == truth
-    assert len(placed(database, account.user_id)) == len(bodies)
+    assert grouping(database, account.workspace_id) == truth
+    assert len(placed(database, account.workspace_id)) == len(bodies)
 
 
 def test_the_webhook_answers_while_background_work_holds_its_locks(app, database, account, live_server):
     """A transaction holds what correlation and an incident change hold for as long as they run (the
     user's correlation lock, the incident rows; on SQLite an open transaction that read them): new
     deliveries, and a change to a problem already in an incident, are still acknowledged and stored."""
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     related = {"entities": ("SERVICE-A",), "root_cause": "HOST-A"}
     first = problem_body("1", display="P-1", **related)
     write_batch(database, wired.connection_id, [first])
@@ -168,11 +168,11 @@ def test_the_webhook_answers_while_background_work_holds_its_locks(app, database
     ]
 
     with database.session() as holder:
-        lock_user(db_session=holder, user_id=account.user_id)
-        held = holder.scalars(sa.select(Incident).where(Incident.user_id == account.user_id))
+        lock_workspace(db_session=holder, workspace_id=account.workspace_id)
+        held = holder.scalars(sa.select(Incident).where(Incident.workspace_id == account.workspace_id))
         if database.engine.dialect.name == "postgresql":
             held = holder.scalars(
-                sa.select(Incident).where(Incident.user_id == account.user_id).with_for_update()
+                sa.select(Incident).where(Incident.workspace_id == account.workspace_id).with_for_update()
             )
         assert len(list(held)) == 1
         # A webhook that waited for the holder would wait for ever: the timeout says so.
@@ -186,4 +186,4 @@ def test_the_webhook_answers_while_background_work_holds_its_locks(app, database
     with database.session() as session:
         states = dict(session.execute(sa.select(Problem.display_id, Problem.state)).all())
     assert states == {"P-1": "RESOLVED", "P-2": "OPEN"}
-    assert grouping(database, account.user_id) == {frozenset({"P-1", "P-2"})}
+    assert grouping(database, account.workspace_id) == {frozenset({"P-1", "P-2"})}

@@ -30,21 +30,21 @@ def test_scenario_groups_like_the_truth_one_by_one_and_all_at_once(
     stormy = make_account("stormy@example.com")
     hooks = []
     for account in (calm, stormy):
-        wired = wire_connection(database, app.state.secret_box, account.user_id)
+        wired = wire_connection(database, app.state.secret_box, account.workspace_id)
         load_topology(database, wired.connection_id, scenario)
         hooks.append(wired)
 
     replay_http(live_server.url, hooks[0].url, scenario)
     replay_http(live_server.url, hooks[1].url, scenario, senders=SENDERS, seed=7)
 
-    one_by_one = outcome(database, calm.user_id)
-    all_at_once = outcome(database, stormy.user_id)
+    one_by_one = outcome(database, calm.workspace_id)
+    all_at_once = outcome(database, stormy.workspace_id)
     score = pairwise(one_by_one.grouping, scenario.truth)
     assert score.f1 >= 0.95, f"F1 {score.f1:.3f}: {describe(one_by_one.grouping, scenario.truth)}"
     assert all_at_once.grouping == one_by_one.grouping, describe(all_at_once.grouping, one_by_one.grouping)
     for result, account in ((one_by_one, calm), (all_at_once, stormy)):
         assert result.problem_count() == len(scenario.problems)
-        assert unplaced(database, account.user_id) == []
+        assert unplaced(database, account.workspace_id) == []
         expected = {
             display: "resolved" if group.resolved else "open"
             for group in scenario.groups

@@ -121,7 +121,7 @@ def test_a_steady_client_is_not_cut_off(strict_server):
 
 
 def test_a_webhook_body_cut_off_is_not_taken_for_a_delivery(strict_server, account, app, database):
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     start = b'{"ProblemID": "P-1", "PID": "1", "State": "OPEN", "ProblemTitle": "cut"}'
     with _connect(strict_server) as sock:
         sock.sendall(

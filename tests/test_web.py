@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from borealis.auth import service as auth_service
+from borealis.workspaces.models import Workspace
 from tests.support.forms import csrf_from, log_in
 
 HTML = {"Accept": "text/html,application/xhtml+xml"}
@@ -131,7 +132,7 @@ def test_a_form_without_the_csrf_token_changes_nothing(browser_client, make_acco
         assert answer.status_code == 403
         assert "Reload the page" in answer.text
     with database.session() as session:
-        assert auth_service.get(db_session=session, user_id=account.user_id).rca_enabled is False
+        assert session.get(Workspace, account.workspace_id).rca_enabled is False
 
 
 def test_logout_needs_the_token_and_ends_the_session(browser_client, make_account):

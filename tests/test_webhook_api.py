@@ -1,4 +1,4 @@
-"""POST /dynatrace/webhook/{user_id} over real HTTP: security, outcomes, test notifications, bad input."""
+"""POST /dynatrace/webhook/{workspace_id} over real HTTP: security, outcomes, test notifications, bad input."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.support.webhooks import SAMPLES, encode, notification, wire_connectio
 
 @pytest.fixture
 def wired(account, app, database):
-    return wire_connection(database, app.state.secret_box, account.user_id)
+    return wire_connection(database, app.state.secret_box, account.workspace_id)
 
 
 def count(database, model) -> int:
@@ -60,7 +60,7 @@ def test_wrong_secret_is_401_and_stores_nothing(client, wired, database):
 
 
 def test_another_users_secret_is_401(client, wired, make_account, app, database):
-    other = wire_connection(database, app.state.secret_box, make_account("other@example.com").user_id)
+    other = wire_connection(database, app.state.secret_box, make_account("other@example.com").workspace_id)
     response = client.post(f"{wired.path}?token={other.secret}", json=notification())
     assert response.status_code == 401
     assert nothing_stored(database)
@@ -76,7 +76,7 @@ def test_unknown_user_gets_the_same_401_as_a_wrong_secret_and_stores_nothing(cli
 
 
 def test_user_without_connection_is_401(client, account, database):
-    response = client.post(f"/dynatrace/webhook/{account.user_id}?token=anything", json=notification())
+    response = client.post(f"/dynatrace/webhook/{account.workspace_id}?token=anything", json=notification())
     assert response.status_code == 401
     assert nothing_stored(database)
 
@@ -282,8 +282,8 @@ def _refs(node):
 
 def test_openapi_describes_the_webhook_as_it_answers(client, wired):
     document = client.get("/openapi.json").json()
-    operation = document["paths"]["/dynatrace/webhook/{user_id}"]["post"]
-    assert {parameter["name"] for parameter in operation["parameters"]} == {"user_id"}
+    operation = document["paths"]["/dynatrace/webhook/{workspace_id}"]["post"]
+    assert {parameter["name"] for parameter in operation["parameters"]} == {"workspace_id"}
     schemes = document["components"]["securitySchemes"]
     assert [set(option) for option in operation["security"]] == [{"webhookBearer"}, {"webhookToken"}]
     assert schemes["webhookBearer"]["scheme"] == "bearer"

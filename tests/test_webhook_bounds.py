@@ -32,7 +32,7 @@ def _depth(value: object) -> int:
 
 @pytest.fixture
 def wired(account, app, database):
-    return wire_connection(database, app.state.secret_box, account.user_id)
+    return wire_connection(database, app.state.secret_box, account.workspace_id)
 
 
 @pytest.mark.parametrize("levels", [130, 450])

@@ -32,9 +32,9 @@ def connect(account, fake, scopes=ALL_SCOPES, url=None) -> str:
     return token
 
 
-def secret_of(app, database, user_id) -> str:
+def secret_of(app, database, workspace_id) -> str:
     with database.session() as session:
-        connection = session.scalar(sa.select(Connection).where(Connection.user_id == user_id))
+        connection = session.scalar(sa.select(Connection).where(Connection.workspace_id == workspace_id))
         return app.state.secret_box.decrypt(connection.webhook_secret_ciphertext)
 
 
@@ -97,11 +97,13 @@ def test_installing_twice_leaves_one_notification(account, fake_dynatrace, live_
     assert value["type"] == "WEBHOOK"
     assert value["enabled"] is True
     assert value["alertingProfile"] == fake_dynatrace.default_alerting_profile
-    assert webhook["url"] == f"{live_server.url}/dynatrace/webhook/{account.user_id}" == body["webhookUrl"]
+    assert (
+        webhook["url"] == f"{live_server.url}/dynatrace/webhook/{account.workspace_id}" == body["webhookUrl"]
+    )
     assert webhook["payload"] == SUGGESTED_PAYLOAD
     assert webhook["notifyClosedProblems"] is True
     assert webhook["notifyEventMergesEnabled"] is True
-    assert header_value(item) == f"Bearer {secret_of(app, database, account.user_id)}"
+    assert header_value(item) == f"Bearer {secret_of(app, database, account.workspace_id)}"
 
     second = install(account)
     assert second.status_code == 200, second.text
@@ -122,7 +124,7 @@ def public_url(app):
 def test_the_notification_calls_the_public_url_when_one_is_set(account, fake_dynatrace, public_url):
     connect(account, fake_dynatrace)
     body = install(account).json()
-    assert body["webhookUrl"] == f"{public_url}/dynatrace/webhook/{account.user_id}"
+    assert body["webhookUrl"] == f"{public_url}/dynatrace/webhook/{account.workspace_id}"
     assert body["warnings"] == []
     [item] = fake_dynatrace.problem_notifications()
     assert item["value"]["webHookNotification"]["url"] == body["webhookUrl"]
@@ -210,7 +212,7 @@ def test_install_without_a_body_or_with_an_empty_one_uses_the_default(account, f
 
 def test_a_notification_made_by_hand_is_adopted_not_duplicated(account, fake_dynatrace, app, database):
     connect(account, fake_dynatrace)
-    secret = secret_of(app, database, account.user_id)
+    secret = secret_of(app, database, account.workspace_id)
     pasted = account.client.get("/dynatrace/webhook-url").json()["webhookUrl"]
     assert f"token={secret}" in pasted
     by_hand = hand_made(fake_dynatrace, pasted)
@@ -226,7 +228,7 @@ def test_a_notification_made_by_hand_is_adopted_not_duplicated(account, fake_dyn
 
 def test_duplicates_of_the_notification_are_removed(account, fake_dynatrace, live_server):
     connect(account, fake_dynatrace)
-    url = f"{live_server.url}/dynatrace/webhook/{account.user_id}"
+    url = f"{live_server.url}/dynatrace/webhook/{account.workspace_id}"
     older = hand_made(fake_dynatrace, url)
     newer = hand_made(fake_dynatrace, url + "?token=old")
     body = install(account).json()
@@ -289,7 +291,7 @@ def test_without_settings_write_the_answer_names_the_scope_and_gives_the_manual_
     assert len(details["instructions"]) == len(manual["instructions"])
     assert any("Custom Integration" in step for step in details["instructions"])
     assert any("GET /dynatrace/webhook-url" in step for step in details["instructions"])
-    assert secret_of(app, database, account.user_id) not in response.text
+    assert secret_of(app, database, account.workspace_id) not in response.text
     assert not [r for r in fake_dynatrace.requests if r.path.startswith("/api/v2/settings")]
     assert fake_dynatrace.problem_notifications() == []
 
@@ -419,14 +421,14 @@ def test_rotation_updates_the_installed_notification(account, fake_dynatrace, cl
     connect(account, fake_dynatrace)
     production = fake_dynatrace.add_alerting_profile("Production")
     install(account)
-    old = secret_of(app, database, account.user_id)
+    old = secret_of(app, database, account.workspace_id)
     # Changed in the Dynatrace UI since: rotation keeps it.
     [item] = fake_dynatrace.problem_notifications()
     item["value"]["alertingProfile"] = production
     response = account.client.post("/dynatrace/webhook-url/rotate")
     assert response.status_code == 200, response.text
     assert "new secret" in response.json()["installedNotification"]
-    new = secret_of(app, database, account.user_id)
+    new = secret_of(app, database, account.workspace_id)
     assert new != old
     [item] = fake_dynatrace.problem_notifications()
     assert header_value(item) == f"Bearer {new}"
@@ -482,7 +484,7 @@ def test_reconnecting_to_another_environment_forgets_the_installed_notification(
 def test_the_secret_never_appears_in_any_answer_or_log(account, fake_dynatrace, app, database, caplog):
     caplog.set_level(logging.DEBUG)
     token = connect(account, fake_dynatrace)
-    secret = secret_of(app, database, account.user_id)
+    secret = secret_of(app, database, account.workspace_id)
     answers = [
         install(account),
         install(account, alertingProfile="missing"),
@@ -553,7 +555,7 @@ def test_client_reports_object_level_errors_and_stale_update_tokens(dynatrace_cl
 def test_secret_header_values_are_masked_when_read_back(account, fake_dynatrace, app, database):
     connect(account, fake_dynatrace)
     object_id = install(account).json()["objectId"]
-    secret = secret_of(app, database, account.user_id)
+    secret = secret_of(app, database, account.workspace_id)
     listed = account.client.get("/dynatrace/alerting-profiles")  # a settings read through Borealis
     assert listed.status_code == 200
     token = fake_dynatrace.add_token(ALL_SCOPES)

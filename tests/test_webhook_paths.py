@@ -53,8 +53,8 @@ def ways(fast_server, route_server, make_account, app, database) -> tuple[Way, W
     fast = make_account("fast@example.com")
     plain = make_account("route@example.com")
     return (
-        Way(fast_server, wire_connection(database, app.state.secret_box, fast.user_id)),
-        Way(route_server, wire_connection(database, app.state.secret_box, plain.user_id)),
+        Way(fast_server, wire_connection(database, app.state.secret_box, fast.workspace_id)),
+        Way(route_server, wire_connection(database, app.state.secret_box, plain.workspace_id)),
     )
 
 

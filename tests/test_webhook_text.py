@@ -8,7 +8,7 @@ from tests.support.webhooks import notification, wire_connection
 
 
 def test_an_unpaired_surrogate_is_replaced_and_the_update_stored(account, app, database, client):
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     body = notification(title="PLACEHOLDER")
     body["Tags"] = "team:PLACEHOLDER"
     body["ImpactedEntities"] = [

@@ -49,14 +49,14 @@ def crossed(sent):
 @pytest.mark.parametrize("name", sorted(path.name for path in Path(SAMPLES).glob("*.json")))
 def test_every_sample_crosses_to_the_writer_unchanged(name):
     body = (Path(SAMPLES) / name).read_bytes()
-    sent = job(user_id="u", token="t", body=body, received_at=utcnow(), content_type="text/plain", id=7)
+    sent = job(workspace_id="u", token="t", body=body, received_at=utcnow(), content_type="text/plain", id=7)
     assert sent.notification is not None or sent.rejection
     crossed(sent)
 
 
 @pytest.mark.parametrize("body", REJECTED)
 def test_a_rejected_body_crosses_with_its_reason(body):
-    sent = job(user_id="u", token="t", body=body, received_at=utcnow())
+    sent = job(workspace_id="u", token="t", body=body, received_at=utcnow())
     assert sent.notification is None
     assert sent.rejection
     crossed(sent)
@@ -65,7 +65,7 @@ def test_a_rejected_body_crosses_with_its_reason(body):
 def test_long_numbers_and_times_cross_exactly():
     document = notification(observed_ms=1_700_000_000_123, end_ms=1_700_000_600_456)
     document["ProblemDetailsJSONv2"]["huge"] = 123456789012345678901234567890
-    sent = job(user_id="u", token="t", body=encode(document), received_at=utcnow())
+    sent = job(workspace_id="u", token="t", body=encode(document), received_at=utcnow())
     received = crossed(sent)
     assert "123456789012345678901234567890" in from_wire(to_wire(sent)).notification.details.text
     assert received.notification.observed_at == sent.notification.observed_at
@@ -112,7 +112,7 @@ def test_a_batch_that_meets_a_lock_error_of_the_driver_runs_again(database):
     answered: list[tuple[int, Answer]] = []
     writer = Contended(database, answered.extend)
     try:
-        writer.put(to_wire(job(user_id="u", token="t", body=b"{}", received_at=utcnow(), id=7)))
+        writer.put(to_wire(job(workspace_id="u", token="t", body=b"{}", received_at=utcnow(), id=7)))
         wait_until(lambda: answered, what="the answer")
     finally:
         writer.stop(5)
@@ -131,9 +131,9 @@ class Held:
         return 0
 
     async def submit(self, job):
-        await self.released.setdefault(job.user_id, asyncio.Event()).wait()
-        self.answered.append((job.id, job.user_id))
-        return Answer(200, {"user": job.user_id})
+        await self.released.setdefault(job.workspace_id, asyncio.Event()).wait()
+        self.answered.append((job.id, job.workspace_id))
+        return Answer(200, {"user": job.workspace_id})
 
 
 def test_a_users_stuck_batch_holds_up_only_that_users_writer():
@@ -146,9 +146,11 @@ def test_a_users_stuck_batch_holds_up_only_that_users_writer():
         pool = WriterPool([Held(answered), Held(answered)])
         sent = [
             asyncio.create_task(
-                pool.submit(job(user_id=user_id, token="t", body=b"{}", received_at=utcnow(), id=number))
+                pool.submit(
+                    job(workspace_id=workspace_id, token="t", body=b"{}", received_at=utcnow(), id=number)
+                )
             )
-            for number, user_id in enumerate(["alice", "alice", "bob"], start=1)
+            for number, workspace_id in enumerate(["alice", "alice", "bob"], start=1)
         ]
         await asyncio.sleep(0.05)
         writers = [index for index, client in enumerate(pool.clients) if "alice" in client.released]
@@ -183,7 +185,7 @@ def stored(database) -> int:
 
 def test_a_killed_writer_is_replaced_and_nothing_acknowledged_is_lost(own_server, account, database):
     app, server = own_server
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     with httpx.Client(base_url=server.url, timeout=30) as client:
         first = client.post(wired.url, content=encode(notification(pid="-1", observed_ms=1_700_000_000_000)))
         assert first.status_code == 200
@@ -209,7 +211,7 @@ def test_the_server_starts_the_writers_the_settings_ask_for(settings, database, 
     time, gets one), each a process of its own, and two users' deliveries sent at once are all stored."""
     app = create_app(settings.model_copy(update={"webhook_writers": 2}), database)
     users = [make_account(f"sre{number}@example.com") for number in range(2)]
-    wired = [wire_connection(database, app.state.secret_box, user.user_id) for user in users]
+    wired = [wire_connection(database, app.state.secret_box, user.workspace_id) for user in users]
     with serve_in_thread(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         pool = app.state.webhook_writer
         assert len(pool.clients) == (1 if database.is_sqlite else 2)
@@ -241,7 +243,7 @@ def test_the_writer_ends_with_the_server(settings, database):
 
 def test_an_application_served_again_on_a_new_event_loop_gets_a_writer_there(settings, database, account):
     app = create_app(settings, database)
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     pids = []
     for server_number in range(2):
         # Without the lifespan nothing stops the writer between the two: the second server's event loop

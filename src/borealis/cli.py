@@ -14,6 +14,7 @@ import typer
 from sqlalchemy.orm import Session
 
 from borealis import migrate
+from borealis.audit.models import Actor
 from borealis.auth import service as auth_service
 from borealis.auth import sessions
 from borealis.auth.models import User
@@ -21,6 +22,8 @@ from borealis.config import ConfigError, Settings, load_settings
 from borealis.db import Database
 from borealis.errors import BorealisError
 from borealis.files import private_dir
+from borealis.workspaces import service as workspaces_service
+from borealis.workspaces.models import Role
 
 if TYPE_CHECKING:
     from borealis.jobs.worker import Worker
@@ -31,9 +34,11 @@ app = typer.Typer(
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 users_app = typer.Typer(help="User accounts.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys (sent as 'Authorization: Bearer <key>').", no_args_is_help=True)
+workspaces_app = typer.Typer(help="Workspaces and their members.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(users_app, name="users")
 app.add_typer(keys_app, name="api-keys")
+app.add_typer(workspaces_app, name="workspaces")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -293,14 +298,16 @@ def users_create(
         bool, typer.Option("--password-stdin", help="Read the password from standard input.")
     ] = False,
 ) -> None:
-    """Create a user and print its id."""
+    """Create a user, with a personal workspace of their own, and print its id."""
     password = None
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise _fail("no password on standard input")
     with _session() as session:
-        user = auth_service.create(db_session=session, email=email, password=password, is_admin=admin)
+        user, _ = workspaces_service.create_user(
+            db_session=session, email=email, password=password, is_admin=admin
+        )
         user_id = user.id
     typer.echo(user_id)
 
@@ -337,47 +344,152 @@ def users_revoke_sessions(email: str) -> None:
 def _user(session: Session, email: str) -> User:
     user = auth_service.get_by_email(db_session=session, email=email)
     if user is None:
-        raise _fail(f"no user with email {email}")
+        raise _fail(f"no user with email {email}; create one with `borealis users create {email}`")
     return user
+
+
+# Changes made from the command line are the server operator's: the audit log names them so.
+CLI_ACTOR = Actor(user_id=None, email="borealis command line", via="cli")
+WorkspaceOption = Annotated[
+    str | None,
+    typer.Option("--workspace", help="The workspace id (default: the user's first, their personal one)."),
+]
+
+
+def _workspace_of(session: Session, user: User, workspace_id: str | None) -> str:
+    """The workspace a key command acts in: the one named, where the user must be a member."""
+    if workspace_id is None:
+        found = workspaces_service.for_user(db_session=session, user_id=user.id)
+        if not found:
+            raise _fail(
+                f"{user.email} belongs to no workspace; add them with `borealis workspaces add-member`"
+            )
+        return found[0][0].id
+    if not workspaces_service.is_member(db_session=session, workspace_id=workspace_id, user_id=user.id):
+        raise _fail(f"{user.email} is not a member of workspace {workspace_id}")
+    return workspace_id
 
 
 @keys_app.command("create")
 def api_keys_create(
     email: str,
     name: Annotated[str, typer.Option(help="A label to tell keys apart.")] = "default",
+    workspace: WorkspaceOption = None,
 ) -> None:
-    """Create an API key for a user and print it (shown once; only its hash is stored)."""
+    """Create an API key for a user in a workspace and print it (shown once; only its hash is stored).
+    It acts there with the user's role, whatever that is at the time of each request."""
     with _session() as session:
-        user = auth_service.get_by_email(db_session=session, email=email)
-        if user is None:
-            raise _fail(f"no user with email {email}; create one with `borealis users create {email}`")
-        _, plain = auth_service.create_api_key(db_session=session, user=user, name=name)
+        user = _user(session, email)
+        workspace_id = _workspace_of(session, user, workspace)
+        _, plain = auth_service.create_api_key(
+            db_session=session, user=user, workspace_id=workspace_id, actor=CLI_ACTOR, name=name
+        )
     typer.echo(plain)
 
 
 @keys_app.command("revoke")
 def api_keys_revoke(
-    email: str, key: Annotated[str, typer.Argument(help="The key's id or shown prefix.")]
+    email: str,
+    key: Annotated[str, typer.Argument(help="The key's id or shown prefix.")],
+    workspace: WorkspaceOption = None,
 ) -> None:
     """Revoke one of a user's API keys."""
     with _session() as session:
-        user = auth_service.get_by_email(db_session=session, email=email)
-        if user is None:
-            raise _fail(f"no user with email {email}")
-        api_key = auth_service.revoke_api_key(db_session=session, user=user, key_id_or_prefix=key)
+        user = _user(session, email)
+        workspace_id = _workspace_of(session, user, workspace)
+        api_key = auth_service.revoke_api_key(
+            db_session=session,
+            workspace_id=workspace_id,
+            key_id_or_prefix=key,
+            actor=CLI_ACTOR,
+            user_id=user.id,
+        )
         typer.echo(f"revoked {api_key.prefix}… ({api_key.name})", err=True)
 
 
 @keys_app.command("list")
-def api_keys_list(email: str) -> None:
-    """List a user's API keys (prefix, name, state)."""
+def api_keys_list(email: str, workspace: WorkspaceOption = None) -> None:
+    """List a user's API keys in a workspace (id, prefix, name, state)."""
     with _session() as session:
-        user = auth_service.get_by_email(db_session=session, email=email)
-        if user is None:
-            raise _fail(f"no user with email {email}")
-        for api_key in auth_service.list_api_keys(db_session=session, user=user):
+        user = _user(session, email)
+        workspace_id = _workspace_of(session, user, workspace)
+        for api_key in auth_service.list_api_keys(
+            db_session=session, workspace_id=workspace_id, user_id=user.id
+        ):
             state = "revoked" if api_key.revoked_at else "active"
             typer.echo(f"{api_key.id}\t{api_key.prefix}…\t{api_key.name}\t{state}")
+
+
+RoleArgument = Annotated[Role, typer.Argument(help="owner, responder or viewer.")]
+
+
+@workspaces_app.command("create")
+def workspaces_create(
+    name: str, owner: Annotated[str, typer.Option("--owner", help="The first owner's email.")]
+) -> None:
+    """Create a workspace with its first owner and print its id."""
+    with _session() as session:
+        user = _user(session, owner)
+        workspace = workspaces_service.create(db_session=session, name=name, owner=user)
+        workspace_id = workspace.id
+    typer.echo(workspace_id)
+
+
+@workspaces_app.command("list")
+def workspaces_list(
+    user_email: Annotated[
+        str | None, typer.Option("--user", help="Only this user's, with their role.")
+    ] = None,
+) -> None:
+    """List workspaces (id, name, and the user's role with --user, else the member count)."""
+    with _session() as session:
+        if user_email is not None:
+            user = _user(session, user_email)
+            for workspace, role in workspaces_service.for_user(db_session=session, user_id=user.id):
+                typer.echo(f"{workspace.id}\t{workspace.name}\t{role.value}")
+            return
+        for workspace, count in workspaces_service.all_with_counts(db_session=session):
+            typer.echo(f"{workspace.id}\t{workspace.name}\t{count} member(s)")
+
+
+@workspaces_app.command("add-member")
+def workspaces_add_member(workspace_id: str, email: str, role: RoleArgument = Role.VIEWER) -> None:
+    """Give a user a role in a workspace."""
+    with _session() as session:
+        _workspace(session, workspace_id)
+        workspaces_service.add_member(
+            db_session=session, workspace_id=workspace_id, username=email, role=role, actor=CLI_ACTOR
+        )
+    typer.echo(f"{email} is {role.value} of {workspace_id}", err=True)
+
+
+@workspaces_app.command("set-role")
+def workspaces_set_role(workspace_id: str, email: str, role: RoleArgument) -> None:
+    """Change a member's role (a workspace keeps at least one owner)."""
+    with _session() as session:
+        _workspace(session, workspace_id)
+        user = _user(session, email)
+        workspaces_service.set_role(
+            db_session=session, workspace_id=workspace_id, user_id=user.id, role=role, actor=CLI_ACTOR
+        )
+    typer.echo(f"{email} is {role.value} of {workspace_id}", err=True)
+
+
+@workspaces_app.command("remove-member")
+def workspaces_remove_member(workspace_id: str, email: str) -> None:
+    """Take a user out of a workspace; their keys there stop working at once."""
+    with _session() as session:
+        _workspace(session, workspace_id)
+        user = _user(session, email)
+        workspaces_service.remove_member(
+            db_session=session, workspace_id=workspace_id, user_id=user.id, actor=CLI_ACTOR
+        )
+    typer.echo(f"{email} is no longer a member of {workspace_id}", err=True)
+
+
+def _workspace(session: Session, workspace_id: str) -> None:
+    if workspaces_service.get(db_session=session, workspace_id=workspace_id) is None:
+        raise _fail(f"no workspace {workspace_id}; `borealis workspaces list` shows them")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Every table, imported in one place so Alembic and the schema test see the whole metadata."""
 
+from borealis.audit.models import AuditEntry
 from borealis.auth.models import ApiKey, LoginThrottle, User, UserSession
 from borealis.db import Base
 from borealis.dynatrace.models import CachedEntity, Connection, EntityRelation
@@ -18,13 +19,15 @@ from borealis.problems.models import (
     ProblemCount,
     ProblemTerm,
     RejectedDelivery,
-    SearchUser,
+    SearchWorkspace,
 )
 from borealis.rca.models import RcaEvidence, RcaRun
 from borealis.sync.models import ProblemEnrichment, SyncState
+from borealis.workspaces.models import Membership, Workspace
 
 __all__ = [
     "ApiKey",
+    "AuditEntry",
     "Base",
     "CachedEntity",
     "Connection",
@@ -38,6 +41,7 @@ __all__ = [
     "Job",
     "JobSchedule",
     "LoginThrottle",
+    "Membership",
     "Notification",
     "Problem",
     "ProblemCount",
@@ -46,8 +50,9 @@ __all__ = [
     "RcaEvidence",
     "RcaRun",
     "RejectedDelivery",
-    "SearchUser",
+    "SearchWorkspace",
     "SyncState",
     "User",
     "UserSession",
+    "Workspace",
 ]

@@ -35,7 +35,7 @@ def test_every_main_page_names_its_controls(page: Page, make_account, database, 
     check(page, "/setup")
     account = make_account("sre@example.com", password="correct horse battery")
     check(page, "/login")
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     answer = httpx.post(
         f"{live_server.url}{wired.url}",
         content=encode(notification("-7", problem_id="P-7", title="Database slow")),

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture
 def wired(signed_in, database, app):
-    return wire_connection(database, app.state.secret_box, signed_in.user_id)
+    return wire_connection(database, app.state.secret_box, signed_in.workspace_id)
 
 
 def deliver(live_server, wired, body: dict) -> None:
@@ -132,7 +132,7 @@ def test_a_payload_link_that_is_not_http_is_never_rendered(page: Page, wired, li
 
 def test_another_users_problem_is_not_found(page: Page, wired, live_server, make_account, database, app):
     other = make_account("other@example.com")
-    other_wired = wire_connection(database, app.state.secret_box, other.user_id)
+    other_wired = wire_connection(database, app.state.secret_box, other.workspace_id)
     deliver(live_server, other_wired, notification("-999000", problem_id="P-9", title="Not yours"))
     alert_id = other.client.get("/dynatrace/alerts").json()["alerts"][0]["id"]
     response = page.goto(f"/dynatrace/alerts/{alert_id}")

@@ -54,7 +54,7 @@ def test_a_failed_connect_says_why_and_keeps_the_url_but_not_the_token(page: Pag
 def test_webhook_url_is_copied_and_rotating_changes_it(page: Page, signed_in, fake_dynatrace):
     connect(page, fake_dynatrace.environment_url, fake_dynatrace.add_token())
     url = page.locator("#webhook-url")
-    expect(url).to_contain_text(f"/dynatrace/webhook/{signed_in.user_id}?token=")
+    expect(url).to_contain_text(f"/dynatrace/webhook/{signed_in.workspace_id}?token=")
     page.get_by_role("button", name="Copy webhook URL").click()
     expect(page.get_by_role("button", name="Copied")).to_be_visible()
     first = url.inner_text()

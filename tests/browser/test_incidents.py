@@ -31,7 +31,7 @@ def deliver(url: str, body: dict) -> None:
 
 @pytest.fixture
 def webhook(signed_in, database, app, live_server) -> str:
-    wired = wire_connection(database, app.state.secret_box, signed_in.user_id)
+    wired = wire_connection(database, app.state.secret_box, signed_in.workspace_id)
     return f"{live_server.url}{wired.url}"
 
 
@@ -131,7 +131,7 @@ def test_an_incident_of_another_user_is_not_found(
     page: Page, webhook, make_account, database, app, live_server
 ):
     other = make_account("other@example.com")
-    wired = wire_connection(database, app.state.secret_box, other.user_id)
+    wired = wire_connection(database, app.state.secret_box, other.workspace_id)
     deliver(f"{live_server.url}{wired.url}", notification("-50", problem_id="P-50", title="Not yours"))
     incident_id = other.client.get("/incidents").json()["incidents"][0]["id"]
     assert page.goto(f"/incidents/{incident_id}").status == 404

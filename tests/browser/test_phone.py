@@ -20,7 +20,7 @@ def overflow(page: Page) -> int:
 
 def test_main_pages_fit_a_phone(phone: Page, make_account, database, app, live_server):
     account = make_account("sre@example.com", password="correct horse battery")
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     answer = httpx.post(
         f"{live_server.url}{wired.url}",
         content=encode(notification("-42", problem_id="P-42", title="Payment service failure rate increase")),
@@ -49,7 +49,7 @@ def test_main_pages_fit_a_phone(phone: Page, make_account, database, app, live_s
 
 def test_an_rca_with_its_walk_fits_a_phone(phone: Page, make_account, database, app, live_server):
     account = make_account("sre@example.com", password="correct horse battery")
-    wired = wire_connection(database, app.state.secret_box, account.user_id)
+    wired = wire_connection(database, app.state.secret_box, account.workspace_id)
     answer = httpx.post(
         f"{live_server.url}{wired.url}",
         content=encode(notification("-43", problem_id="P-43", title="Checkout slow")),

@@ -36,7 +36,7 @@ def run_pending(
         context = JobContext(
             job_id=job.id,
             kind=job.kind,
-            user_id=job.user_id,
+            workspace_id=job.workspace_id,
             key=job.key,
             payload=job.payload,
             attempt=job.attempts,

@@ -189,7 +189,7 @@ class Outcome:
         return sum(len(members) for members in self.incidents.values())
 
 
-def outcome(database: Database, user_id: str) -> Outcome:
+def outcome(database: Database, workspace_id: str) -> Outcome:
     """Read every problem's incident straight from the database, once the follow-ups are done."""
     followed_up(database)
     with database.session() as session:
@@ -197,7 +197,7 @@ def outcome(database: Database, user_id: str) -> Outcome:
             sa.select(IncidentProblem.incident_id, Problem.display_id, Problem.pid, Incident.status)
             .join(Problem, Problem.id == IncidentProblem.problem_id)
             .join(Incident, Incident.id == IncidentProblem.incident_id)
-            .where(Problem.user_id == user_id)
+            .where(Problem.workspace_id == workspace_id)
         ).all()
     members: dict[int, set[str]] = defaultdict(set)
     statuses: dict[int, str] = {}
@@ -207,13 +207,13 @@ def outcome(database: Database, user_id: str) -> Outcome:
     return Outcome({key: frozenset(value) for key, value in members.items()}, statuses)
 
 
-def unplaced(database: Database, user_id: str) -> Sequence[str]:
+def unplaced(database: Database, workspace_id: str) -> Sequence[str]:
     """Problems of the user that belong to no incident (there must be none)."""
     with database.session() as session:
         return list(
             session.scalars(
                 sa.select(Problem.display_id)
                 .outerjoin(IncidentProblem, IncidentProblem.problem_id == Problem.id)
-                .where(Problem.user_id == user_id, IncidentProblem.problem_id.is_(None))
+                .where(Problem.workspace_id == workspace_id, IncidentProblem.problem_id.is_(None))
             )
         )

@@ -182,7 +182,7 @@ def store_finished_rca(database: Database, incident_id: int, report: Report) -> 
     with database.session(write=True) as session:
         run = RcaRun(
             incident_id=incident_id,
-            user_id=session.get(Incident, incident_id).user_id,
+            workspace_id=session.get(Incident, incident_id).workspace_id,
             status=RcaStatus.RUNNING.value,
             trigger=RcaTrigger.ON_DEMAND.value,
             run_after=now,

@@ -21,13 +21,13 @@ BASE_MS = 1_700_000_000_000
 
 @dataclass
 class Wired:
-    user_id: str
+    workspace_id: str
     connection_id: str
     secret: str
 
     @property
     def path(self) -> str:
-        return f"/dynatrace/webhook/{self.user_id}"
+        return f"/dynatrace/webhook/{self.workspace_id}"
 
     @property
     def url(self) -> str:
@@ -41,12 +41,12 @@ def followed_up(database: Database) -> int:
     return follow_ups.follow_up_all(database=database)
 
 
-def wire_connection(database: Database, secret_box: SecretBox, user_id: str) -> Wired:
+def wire_connection(database: Database, secret_box: SecretBox, workspace_id: str) -> Wired:
     """Store a connected Dynatrace connection for the user, as /connect would."""
     secret = new_secret("whs_")
     with database.session(write=True) as session:
         connection = Connection(
-            user_id=user_id,
+            workspace_id=workspace_id,
             environment_url="https://abc12345.live.dynatrace.com",
             token_ciphertext=secret_box.encrypt("dt0c01.ABCDEFGHIJKLMNOPQRSTUVWX." + "A" * 64),
             webhook_secret_ciphertext=secret_box.encrypt(secret),
@@ -54,7 +54,7 @@ def wire_connection(database: Database, secret_box: SecretBox, user_id: str) -> 
         )
         session.add(connection)
         session.commit()
-        return Wired(user_id=user_id, connection_id=connection.id, secret=secret)
+        return Wired(workspace_id=workspace_id, connection_id=connection.id, secret=secret)
 
 
 def notification(

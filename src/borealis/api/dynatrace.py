@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from borealis.api.deps import AppSettings, CurrentUser, DbSession, Secrets
+from borealis.api.deps import AppSettings, CurrentCaller, DbSession, Owner, Secrets
 from borealis.api.schemas import StatusRead, VerifiedStatusRead
 from borealis.dynatrace import install, notifications, service
 from borealis.dynatrace.models import Connection
@@ -27,22 +27,29 @@ from borealis.dynatrace.schemas import (
 from borealis.dynatrace.template import SUGGESTED_PAYLOAD
 from borealis.schemas import API_ERRORS, error_responses
 from borealis.sync import service as sync_service
+from borealis.workspaces import service as workspaces_service
 
 router = APIRouter(prefix="/dynatrace", tags=["dynatrace"], responses=API_ERRORS)
 
 
 @router.get("/rca-settings", response_model=RcaSettings)
-def get_rca_settings(user: CurrentUser) -> RcaSettings:
-    """Whether new incidents of this user get an automatic RCA."""
-    return RcaSettings(rca_enabled=user.rca_enabled)
+def get_rca_settings(caller: CurrentCaller, db_session: DbSession) -> RcaSettings:
+    """Whether new incidents of this workspace get an automatic RCA."""
+    workspace = workspaces_service.get(db_session=db_session, workspace_id=caller.workspace_id)
+    return RcaSettings(rca_enabled=bool(workspace and workspace.rca_enabled))
 
 
 @router.put("/rca-settings", response_model=RcaSettings, responses=error_responses(400))
-def put_rca_settings(settings_in: RcaSettings, user: CurrentUser, db_session: DbSession) -> RcaSettings:
-    """Turn automatic RCA on or off for this user only."""
-    user.rca_enabled = settings_in.rca_enabled
+def put_rca_settings(settings_in: RcaSettings, caller: Owner, db_session: DbSession) -> RcaSettings:
+    """Turn automatic RCA on or off for this workspace (owners)."""
+    workspace = workspaces_service.set_rca(
+        db_session=db_session,
+        workspace_id=caller.workspace_id,
+        enabled=settings_in.rca_enabled,
+        actor=caller.actor,
+    )
     db_session.commit()
-    return RcaSettings(rca_enabled=user.rca_enabled)
+    return RcaSettings(rca_enabled=workspace.rca_enabled)
 
 
 def _missing(scopes: list[str]) -> list[MissingScopeRead]:
@@ -52,13 +59,13 @@ def _missing(scopes: list[str]) -> list[MissingScopeRead]:
 @router.post("/connect", response_model=ConnectRead, responses=error_responses(400, 409, 502, 503, 504))
 def connect(
     connect_in: ConnectIn,
-    user: CurrentUser,
+    caller: Owner,
     db_session: DbSession,
     settings: AppSettings,
     secret_box: Secrets,
 ) -> ConnectRead:
     """Validate the environment URL and token with Dynatrace, then store the token encrypted."""
-    user_id = user.id
+    workspace_id = caller.workspace_id
     # Hold no database transaction (SQLite's write lock) while Dynatrace answers.
     db_session.close()
     checked = service.check_token(
@@ -66,7 +73,13 @@ def connect(
         api_token=connect_in.api_token.get_secret_value(),
         settings=settings,
     )
-    connection = service.save(db_session=db_session, user_id=user_id, checked=checked, secret_box=secret_box)
+    connection = service.save(
+        db_session=db_session,
+        workspace_id=workspace_id,
+        checked=checked,
+        secret_box=secret_box,
+        actor=caller.actor,
+    )
     db_session.commit()
     found = service.warnings(
         scopes=connection.token_scopes,
@@ -136,7 +149,7 @@ def _status(connection: Connection | None) -> dict[str, Any]:
 
 @router.get("/status", response_model=VerifiedStatusRead, response_model_exclude_unset=True)
 def status(
-    user: CurrentUser,
+    caller: CurrentCaller,
     db_session: DbSession,
     settings: AppSettings,
     secret_box: Secrets,
@@ -147,8 +160,10 @@ def status(
     With ``verify=true`` the token is checked live: ``tokenValid`` is true or false, or null when
     Dynatrace could not be asked; ``tokenError`` says why.
     """
-    connection = service.get(db_session=db_session, user_id=user.id)
-    sync = sync_service.status_fields(db_session=db_session, user_id=user.id, connection=connection)
+    connection = service.get(db_session=db_session, workspace_id=caller.workspace_id)
+    sync = sync_service.status_fields(
+        db_session=db_session, workspace_id=caller.workspace_id, connection=connection
+    )
     if not verify:
         return StatusRead(**_status(connection), **sync)
     db_session.close()  # no transaction held while Dynatrace answers
@@ -196,13 +211,17 @@ def _installed_read(connection: Connection) -> InstalledNotificationRead:
 
 @router.delete("/disconnect", response_model=DisconnectRead, response_model_exclude_none=True)
 def disconnect(
-    user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
+    caller: Owner, db_session: DbSession, settings: AppSettings, secret_box: Secrets
 ) -> DisconnectRead:
     """Forget the stored token. Idempotent; problems, incidents and the webhook URL stay. A problem
     notification Borealis installed is removed from Dynatrace first when the token allows it;
     ``webhookRemoval`` says what happened (the disconnect never fails because of it)."""
     _, removal = install.disconnect(
-        db_session=db_session, user_id=user.id, settings=settings, secret_box=secret_box
+        db_session=db_session,
+        workspace_id=caller.workspace_id,
+        settings=settings,
+        secret_box=secret_box,
+        actor=caller.actor,
     )
     db_session.commit()
     return DisconnectRead(
@@ -235,29 +254,30 @@ def _webhook_read(
 
 @router.get("/webhook-url", response_model=WebhookUrlRead, responses=error_responses(409))
 def get_webhook_url(
-    request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
+    request: Request, caller: Owner, db_session: DbSession, settings: AppSettings, secret_box: Secrets
 ) -> WebhookUrlRead:
     """The secret webhook URL to paste into a Dynatrace Custom Integration, with the payload template and
     the steps. 409 until a Dynatrace environment has been connected."""
-    connection = service.require(db_session=db_session, user_id=user.id)
+    connection = service.require(db_session=db_session, workspace_id=caller.workspace_id)
     return _webhook_read(request, connection, settings, secret_box)
 
 
 @router.post("/webhook-url/rotate", response_model=WebhookUrlRead, responses=error_responses(409))
 def rotate_webhook_url(
-    request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
+    request: Request, caller: Owner, db_session: DbSession, settings: AppSettings, secret_box: Secrets
 ) -> WebhookUrlRead:
     """Issue a new webhook secret: the old URL stops working now; paste the new one into Dynatrace. A
     notification Borealis installed gets the new secret (``installedNotification`` says how it went)."""
     outcome = install.rotate(
         db_session=db_session,
-        user_id=user.id,
+        workspace_id=caller.workspace_id,
         settings=settings,
         secret_box=secret_box,
         request_base=str(request.base_url),
+        actor=caller.actor,
     )
     db_session.commit()
-    connection = service.require(db_session=db_session, user_id=user.id)
+    connection = service.require(db_session=db_session, workspace_id=caller.workspace_id)
     read = _webhook_read(request, connection, settings, secret_box)
     read.installed_notification = outcome.message if outcome else None
     return read
@@ -267,13 +287,13 @@ def rotate_webhook_url(
     "/alerting-profiles", response_model=AlertingProfilesRead, responses=error_responses(409, 502, 503, 504)
 )
 def get_alerting_profiles(
-    request: Request, user: CurrentUser, db_session: DbSession, settings: AppSettings, secret_box: Secrets
+    request: Request, caller: Owner, db_session: DbSession, settings: AppSettings, secret_box: Secrets
 ) -> AlertingProfilesRead:
     """The environment's alerting profiles (Settings 2.0 ``builtin:alerting.profile``); ``default``
     marks the one an install uses when it names none. Needs ``settings.read``."""
     profiles, default = install.alerting_profiles(
         db_session=db_session,
-        user_id=user.id,
+        workspace_id=caller.workspace_id,
         settings=settings,
         secret_box=secret_box,
         request_base=str(request.base_url),
@@ -293,7 +313,7 @@ def get_alerting_profiles(
 )
 def install_webhook(
     request: Request,
-    user: CurrentUser,
+    caller: Owner,
     db_session: DbSession,
     settings: AppSettings,
     secret_box: Secrets,
@@ -307,11 +327,12 @@ def install_webhook(
     manual steps."""
     outcome = install.install(
         db_session=db_session,
-        user_id=user.id,
+        workspace_id=caller.workspace_id,
         settings=settings,
         secret_box=secret_box,
         request_base=str(request.base_url),
         alerting_profile=install_in.alerting_profile if install_in else None,
+        actor=caller.actor,
     )
     db_session.commit()
     installed = outcome.installed

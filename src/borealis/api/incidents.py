@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from borealis.api.deps import CorrelatedUser, CurrentUser, DbSession
+from borealis.api.deps import Caller, CorrelatedCaller, CorrelatedResponder, CurrentCaller, DbSession, Owner
 from borealis.api.schemas import IncidentDetail
 from borealis.errors import InvalidInput, NotFound
 from borealis.incidents import service
@@ -29,15 +29,26 @@ from borealis.schemas import API_ERRORS, Offset, RowId, error_responses
 router = APIRouter(prefix="/incidents", tags=["incidents"], responses=API_ERRORS)
 
 
-def incident_from_path(incident_id: RowId, user: CorrelatedUser, db_session: DbSession) -> Incident:
-    """The caller's incident named in the path; another user's incident is as unknown as a missing one."""
-    incident = service.get(db_session=db_session, user_id=user.id, incident_id=incident_id)
+def _incident(db_session: DbSession, caller: Caller, incident_id: int) -> Incident:
+    """The workspace's incident; another workspace's is as unknown as a missing one."""
+    incident = service.get(db_session=db_session, workspace_id=caller.workspace_id, incident_id=incident_id)
     if incident is None:
         raise NotFound(f"incident {incident_id} does not exist; list incidents with GET /incidents")
     return incident
 
 
+def incident_from_path(incident_id: RowId, caller: CorrelatedCaller, db_session: DbSession) -> Incident:
+    """The incident named in the path, for any member to read."""
+    return _incident(db_session, caller, incident_id)
+
+
+def incident_to_change(incident_id: RowId, caller: CorrelatedResponder, db_session: DbSession) -> Incident:
+    """The incident named in the path, for a responder or owner to act on."""
+    return _incident(db_session, caller, incident_id)
+
+
 IncidentFromPath = Annotated[Incident, Depends(incident_from_path)]
+IncidentToChange = Annotated[Incident, Depends(incident_to_change)]
 # Routes that take IncidentFromPath.
 INCIDENT_ERRORS = error_responses(404)
 # Routes that change an incident: a merged one refuses (409); with a body, 400 when it cannot be read.
@@ -59,22 +70,27 @@ def _utc(name: str, value: datetime | None) -> datetime | None:
 
 # Declared before /{incident_id} so the path is not read as an id.
 @router.get("/correlation-settings", response_model=CorrelationSettingsRead)
-def get_correlation_settings(user: CurrentUser, db_session: DbSession) -> CorrelationSettingsRead:
-    """How related problems are grouped for this user: window, threshold, topology depth, signals."""
-    return CorrelationSettingsRead.of(service.get_settings(db_session=db_session, user_id=user.id))
+def get_correlation_settings(caller: CurrentCaller, db_session: DbSession) -> CorrelationSettingsRead:
+    """How related problems are grouped in this workspace: window, threshold, topology depth, signals."""
+    return CorrelationSettingsRead.of(
+        service.get_settings(db_session=db_session, workspace_id=caller.workspace_id)
+    )
 
 
 @router.put("/correlation-settings", response_model=CorrelationSettingsRead, responses=error_responses(400))
 def put_correlation_settings(
-    update: CorrelationSettingsUpdate, user: CurrentUser, db_session: DbSession
+    update: CorrelationSettingsUpdate, caller: Owner, db_session: DbSession
 ) -> CorrelationSettingsRead:
     """Change any of the settings; they apply to problems arriving from now on."""
-    current = service.get_settings(db_session=db_session, user_id=user.id)
+    current = service.get_settings(db_session=db_session, workspace_id=caller.workspace_id)
     changes = update.model_dump(exclude_none=True, exclude={"signals"})
     if update.signals is not None:
         changes.update(update.signals.model_dump(exclude_none=True))
     stored = service.put_settings(
-        db_session=db_session, user_id=user.id, settings=replace(current, **changes)
+        db_session=db_session,
+        workspace_id=caller.workspace_id,
+        settings=replace(current, **changes),
+        actor=caller.actor,
     )
     db_session.commit()
     return CorrelationSettingsRead.of(stored)
@@ -82,7 +98,7 @@ def put_correlation_settings(
 
 @router.get("", response_model=IncidentList)
 def list_incidents(
-    user: CorrelatedUser,
+    caller: CorrelatedCaller,
     db_session: DbSession,
     status: Literal["open", "resolved"] | None = None,
     priority: Literal["critical", "high", "medium", "low", "info"] | None = None,
@@ -92,7 +108,7 @@ def list_incidents(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
 ) -> IncidentList:
-    """The user's incidents, newest start first."""
+    """The workspace's incidents, newest start first."""
     filters = service.IncidentFilter(
         status=status,
         priority=priority,
@@ -101,7 +117,7 @@ def list_incidents(
         q=(q or "").strip() or None,
     )
     items, total = service.list_incidents(
-        db_session=db_session, user_id=user.id, filters=filters, limit=limit, offset=offset
+        db_session=db_session, workspace_id=caller.workspace_id, filters=filters, limit=limit, offset=offset
     )
     return IncidentList(
         incidents=[IncidentSummary.model_validate(item) for item in items],
@@ -157,7 +173,7 @@ def get_incident(incident: IncidentFromPath, db_session: DbSession) -> IncidentD
 
 
 @router.post("/{incident_id}/resolve", response_model=IncidentDetail, responses=CHANGE_ERRORS)
-def resolve_incident(incident: IncidentFromPath, db_session: DbSession) -> IncidentDetail:
+def resolve_incident(incident: IncidentToChange, db_session: DbSession) -> IncidentDetail:
     """Resolve by hand; it takes no new problems until reopened."""
     service.resolve(db_session=db_session, incident=incident)
     db_session.commit()
@@ -165,7 +181,7 @@ def resolve_incident(incident: IncidentFromPath, db_session: DbSession) -> Incid
 
 
 @router.post("/{incident_id}/reopen", response_model=IncidentDetail, responses=CHANGE_ERRORS)
-def reopen_incident(incident: IncidentFromPath, db_session: DbSession) -> IncidentDetail:
+def reopen_incident(incident: IncidentToChange, db_session: DbSession) -> IncidentDetail:
     """Reopen by hand; related new problems join it again."""
     service.reopen(db_session=db_session, incident=incident)
     db_session.commit()
@@ -173,7 +189,7 @@ def reopen_incident(incident: IncidentFromPath, db_session: DbSession) -> Incide
 
 
 @router.post("/{incident_id}/merge", response_model=IncidentDetail, responses=CHANGE_WITH_BODY_ERRORS)
-def merge_incident(body: MergeRequest, incident: IncidentFromPath, db_session: DbSession) -> IncidentDetail:
+def merge_incident(body: MergeRequest, incident: IncidentToChange, db_session: DbSession) -> IncidentDetail:
     """Fold incident ``sourceIncidentId`` into this one; the source then points here."""
     service.merge(db_session=db_session, target=incident, source_incident_id=body.source_incident_id)
     db_session.commit()
@@ -187,7 +203,7 @@ def merge_incident(body: MergeRequest, incident: IncidentFromPath, db_session: D
 )
 def move_problem(
     body: MoveRequest,
-    incident: IncidentFromPath,
+    incident: IncidentToChange,
     db_session: DbSession,
     alert_id: RowId,
 ) -> IncidentDetail:

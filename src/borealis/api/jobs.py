@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from borealis.api.deps import CurrentUser, DbSession
+from borealis.api.deps import CurrentCaller, DbSession
 from borealis.errors import NotFound
 from borealis.jobstore import listing
 from borealis.jobstore.models import JobPage, JobRead, JobState
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"], responses=API_ERRORS)
 
 @router.get("", response_model=JobPage, response_model_by_alias=True)
 def list_jobs(
-    user: CurrentUser,
+    caller: CurrentCaller,
     db_session: DbSession,
     state: Annotated[JobState | None, Query(description="queued, running, done or failed")] = None,
     kind: Annotated[str | None, Query(max_length=100)] = None,
@@ -27,7 +27,7 @@ def list_jobs(
     """The caller's jobs, newest first."""
     jobs, total = listing.list_jobs(
         db_session=db_session,
-        user_id=user.id,
+        workspace_id=caller.workspace_id,
         state=state.value if state else None,
         kind=kind,
         limit=limit,
@@ -39,9 +39,9 @@ def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobRead, response_model_by_alias=True, responses=error_responses(404))
-def get_job(job_id: RowId, user: CurrentUser, db_session: DbSession) -> JobRead:
+def get_job(job_id: RowId, caller: CurrentCaller, db_session: DbSession) -> JobRead:
     """One of the caller's jobs."""
-    job = listing.get(db_session=db_session, job_id=job_id, user_id=user.id)
+    job = listing.get(db_session=db_session, job_id=job_id, workspace_id=caller.workspace_id)
     if job is None:
         raise NotFound(f"no job {job_id} among yours; list them with GET /jobs")
     return JobRead.model_validate(job)

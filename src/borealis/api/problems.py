@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from fastapi import APIRouter, Depends, Query, Response
 
 from borealis import jsontext
-from borealis.api.deps import CorrelatedUser, CurrentUser, DbSession
+from borealis.api.deps import CorrelatedCaller, CurrentCaller, DbSession
 from borealis.dynatrace.json_body import stored_body
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.problem_notification import IMPACTS, SEVERITIES
@@ -143,7 +143,7 @@ CURSOR_HELP = (
 
 @router.get("/alerts", response_model=AlertList, response_model_exclude_none=False)
 def list_alerts(
-    user: CorrelatedUser,
+    caller: CorrelatedCaller,
     db_session: DbSession,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Problems per page, 1..500.")] = 50,
     offset: Annotated[int, Query(ge=0, le=MAX_BIGINT, description=OFFSET_HELP)] = 0,
@@ -156,7 +156,7 @@ def list_alerts(
     cursor: Annotated[str | None, Query(description=CURSOR_HELP)] = None,
     include: Annotated[str | None, Query(description="'payload' adds the latest raw body.")] = None,
 ) -> Response:
-    """The user's problems, newest activity first, one row per problem, and how many match.
+    """The workspace's problems, newest activity first, one row per problem, and how many match.
 
     ``total`` is exact. ``nextCursor`` is set while more pages follow; pass it as ``cursor`` (with
     the same filters) for the next page, which costs the same at any depth, unlike a deep ``offset``.
@@ -173,7 +173,12 @@ def list_alerts(
     includes = _includes(include)
     after = _decode_cursor(cursor) if cursor else None
     page = listing.list_alerts(
-        db_session=db_session, user_id=user.id, filters=filters, limit=limit, offset=offset, after=after
+        db_session=db_session,
+        workspace_id=caller.workspace_id,
+        filters=filters,
+        limit=limit,
+        offset=offset,
+        after=after,
     )
     payloads: dict[int, str] = {}
     if "payload" in includes:
@@ -202,19 +207,21 @@ def list_alerts(
     return Response(answer.model_dump_json(by_alias=True), media_type="application/json")
 
 
-def _user_problem(alert_id: RowId, user: CorrelatedUser, db_session: DbSession) -> Problem:
-    problem = service.get_for_user(db_session=db_session, user_id=user.id, problem_id=alert_id)
+def _workspace_problem(alert_id: RowId, caller: CorrelatedCaller, db_session: DbSession) -> Problem:
+    problem = service.get_in_workspace(
+        db_session=db_session, workspace_id=caller.workspace_id, problem_id=alert_id
+    )
     if problem is None:
-        raise NotFound(f"no alert {alert_id} for this user; list them with GET /dynatrace/alerts")
+        raise NotFound(f"no alert {alert_id} in this workspace; list them with GET /dynatrace/alerts")
     return problem
 
 
-UserProblem = Annotated[Problem, Depends(_user_problem)]
+WorkspaceProblem = Annotated[Problem, Depends(_workspace_problem)]
 
 
 @router.get("/alerts/{alert_id}", response_model=AlertDetail, responses=error_responses(404))
 def get_alert(
-    problem: UserProblem,
+    problem: WorkspaceProblem,
     db_session: DbSession,
     include: Annotated[str | None, Query(description="'payload' adds each raw body.")] = None,
 ) -> dict[str, Any]:
@@ -256,9 +263,11 @@ def get_alert(
 
 
 @router.get("/rejected-deliveries", response_model=RejectedDeliveryList)
-def list_rejected_deliveries(user: CurrentUser, db_session: DbSession) -> RejectedDeliveryList:
+def list_rejected_deliveries(caller: CurrentCaller, db_session: DbSession) -> RejectedDeliveryList:
     """Webhook deliveries that could not be used, newest first, as Dynatrace sent them."""
-    connection = db_session.scalar(sa.select(Connection).where(Connection.user_id == user.id))
+    connection = db_session.scalar(
+        sa.select(Connection).where(Connection.workspace_id == caller.workspace_id)
+    )
     if connection is None:
         return RejectedDeliveryList(deliveries=[])
     rejected = service.list_rejected(db_session=db_session, connection_id=connection.id)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from borealis.api.deps import AppSettings, DbSession
-from borealis.api.incidents import INCIDENT_ERRORS, IncidentFromPath
+from borealis.api.incidents import INCIDENT_ERRORS, IncidentFromPath, IncidentToChange
 from borealis.errors import NotFound
 from borealis.rca import service
 from borealis.rca.models import RcaTrigger
@@ -33,7 +33,7 @@ def get_rca(incident: IncidentFromPath, db_session: DbSession) -> RcaRead:
     status_code=status.HTTP_202_ACCEPTED,
     responses=INCIDENT_ERRORS,
 )
-def run_rca(incident: IncidentFromPath, db_session: DbSession, settings: AppSettings) -> RcaRead:
+def run_rca(incident: IncidentToChange, db_session: DbSession, settings: AppSettings) -> RcaRead:
     """Queue an RCA now, whatever the RCA setting and the rate limit of automatic runs say."""
     run = service.request(
         db_session=db_session, incident=incident, trigger=RcaTrigger.ON_DEMAND, settings=settings

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from borealis.api.deps import CurrentUser, DbSession, get_database
+from borealis.api.deps import CurrentCaller, DbSession, Responder, get_database
 from borealis.db import Database, utcnow
 from borealis.dynatrace import entities
 from borealis.dynatrace import service as dynatrace_service
@@ -53,18 +53,18 @@ class SyncPending(BorealisError):
 
 
 @router.post("/sync", response_model=SyncRead, responses=error_responses(404, 409, 502, 503, 504))
-def sync_now(request: Request, user: CurrentUser, db_session: DbSession) -> SyncRead:
+def sync_now(request: Request, caller: Responder, db_session: DbSession) -> SyncRead:
     """Reconcile with Dynatrace now and answer when it has finished, with what it changed: problems
     created (no webhook delivered them), closed (their RESOLVED never came), updated, unchanged.
 
     It runs as the connection's sync job, so it never overlaps a scheduled sync or the backfill."""
-    connection = dynatrace_service.get(db_session=db_session, user_id=user.id)
+    connection = dynatrace_service.get(db_session=db_session, workspace_id=caller.workspace_id)
     if connection is None or not connection.connected:
         raise NotConnected("Dynatrace is not connected; connect with POST /dynatrace/connect, then sync")
     job = enqueue(
         db_session=db_session,
         kind=dynatrace_service.SYNC_JOB,
-        user_id=user.id,
+        workspace_id=caller.workspace_id,
         key=dynatrace_service.job_key(connection),
         payload={"connectionId": connection.id},
     )
@@ -127,10 +127,12 @@ def _answer(job: Job) -> SyncRead:
 
 
 @router.get("/alerts/{alert_id}/enrichment", response_model=EnrichmentRead, responses=error_responses(404))
-def get_enrichment(alert_id: RowId, user: CurrentUser, db_session: DbSession) -> EnrichmentRead:
+def get_enrichment(alert_id: RowId, caller: CurrentCaller, db_session: DbSession) -> EnrichmentRead:
     """What the API added to one alert: its details (evidence, impact analysis, comments), the cached
     entities with their relationships, and what could not be fetched and why."""
-    problem = problems_service.get_for_user(db_session=db_session, user_id=user.id, problem_id=alert_id)
+    problem = problems_service.get_in_workspace(
+        db_session=db_session, workspace_id=caller.workspace_id, problem_id=alert_id
+    )
     if problem is None:
         raise NotFound(f"no alert {alert_id} among yours; list them with GET /dynatrace/alerts")
     record = service.get_enrichment(db_session=db_session, problem_id=problem.id)

@@ -18,16 +18,17 @@ class User(Base):
     email: Mapped[str] = mapped_column(sa.String(320), unique=True)
     password_hash: Mapped[str | None] = mapped_column(sa.String(255))
     is_admin: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-    # The seed's per-user RCA preference.
-    rca_enabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class ApiKey(Base):
+    """A key acts in one workspace with at most its creator's role there, looked up on every request."""
+
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_uuid)
     user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str] = mapped_column(sa.ForeignKey("workspaces.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(sa.String(200))
     # The first characters of the key, so a user can tell keys apart without the key itself.
     prefix: Mapped[str] = mapped_column(sa.String(16))
@@ -55,6 +56,8 @@ class UserSession(Base):
     user_agent: Mapped[str | None] = mapped_column(sa.String(200))
     address: Mapped[str | None] = mapped_column(sa.String(64))
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The workspace the header's switcher last chose (None: the user's first).
+    workspace_id: Mapped[str | None] = mapped_column(sa.ForeignKey("workspaces.id", ondelete="SET NULL"))
 
 
 class LoginThrottle(Base):

@@ -10,6 +10,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.orm import Session
 
 from borealis import crypto
+from borealis.audit import service as audit
+from borealis.audit.models import Actor
 from borealis.auth import sessions, throttle
 from borealis.auth.models import ApiKey, User
 from borealis.config import Settings
@@ -114,51 +116,75 @@ def log_in(
     return None
 
 
-def create_api_key(*, db_session: Session, user: User, name: str = "default") -> tuple[ApiKey, str]:
-    """A new API key for the user; the plain key is returned once and only its hash is stored."""
+def create_api_key(
+    *, db_session: Session, user: User, workspace_id: str, actor: Actor, name: str = "default"
+) -> tuple[ApiKey, str]:
+    """A new key of the user's in a workspace; the plain key is returned once and only its hash is
+    stored. The caller checks that the user is a member there."""
     plain = crypto.new_secret(API_KEY_PREFIX)
     api_key = ApiKey(
         user_id=user.id,
+        workspace_id=workspace_id,
         name=name.strip() or "default",
         prefix=plain[: len(API_KEY_PREFIX) + 6],
         key_hash=crypto.digest(plain),
     )
     db_session.add(api_key)
+    audit.record(
+        db_session=db_session,
+        workspace_id=workspace_id,
+        actor=actor,
+        action="api_key.created",
+        target=api_key.prefix,
+        details={"name": api_key.name, "owner": user.email},
+    )
     db_session.flush()
     return api_key, plain
 
 
-def list_api_keys(*, db_session: Session, user: User) -> list[ApiKey]:
-    """The user's keys, newest first, revoked ones included."""
-    return list(
-        db_session.scalars(
-            sa.select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.created_at.desc())
-        )
-    )
+def list_api_keys(*, db_session: Session, workspace_id: str, user_id: str | None = None) -> list[ApiKey]:
+    """A workspace's keys (only ``user_id``'s when given), newest first, revoked ones included."""
+    query = sa.select(ApiKey).where(ApiKey.workspace_id == workspace_id)
+    if user_id is not None:
+        query = query.where(ApiKey.user_id == user_id)
+    return list(db_session.scalars(query.order_by(ApiKey.created_at.desc())))
 
 
-def revoke_api_key(*, db_session: Session, user: User, key_id_or_prefix: str) -> ApiKey:
-    """Revoke one of the user's keys, named by id or by its shown prefix."""
-    api_key = db_session.scalar(
-        sa.select(ApiKey).where(
-            ApiKey.user_id == user.id,
-            sa.or_(ApiKey.id == key_id_or_prefix, ApiKey.prefix == key_id_or_prefix),
-        )
+def revoke_api_key(
+    *, db_session: Session, workspace_id: str, key_id_or_prefix: str, actor: Actor, user_id: str | None = None
+) -> ApiKey:
+    """Revoke a key of the workspace (only one of ``user_id``'s when given), named by id or by its
+    shown prefix."""
+    query = sa.select(ApiKey).where(
+        ApiKey.workspace_id == workspace_id,
+        sa.or_(ApiKey.id == key_id_or_prefix, ApiKey.prefix == key_id_or_prefix),
     )
+    if user_id is not None:
+        query = query.where(ApiKey.user_id == user_id)
+    api_key = db_session.scalar(query)
     if api_key is None:
-        raise NotFound(f"no API key '{key_id_or_prefix}' for {user.email}")
+        raise NotFound(f"no API key '{key_id_or_prefix}' here; the list of keys names each by its prefix")
     if api_key.revoked_at is None:
         api_key.revoked_at = utcnow()
+        audit.record(
+            db_session=db_session,
+            workspace_id=workspace_id,
+            actor=actor,
+            action="api_key.revoked",
+            target=api_key.prefix,
+            details={"name": api_key.name},
+        )
     return api_key
 
 
-def user_for_api_key(*, db_session: Session, plain_key: str) -> User | None:
-    """The owner of an active API key, or None."""
+def key_and_creator(*, db_session: Session, plain_key: str) -> tuple[ApiKey, User] | None:
+    """An active key and the user who created it, or None. What the key may do is its creator's role in
+    the key's workspace, which the caller looks up on every request."""
     if not plain_key.startswith(API_KEY_PREFIX):
         return None
     row = db_session.execute(
-        sa.select(User, ApiKey)
-        .join(ApiKey, ApiKey.user_id == User.id)
+        sa.select(ApiKey, User)
+        .join(User, ApiKey.user_id == User.id)
         .where(ApiKey.key_hash == crypto.digest(plain_key), ApiKey.revoked_at.is_(None))
     ).first()
-    return row[0] if row else None
+    return (row[0], row[1]) if row else None

@@ -217,9 +217,9 @@ class CachedTopology:
         return found
 
 
-def cached_topology(db_session: Session, user_id: str) -> CachedTopology | None:
-    """The cached topology of the user's connection (None without a connection)."""
-    connection_id = db_session.scalar(sa.select(Connection.id).where(Connection.user_id == user_id))
+def cached_topology(db_session: Session, workspace_id: str) -> CachedTopology | None:
+    """The cached topology of the workspace's connection (None without a connection)."""
+    connection_id = db_session.scalar(sa.select(Connection.id).where(Connection.workspace_id == workspace_id))
     if connection_id is None:
         return None
     return CachedTopology(db_session, connection_id)

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 from sqlalchemy.orm import Session
 
+from borealis.audit import service as audit
+from borealis.audit.models import Actor
 from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
@@ -151,7 +153,7 @@ def _granted_now(client: DynatraceClient, needed: tuple[str, ...]) -> list[str] 
 def _prepare(
     *,
     db_session: Session,
-    user_id: str,
+    workspace_id: str,
     settings: Settings,
     secret_box: SecretBox,
     request_base: str,
@@ -160,7 +162,7 @@ def _prepare(
 ) -> tuple[_Target, list[str] | None]:
     """Read the connection, end the transaction, and make sure the token has ``needed`` (asking Dynatrace
     when the scopes recorded at connect time lack them). Returns the live scopes when they changed."""
-    connection = service.require(db_session=db_session, user_id=user_id)
+    connection = service.require(db_session=db_session, workspace_id=workspace_id)
     target = _target(
         connection=connection, settings=settings, secret_box=secret_box, request_base=request_base
     )
@@ -176,13 +178,13 @@ def _prepare(
 
 
 def alerting_profiles(
-    *, db_session: Session, user_id: str, settings: Settings, secret_box: SecretBox, request_base: str
+    *, db_session: Session, workspace_id: str, settings: Settings, secret_box: SecretBox, request_base: str
 ) -> tuple[list[AlertingProfile], AlertingProfile | None]:
     """The environment's alerting profiles and the one an install uses when none is named."""
     purpose = "list the alerting profiles"
     target, _ = _prepare(
         db_session=db_session,
-        user_id=user_id,
+        workspace_id=workspace_id,
         settings=settings,
         secret_box=secret_box,
         request_base=request_base,
@@ -200,17 +202,18 @@ def alerting_profiles(
 def install(
     *,
     db_session: Session,
-    user_id: str,
+    workspace_id: str,
     settings: Settings,
     secret_box: SecretBox,
     request_base: str,
     alerting_profile: str | None,
+    actor: Actor,
 ) -> InstallOutcome:
     """Create or update the connection's problem notification in Dynatrace and record it."""
     purpose = "install the problem notification in Dynatrace for you"
     target, refreshed = _prepare(
         db_session=db_session,
-        user_id=user_id,
+        workspace_id=workspace_id,
         settings=settings,
         secret_box=secret_box,
         request_base=request_base,
@@ -229,7 +232,7 @@ def install(
             )
             # A rotation that committed meanwhile sent its secret before ours landed: send the newest.
             for _ in range(3):
-                current = service.get(db_session=db_session, user_id=user_id)
+                current = service.get(db_session=db_session, workspace_id=workspace_id)
                 if current is None or current.webhook_secret_hash == target.secret_hash:
                     break
                 secret = service.webhook_secret(connection=current, secret_box=secret_box)
@@ -240,7 +243,7 @@ def install(
                 )
         except ScopeMissing as exc:
             raise target.manual_setup([exc.scope], purpose) from None
-    current = service.get(db_session=db_session, user_id=user_id)
+    current = service.get(db_session=db_session, workspace_id=workspace_id)
     if current is not None:
         current.notification_object_id = installed.object_id
         current.notification_profile_id = installed.profile.profile.id
@@ -248,6 +251,14 @@ def install(
         current.notification_installed_at = utcnow()
         if refreshed is not None:
             current.token_scopes = refreshed
+        audit.record(
+            db_session=db_session,
+            workspace_id=workspace_id,
+            actor=actor,
+            action="webhook.installed",
+            target=installed.object_id,
+            details={"alertingProfile": installed.profile.profile.name, "created": installed.created},
+        )
         db_session.flush()
     verb = "Created" if installed.created else "Updated"
     message = (
@@ -264,7 +275,9 @@ def install(
             "BOREALIS_PUBLIC_URL (or NGROK_URL for development) and install again"
         )
     logger.info(
-        "problem notification %s in Dynatrace (%s)", "created" if installed.created else "updated", user_id
+        "problem notification %s in Dynatrace (%s)",
+        "created" if installed.created else "updated",
+        workspace_id,
     )
     return InstallOutcome(installed=installed, webhook_url=target.url, message=message, warnings=warnings)
 
@@ -296,11 +309,11 @@ def _remove(target: _Target, object_id: str) -> Removal:
 
 
 def disconnect(
-    *, db_session: Session, user_id: str, settings: Settings, secret_box: SecretBox
+    *, db_session: Session, workspace_id: str, settings: Settings, secret_box: SecretBox, actor: Actor
 ) -> tuple[Connection | None, Removal | None]:
     """Remove the installed notification while the token still allows it, then forget the token
     (``service.disconnect``). The disconnect happens whatever Dynatrace answers."""
-    connection = service.get(db_session=db_session, user_id=user_id)
+    connection = service.get(db_session=db_session, workspace_id=workspace_id)
     removal = None
     if connection is not None and connection.connected and connection.notification_object_id:
         object_id = connection.notification_object_id
@@ -311,7 +324,7 @@ def disconnect(
         else:
             db_session.rollback()  # no transaction held while Dynatrace answers
             removal = _remove(target, object_id)
-    connection = service.disconnect(db_session=db_session, user_id=user_id)
+    connection = service.disconnect(db_session=db_session, workspace_id=workspace_id, actor=actor)
     if connection is not None and removal is not None and removal.removed:
         connection.forget_notification()
         db_session.flush()
@@ -319,17 +332,25 @@ def disconnect(
 
 
 def rotate(
-    *, db_session: Session, user_id: str, settings: Settings, secret_box: SecretBox, request_base: str
+    *,
+    db_session: Session,
+    workspace_id: str,
+    settings: Settings,
+    secret_box: SecretBox,
+    request_base: str,
+    actor: Actor,
 ) -> SecretUpdate | None:
     """Issue a new webhook secret and send it to the installed notification; returns what happened there,
     or None when nothing is installed. The one flow that commits on its own: the new secret is durable
     before Dynatrace hears of it. The caller commits what the update recorded."""
-    connection = service.require(db_session=db_session, user_id=user_id)
-    service.rotate_webhook_secret(db_session=db_session, connection=connection, secret_box=secret_box)
+    connection = service.require(db_session=db_session, workspace_id=workspace_id)
+    service.rotate_webhook_secret(
+        db_session=db_session, connection=connection, secret_box=secret_box, actor=actor
+    )
     db_session.commit()
     return _after_rotation(
         db_session=db_session,
-        user_id=user_id,
+        workspace_id=workspace_id,
         settings=settings,
         secret_box=secret_box,
         request_base=request_base,
@@ -337,10 +358,10 @@ def rotate(
 
 
 def _after_rotation(
-    *, db_session: Session, user_id: str, settings: Settings, secret_box: SecretBox, request_base: str
+    *, db_session: Session, workspace_id: str, settings: Settings, secret_box: SecretBox, request_base: str
 ) -> SecretUpdate | None:
     """Send the rotated secret to the installed notification (once the rotation is committed)."""
-    connection = service.get(db_session=db_session, user_id=user_id)
+    connection = service.get(db_session=db_session, workspace_id=workspace_id)
     if connection is None or not connection.connected or not connection.notification_object_id:
         return None
     target = _target(
@@ -353,7 +374,7 @@ def _after_rotation(
         with target.client as client:
             notifications.update_secret(client, object_id=object_id, url=target.url, secret=target.secret)
     except ResourceNotFound:
-        current = service.get(db_session=db_session, user_id=user_id)
+        current = service.get(db_session=db_session, workspace_id=workspace_id)
         if current is not None and current.notification_object_id == object_id:
             current.forget_notification()
             db_session.flush()

@@ -1,4 +1,4 @@
-"""A user's connection to one Dynatrace environment."""
+"""A workspace's connection to one Dynatrace environment."""
 
 from __future__ import annotations
 
@@ -12,13 +12,13 @@ from borealis.db import Base, BigId, JSONType, UTCDateTime, new_uuid, utcnow
 
 
 class Connection(Base):
-    """One per user. Disconnecting clears the token but keeps the row, so problems keep their owner
+    """One per workspace. Disconnecting clears the token but keeps the row, so problems keep their owner
     and the webhook secret pasted into Dynatrace survives a reconnect."""
 
     __tablename__ = "connections"
 
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True, default=new_uuid)
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    workspace_id: Mapped[str] = mapped_column(sa.ForeignKey("workspaces.id", ondelete="CASCADE"), unique=True)
     environment_url: Mapped[str] = mapped_column(sa.String(2048))
     # Encrypted with the SecretBox; NULL once disconnected.
     token_ciphertext: Mapped[str | None] = mapped_column(sa.Text)
@@ -34,7 +34,7 @@ class Connection(Base):
     webhook_secret_hash: Mapped[str] = mapped_column(sa.String(64))
     last_webhook_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_test_notification_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # What the last test notification told us about the user's payload template.
+    # What the last test notification told us about the workspace's payload template.
     last_test_report: Mapped[dict[str, Any] | None] = mapped_column(JSONType)
     # The problem notification Borealis installed through Settings 2.0 (POST /dynatrace/webhook/install):
     # its objectId and alerting profile, until it is removed.

@@ -3,7 +3,7 @@
 Dynatrace side only: no database here. The notification is a settings object of schema
 ``builtin:problem.notifications`` (type WEBHOOK) named ``Borealis``. It is found again by its objectId, or
 by that name together with this connection's webhook path, so installing twice updates it, a
-notification made by hand from ``/webhook-url`` is adopted, and another user's ``Borealis`` (a different
+notification made by hand from ``/webhook-url`` is adopted, and another workspace's ``Borealis`` (a different
 webhook path) is left alone.
 
 The secret travels only in a secret header (``Authorization: Bearer …``), never in the URL: Dynatrace
@@ -217,7 +217,7 @@ def install(
 
 def update_secret(client: DynatraceClient, *, object_id: str, url: str, secret: str) -> None:
     """Send a new secret (and URL) to the installed notification, keeping the alerting profile and the
-    enabled switch the user may have changed in Dynatrace. ResourceNotFound when it was deleted."""
+    enabled switch the workspace may have changed in Dynatrace. ResourceNotFound when it was deleted."""
     current = client.get_settings_object(object_id)
     value = current.get("value") if isinstance(current.get("value"), dict) else {}
     profile = value.get("alertingProfile")

@@ -1,4 +1,4 @@
-"""Connections: validate and store a user's Dynatrace environment and token, report on them, and hand
+"""Connections: validate and store a workspace's Dynatrace environment and token, report on them, and hand
 out clients and the webhook URL. Callers own the transaction."""
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from borealis import crypto, jobstore
+from borealis.audit import service as audit
+from borealis.audit.models import Actor
 from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
@@ -74,9 +76,9 @@ class TokenCheck:
     info: TokenInfo | None = None
 
 
-def get(*, db_session: Session, user_id: str) -> Connection | None:
-    """The user's connection row (connected or not), or None if they never connected."""
-    return db_session.scalar(sa.select(Connection).where(Connection.user_id == user_id))
+def get(*, db_session: Session, workspace_id: str) -> Connection | None:
+    """The workspace's connection row (connected or not), or None if they never connected."""
+    return db_session.scalar(sa.select(Connection).where(Connection.workspace_id == workspace_id))
 
 
 def clean_token(api_token: str) -> str:
@@ -131,17 +133,19 @@ def check_token(
     )
 
 
-def save(*, db_session: Session, user_id: str, checked: CheckedToken, secret_box: SecretBox) -> Connection:
-    """Store a checked token as the user's connection. Reconnecting replaces the URL and token but keeps
+def save(
+    *, db_session: Session, workspace_id: str, checked: CheckedToken, secret_box: SecretBox, actor: Actor
+) -> Connection:
+    """Store a checked token as the workspace's connection. Reconnecting replaces the URL and token but keeps
     the webhook secret already pasted into Dynatrace."""
     connection = db_session.scalar(
-        sa.select(Connection).where(Connection.user_id == user_id).with_for_update()
+        sa.select(Connection).where(Connection.workspace_id == workspace_id).with_for_update()
     )
     now = utcnow()
     if connection is None:
         secret = crypto.new_secret(nbytes=WEBHOOK_SECRET_BYTES)
         connection = Connection(
-            user_id=user_id,
+            workspace_id=workspace_id,
             webhook_secret_ciphertext=secret_box.encrypt(secret),
             webhook_secret_hash=crypto.digest(secret),
         )
@@ -160,23 +164,38 @@ def save(*, db_session: Session, user_id: str, checked: CheckedToken, secret_box
     try:
         db_session.flush()
     except IntegrityError:
-        raise Conflict("another connect request for this user ran at the same time; try again") from None
+        raise Conflict("another connect request for this workspace ran at the same time; try again") from None
+    audit.record(
+        db_session=db_session,
+        workspace_id=workspace_id,
+        actor=actor,
+        action="connection.connected",
+        target=connection.environment_url,
+        details={"tokenName": connection.token_name, "scopes": connection.token_scopes},
+    )
     # Recorded with the connection: the alerts list fills from the API before the first webhook.
     jobstore.enqueue(
         db_session=db_session,
         kind=BACKFILL_JOB,
-        user_id=user_id,
+        workspace_id=workspace_id,
         key=job_key(connection),
         payload={"connectionId": connection.id},
     )
     return connection
 
 
-def disconnect(*, db_session: Session, user_id: str) -> Connection | None:
+def disconnect(*, db_session: Session, workspace_id: str, actor: Actor) -> Connection | None:
     """Forget the stored token (idempotent). Problems, incidents and the webhook secret stay."""
-    connection = get(db_session=db_session, user_id=user_id)
+    connection = get(db_session=db_session, workspace_id=workspace_id)
     if connection is None or connection.token_ciphertext is None:
         return connection
+    audit.record(
+        db_session=db_session,
+        workspace_id=workspace_id,
+        actor=actor,
+        action="connection.disconnected",
+        target=connection.environment_url,
+    )
     connection.token_ciphertext = None
     connection.token_id = None
     connection.disconnected_at = utcnow()
@@ -194,7 +213,7 @@ def missing_scopes(scopes: list[str]) -> list[MissingScope]:
 def warnings(
     *, scopes: list[str], expires_at: datetime | None, version: str | None, now: datetime | None = None
 ) -> list[str]:
-    """What the user should fix soon, in words: expiry, missing scopes, no cluster version."""
+    """What the workspace should fix soon, in words: expiry, missing scopes, no cluster version."""
     now = now or utcnow()
     found: list[str] = []
     if expires_at is not None:
@@ -280,28 +299,37 @@ def webhook_base(*, settings: Settings, request_base: str) -> str:
 
 
 def webhook_path(*, connection: Connection) -> str:
-    return f"/dynatrace/webhook/{connection.user_id}"
+    return f"/dynatrace/webhook/{connection.workspace_id}"
 
 
 def webhook_url(*, connection: Connection, secret_box: SecretBox, base: str) -> str:
-    """``{base}/dynatrace/webhook/{user_id}?token={secret}``: pasted into Dynatrace as is."""
+    """``{base}/dynatrace/webhook/{workspace_id}?token={secret}``: pasted into Dynatrace as is."""
     secret = webhook_secret(connection=connection, secret_box=secret_box)
     return f"{base}{webhook_path(connection=connection)}?token={secret}"
 
 
-def rotate_webhook_secret(*, db_session: Session, connection: Connection, secret_box: SecretBox) -> str:
+def rotate_webhook_secret(
+    *, db_session: Session, connection: Connection, secret_box: SecretBox, actor: Actor
+) -> str:
     """Issue a new webhook secret (the old URL stops working at once) and return it."""
     secret = crypto.new_secret(nbytes=WEBHOOK_SECRET_BYTES)
     connection.webhook_secret_ciphertext = secret_box.encrypt(secret)
     connection.webhook_secret_hash = crypto.digest(secret)
+    # The entry says that it changed, never what to.
+    audit.record(
+        db_session=db_session,
+        workspace_id=connection.workspace_id,
+        actor=actor,
+        action="webhook_secret.rotated",
+    )
     db_session.flush()
     return secret
 
 
-def require(*, db_session: Session, user_id: str) -> Connection:
-    """The user's connected connection; NotConnected (409) otherwise, since the webhook only accepts
+def require(*, db_session: Session, workspace_id: str) -> Connection:
+    """The workspace's connected connection; NotConnected (409) otherwise, since the webhook only accepts
     notifications for a connected environment."""
-    connection = get(db_session=db_session, user_id=user_id)
+    connection = get(db_session=db_session, workspace_id=workspace_id)
     if connection is None or not connection.connected:
         raise NotConnected(
             "connect a Dynatrace environment first (POST /dynatrace/connect): the webhook URL belongs to "
@@ -311,7 +339,7 @@ def require(*, db_session: Session, user_id: str) -> Connection:
 
 
 def webhook_instructions(*, environment_url: str | None, url: str, plain_url: str) -> list[str]:
-    """The steps to create the Custom Integration in Dynatrace, with this user's values filled in."""
+    """The steps to create the Custom Integration in Dynatrace, with this workspace's values filled in."""
     settings_page = (
         f"{environment_url}/ui/settings/integration/notifications"
         if environment_url

@@ -21,7 +21,7 @@ from borealis.incidents.changes import Changes
 from borealis.incidents.correlation import CorrelationSettings, ProblemFacts
 from borealis.incidents.index import choose, facts_from, keys_for, load_facts, lookup_keys
 from borealis.incidents.models import Incident, IncidentProblem
-from borealis.incidents.service import get_settings, lock_user
+from borealis.incidents.service import get_settings, lock_workspace
 from borealis.incidents.topology import MAX_REACHED_ENTITIES, Reach, Topology, reach, topology_for
 from borealis.problems.models import Problem
 
@@ -37,7 +37,7 @@ class ProblemPicture:
     lifecycle step (never the details document)."""
 
     id: int
-    user_id: str
+    workspace_id: str
     pid: str
     display_id: str | None
     title: str | None
@@ -136,8 +136,8 @@ class _MemoTopology:
 
 @dataclass
 class CorrelationBatch:
-    """What one correlation call (a problem, or a whole ingest batch) reads once and reuses: the users'
-    settings and topology, which users' locks it holds, and where its changes go. It lives for one call
+    """What one correlation call (a problem, or a whole ingest batch) reads once and reuses: the workspaces'
+    settings and topology, which workspaces' locks it holds, and where its changes go. It lives for one call
     in one transaction."""
 
     changes: Changes
@@ -154,24 +154,26 @@ class CorrelationBatch:
     def db_session(self) -> Session:
         return self.changes.db_session
 
-    def lock(self, user_id: str) -> None:
-        if user_id not in self.locked:
-            lock_user(db_session=self.db_session, user_id=user_id)
-            self.locked.add(user_id)
+    def lock(self, workspace_id: str) -> None:
+        if workspace_id not in self.locked:
+            lock_workspace(db_session=self.db_session, workspace_id=workspace_id)
+            self.locked.add(workspace_id)
 
-    def settings_of(self, user_id: str) -> CorrelationSettings:
-        settings = self.settings.get(user_id)
+    def settings_of(self, workspace_id: str) -> CorrelationSettings:
+        settings = self.settings.get(workspace_id)
         if settings is None:
-            settings = self.settings[user_id] = get_settings(db_session=self.db_session, user_id=user_id)
+            settings = self.settings[workspace_id] = get_settings(
+                db_session=self.db_session, workspace_id=workspace_id
+            )
         return settings
 
-    def topology_of(self, user_id: str) -> Topology:
+    def topology_of(self, workspace_id: str) -> Topology:
         if self.topology is not None:
             return self.topology
-        topology = self.topologies.get(user_id)
+        topology = self.topologies.get(workspace_id)
         if topology is None:
-            topology = _MemoTopology(topology_for(self.db_session, user_id))
-            self.topologies[user_id] = topology
+            topology = _MemoTopology(topology_for(self.db_session, workspace_id))
+            self.topologies[workspace_id] = topology
         return topology
 
     def prefetch_topology(self, problems: Sequence[ProblemPicture]) -> None:
@@ -179,12 +181,12 @@ class CorrelationBatch:
         whole batch instead of per problem); the walk of each problem then reads the memo."""
         by_user: dict[str, set[str]] = defaultdict(set)
         for problem in problems:
-            by_user[problem.user_id] |= self.facts_of(problem).entities
-        for user_id, entities in by_user.items():
-            settings = self.settings_of(user_id)
+            by_user[problem.workspace_id] |= self.facts_of(problem).entities
+        for workspace_id, entities in by_user.items():
+            settings = self.settings_of(workspace_id)
             if not entities or not settings.topology or settings.max_hops <= 0:
                 continue
-            topology = self.topology_of(user_id)
+            topology = self.topology_of(workspace_id)
             frontier: set[str] = entities
             for _hop in range(settings.max_hops):
                 if not frontier or len(frontier) > MAX_REACHED_ENTITIES:
@@ -200,23 +202,25 @@ class CorrelationBatch:
         facts_of: dict[str, list[tuple[ProblemFacts, dict[str, Reach]]]] = defaultdict(list)
         for problem in problems:
             facts = self.facts_of(problem)
-            reached = self.reached(problem.user_id, facts)
-            strong, weak = lookup_keys(facts, self.settings_of(problem.user_id), reached)
-            keys_of[problem.user_id] |= strong | weak
-            facts_of[problem.user_id].append((facts, reached))
+            reached = self.reached(problem.workspace_id, facts)
+            strong, weak = lookup_keys(facts, self.settings_of(problem.workspace_id), reached)
+            keys_of[problem.workspace_id] |= strong | weak
+            facts_of[problem.workspace_id].append((facts, reached))
         index = self.changes.index
         if not index.prefetch(keys_of):
             return
         # What the new problems will score against, as the index stands now (later additions are
         # this batch's own problems, whose facts come with them).
         wanted: dict[int, int] = {}
-        for user_id, items in facts_of.items():
-            if not index.copies(user_id):
+        for workspace_id, items in facts_of.items():
+            if not index.copies(workspace_id):
                 continue
-            settings = self.settings_of(user_id)
+            settings = self.settings_of(workspace_id)
             for facts, reached in items:
                 wanted.update(
-                    choose(index.hits(user_id=user_id, facts=facts, settings=settings, reached=reached))
+                    choose(
+                        index.hits(workspace_id=workspace_id, facts=facts, settings=settings, reached=reached)
+                    )
                 )
         if len(wanted) <= _PREFETCH_FACTS:
             load_facts(self.db_session, list(wanted), self.facts)
@@ -241,12 +245,12 @@ class CorrelationBatch:
             facts = self.facts[problem.id] = facts_from(problem)
         return facts
 
-    def reached(self, user_id: str, facts: ProblemFacts) -> dict[str, Reach]:
-        """What the topology reaches from the problem's entities, within the user's hops."""
-        settings = self.settings_of(user_id)
+    def reached(self, workspace_id: str, facts: ProblemFacts) -> dict[str, Reach]:
+        """What the topology reaches from the problem's entities, within the workspace's hops."""
+        settings = self.settings_of(workspace_id)
         if not (settings.topology and settings.max_hops > 0 and facts.entities):
             return {}
-        return reach(self.topology_of(user_id), facts.entities, max_hops=settings.max_hops)
+        return reach(self.topology_of(workspace_id), facts.entities, max_hops=settings.max_hops)
 
     def attachment(self, problem_id: int) -> IncidentProblem | None:
         if problem_id in self.attachments:

@@ -1,7 +1,7 @@
 """How an incident changes, whether correlation or a person changes it: its picture (title, priority,
 start, entities, counts), resolving and reopening, merging, and the timeline that records each step.
 
-Callers own the transaction and the user's correlation lock: these functions flush, never commit.
+Callers own the transaction and the workspace's correlation lock: these functions flush, never commit.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class ProblemFacts:
 
 @dataclass(frozen=True)
 class CorrelationSettings:
-    """A user's knobs: the time window, the threshold, the topology depth and which signals count."""
+    """A workspace's knobs: the time window, the threshold, the topology depth and which signals count."""
 
     window_minutes: int = DEFAULT_WINDOW_MINUTES
     threshold: float = DEFAULT_THRESHOLD
@@ -232,7 +232,7 @@ def score_pair(
     settings: CorrelationSettings,
     reached: Mapping[str, Reach] | None = None,
 ) -> Match | None:
-    """How related ``new`` is to ``other`` under the user's settings; None outside the time window or
+    """How related ``new`` is to ``other`` under the workspace's settings; None outside the time window or
     when no signal fires."""
     if not within_window(new, other, window_minutes=settings.window_minutes):
         return None

@@ -172,12 +172,18 @@ def load_facts(db_session: Session, problem_ids: list[int], known: dict[int, Pro
 _keys: sa.Table = IncidentKey.__table__  # type: ignore[assignment]
 _KEY_ROWS_FOR = (
     sa.select(_keys.c.key, _keys.c.problem_id, _keys.c.incident_id)
-    .where(_keys.c.user_id == sa.bindparam("user_id"), _keys.c.key.in_(sa.bindparam("keys", expanding=True)))
+    .where(
+        _keys.c.workspace_id == sa.bindparam("workspace_id"),
+        _keys.c.key.in_(sa.bindparam("keys", expanding=True)),
+    )
     .limit(sa.bindparam("limit"))
 )
 _KEY_HITS = (
     sa.select(_keys.c.problem_id, _keys.c.incident_id)
-    .where(_keys.c.user_id == sa.bindparam("user_id"), _keys.c.key.in_(sa.bindparam("keys", expanding=True)))
+    .where(
+        _keys.c.workspace_id == sa.bindparam("workspace_id"),
+        _keys.c.key.in_(sa.bindparam("keys", expanding=True)),
+    )
     .order_by(_keys.c.incident_id, _keys.c.problem_id)
     .limit(sa.bindparam("limit"))
 )
@@ -190,7 +196,7 @@ _UNINDEX_PROBLEM = _keys.delete().where(_keys.c.problem_id == sa.bindparam("prob
 class CandidateIndex:
     """The candidate index as one unit of work reads and writes it.
 
-    After ``prefetch`` it holds a copy of the rows a batch's new problems look up (user id -> key ->
+    After ``prefetch`` it holds a copy of the rows a batch's new problems look up (workspace id -> key ->
     [(problem id, incident id)]) and answers those lookups from it. The copy is kept in step with the
     new problems the batch indexes; any other change (resolving, merging, re-indexing) drops it, and
     lookups go to the database again.
@@ -216,28 +222,28 @@ class CandidateIndex:
             held.clear()
 
     def prefetch(self, keys_of: Mapping[str, Collection[str]]) -> bool:
-        """Copy the rows of these keys per user (a user whose rows are too many is left to the
-        database); returns whether any user's rows were copied."""
+        """Copy the rows of these keys per workspace (a workspace whose rows are too many is left to the
+        database); returns whether any workspace's rows were copied."""
         self.write_held()
         copy: dict[str, dict[str, list[tuple[int, int]]]] = {}
-        for user_id, keys in keys_of.items():
+        for workspace_id, keys in keys_of.items():
             rows: dict[str, list[tuple[int, int]]] = {key: [] for key in keys}
             count = 0
             for chunk in _chunks(sorted(keys)):
                 found = self.db_session.execute(
-                    _KEY_ROWS_FOR, {"user_id": user_id, "keys": chunk, "limit": _PREFETCH_ROWS + 1}
+                    _KEY_ROWS_FOR, {"workspace_id": workspace_id, "keys": chunk, "limit": _PREFETCH_ROWS + 1}
                 ).all()
                 count += len(found)
                 for key, problem_id, incident_id in found:
                     rows[key].append((problem_id, incident_id))
             if count <= _PREFETCH_ROWS:
-                copy[user_id] = rows
+                copy[workspace_id] = rows
         self._copy = copy or None
         return bool(copy)
 
-    def copies(self, user_id: str) -> bool:
-        """Whether lookups for this user are answered from the batch's copy."""
-        return self._copy is not None and user_id in self._copy
+    def copies(self, workspace_id: str) -> bool:
+        """Whether lookups for this workspace are answered from the batch's copy."""
+        return self._copy is not None and workspace_id in self._copy
 
     def forget(self) -> None:
         """Drop the batch's copy: the index changed in a way it does not follow."""
@@ -246,7 +252,7 @@ class CandidateIndex:
     def hits(
         self,
         *,
-        user_id: str,
+        workspace_id: str,
         facts: ProblemFacts,
         settings: CorrelationSettings,
         reached: Mapping[str, Reach],
@@ -254,7 +260,7 @@ class CandidateIndex:
         """Problem id -> [incident id, strong key hits, weak key hits] of the problems (other than this
         one) that share an index key with ``facts``; from the batch's copy when it has them."""
         strong, weak = lookup_keys(facts, settings, reached)
-        copied = None if self._copy is None else self._copy.get(user_id)
+        copied = None if self._copy is None else self._copy.get(workspace_id)
         if copied is not None and not (strong <= copied.keys() and weak <= copied.keys()):
             copied = None
         if copied is None:
@@ -264,7 +270,7 @@ class CandidateIndex:
             for chunk in _chunks(sorted(keys)):
                 if copied is None:
                     rows = self.db_session.execute(
-                        _KEY_HITS, {"user_id": user_id, "keys": chunk, "limit": MAX_KEY_ROWS}
+                        _KEY_HITS, {"workspace_id": workspace_id, "keys": chunk, "limit": MAX_KEY_ROWS}
                     ).all()
                 else:
                     # As the query would answer: ordered by incident, then problem, and as many.
@@ -280,7 +286,7 @@ class CandidateIndex:
     def candidates(
         self,
         *,
-        user_id: str,
+        workspace_id: str,
         facts: ProblemFacts,
         settings: CorrelationSettings,
         reached: Mapping[str, Reach],
@@ -289,7 +295,9 @@ class CandidateIndex:
         """Problems of open incidents that share an index key with ``facts``, at most ``MAX_CANDIDATES``
         of them, those sharing the most strong keys first. Facts already in ``known`` are not read
         again (and those read are added to it)."""
-        incident_of = choose(self.hits(user_id=user_id, facts=facts, settings=settings, reached=reached))
+        incident_of = choose(
+            self.hits(workspace_id=workspace_id, facts=facts, settings=settings, reached=reached)
+        )
         if not incident_of:
             return []
         known = {} if known is None else known
@@ -301,7 +309,7 @@ class CandidateIndex:
         ]
 
     def add_problem(
-        self, user_id: str, problem_id: int, incident_id: int, keys: set[str], *, fresh: bool = False
+        self, workspace_id: str, problem_id: int, incident_id: int, keys: set[str], *, fresh: bool = False
     ) -> None:
         """Make the problem's rows exactly ``keys`` under ``incident_id`` (``fresh``: it has none yet)."""
         existing: dict[str, int] = {}
@@ -312,13 +320,13 @@ class CandidateIndex:
             return
         if not fresh:
             self.forget()
-        elif self._copy is not None and (copied := self._copy.get(user_id)) is not None:
+        elif self._copy is not None and (copied := self._copy.get(workspace_id)) is not None:
             for key in keys & copied.keys():
                 copied[key].append((problem_id, incident_id))
         if existing:
             self.db_session.execute(_UNINDEX_PROBLEM, {"problem_id": problem_id})
         rows = [
-            {"user_id": user_id, "key": key, "problem_id": problem_id, "incident_id": incident_id}
+            {"workspace_id": workspace_id, "key": key, "problem_id": problem_id, "incident_id": incident_id}
             for key in sorted(keys)
         ]
         if fresh and self._held is not None:
@@ -335,7 +343,7 @@ class CandidateIndex:
             .where(IncidentProblem.incident_id == incident.id)
         )
         for row in rows.all():
-            self.add_problem(incident.user_id, row.id, incident.id, keys_for(facts_from(row)))
+            self.add_problem(incident.workspace_id, row.id, incident.id, keys_for(facts_from(row)))
 
     def remove_incident(self, incident_id: int) -> None:
         """Take out the rows of an incident that is no longer open."""

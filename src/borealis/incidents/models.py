@@ -22,7 +22,7 @@ STATUSES = (OPEN, RESOLVED)
 
 
 class Incident(Base):
-    """A group of related problems of one user.
+    """A group of related problems of one workspace.
 
     Title, priority, affected entities, start and counts are kept from the member problems (see
     ``service.refresh``) so the list needs no join. An incident folded into another keeps its row and
@@ -31,13 +31,13 @@ class Incident(Base):
 
     __tablename__ = "incidents"
     __table_args__ = (
-        sa.Index("ix_incidents_user_started", "user_id", "started_at", "id"),
-        sa.Index("ix_incidents_user_status_started", "user_id", "status", "started_at", "id"),
-        sa.Index("ix_incidents_user_priority_started", "user_id", "priority", "started_at", "id"),
+        sa.Index("ix_incidents_workspace_started", "workspace_id", "started_at", "id"),
+        sa.Index("ix_incidents_workspace_status_started", "workspace_id", "status", "started_at", "id"),
+        sa.Index("ix_incidents_workspace_priority_started", "workspace_id", "priority", "started_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    workspace_id: Mapped[str] = mapped_column(sa.ForeignKey("workspaces.id", ondelete="CASCADE"))
     title: Mapped[str] = mapped_column(sa.Text, default="")
     status: Mapped[str] = mapped_column(sa.String(16), default=OPEN)
     # The highest normalized priority among the problems (critical, high, medium, low, info).
@@ -111,22 +111,24 @@ class IncidentKey(Base):
     __tablename__ = "incident_keys"
     __table_args__ = (
         sa.UniqueConstraint("problem_id", "key"),
-        sa.Index("ix_incident_keys_user_key", "user_id", "key"),
+        sa.Index("ix_incident_keys_workspace_key", "workspace_id", "key"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    workspace_id: Mapped[str] = mapped_column(sa.ForeignKey("workspaces.id", ondelete="CASCADE"))
     key: Mapped[str] = mapped_column(sa.String(300))
     problem_id: Mapped[int] = mapped_column(sa.ForeignKey("problems.id", ondelete="CASCADE"))
     incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id", ondelete="CASCADE"), index=True)
 
 
 class CorrelationSettingsRow(Base):
-    """A user's correlation settings; a user without a row gets the defaults."""
+    """A workspace's correlation settings; a workspace without a row gets the defaults."""
 
     __tablename__ = "correlation_settings"
 
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
     window_minutes: Mapped[int] = mapped_column(sa.Integer, default=DEFAULT_WINDOW_MINUTES)
     threshold: Mapped[float] = mapped_column(sa.Float, default=DEFAULT_THRESHOLD)
     max_hops: Mapped[int] = mapped_column(sa.Integer, default=DEFAULT_MAX_HOPS)

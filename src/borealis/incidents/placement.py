@@ -3,7 +3,7 @@
 A new problem joins the best related open incident (with the reason a human can check) or opens a new
 one, and folds in any other open incident it relates to, which makes the grouping the connected
 components of the "related" graph whatever the arrival order. A state change goes on the timeline and
-resolves or reopens the incident. Callers own the transaction; every call takes the user's correlation
+resolves or reopens the incident. Callers own the transaction; every call takes the workspace's correlation
 lock first.
 
 Each call works with one ``CorrelationBatch``; an ingest batch's also holds a copy of the candidate
@@ -61,7 +61,7 @@ def on_problem_changed(*, db_session: Session, problem_id: int, topology: Topolo
 def on_problems_changed(
     *, db_session: Session, changes: Sequence[ProblemChange], topology: Topology | None = None
 ) -> dict[int, Incident]:
-    """``on_problem_changed`` for the problems one ingest batch wrote, in order, reading each user's
+    """``on_problem_changed`` for the problems one ingest batch wrote, in order, reading each workspace's
     settings and topology once; returns the incident of each problem it had to look at.
 
     A problem whose columns that correlation reads did not change is left alone (its incident already
@@ -134,7 +134,7 @@ def _on_changed(
     change), the candidate index is rewritten only when the keys changed: every other step that moves,
     resolves or reopens an incident keeps the index of its problems right itself."""
     db_session = work.db_session
-    work.lock(problem.user_id)
+    work.lock(problem.workspace_id)
     attachment = work.attachment(problem.id)
     if attachment is None:
         return _attach_new(work, problem).incident
@@ -171,7 +171,7 @@ def _on_changed(
             maybe_reopen(work.changes, incident, why=f"{facts.display_id} reopened")
     absorb(incident, problem, facts)
     if incident.status == OPEN and (previous_keys is None or moved or keys != previous_keys):
-        work.changes.index.add_problem(problem.user_id, problem.id, incident.id, keys)
+        work.changes.index.add_problem(problem.workspace_id, problem.id, incident.id, keys)
     if previous_keys is None:
         db_session.flush()
     return incident
@@ -191,7 +191,7 @@ def recorrelate(*, db_session: Session, problem_id: int, topology: Topology | No
     """
     problem = load_problem(db_session=db_session, problem_id=problem_id)
     work = CorrelationBatch(Changes.of(db_session), topology)
-    work.lock(problem.user_id)
+    work.lock(problem.workspace_id)
     attachment = db_session.get(IncidentProblem, problem.id)
     if attachment is None:
         return _attach_new(work, problem)
@@ -230,7 +230,7 @@ def _fold_into_related(
     """Fold the problem's incident and the open incidents it relates to into the best related one."""
     db_session = work.db_session
     facts = work.facts_of(problem)
-    found = _related(work, problem.user_id, facts)
+    found = _related(work, problem.workspace_id, facts)
     related = [(item, other) for item, other in found if other.id != incident.id and not other.manual]
     if not related:
         return Placement(incident)
@@ -264,14 +264,14 @@ def _attach_new(work: CorrelationBatch, problem: ProblemPicture) -> Placement:
     """Place a problem that has no incident yet: into the best related open incident, folding in the
     others it relates to, or into a new one."""
     db_session = work.db_session
-    settings = work.settings_of(problem.user_id)
+    settings = work.settings_of(problem.workspace_id)
     facts = work.facts_of(problem)
-    found = _related(work, problem.user_id, facts)
+    found = _related(work, problem.workspace_id, facts)
     still_open = _is_open_state(problem.state)
     if not found:
         # The incident is inserted with its whole picture: one statement, no update after it.
         incident = Incident(
-            user_id=problem.user_id,
+            workspace_id=problem.workspace_id,
             title=problem.title or facts.display_id,
             status=OPEN,
             priority=problem.priority,
@@ -339,7 +339,9 @@ def _attach_new(work: CorrelationBatch, problem: ProblemPicture) -> Placement:
     if problem.state in ENDED_STATES:
         maybe_resolve(work.changes, target, why=f"all its problems have ended ({facts.display_id} last)")
     if target.status == OPEN:
-        work.changes.index.add_problem(problem.user_id, problem.id, target.id, keys_for(facts), fresh=True)
+        work.changes.index.add_problem(
+            problem.workspace_id, problem.id, target.id, keys_for(facts), fresh=True
+        )
     return Placement(target, attached=True, opened=not found)
 
 
@@ -347,13 +349,13 @@ def _attach_new(work: CorrelationBatch, problem: ProblemPicture) -> Placement:
 
 
 def _related(
-    work: CorrelationBatch, user_id: str, facts: ProblemFacts
+    work: CorrelationBatch, workspace_id: str, facts: ProblemFacts
 ) -> list[tuple[IncidentMatch, Incident]]:
     """The open incidents ``facts`` relates to, best first, each with its best match."""
-    settings = work.settings_of(user_id)
-    reached = work.reached(user_id, facts)
+    settings = work.settings_of(workspace_id)
+    reached = work.reached(workspace_id, facts)
     candidates = work.changes.index.candidates(
-        user_id=user_id,
+        workspace_id=workspace_id,
         facts=facts,
         settings=settings,
         reached=reached,

@@ -1,8 +1,8 @@
-"""Incident operations: the user's correlation lock and settings, the manual actions (resolve, reopen,
+"""Incident operations: the workspace's correlation lock and settings, the manual actions (resolve, reopen,
 merge, move a problem) and reading incidents.
 
-Callers own the transaction: these functions flush, never commit. Everything that changes a user's
-incidents first takes that user's correlation lock (``lock_user``), so concurrent deliveries are
+Callers own the transaction: these functions flush, never commit. Everything that changes a workspace's
+incidents first takes that workspace's correlation lock (``lock_workspace``), so concurrent deliveries are
 correlated one at a time and a storm ends like the same problems arriving one by one. Where a new
 problem goes is ``placement``'s business; how an incident changes, whoever changes it, is ``changes``'.
 """
@@ -16,7 +16,8 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, load_only
 
-from borealis.auth.models import User
+from borealis.audit import service as audit
+from borealis.audit.models import Actor
 from borealis.db import utcnow
 from borealis.errors import Conflict, InvalidInput, NotFound
 from borealis.incidents.changes import Changes, merge_into, record_event, refresh, set_open, set_resolved
@@ -31,34 +32,51 @@ from borealis.incidents.models import (
     IncidentProblem,
 )
 from borealis.problems.models import Problem
+from borealis.workspaces.models import Workspace
 
 # -- locking and settings ---------------------------------------------------------------------------
 
 
-def lock_user(*, db_session: Session, user_id: str) -> None:
-    """Serialize correlation and incident changes per user until the transaction ends.
+def lock_workspace(*, db_session: Session, workspace_id: str) -> None:
+    """Serialize correlation and incident changes per workspace until the transaction ends.
 
-    PostgreSQL: a ``FOR NO KEY UPDATE`` lock on the user's row (it does not block inserts that merely
-    reference the user). SQLite: writers already hold the database write lock from BEGIN IMMEDIATE.
+    PostgreSQL: a ``FOR NO KEY UPDATE`` lock on the workspace's row (it does not block inserts that merely
+    reference the workspace). SQLite: writers already hold the database write lock from BEGIN IMMEDIATE.
     """
     if db_session.get_bind().dialect.name == "postgresql":
-        db_session.execute(sa.select(User.id).where(User.id == user_id).with_for_update(key_share=True))
+        db_session.execute(
+            sa.select(Workspace.id).where(Workspace.id == workspace_id).with_for_update(key_share=True)
+        )
 
 
-def get_settings(*, db_session: Session, user_id: str) -> CorrelationSettings:
-    """The user's correlation settings, or the defaults when they never changed them."""
-    row = db_session.get(CorrelationSettingsRow, user_id)
+def get_settings(*, db_session: Session, workspace_id: str) -> CorrelationSettings:
+    """The workspace's correlation settings, or the defaults when they never changed them."""
+    row = db_session.get(CorrelationSettingsRow, workspace_id)
     return row.to_settings() if row is not None else CorrelationSettings()
 
 
-def put_settings(*, db_session: Session, user_id: str, settings: CorrelationSettings) -> CorrelationSettings:
-    """Store the user's correlation settings; returns them as stored."""
-    row = db_session.get(CorrelationSettingsRow, user_id)
+def put_settings(
+    *, db_session: Session, workspace_id: str, settings: CorrelationSettings, actor: Actor
+) -> CorrelationSettings:
+    """Store the workspace's correlation settings; returns them as stored."""
+    before = get_settings(db_session=db_session, workspace_id=workspace_id)
+    row = db_session.get(CorrelationSettingsRow, workspace_id)
     if row is None:
-        row = CorrelationSettingsRow(user_id=user_id)
+        row = CorrelationSettingsRow(workspace_id=workspace_id)
         db_session.add(row)
+    changed = {}
     for name in CorrelationSettings.__dataclass_fields__:
         setattr(row, name, getattr(settings, name))
+        if getattr(before, name) != getattr(settings, name):
+            changed[name] = {"from": getattr(before, name), "to": getattr(settings, name)}
+    if changed:
+        audit.record(
+            db_session=db_session,
+            workspace_id=workspace_id,
+            actor=actor,
+            action="settings.correlation_changed",
+            details=changed,
+        )
     db_session.flush()
     return row.to_settings()
 
@@ -75,7 +93,7 @@ def _require_active(incident: Incident) -> None:
 
 def resolve(*, db_session: Session, incident: Incident) -> Incident:
     """Resolve the incident by hand (open problems stay as Dynatrace reports them); returns it."""
-    lock_user(db_session=db_session, user_id=incident.user_id)
+    lock_workspace(db_session=db_session, workspace_id=incident.workspace_id)
     db_session.refresh(incident)
     _require_active(incident)
     if incident.status != RESOLVED:
@@ -87,7 +105,7 @@ def resolve(*, db_session: Session, incident: Incident) -> Incident:
 
 def reopen(*, db_session: Session, incident: Incident) -> Incident:
     """Reopen the incident by hand, so related new problems join it again; returns it."""
-    lock_user(db_session=db_session, user_id=incident.user_id)
+    lock_workspace(db_session=db_session, workspace_id=incident.workspace_id)
     db_session.refresh(incident)
     _require_active(incident)
     if incident.status != OPEN:
@@ -98,13 +116,13 @@ def reopen(*, db_session: Session, incident: Incident) -> Incident:
 
 
 def merge(*, db_session: Session, target: Incident, source_incident_id: int) -> Incident:
-    """Fold another incident of the same user into ``target``; returns ``target``."""
-    lock_user(db_session=db_session, user_id=target.user_id)
+    """Fold another incident of the same workspace into ``target``; returns ``target``."""
+    lock_workspace(db_session=db_session, workspace_id=target.workspace_id)
     db_session.refresh(target)
     _require_active(target)
     if source_incident_id == target.id:
         raise InvalidInput("sourceIncidentId is this incident; give the id of the incident to merge into it")
-    source = get(db_session=db_session, user_id=target.user_id, incident_id=source_incident_id)
+    source = get(db_session=db_session, workspace_id=target.workspace_id, incident_id=source_incident_id)
     if source is None:
         raise NotFound(f"incident {source_incident_id} does not exist; list incidents with GET /incidents")
     _require_active(source)
@@ -121,7 +139,7 @@ def move_problem(
 ) -> Incident:
     """Move one problem out of ``incident`` into another incident, or a new one when the target is
     None; returns the incident it now belongs to."""
-    lock_user(db_session=db_session, user_id=incident.user_id)
+    lock_workspace(db_session=db_session, workspace_id=incident.workspace_id)
     db_session.refresh(incident)
     _require_active(incident)
     attachment = db_session.get(IncidentProblem, problem_id)
@@ -133,7 +151,7 @@ def move_problem(
     display = problem.display_id or f"PID {problem.pid}"
     if target_incident_id is None:
         target = Incident(
-            user_id=incident.user_id,
+            workspace_id=incident.workspace_id,
             title=problem.title or display,
             status=OPEN,
             priority=problem.priority,
@@ -154,7 +172,9 @@ def move_problem(
     else:
         if target_incident_id == incident.id:
             raise InvalidInput(f"alert {problem_id} is already in incident {incident.id}")
-        target = get(db_session=db_session, user_id=incident.user_id, incident_id=target_incident_id)
+        target = get(
+            db_session=db_session, workspace_id=incident.workspace_id, incident_id=target_incident_id
+        )
         if target is None:
             raise NotFound(
                 f"incident {target_incident_id} does not exist; list incidents with GET /incidents"
@@ -190,7 +210,7 @@ def move_problem(
     refresh(db_session=db_session, incident=target)
     changes = Changes.of(db_session)
     if target.status == OPEN:
-        changes.index.add_problem(incident.user_id, problem_id, target.id, keys_for(facts_from(problem)))
+        changes.index.add_problem(incident.workspace_id, problem_id, target.id, keys_for(facts_from(problem)))
     else:
         changes.index.remove_problem(problem_id)
     if incident.status == OPEN and not incident.open_problem_count:
@@ -210,10 +230,10 @@ def _settle_after_manual(changes: Changes, incident: Incident, *, why: str) -> N
 # -- reading ----------------------------------------------------------------------------------------
 
 
-def get(*, db_session: Session, user_id: str, incident_id: int) -> Incident | None:
-    """The user's incident with this id, or None (another user's incident is None too)."""
+def get(*, db_session: Session, workspace_id: str, incident_id: int) -> Incident | None:
+    """The workspace's incident with this id, or None (another workspace's incident is None too)."""
     return db_session.scalar(
-        sa.select(Incident).where(Incident.id == incident_id, Incident.user_id == user_id)
+        sa.select(Incident).where(Incident.id == incident_id, Incident.workspace_id == workspace_id)
     )
 
 
@@ -227,10 +247,10 @@ class IncidentFilter:
 
 
 def list_incidents(
-    *, db_session: Session, user_id: str, filters: IncidentFilter, limit: int, offset: int
+    *, db_session: Session, workspace_id: str, filters: IncidentFilter, limit: int, offset: int
 ) -> tuple[list[Incident], int]:
-    """The user's incidents (merged-away ones left out), newest start first, and how many match."""
-    conditions = [Incident.user_id == user_id, Incident.merged_into_id.is_(None)]
+    """The workspace's incidents (merged-away ones left out), newest start first, and how many match."""
+    conditions = [Incident.workspace_id == workspace_id, Incident.merged_into_id.is_(None)]
     if filters.status:
         conditions.append(Incident.status == filters.status)
     if filters.priority:

@@ -84,21 +84,21 @@ def reach(
     return reached
 
 
-# Who provides the topology for a user's problems: the entity cache, unless a test installs another.
+# Who provides the topology for a workspace's problems: the entity cache, unless a test installs another.
 TopologySource = Callable[[Session, str], Topology]
 _sources: list[TopologySource] = []
 
 
 def use_topology_source(source: TopologySource | None) -> None:
-    """Install the function that builds a user's ``Topology`` from a session (None: the entity cache)."""
+    """Install the function that builds a workspace's ``Topology`` from a session (None: the entity cache)."""
     _sources.clear()
     if source is not None:
         _sources.append(source)
 
 
-def topology_for(db_session: Session, user_id: str) -> Topology:
-    """The user's topology: the installed source's, else the entity cache of the user's connection
+def topology_for(db_session: Session, workspace_id: str) -> Topology:
+    """The workspace's topology: the installed source's, else the entity cache of the workspace's connection
     (``NO_TOPOLOGY`` without one)."""
     if _sources:
-        return _sources[0](db_session, user_id)
-    return cached_topology(db_session, user_id) or NO_TOPOLOGY
+        return _sources[0](db_session, workspace_id)
+    return cached_topology(db_session, workspace_id) or NO_TOPOLOGY

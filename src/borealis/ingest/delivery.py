@@ -30,7 +30,7 @@ from borealis.problems import service as problems_service
 
 logger = logging.getLogger("borealis.webhook")
 
-# One answer for a wrong secret and for a user id with no connection: a caller without the secret
+# One answer for a wrong secret and for a workspace id with no connection: a caller without the secret
 # learns nothing about which ids exist.
 UNAUTHORIZED = (
     "unknown webhook URL or missing or wrong secret: connect first (POST /dynatrace/connect), then send the "
@@ -55,7 +55,7 @@ def error(status: int, code: str, message: str) -> Answer:
 class Job:
     """A delivery from the sender's point of view: who it claims to be, and what it sent, parsed."""
 
-    user_id: str
+    workspace_id: str
     token: str
     notification: ProblemNotification | None
     rejection: str | None
@@ -71,7 +71,7 @@ class Job:
 
 def job(
     *,
-    user_id: str,
+    workspace_id: str,
     token: str,
     body: bytes,
     received_at: datetime,
@@ -81,7 +81,7 @@ def job(
 ) -> Job:
     """A delivery as a job, parsed unless ``parse`` is False: then the writer parses it once the secret
     is checked, so a sender without the secret never has its body read."""
-    waiting = Job(user_id, token, None, None, False, "", content_type, received_at, id, body)
+    waiting = Job(workspace_id, token, None, None, False, "", content_type, received_at, id, body)
     return parsed(waiting) if parse else waiting
 
 
@@ -111,7 +111,7 @@ def parsed(job: Job) -> Job:
 
 def to_wire(job: Job) -> bytes:
     """The job as bytes, for the writer process (parsing happened on the server's side): the lengths
-    of the user id, of a JSON header and of the details document, then each, then the raw body as it
+    of the workspace id, of a JSON header and of the details document, then each, then the raw body as it
     is (inside JSON it would cost escaping). The writer only stores the document: it gets it as
     ``StoredJson``, never decoded."""
     notification = job.notification
@@ -126,7 +126,7 @@ def to_wire(job: Job) -> bytes:
         if notification.details is not None:
             details = jsontext.dumps(notification.details).encode()
             values[_DETAILS] = None
-    user = job.user_id.encode()
+    workspace = job.workspace_id.encode()
     header = jsontext.dumps(
         [
             job.id,
@@ -140,18 +140,18 @@ def to_wire(job: Job) -> bytes:
         ]
     ).encode()
     tail = job.body if job.body is not None else job.raw_body.encode()
-    return _LENGTHS.pack(len(user), len(header), len(details)) + user + header + details + tail
+    return _LENGTHS.pack(len(workspace), len(header), len(details)) + workspace + header + details + tail
 
 
 def from_wire(data: bytes) -> Job:
     """The job ``to_wire`` wrote."""
-    user_length, header_length, details_length = _LENGTHS.unpack_from(data)
-    user_end = _LENGTHS.size + user_length
-    header_end = user_end + header_length
+    workspace_length, header_length, details_length = _LENGTHS.unpack_from(data)
+    workspace_end = _LENGTHS.size + workspace_length
+    header_end = workspace_end + header_length
     details_end = header_end + details_length
-    user_id = data[_LENGTHS.size : user_end].decode()
+    workspace_id = data[_LENGTHS.size : workspace_end].decode()
     id_, token, values, rejection, malformed, content_type, received_at, waiting = jsontext.loads(
-        data[user_end:header_end]
+        data[workspace_end:header_end]
     )
     notification = None
     if values is not None:
@@ -164,7 +164,7 @@ def from_wire(data: bytes) -> Job:
         notification = ProblemNotification(*values)
     tail = data[details_end:]
     return Job(
-        user_id,
+        workspace_id,
         token,
         notification,
         rejection,
@@ -189,12 +189,12 @@ _DETAILS = _NOTIFICATION_FIELDS.index("details")
 def process(db_session: Session, jobs: list[Job]) -> list[Answer]:
     """Authenticate, then parse what waits to be, and apply jobs in the caller's transaction; one
     answer per job, in order."""
-    connections = _connections(db_session, sorted({job.user_id for job in jobs}))
+    connections = _connections(db_session, sorted({job.workspace_id for job in jobs}))
     answers: list[Answer | None] = [None] * len(jobs)
     accepted: list[intake.Accepted] = []
     positions: list[int] = []
     for position, job in enumerate(jobs):
-        connection = connections.get(job.user_id)
+        connection = connections.get(job.workspace_id)
         if (
             connection is None
             or not connection.connected
@@ -225,22 +225,22 @@ def process(db_session: Session, jobs: list[Job]) -> list[Answer]:
     return [answer for answer in answers if answer is not None]
 
 
-def _connections(db_session: Session, user_ids: list[str]) -> dict[str, Connection]:
-    """The users' connections with what a delivery needs of them: who, the secret's hash, whether it is
+def _connections(db_session: Session, workspace_ids: list[str]) -> dict[str, Connection]:
+    """The workspaces' connections with what a delivery needs of them: who, the secret's hash, whether it is
     connected, and the times intake moves forward (``intake._touch_connections``). They are read
     straight from the driver (an ORM query costs more than the rest of a small batch's reads) and
     stay out of the session: nothing here changes them through it."""
     driver = Driver.of(db_session)
     reader = driver.reader(_connections_table, _CONNECTION_COLUMNS)
-    sql = f"{reader.sql} WHERE user_id IN ({driver.marks(len(user_ids))})"
-    rows = reader.dicts(driver.query(db_session, sql, user_ids))
-    return {row["user_id"]: Connection(**row) for row in rows}
+    sql = f"{reader.sql} WHERE workspace_id IN ({driver.marks(len(workspace_ids))})"
+    rows = reader.dicts(driver.query(db_session, sql, workspace_ids))
+    return {row["workspace_id"]: Connection(**row) for row in rows}
 
 
 _connections_table: sa.Table = Connection.__table__  # type: ignore[assignment]
 _CONNECTION_COLUMNS = (
     "id",
-    "user_id",
+    "workspace_id",
     "token_ciphertext",
     "webhook_secret_hash",
     "last_webhook_at",

@@ -21,15 +21,15 @@ ProblemRow = Mapping[str, Any]
 
 class FollowUp(Protocol):
     def __call__(
-        self, *, db_session: Session, user_ids: Sequence[str] | None = None, limit: int = ...
+        self, *, db_session: Session, workspace_ids: Sequence[str] | None = None, limit: int = ...
     ) -> int:
-        """Carry out queued follow-ups (of these users, or of anyone); returns how many."""
+        """Carry out queued follow-ups (of these workspaces, or of any workspace); returns how many."""
         ...
 
 
-class LockUser(Protocol):
-    def __call__(self, *, db_session: Session, user_id: str) -> None:
-        """Take the user's correlation lock, before any problem row."""
+class LockWorkspace(Protocol):
+    def __call__(self, *, db_session: Session, workspace_id: str) -> None:
+        """Take the workspace's correlation lock, before any problem row."""
         ...
 
 
@@ -39,7 +39,7 @@ class IngestHooks:
     picture_changed: Callable[[ProblemRow, ProblemRow], bool]
     # The candidate-index keys of a problem row, sorted.
     index_keys: Callable[[ProblemRow], list[str]]
-    lock_user: LockUser
+    lock_workspace: LockWorkspace
     follow_up: FollowUp
 
 

@@ -32,7 +32,7 @@ from borealis.problems import service as problems_service
 from borealis.problems.models import ENDED_STATES, FollowUp
 
 SOURCES = problems_service.SOURCES
-# The job that carries out a user's queued follow-ups (``borealis.jobs.follow_ups``).
+# The job that carries out a workspace's queued follow-ups (``borealis.jobs.follow_ups``).
 FOLLOW_UP_JOB = "problem.follow_up"
 FOLLOW_UP_MAX_ATTEMPTS = 20
 _follow_ups: sa.Table = FollowUp.__table__  # type: ignore[assignment]
@@ -118,7 +118,7 @@ def ingest_many(
     """Ingest notifications in order, in the caller's transaction; returns one result per item.
 
     The lifecycle step writes each problem and queues its follow-up (``FollowUp``) in this transaction.
-    A job per user (``FOLLOW_UP_JOB``) carries the follow-ups out later, in short transactions of its
+    A job per workspace (``FOLLOW_UP_JOB``) carries the follow-ups out later, in short transactions of its
     own. With ``follow_up_now`` the follow-ups of the problems this call changed (theirs only) run here
     too, so the caller commits those problems and their incidents together; the webhook and sync jobs
     pass False. ``being_enriched`` names the problems whose enrichment this write is: they ask for no
@@ -140,7 +140,7 @@ def ingest_many(
         deliveries.append(
             problems_service.Delivery(
                 connection_id=item.connection.id,
-                user_id=item.connection.user_id,
+                workspace_id=item.connection.workspace_id,
                 notification=notification,
                 source=item.source,
                 raw_body=item.raw_body,
@@ -148,11 +148,11 @@ def ingest_many(
             )
         )
 
-    user_ids = sorted({delivery.user_id for delivery in deliveries})
+    workspace_ids = sorted({delivery.workspace_id for delivery in deliveries})
     if follow_up_now:
         # Correlation lock first: every step that correlates takes it before any problem row.
-        for user_id in user_ids:
-            hooks().lock_user(db_session=db_session, user_id=user_id)
+        for workspace_id in workspace_ids:
+            hooks().lock_workspace(db_session=db_session, workspace_id=workspace_id)
     applied = problems_service.apply_notifications(db_session=db_session, deliveries=deliveries)
     changed: dict[int, problems_service.Applied] = {}
     for position, outcome in zip(positions, applied, strict=True):
@@ -179,21 +179,24 @@ def ingest_many(
 
 
 def _users_still_waiting(db_session: Session, problem_ids: list[int]) -> set[str]:
-    statement = sa.select(FollowUp.user_id).where(FollowUp.problem_id.in_(problem_ids)).distinct()
+    statement = sa.select(FollowUp.workspace_id).where(FollowUp.problem_id.in_(problem_ids)).distinct()
     return set(db_session.scalars(statement))
 
 
-def follow_up_key(user_id: str) -> str:
-    return f"user:{user_id}"
+def follow_up_key(workspace_id: str) -> str:
+    return f"workspace:{workspace_id}"
 
 
-def _request_follow_up_jobs(db_session: Session, user_ids: Collection[str]) -> None:
-    """The job that carries out these users' follow-ups (one queued per user: a burst folds into it)."""
+def _request_follow_up_jobs(db_session: Session, workspace_ids: Collection[str]) -> None:
+    """The job that carries out these workspaces' follow-ups (one queued per workspace: a burst folds into it)."""
     requests = [
         jobstore.JobRequest(
-            key=follow_up_key(user_id), user_id=user_id, payload={}, max_attempts=FOLLOW_UP_MAX_ATTEMPTS
+            key=follow_up_key(workspace_id),
+            workspace_id=workspace_id,
+            payload={},
+            max_attempts=FOLLOW_UP_MAX_ATTEMPTS,
         )
-        for user_id in sorted(user_ids)
+        for workspace_id in sorted(workspace_ids)
     ]
     jobstore.enqueue_many(db_session=db_session, kind=FOLLOW_UP_JOB, requests=requests)
 
@@ -202,7 +205,7 @@ def _queue_follow_ups(
     db_session: Session, changed: Sequence[problems_service.Applied], *, being_enriched: Collection[int] = ()
 ) -> set[str]:
     """Record what each changed problem still needs, a row per change (the job merges a problem's rows
-    when it carries them out); returns the users who have follow-ups waiting now.
+    when it carries them out); returns the workspaces who have follow-ups waiting now.
 
     Only inserts: nothing here waits on a follow-up that the job is carrying out meanwhile.
     """
@@ -224,7 +227,7 @@ def _queue_follow_ups(
         inserts.append(
             {
                 "problem_id": applied.problem_id,
-                "user_id": applied.row["user_id"],
+                "workspace_id": applied.row["workspace_id"],
                 "created": previous is None,
                 "correlate": correlate,
                 "enrich": enrich,
@@ -239,7 +242,7 @@ def _queue_follow_ups(
         driver = Driver.of(db_session)
         writer = driver.writer(_follow_ups, list(inserts[0]))
         driver.execute_many(db_session, writer.sql, writer.params(inserts))
-    return {row["user_id"] for row in inserts}
+    return {row["workspace_id"] for row in inserts}
 
 
 # States replayed per follow-up at most: the first and the newest (a problem flapping all through a
@@ -257,11 +260,11 @@ def _next_at(states: list[list[Any]], now: datetime) -> int:
     return timed[0] if timed else int(now.timestamp() * 1_000_000)
 
 
-def pending_follow_ups(*, db_session: Session, user_id: str | None = None) -> bool:
-    """Whether any follow-up (of this user, or of anyone) is waiting."""
+def pending_follow_ups(*, db_session: Session, workspace_id: str | None = None) -> bool:
+    """Whether any follow-up (of this workspace, or of any workspace) is waiting."""
     statement = sa.select(FollowUp.id)
-    if user_id is not None:
-        statement = statement.where(FollowUp.user_id == user_id)
+    if workspace_id is not None:
+        statement = statement.where(FollowUp.workspace_id == workspace_id)
     return db_session.scalar(statement.limit(1)) is not None
 
 

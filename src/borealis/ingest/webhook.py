@@ -1,9 +1,9 @@
-"""``POST /dynatrace/webhook/{user_id}``: the hot path.
+"""``POST /dynatrace/webhook/{workspace_id}``: the hot path.
 
 ``WebhookEndpoint`` reads the body and hands it to the webhook writer, a process of its own
 (``writer.py``) that authenticates and commits deliveries in batches, and answers each once it is
 durable. Here only what needs no database is refused: no secret, an oversized body, a path that cannot
-be a user id.
+be a workspace id.
 
 The endpoint is reached two ways, with the same answers: ``WebhookFastPath``, an ASGI wrapper the server
 puts around the application (``server.py``), answers deliveries before the middleware stack and the
@@ -40,11 +40,11 @@ from borealis.schemas import ErrorResponse
 logger = logging.getLogger("borealis.webhook")
 
 PREFIX = "/dynatrace/webhook/"
-# API routes under the prefix (user ids are UUIDs, so no delivery path collides with them).
+# API routes under the prefix (workspace ids are UUIDs, so no delivery path collides with them).
 NOT_DELIVERIES = frozenset({PREFIX + "install"})
 # Deliveries handed to the writer and not answered yet, at most.
 MAX_QUEUED = 20_000
-# A user id and secret the writer accepted are trusted this long to parse bodies here, ahead of the
+# A workspace id and secret the writer accepted are trusted this long to parse bodies here, ahead of the
 # writer's check (which every delivery still passes); at most this many are remembered.
 TRUSTED_SECONDS = 300.0
 MAX_TRUSTED = 10_000
@@ -73,7 +73,7 @@ class WebhookEndpoint:
     """The ASGI endpoint. Refuses before queueing what needs no database: no secret, oversized body.
 
     A body is parsed only once its secret is known to be right: here when the writer accepted this
-    user id and secret a moment ago (parsing then costs the writer nothing), else in the writer after
+    workspace id and secret a moment ago (parsing then costs the writer nothing), else in the writer after
     it checked the secret. A sender without the secret never has its body read."""
 
     def __init__(self, app: Any) -> None:
@@ -81,16 +81,18 @@ class WebhookEndpoint:
         self._trusted: dict[tuple[str, str], float] = {}
 
     async def __call__(
-        self, scope: Scope, receive: Receive, send: Send, user_id: str, headers: _Headers
+        self, scope: Scope, receive: Receive, send: Send, workspace_id: str, headers: _Headers
     ) -> None:
-        answer = await self.answer(scope, receive, user_id, headers)
+        answer = await self.answer(scope, receive, workspace_id, headers)
         if answer is not None:
             await send(
                 {"type": "http.response.start", "status": answer.status, "headers": _headers_of(answer)}
             )
             await send({"type": "http.response.body", "body": answer.encoded})
 
-    async def answer(self, scope: Scope, receive: Receive, user_id: str, headers: _Headers) -> Encoded | None:
+    async def answer(
+        self, scope: Scope, receive: Receive, workspace_id: str, headers: _Headers
+    ) -> Encoded | None:
         """The answer to one delivery, encoded; None when the sender left before its body ended."""
         started = time.perf_counter()
         received_at = utcnow()
@@ -103,19 +105,19 @@ class WebhookEndpoint:
             return None
         if body is None:
             answer = error(413, "payload_too_large", f"request body is larger than {limit} bytes")
-        elif not token or not user_id or len(user_id) > 64 or "/" in user_id:
+        elif not token or not workspace_id or len(workspace_id) > 64 or "/" in workspace_id:
             answer = error(401, "not_authenticated", UNAUTHORIZED)
         else:
             writer = get_writer(self.app)
             if writer.backlog() > MAX_QUEUED:
                 answer = error(503, "busy", "too many notifications queued; Dynatrace will send it again")
             else:
-                sender = (user_id, token)
+                sender = (workspace_id, token)
                 trusted = self._trusted.get(sender, 0.0) > time.monotonic()
                 try:
                     answer = await writer.submit(
                         job(
-                            user_id=user_id,
+                            workspace_id=workspace_id,
                             token=token,
                             body=body,
                             received_at=received_at,
@@ -149,7 +151,7 @@ class ClientGone(Exception):
 
 
 class WebhookFastPath:
-    """Answers ``POST /dynatrace/webhook/{user_id}`` ahead of the middleware stack (sessions, access
+    """Answers ``POST /dynatrace/webhook/{workspace_id}`` ahead of the middleware stack (sessions, access
     log, routing): the one endpoint Dynatrace hammers gets the shortest path. Everything else passes to
     the application, which answers deliveries the same way through ``router`` where this is left out."""
 
@@ -164,7 +166,7 @@ class WebhookFastPath:
             and scope["method"] == "POST"
             and scope["path"] not in NOT_DELIVERIES
         ):
-            user_id = scope["path"][len(PREFIX) :]
+            workspace_id = scope["path"][len(PREFIX) :]
             headers = _read_headers(scope)
             request_id = headers.request_id or _new_request_id()
             raw_id = request_id.encode("latin-1", "replace")
@@ -176,7 +178,7 @@ class WebhookFastPath:
 
             token = request_id_var.set(request_id)
             try:
-                await self.endpoint(scope, receive, send_with_id, user_id, headers)
+                await self.endpoint(scope, receive, send_with_id, workspace_id, headers)
             finally:
                 request_id_var.reset(token)
             return
@@ -329,7 +331,7 @@ router = APIRouter(tags=["dynatrace"])
 
 
 @router.post(
-    PREFIX + "{user_id:path}",
+    PREFIX + "{workspace_id:path}",
     operation_id="receive_dynatrace_webhook",
     summary="Receive a Dynatrace problem notification",
     dependencies=[Security(_SECRET_IN_HEADER), Security(_SECRET_IN_URL)],
@@ -338,7 +340,7 @@ router = APIRouter(tags=["dynatrace"])
         200: {"description": "Stored (or counted as a redelivery, or recorded as a test)."},
         400: _refusal("The body cannot be read as a JSON object (the message says why)."),
         401: _refusal(
-            "The webhook secret is missing or wrong, or the user id has no connection (one answer for "
+            "The webhook secret is missing or wrong, or the workspace id has no connection (one answer for "
             "both, so the answer does not tell which ids exist)."
         ),
         413: _refusal("The body is larger than the limit."),
@@ -365,7 +367,7 @@ router = APIRouter(tags=["dynatrace"])
         }
     },
 )
-async def receive_webhook(request: Request, user_id: str) -> Response:
+async def receive_webhook(request: Request, workspace_id: str) -> Response:
     """Where Dynatrace's custom integration posts problem notifications. Use the URL and the payload
     template from GET /dynatrace/webhook-url. The body is read as JSON whatever the Content-Type says, up
     to the server's body limit (1 MiB by default). The answer comes once the notification is durably
@@ -373,7 +375,7 @@ async def receive_webhook(request: Request, user_id: str) -> Response:
     never as a problem. A body with no usable problem is refused and kept for troubleshooting
     (GET /dynatrace/rejected-deliveries)."""
     answer = await endpoint_of(request.app).answer(
-        request.scope, request.receive, user_id, _read_headers(request.scope)
+        request.scope, request.receive, workspace_id, _read_headers(request.scope)
     )
     if answer is None:  # the sender is gone: nobody reads this
         return Response(status_code=400)

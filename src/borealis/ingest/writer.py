@@ -5,7 +5,7 @@ Python runs one thread of a process at a time, and a delivery costs work in two 
 commit). In one process those add up; in two they run on two cores at once.
 The server starts the writer (``WriterClient``) and talks to it over a socket pair: it parses each
 delivery and sends it on, and gets the answers back a batch at a time. On PostgreSQL it starts several
-(``WriterPool``), and a user's deliveries go to one of them at a time.
+(``WriterPool``), and a workspace's deliveries go to one of them at a time.
 
 The writer commits whatever has queued up in one transaction (group commit: one fsync for many
 deliveries) and only then answers each, so every 2xx is durable. That transaction holds the lifecycle
@@ -190,9 +190,9 @@ class WriterClient:
 
 
 class WriterPool:
-    """The server's writer processes (``WriterClient`` each). A user's deliveries go to one of them at
-    a time (``Router``): two writers' batches never wait for each other's rows (a problem, the user's
-    counts, the user's follow-up job), and a user's deliveries are written in the order they came."""
+    """The server's writer processes (``WriterClient`` each). A workspace's deliveries go to one of them at
+    a time (``Router``): two writers' batches never wait for each other's rows (a problem, the workspace's
+    counts, the workspace's follow-up job), and a workspace's deliveries are written in the order they came."""
 
     def __init__(self, clients: list[WriterClient]) -> None:
         self.clients = clients
@@ -211,12 +211,12 @@ class WriterPool:
         return sum(client.backlog() for client in self.clients)
 
     async def submit(self, job: Job) -> Answer:
-        """Hand a parsed delivery to its user's writer; returns its answer once it is committed."""
-        client = self.clients[self._router.take(job.user_id)]
+        """Hand a parsed delivery to its workspace's writer; returns its answer once it is committed."""
+        client = self.clients[self._router.take(job.workspace_id)]
         try:
             return await client.submit(job)
         finally:
-            self._router.done(job.user_id)
+            self._router.done(job.workspace_id)
 
     async def start(self) -> None:
         for client in self.clients:
@@ -363,31 +363,31 @@ class WebhookWriter:
 
 
 class Router:
-    """Which writer takes a delivery. A user with deliveries queued or being written has them all on
-    one writer, which takes the next too; a user with none goes to the writer with the fewest
-    deliveries, so users spread over the writers as they come and go."""
+    """Which writer takes a delivery. A workspace with deliveries queued or being written has them all on
+    one writer, which takes the next too; a workspace with none goes to the writer with the fewest
+    deliveries, so workspaces spread over the writers as they come and go."""
 
     def __init__(self, writers: int) -> None:
         self._load = [0] * writers
-        # user id -> [their writer, their deliveries on it]
+        # workspace id -> [their writer, their deliveries on it]
         self._held: dict[str, list[int]] = {}
 
-    def take(self, user_id: str) -> int:
-        """The writer for the user's next delivery, counted as held until ``done``."""
-        held = self._held.get(user_id)
+    def take(self, workspace_id: str) -> int:
+        """The writer for the workspace's next delivery, counted as held until ``done``."""
+        held = self._held.get(workspace_id)
         if held is None:
-            held = self._held[user_id] = [self._load.index(min(self._load)), 0]
+            held = self._held[workspace_id] = [self._load.index(min(self._load)), 0]
         held[1] += 1
         self._load[held[0]] += 1
         return held[0]
 
-    def done(self, user_id: str) -> None:
-        """One of the user's deliveries is answered."""
-        held = self._held[user_id]
+    def done(self, workspace_id: str) -> None:
+        """One of the workspace's deliveries is answered."""
+        held = self._held[workspace_id]
         held[1] -= 1
         self._load[held[0]] -= 1
         if not held[1]:
-            del self._held[user_id]
+            del self._held[workspace_id]
 
 
 class Checkpointer:

@@ -1,10 +1,10 @@
 """Carrying out what ingest recorded: correlation into incidents, an analysis for each new problem's
 incident, enrichment of changed open problems.
 
-Ingest appends a ``FollowUp`` per change of a problem, and queues a job per user (``FOLLOW_UP_JOB``), in its own
+Ingest appends a ``FollowUp`` per change of a problem, and queues a job per workspace (``FOLLOW_UP_JOB``), in its own
 transaction; this module, above incidents, RCA and sync, carries them out: that job, on the workers, a
 few problems per transaction (``run``); a request that reads incidents (``borealis.api.deps``), for its
-user; a caller that wants a problem's incident at once (``follow_up_now``), for that problem only.
+workspace; a caller that wants a problem's incident at once (``follow_up_now``), for that problem only.
 ``install`` is what the entry points give ingest (``borealis.ingest.hooks``) so that it can ask these
 questions without importing upward.
 """
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from borealis.db import Database
 from borealis.incidents import batch, placement
-from borealis.incidents.service import lock_user
+from borealis.incidents.service import lock_workspace
 from borealis.ingest import hooks, writer
 from borealis.ingest.intake import bounded_states
 from borealis.jobstore import JobContext, Retry
@@ -42,11 +42,11 @@ MAX_LAG_SECONDS = 10.0
 
 
 def run(ctx: JobContext) -> dict[str, Any]:
-    """The follow-up job: carry out the user's follow-ups, ``JOB_STEP`` per transaction, until none are
+    """The follow-up job: carry out the workspace's follow-ups, ``JOB_STEP`` per transaction, until none are
     left (a worker shutting down stops between transactions: the job runs again for the rest)."""
     done = follow_up_all(
         database=ctx.database,
-        user_ids=[ctx.user_id] if ctx.user_id else None,
+        workspace_ids=[ctx.workspace_id] if ctx.workspace_id else None,
         stop=ctx.stopping,
         before_each=lambda: _give_way(ctx.stopping),
     )
@@ -58,37 +58,37 @@ def run(ctx: JobContext) -> dict[str, Any]:
 def follow_up(
     *,
     db_session: Session,
-    user_ids: Sequence[str] | None = None,
+    workspace_ids: Sequence[str] | None = None,
     problem_ids: Sequence[int] | None = None,
     limit: int = FOLLOW_UP_BATCH,
 ) -> int:
-    """Carry out queued follow-ups (of these users, or of anyone), oldest first, in the caller's
+    """Carry out queued follow-ups (of these workspaces, or of any workspace), oldest first, in the caller's
     transaction: correlation into incidents, an analysis for each new problem's incident, enrichment of
     changed open problems. Returns how many problems it followed up (fewer than ``limit``: none are
     left). With ``problem_ids`` only the follow-ups of those problems.
 
-    Serialized per user by the correlation lock. A problem's rows are merged into one change: those
+    Serialized per workspace by the correlation lock. A problem's rows are merged into one change: those
     its row as read here already includes (``version``); a change committed after that read stays
     for the next call, so nothing is replayed against a problem that does not show it yet.
     """
     if problem_ids is not None:
-        user_ids = list(
+        workspace_ids = list(
             db_session.scalars(
-                sa.select(FollowUp.user_id).where(FollowUp.problem_id.in_(problem_ids)).distinct()
+                sa.select(FollowUp.workspace_id).where(FollowUp.problem_id.in_(problem_ids)).distinct()
             )
         )
-    elif user_ids is None:
-        user_ids = list(db_session.scalars(sa.select(FollowUp.user_id).distinct().limit(limit)))
-    user_ids = sorted(set(user_ids))
-    if not user_ids:
+    elif workspace_ids is None:
+        workspace_ids = list(db_session.scalars(sa.select(FollowUp.workspace_id).distinct().limit(limit)))
+    workspace_ids = sorted(set(workspace_ids))
+    if not workspace_ids:
         return 0
-    for user_id in user_ids:
-        lock_user(db_session=db_session, user_id=user_id)
+    for workspace_id in workspace_ids:
+        lock_workspace(db_session=db_session, workspace_id=workspace_id)
     # The oldest waiting problems, and one more: when its next state arrived bounds what this call
     # may replay.
     oldest = (
         sa.select(FollowUp.problem_id, sa.func.min(FollowUp.next_at).label("next_at"))
-        .where(FollowUp.user_id.in_(user_ids))
+        .where(FollowUp.workspace_id.in_(workspace_ids))
         .group_by(FollowUp.problem_id)
         .order_by(sa.func.min(FollowUp.next_at), FollowUp.problem_id)
         .limit(limit + 1)
@@ -143,7 +143,7 @@ def follow_up(
     )
     sync_service.request_enrichments(
         db_session=db_session,
-        problems=[(p, m.user_id, rows[p]["state"]) for p, m in merged.items() if m.enrich],
+        problems=[(p, m.workspace_id, rows[p]["state"]) for p, m in merged.items() if m.enrich],
     )
     # Every merged row goes, but a problem with states left keeps its first row for them.
     done = [f.id for p, m in merged.items() for f in (m.rows[1:] if p in later else m.rows)]
@@ -169,7 +169,7 @@ class _Merged:
     """A problem's waiting rows as one change: the first's starting point, every state since."""
 
     rows: list[FollowUp]
-    user_id: str
+    workspace_id: str
     created: bool
     correlate: bool
     enrich: bool
@@ -185,7 +185,7 @@ class _Merged:
             states += [list(step) for step in (f.states or ())[1:]]
         return cls(
             rows=rows,
-            user_id=first.user_id,
+            workspace_id=first.workspace_id,
             created=first.created,
             correlate=any(f.correlate for f in rows),
             enrich=any(f.enrich for f in rows),
@@ -197,12 +197,12 @@ class _Merged:
 def follow_up_all(
     *,
     database: Database,
-    user_ids: Sequence[str] | None = None,
+    workspace_ids: Sequence[str] | None = None,
     seconds: float | None = None,
     stop: threading.Event | None = None,
     before_each: Callable[[], None] | None = None,
 ) -> int:
-    """Carry out every waiting follow-up (of these users, or of anyone), ``JOB_STEP`` per transaction,
+    """Carry out every waiting follow-up (of these workspaces, or of any workspace), ``JOB_STEP`` per transaction,
     or stop once ``seconds`` have passed or ``stop`` is set; returns how many it carried out."""
     deadline = None if seconds is None else time.monotonic() + seconds
     total = 0
@@ -210,7 +210,7 @@ def follow_up_all(
         if before_each is not None:
             before_each()
         with database.session(write=True) as session:
-            done = follow_up(db_session=session, user_ids=user_ids, limit=JOB_STEP)
+            done = follow_up(db_session=session, workspace_ids=workspace_ids, limit=JOB_STEP)
             session.commit()
         total += done
         if done < JOB_STEP or (deadline is not None and time.monotonic() > deadline):
@@ -232,7 +232,7 @@ def install() -> None:
         hooks.IngestHooks(
             picture_changed=batch.picture_changed,
             index_keys=batch.index_keys,
-            lock_user=lock_user,
+            lock_workspace=lock_workspace,
             follow_up=follow_up,
         )
     )

@@ -221,7 +221,7 @@ class Worker:
             context = JobContext(
                 job_id=job.id,
                 kind=job.kind,
-                user_id=job.user_id,
+                workspace_id=job.workspace_id,
                 key=job.key,
                 payload=dict(job.payload or {}),
                 attempt=job.attempts,

@@ -48,7 +48,7 @@ class JobContext:
 
     job_id: int
     kind: str
-    user_id: str | None
+    workspace_id: str | None
     key: str | None
     payload: dict[str, Any]
     attempt: int

@@ -29,7 +29,7 @@ def enqueue(
     *,
     db_session: Session,
     kind: str,
-    user_id: str | None,
+    workspace_id: str | None,
     key: str | None = None,
     payload: dict[str, Any] | None = None,
     run_after: datetime | None = None,
@@ -65,7 +65,7 @@ def enqueue(
             insert_for(db_session)(JOBS)
             .values(
                 kind=kind,
-                user_id=user_id,
+                workspace_id=workspace_id,
                 key=key,
                 payload=payload,
                 state=QUEUED,
@@ -90,7 +90,7 @@ class JobRequest:
     """One keyed piece of work for ``enqueue_many``."""
 
     key: str
-    user_id: str | None
+    workspace_id: str | None
     payload: dict[str, Any]
     run_after: datetime | None = None
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
@@ -99,7 +99,7 @@ class JobRequest:
 _ROWS_PER_STATEMENT = 200
 _NEW_JOB = (
     "kind",
-    "user_id",
+    "workspace_id",
     "key",
     "payload",
     "state",
@@ -115,7 +115,7 @@ _FOLDED = ("payload", "run_after", "max_attempts", "updated_at")
 
 def enqueue_many(*, db_session: Session, kind: str, requests: Sequence[JobRequest]) -> None:
     """``enqueue`` for many keys of one kind, in one round trip whatever their number (the webhook asks
-    for a follow-up job per user in every batch, inside its ``Driver.pipeline``). A queued twin that the
+    for a follow-up job per workspace in every batch, inside its ``Driver.pipeline``). A queued twin that the
     request would not change is left as it is."""
     if not requests:
         return
@@ -131,7 +131,7 @@ def enqueue_many(*, db_session: Session, kind: str, requests: Sequence[JobReques
             raise InvalidInput("max_attempts must be at least 1")
         row = {
             "kind": kind,
-            "user_id": request.user_id,
+            "workspace_id": request.workspace_id,
             "key": request.key,
             "payload": dict(request.payload),
             "state": QUEUED,

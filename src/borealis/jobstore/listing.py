@@ -1,4 +1,4 @@
-"""Reading jobs: one job, a user's jobs page by page, and counts for the UI and the metrics."""
+"""Reading jobs: one job, a workspace's jobs page by page, and counts for the UI and the metrics."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from sqlalchemy.orm import Session
 from borealis.jobstore.models import Job, JobState
 
 
-def get(*, db_session: Session, job_id: int, user_id: str | None = None) -> Job | None:
-    """The job with this id (only if it is ``user_id``'s, when given), or None."""
+def get(*, db_session: Session, job_id: int, workspace_id: str | None = None) -> Job | None:
+    """The job with this id (only if it is ``workspace_id``'s, when given), or None."""
     job = db_session.get(Job, job_id)
-    if job is None or (user_id is not None and job.user_id != user_id):
+    if job is None or (workspace_id is not None and job.workspace_id != workspace_id):
         return None
     return job
 
@@ -19,14 +19,14 @@ def get(*, db_session: Session, job_id: int, user_id: str | None = None) -> Job 
 def list_jobs(
     *,
     db_session: Session,
-    user_id: str,
+    workspace_id: str,
     state: str | None = None,
     kind: str | None = None,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Job], int]:
-    """The user's jobs, newest first, and how many match in all."""
-    conditions = [Job.user_id == user_id]
+    """The workspace's jobs, newest first, and how many match in all."""
+    conditions = [Job.workspace_id == workspace_id]
     if state is not None:
         conditions.append(Job.state == state)
     if kind is not None:
@@ -38,11 +38,11 @@ def list_jobs(
     return list(jobs), total
 
 
-def counts_by_state(*, db_session: Session, user_id: str) -> dict[str, int]:
-    """How many of the user's jobs are in each state: ``{"queued": n, "running": n, "done": n, "failed": n}``."""
+def counts_by_state(*, db_session: Session, workspace_id: str) -> dict[str, int]:
+    """How many of the workspace's jobs are in each state: ``{"queued": n, "running": n, "done": n, "failed": n}``."""
     counts = dict.fromkeys((state.value for state in JobState), 0)
     rows = db_session.execute(
-        sa.select(Job.state, sa.func.count()).where(Job.user_id == user_id).group_by(Job.state)
+        sa.select(Job.state, sa.func.count()).where(Job.workspace_id == workspace_id).group_by(Job.state)
     )
     for state, count in rows:
         counts[state] = count

@@ -29,7 +29,7 @@ class Job(Base):
     __tablename__ = "jobs"
     __table_args__ = (
         sa.Index("ix_jobs_state_run_after", "state", "run_after"),
-        sa.Index("ix_jobs_user_id_state", "user_id", "state"),
+        sa.Index("ix_jobs_workspace_id_state", "workspace_id", "state"),
         # The database itself refuses a second running job for a key and a second queued twin.
         sa.Index(
             "uq_jobs_running_key",
@@ -51,7 +51,7 @@ class Job(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(sa.String(100))
     # NULL for maintenance work that belongs to nobody.
-    user_id: Mapped[str | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    workspace_id: Mapped[str | None] = mapped_column(sa.ForeignKey("workspaces.id", ondelete="CASCADE"))
     key: Mapped[str | None] = mapped_column(sa.String(200))
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     state: Mapped[str] = mapped_column(sa.String(16), default=JobState.QUEUED.value)
@@ -78,7 +78,9 @@ class JobSchedule(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     kind: Mapped[str] = mapped_column(sa.String(100))
     key: Mapped[str] = mapped_column(sa.String(200))
-    user_id: Mapped[str | None] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    workspace_id: Mapped[str | None] = mapped_column(
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     interval_seconds: Mapped[int] = mapped_column(sa.Integer)
     next_run_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -23,7 +23,7 @@ def ensure_schedule(
     db_session: Session,
     kind: str,
     key: str,
-    user_id: str | None,
+    workspace_id: str | None,
     interval_seconds: int,
     payload: dict[str, Any] | None = None,
     first_run_at: datetime | None = None,
@@ -39,7 +39,7 @@ def ensure_schedule(
         .values(
             kind=kind,
             key=key,
-            user_id=user_id,
+            workspace_id=workspace_id,
             payload=dict(payload or {}),
             interval_seconds=interval_seconds,
             next_run_at=next_run_at,
@@ -53,7 +53,7 @@ def ensure_schedule(
         .where(JobSchedule.kind == kind, JobSchedule.key == key)
         .execution_options(populate_existing=True)
     ).one()
-    schedule.user_id = user_id
+    schedule.workspace_id = workspace_id
     schedule.payload = dict(payload or {})
     schedule.interval_seconds = interval_seconds
     latest = now + timedelta(seconds=interval_seconds)
@@ -92,7 +92,7 @@ def fire_due_schedules(*, db_session: Session, now: datetime | None = None, limi
             SCHEDULES.c.id,
             SCHEDULES.c.kind,
             SCHEDULES.c.key,
-            SCHEDULES.c.user_id,
+            SCHEDULES.c.workspace_id,
             SCHEDULES.c.payload,
             SCHEDULES.c.interval_seconds,
             SCHEDULES.c.next_run_at,
@@ -115,7 +115,11 @@ def fire_due_schedules(*, db_session: Session, now: datetime | None = None, limi
         if taken != 1:
             continue
         job = enqueue(
-            db_session=db_session, kind=row.kind, user_id=row.user_id, key=row.key, payload=row.payload
+            db_session=db_session,
+            kind=row.kind,
+            workspace_id=row.workspace_id,
+            key=row.key,
+            payload=row.payload,
         )
         db_session.execute(sa.update(SCHEDULES).where(SCHEDULES.c.id == row.id).values(last_job_id=job.id))
         fired.append(job)

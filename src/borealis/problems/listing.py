@@ -1,13 +1,13 @@
-"""The alerts list: a user's problems, newest activity first, under any filters, with an exact total.
+"""The alerts list: a workspace's problems, newest activity first, under any filters, with an exact total.
 
-What keeps each request cheap with a million problems per user:
+What keeps each request cheap with a million problems per workspace:
 
-* Order. Pages follow an index that starts with ``user_id`` and ends with ``(last_received_at, id)``:
+* Order. Pages follow an index that starts with ``workspace_id`` and ends with ``(last_received_at, id)``:
   one for all problems and one each for state, severity and impact. With two or more of those filters
   the page walks the index of the rarest value (the others are compared row by row).
 * ``total``. Without ``q``, ``since`` or ``until`` it is summed from ``problem_counts``, which every
   change keeps current, whatever the number of problems. ``since``/``until`` count the index range
-  they select, ``q`` the problems its words match: work in proportion to the matches, not the user's
+  they select, ``q`` the problems its words match: work in proportion to the matches, not the workspace's
   problems. A total of zero, or an offset past it, answers without reading any problem.
 * ``q``. Each word is a key range in ``problem_terms`` (see search.py). The page either walks the
   newest problems keeping those with every word (when matches are common: a few rows per match), or
@@ -100,14 +100,14 @@ class AlertPage:
 def list_alerts(
     *,
     db_session: Session,
-    user_id: str,
+    workspace_id: str,
     filters: AlertFilters,
     limit: int,
     offset: int = 0,
     after: tuple[datetime, int] | None = None,
 ) -> AlertPage:
-    """One page of a user's problems, newest activity first, with the total matching the filters."""
-    query = _Query(db_session, user_id, filters)
+    """One page of a workspace's problems, newest activity first, with the total matching the filters."""
+    query = _Query(db_session, workspace_id, filters)
     total = query.total()
     if total == 0 or (after is None and offset >= total):
         return AlertPage(rows=[], total=total, next_after=None)
@@ -147,19 +147,21 @@ class _Query:
     """One alerts request: the filters as SQL conditions, and the counts that decide each plan."""
 
     db_session: Session
-    user_id: str
+    workspace_id: str
     filters: AlertFilters
     words: list[_Word] = field(default_factory=list)
     _base_total: int | None = None
     _total: int | None = None
     _conditions: list[Any] | None = None
-    # The user's number in the search index (0 before any of their problems was indexed).
+    # The workspace's number in the search index (0 before any of their problems was indexed).
     number: int = 0
 
     def __post_init__(self) -> None:
         if self.filters.q is not None:
             self.words = [_Word(word) for word in query_words(self.filters.q)]
-            self.number = search.user_number(db_session=self.db_session, user_id=self.user_id) or 0
+            self.number = (
+                search.workspace_number(db_session=self.db_session, workspace_id=self.workspace_id) or 0
+            )
 
     # --- counts -----------------------------------------------------------------------------------
 
@@ -188,7 +190,7 @@ class _Query:
 
     def _kept_count(self, equalities: list[tuple[str, str]]) -> int:
         statement = sa.select(sa.func.coalesce(sa.func.sum(counts_table.c.count), 0)).where(
-            counts_table.c.user_id == self.user_id,
+            counts_table.c.workspace_id == self.workspace_id,
             *(counts_table.c[name] == value for name, value in equalities),
         )
         return int(self.db_session.scalar(statement) or 0)
@@ -253,7 +255,9 @@ class _Query:
         """The first and last term beginning with the word (two seeks)."""
         low, high = search.prefix_range(word)
         ranged = sa.select(terms_table.c.term).where(
-            terms_table.c.user_number == self.number, terms_table.c.term >= low, terms_table.c.term < high
+            terms_table.c.workspace_number == self.number,
+            terms_table.c.term >= low,
+            terms_table.c.term < high,
         )
         first = self.db_session.scalar(ranged.order_by(terms_table.c.term).limit(1))
         last = self.db_session.scalar(ranged.order_by(terms_table.c.term.desc()).limit(1))
@@ -344,7 +348,7 @@ class _Query:
 
     def _filter_conditions(self) -> list[Any]:
         table = problems_table
-        conditions: list[Any] = [table.c.user_id == self.user_id]
+        conditions: list[Any] = [table.c.workspace_id == self.workspace_id]
         equalities = self._equalities()
         walked = None
         if len(equalities) > 1:
@@ -366,7 +370,7 @@ class _Query:
         table = problems_table
         conditions: list[Any] = [
             search.among_matching(_id, self.number, rarest.text, dialect=self._dialect()),
-            _unindexed(table.c.user_id) == self.user_id,
+            _unindexed(table.c.workspace_id) == self.workspace_id,
             *self._has_words(others),
         ]
         for name, value in self._equalities():

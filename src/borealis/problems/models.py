@@ -31,16 +31,18 @@ class Problem(Base):
     __tablename__ = "problems"
     __table_args__ = (
         sa.UniqueConstraint("connection_id", "pid_key"),
-        # The alerts list: newest activity first, per user, optionally by state, severity or impact.
-        sa.Index("ix_problems_user_activity", "user_id", "last_received_at", "id"),
-        sa.Index("ix_problems_user_state_activity", "user_id", "state", "last_received_at", "id"),
-        sa.Index("ix_problems_user_severity_activity", "user_id", "severity", "last_received_at", "id"),
-        sa.Index("ix_problems_user_impact_activity", "user_id", "impact", "last_received_at", "id"),
+        # The alerts list: newest activity first, per workspace, optionally by state, severity or impact.
+        sa.Index("ix_problems_workspace_activity", "workspace_id", "last_received_at", "id"),
+        sa.Index("ix_problems_workspace_state_activity", "workspace_id", "state", "last_received_at", "id"),
+        sa.Index(
+            "ix_problems_workspace_severity_activity", "workspace_id", "severity", "last_received_at", "id"
+        ),
+        sa.Index("ix_problems_workspace_impact_activity", "workspace_id", "impact", "last_received_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     connection_id: Mapped[str] = mapped_column(sa.ForeignKey("connections.id", ondelete="CASCADE"))
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    workspace_id: Mapped[str] = mapped_column(sa.ForeignKey("workspaces.id", ondelete="CASCADE"))
     pid_key: Mapped[str] = mapped_column(sa.String(200))
     # As Dynatrace sent it: {PID} of the webhook or problemId of the API.
     pid: Mapped[str] = mapped_column(sa.String(200))
@@ -147,41 +149,43 @@ class RejectedDelivery(Base):
 
 
 class ProblemCount(Base):
-    """How many problems a user has per (state, severity, impact), kept with every change so the alerts
+    """How many problems a workspace has per (state, severity, impact), kept with every change so the alerts
     list can give its ``total`` without counting a million rows. '' stands for "not known"."""
 
     __tablename__ = "problem_counts"
 
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    workspace_id: Mapped[str] = mapped_column(
+        sa.ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
     state: Mapped[str] = mapped_column(sa.String(64), primary_key=True)
     severity: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     impact: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
     count: Mapped[int] = mapped_column(sa.Integer, default=0)
 
 
-class SearchUser(Base):
-    """A user's number in the search index: ``problem_terms`` has a dozen rows per problem, and a
-    small number in each instead of the 36-character user id halves the index."""
+class SearchWorkspace(Base):
+    """A workspace's number in the search index: ``problem_terms`` has a dozen rows per problem, and a
+    small number in each instead of the 36-character workspace id halves the index."""
 
-    __tablename__ = "search_users"
+    __tablename__ = "search_workspaces"
 
     number: Mapped[int] = mapped_column(sa.Integer, primary_key=True, autoincrement=True)
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"), unique=True)
+    workspace_id: Mapped[str] = mapped_column(sa.ForeignKey("workspaces.id", ondelete="CASCADE"), unique=True)
 
 
 class ProblemTerm(Base):
     """One word a problem can be found by with the alerts ``q`` filter (see problems/search.py).
 
     Kept in step with ``Problem.search_text`` by the lifecycle write. Keyed by problem for upkeep
-    (rows leave with their problem); the (user number, term) index answers "which of my problems have
-    a word beginning with ..." as a key range. ``user_number`` is the problem's user's
-    ``SearchUser.number``, written with the row; it has no foreign key, which would cost a lookup per
+    (rows leave with their problem); the (workspace number, term) index answers "which of my problems have
+    a word beginning with ..." as a key range. ``workspace_number`` is the problem's workspace's
+    ``SearchWorkspace.number``, written with the row; it has no foreign key, which would cost a lookup per
     row written and protect nothing the problem's own cascade does not.
     """
 
     __tablename__ = "problem_terms"
     __table_args__ = (
-        sa.Index("ix_problem_terms_user_term", "user_number", "term", "problem_id"),
+        sa.Index("ix_problem_terms_workspace_term", "workspace_number", "term", "problem_id"),
         {"sqlite_with_rowid": False},
     )
 
@@ -189,7 +193,7 @@ class ProblemTerm(Base):
         BigId, sa.ForeignKey("problems.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
     )
     term: Mapped[str] = mapped_column(TermType, primary_key=True)
-    user_number: Mapped[int] = mapped_column(sa.Integer)
+    workspace_number: Mapped[int] = mapped_column(sa.Integer)
 
 
 class FollowUp(Base):
@@ -205,13 +209,13 @@ class FollowUp(Base):
     """
 
     __tablename__ = "follow_ups"
-    __table_args__ = (sa.Index("ix_follow_ups_user_next", "user_id", "next_at", "id"),)
+    __table_args__ = (sa.Index("ix_follow_ups_workspace_next", "workspace_id", "next_at", "id"),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     problem_id: Mapped[int] = mapped_column(
         BigId, sa.ForeignKey("problems.id", ondelete="CASCADE"), index=True
     )
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    workspace_id: Mapped[str] = mapped_column(sa.ForeignKey("workspaces.id", ondelete="CASCADE"))
     created: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     correlate: Mapped[bool] = mapped_column(sa.Boolean, default=False)
     enrich: Mapped[bool] = mapped_column(sa.Boolean, default=False)

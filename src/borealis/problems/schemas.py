@@ -101,7 +101,7 @@ class RejectedDeliveryList(CamelModel):
 
 
 class WebhookAnswer(CamelModel):
-    """What ``POST /dynatrace/webhook/{user_id}`` answers a delivery, once it is committed."""
+    """What ``POST /dynatrace/webhook/{workspace_id}`` answers a delivery, once it is committed."""
 
     received: bool
     outcome: Literal["created", "updated", "duplicate", "stale", "test"]

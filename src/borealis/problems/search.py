@@ -8,7 +8,7 @@ its own: ``easytravel-frontend`` is found by ``easytravel``, ``easytravel-front`
 ``P-22011`` by ``p-22011`` and ``22011``; ``host.prod.example.com`` by ``prod.example`` and ``example``.
 A query matches a problem when each of its words is the beginning of one of the problem's words.
 
-Index rows name their user by a small number (``search_users``) rather than the 36-character user id:
+Index rows name their workspace by a small number (``search_workspaces``) rather than the 36-character workspace id:
 there are a dozen rows per problem, so this halves the index and makes every write and search cheaper.
 """
 
@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from borealis.driver import Driver
-from borealis.problems.models import MAX_TERM_LENGTH, ProblemTerm, SearchUser
+from borealis.problems.models import MAX_TERM_LENGTH, ProblemTerm, SearchWorkspace
 
 # Enough for any real title and entity list; bounds the work one oversized payload can cause.
 MAX_TERMS_PER_PROBLEM = 500
@@ -34,7 +34,7 @@ _EDGES = re.compile(r"^[\W_]+|[\W_]+$")
 _PART = re.compile(r"[^\W_]+")
 
 terms_table: sa.Table = ProblemTerm.__table__  # type: ignore[assignment]
-users_table: sa.Table = SearchUser.__table__  # type: ignore[assignment]
+workspaces_table: sa.Table = SearchWorkspace.__table__  # type: ignore[assignment]
 
 
 def words(text: str) -> list[str]:
@@ -86,7 +86,7 @@ class TextChange:
     """A problem whose searchable text changed in this transaction."""
 
     problem_id: int
-    user_id: str
+    workspace_id: str
     before: str
     after: str
 
@@ -97,16 +97,16 @@ def update_terms(*, db_session: Session, changes: Sequence[TextChange]) -> int:
     changes = [change for change in changes if change.before != change.after]
     if not changes:
         return 0
-    numbers = _numbers_for(db_session, sorted({change.user_id for change in changes}))
+    numbers = _numbers_for(db_session, sorted({change.workspace_id for change in changes}))
     removed: list[dict[str, object]] = []
     added: list[dict[str, object]] = []
     for change in changes:
         old = set(terms(change.before))
         new = terms(change.after)
         removed.extend({"problem_id": change.problem_id, "term": term} for term in old.difference(new))
-        number = numbers[change.user_id]
+        number = numbers[change.workspace_id]
         added.extend(
-            {"problem_id": change.problem_id, "term": term, "user_number": number}
+            {"problem_id": change.problem_id, "term": term, "workspace_number": number}
             for term in new
             if term not in old
         )
@@ -116,44 +116,48 @@ def update_terms(*, db_session: Session, changes: Sequence[TextChange]) -> int:
         delete = driver.statement(terms_table, _DELETE_TERM, ("problem_id", "term"))
         driver.execute_many(db_session, delete.sql, delete.params(removed))
     if added:
-        insert = driver.writer(terms_table, ("problem_id", "term", "user_number"))
+        insert = driver.writer(terms_table, ("problem_id", "term", "workspace_number"))
         driver.execute_many(db_session, insert.sql, insert.params(added))
     return len(removed) + len(added)
 
 
 _DELETE_TERM = "DELETE FROM problem_terms WHERE problem_id = {mark} AND term = {mark}"
-_NEW_USER = "INSERT INTO search_users (user_id) VALUES ({mark}) ON CONFLICT (user_id) DO NOTHING"
+_NEW_USER = (
+    "INSERT INTO search_workspaces (workspace_id) VALUES ({mark}) ON CONFLICT (workspace_id) DO NOTHING"
+)
 
 
-def user_number(*, db_session: Session, user_id: str) -> int | None:
-    """The user's number in the search index, or None if no problem of theirs was indexed yet."""
-    return db_session.scalar(sa.select(users_table.c.number).where(users_table.c.user_id == user_id))
+def workspace_number(*, db_session: Session, workspace_id: str) -> int | None:
+    """The workspace's number in the search index, or None if no problem of theirs was indexed yet."""
+    return db_session.scalar(
+        sa.select(workspaces_table.c.number).where(workspaces_table.c.workspace_id == workspace_id)
+    )
 
 
-def _numbers_for(db_session: Session, user_ids: list[str]) -> dict[str, int]:
-    """The users' numbers, created for those without one (once in a user's life). Read through the
+def _numbers_for(db_session: Session, workspace_ids: list[str]) -> dict[str, int]:
+    """The workspaces' numbers, created for those without one (once in a workspace's life). Read through the
     driver: the webhook writes terms inside a ``Driver.pipeline``."""
     driver = Driver.of(db_session)
-    select = (
-        f"SELECT user_id, number FROM {users_table.name} WHERE user_id IN ({driver.marks(len(user_ids))})"  # noqa: S608 (markers only)
-    )
-    numbers: dict[str, int] = dict(driver.query(db_session, select, user_ids))
-    missing = [user_id for user_id in user_ids if user_id not in numbers]
+    select = f"SELECT workspace_id, number FROM {workspaces_table.name} WHERE workspace_id IN ({driver.marks(len(workspace_ids))})"  # noqa: S608 (markers only)
+    numbers: dict[str, int] = dict(driver.query(db_session, select, workspace_ids))
+    missing = [workspace_id for workspace_id in workspace_ids if workspace_id not in numbers]
     if missing:
-        insert = driver.statement(users_table, _NEW_USER, ("user_id",))
+        insert = driver.statement(workspaces_table, _NEW_USER, ("workspace_id",))
         driver.execute_many(
-            db_session, insert.sql, insert.params([{"user_id": user_id} for user_id in missing])
+            db_session,
+            insert.sql,
+            insert.params([{"workspace_id": workspace_id} for workspace_id in missing]),
         )
-        numbers.update(driver.query(db_session, select, user_ids))
+        numbers.update(driver.query(db_session, select, workspace_ids))
     return numbers
 
 
 def matching(number: int, word: str) -> sa.Select[tuple[int]]:
-    """The ids of the problems of the user with this number having a term beginning with ``word``
+    """The ids of the problems of the workspace with this number having a term beginning with ``word``
     (an id repeats when several of its terms do)."""
     low, high = prefix_range(word)
     return sa.select(terms_table.c.problem_id).where(
-        terms_table.c.user_number == number, terms_table.c.term >= low, terms_table.c.term < high
+        terms_table.c.workspace_number == number, terms_table.c.term >= low, terms_table.c.term < high
     )
 
 

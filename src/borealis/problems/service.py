@@ -78,7 +78,7 @@ class Delivery:
     """A notification to apply, with where it came from."""
 
     connection_id: str
-    user_id: str
+    workspace_id: str
     notification: ProblemNotification
     source: str
     raw_body: str
@@ -291,7 +291,7 @@ def _new_rows(firsts: Sequence[Delivery]) -> list[dict[str, Any]]:
         row = lifecycle.new_problem(delivery.notification)
         row.update(
             connection_id=delivery.connection_id,
-            user_id=delivery.user_id,
+            workspace_id=delivery.workspace_id,
             first_received_at=delivery.received_at,
             last_received_at=delivery.received_at,
             notification_count=0,
@@ -387,7 +387,7 @@ def _microseconds(when: datetime) -> int:
 
 
 def _count_key(row: dict[str, Any]) -> tuple[str, str, str, str]:
-    return (row["user_id"], row["state"] or "", row["severity"] or "", row["impact"] or "")
+    return (row["workspace_id"], row["state"] or "", row["severity"] or "", row["impact"] or "")
 
 
 def _update_counts(
@@ -405,7 +405,7 @@ def _update_counts(
             deltas[before] = deltas.get(before, 0) - 1
         deltas[after] = deltas.get(after, 0) + 1
     changes = [
-        {"user_id": key[0], "state": key[1], "severity": key[2], "impact": key[3], "count": delta}
+        {"workspace_id": key[0], "state": key[1], "severity": key[2], "impact": key[3], "count": delta}
         for key, delta in sorted(deltas.items())
         if delta
     ]
@@ -414,15 +414,15 @@ def _update_counts(
     # In key order (the driver runs them in turn): concurrent writers lock counts in the same order.
     driver = Driver.of(db_session)
     upsert = driver.statement(
-        counts_table, _COUNT_UPSERT, ("user_id", "state", "severity", "impact", "count")
+        counts_table, _COUNT_UPSERT, ("workspace_id", "state", "severity", "impact", "count")
     )
     driver.execute_many(db_session, upsert.sql, upsert.params(changes))
 
 
 _COUNT_UPSERT = (
-    "INSERT INTO problem_counts (user_id, state, severity, impact, count)"
+    "INSERT INTO problem_counts (workspace_id, state, severity, impact, count)"
     " VALUES ({mark}, {mark}, {mark}, {mark}, {mark})"
-    " ON CONFLICT (user_id, state, severity, impact) DO UPDATE SET count = problem_counts.count + excluded.count"
+    " ON CONFLICT (workspace_id, state, severity, impact) DO UPDATE SET count = problem_counts.count + excluded.count"
 )
 
 
@@ -434,7 +434,7 @@ def _text_changes(
     for problem_id, row in touched.items():
         before = (previous.get(problem_id) or {}).get("search_text") or ""
         if before != row["search_text"]:
-            changes.append(search.TextChange(problem_id, row["user_id"], before, row["search_text"]))
+            changes.append(search.TextChange(problem_id, row["workspace_id"], before, row["search_text"]))
     return changes
 
 
@@ -485,7 +485,7 @@ def latest_payloads(*, db_session: Session, problem_ids: list[int]) -> dict[int,
     return {row.problem_id: row.raw_body for row in db_session.execute(statement)}
 
 
-def get_for_user(*, db_session: Session, user_id: str, problem_id: int) -> Problem | None:
-    """The problem with this id if it belongs to the user, else None."""
+def get_in_workspace(*, db_session: Session, workspace_id: str, problem_id: int) -> Problem | None:
+    """The problem with this id if it belongs to the workspace, else None."""
     problem = db_session.get(Problem, problem_id)
-    return problem if problem is not None and problem.user_id == user_id else None
+    return problem if problem is not None and problem.workspace_id == workspace_id else None

@@ -17,7 +17,7 @@ class RcaStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
-    # Not run: the per-user rate limit of automatic runs was reached (the reason says so).
+    # Not run: the per-workspace rate limit of automatic runs was reached (the reason says so).
     SKIPPED = "skipped"
 
 
@@ -41,13 +41,13 @@ class RcaRun(Base):
     __tablename__ = "rca_runs"
     __table_args__ = (
         sa.Index("ix_rca_runs_incident_id_id", "incident_id", "id"),
-        # The rate limit counts a user's recent automatic runs.
-        sa.Index("ix_rca_runs_user_id_created_at", "user_id", "created_at"),
+        # The rate limit counts a workspace's recent automatic runs.
+        sa.Index("ix_rca_runs_workspace_id_created_at", "workspace_id", "created_at"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id", ondelete="CASCADE"))
-    user_id: Mapped[str] = mapped_column(sa.ForeignKey("users.id", ondelete="CASCADE"))
+    workspace_id: Mapped[str] = mapped_column(sa.ForeignKey("workspaces.id", ondelete="CASCADE"))
     status: Mapped[str] = mapped_column(sa.String(16), default=RcaStatus.QUEUED.value)
     trigger: Mapped[str] = mapped_column(sa.String(32))
     reason: Mapped[str | None] = mapped_column(sa.Text)

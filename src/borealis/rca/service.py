@@ -5,7 +5,7 @@ or neither. ``analyse`` is the slow part (Dynatrace and the optional model) and 
 job handler (``tasks.py``) calls it between two short transactions.
 
 When it runs: automatically for a new incident and again (debounced) when the incident gains problems,
-only for users with ``rcaEnabled`` and within the per-user rate limit (a run over the limit is recorded
+only for workspaces with ``rcaEnabled`` and within the per-workspace rate limit (a run over the limit is recorded
 as ``skipped`` with the reason); on demand at any time. Test notifications never make problems, so never
 incidents, so never an RCA.
 """
@@ -21,7 +21,6 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
-from borealis.auth.models import User
 from borealis.config import Settings, get_settings
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
@@ -43,6 +42,7 @@ from borealis.rca.report import Report
 from borealis.rca.schemas import RcaRead, RcaRunSummary, RcaSummary
 from borealis.rca.steps import Budget
 from borealis.rca.store import effective_status, history, store_report, stored_report
+from borealis.workspaces.models import Workspace
 
 logger = logging.getLogger("borealis.rca")
 
@@ -74,13 +74,13 @@ def _queued(db_session: Session, incident_id: int) -> RcaRun | None:
     )
 
 
-def recent_automatic_runs(*, db_session: Session, user_id: str, since: datetime, limit: int) -> int:
-    """How many automatic runs (not skipped) the user had since ``since``, counted up to ``limit``: what
-    the rate limit compares (bounded work however busy the user is)."""
+def recent_automatic_runs(*, db_session: Session, workspace_id: str, since: datetime, limit: int) -> int:
+    """How many automatic runs (not skipped) the workspace had since ``since``, counted up to ``limit``: what
+    the rate limit compares (bounded work however busy the workspace is)."""
     recent = (
         sa.select(RcaRun.id)
         .where(
-            RcaRun.user_id == user_id,
+            RcaRun.workspace_id == workspace_id,
             RcaRun.created_at >= since,
             RcaRun.trigger.in_(AUTOMATIC),
             RcaRun.status != RcaStatus.SKIPPED.value,
@@ -100,16 +100,16 @@ def request(
     now: datetime | None = None,
 ) -> RcaRun | None:
     """Ask for an analysis of the incident; returns the run that will answer (queued, or skipped by the
-    rate limit), or None when an automatic run is not wanted (RCA off for the user)."""
+    rate limit), or None when an automatic run is not wanted (RCA off for the workspace)."""
     settings = settings or get_settings()
     now = now or utcnow()
     automatic = trigger is not RcaTrigger.ON_DEMAND
     # Ingest holds this lock already; an on-demand request takes it so an incident never has two
     # queued runs (the second would have no job of its own).
-    incidents_service.lock_user(db_session=db_session, user_id=incident.user_id)
+    incidents_service.lock_workspace(db_session=db_session, workspace_id=incident.workspace_id)
     if automatic:
-        user = db_session.get(User, incident.user_id)
-        if user is None or not user.rca_enabled:
+        workspace = db_session.get(Workspace, incident.workspace_id)
+        if workspace is None or not workspace.rca_enabled:
             return None
     queued = _queued(db_session, incident.id)
     if queued is not None:
@@ -126,7 +126,10 @@ def request(
         automatic
         and limit
         and recent_automatic_runs(
-            db_session=db_session, user_id=incident.user_id, since=now - timedelta(hours=1), limit=limit
+            db_session=db_session,
+            workspace_id=incident.workspace_id,
+            since=now - timedelta(hours=1),
+            limit=limit,
         )
         >= limit
     ):
@@ -137,7 +140,7 @@ def request(
         )
         run = RcaRun(
             incident_id=incident.id,
-            user_id=incident.user_id,
+            workspace_id=incident.workspace_id,
             status=RcaStatus.SKIPPED.value,
             trigger=trigger.value,
             reason=reason,
@@ -154,7 +157,7 @@ def request(
     delay = timedelta(seconds=settings.rca_debounce_seconds) if automatic else timedelta(0)
     run = RcaRun(
         incident_id=incident.id,
-        user_id=incident.user_id,
+        workspace_id=incident.workspace_id,
         status=RcaStatus.QUEUED.value,
         trigger=trigger.value,
         run_after=now + delay,
@@ -178,7 +181,7 @@ def _enqueue(db_session: Session, run: RcaRun, now: datetime) -> None:
     job = enqueue(
         db_session=db_session,
         kind=JOB_KIND,
-        user_id=run.user_id,
+        workspace_id=run.workspace_id,
         key=job_key(run.incident_id),
         payload={"rcaId": run.id},
         run_after=max(run.run_after, now) if run.trigger in AUTOMATIC else now,
@@ -207,15 +210,17 @@ def after_ingest_many(
     *, db_session: Session, incidents: Sequence[Incident], settings: Settings | None = None
 ) -> None:
     """``after_ingest`` for the incidents that gained a new problem in one ingest batch, in order:
-    whether each user wants automatic runs is read once for the batch, not once per problem."""
+    whether each workspace wants automatic runs is read once for the batch, not once per problem."""
     if not incidents:
         return
-    user_ids = sorted({incident.user_id for incident in incidents})
+    workspace_ids = sorted({incident.workspace_id for incident in incidents})
     wanted = set(
-        db_session.scalars(sa.select(User.id).where(User.id.in_(user_ids), User.rca_enabled.is_(True)))
+        db_session.scalars(
+            sa.select(Workspace.id).where(Workspace.id.in_(workspace_ids), Workspace.rca_enabled.is_(True))
+        )
     )
     for incident in incidents:
-        if incident.user_id in wanted:
+        if incident.workspace_id in wanted:
             after_ingest(db_session=db_session, incident=incident, problem_created=True, settings=settings)
 
 
@@ -264,7 +269,7 @@ def start(*, db_session: Session, run: RcaRun) -> Inputs | None:
     run.updated_at = now
     members = incidents_service.members(db_session=db_session, incident=incident)
     problems = [facts_of(problem) for _, problem in members[:MAX_PROBLEMS]]
-    connection = dynatrace_service.get(db_session=db_session, user_id=run.user_id)
+    connection = dynatrace_service.get(db_session=db_session, workspace_id=run.workspace_id)
     cached = cached_entities(db_session=db_session, connection=connection, problems=problems)
     if first:
         _event(db_session, incident, "rca_started", f"RCA started ({len(problems)} problem(s))", run)

@@ -20,13 +20,16 @@ from typing import Any
 
 import httpx
 
+from borealis.audit.models import Actor
 from borealis.auth import service as auth_service
 from borealis.db import Database
 from borealis.simulation.cases import load
 from borealis.simulation.scenarios import Scenario, notification, scenarios
 from borealis.simulation.store import ALL_SCOPES, FakeDynatrace
+from borealis.workspaces import service as workspaces_service
 
 EMAIL = "demo@example.com"
+DEMO_ACTOR = Actor(user_id=None, email="borealis demo", via="demo")
 # Seconds between an incident's first problem and its automatic RCA: long enough for a storm to land.
 DEBOUNCE_SECONDS = 5
 MARKER = ".borealis-demo"
@@ -82,8 +85,10 @@ def create_account(database: Database) -> Account:
     """The demo user, with a new password and an API key (the demo's own calls use the key)."""
     password = secrets.token_urlsafe(12)
     with database.session(write=True) as session:
-        user = auth_service.create(db_session=session, email=EMAIL, password=password)
-        _, key = auth_service.create_api_key(db_session=session, user=user, name="demo")
+        user, workspace = workspaces_service.create_user(db_session=session, email=EMAIL, password=password)
+        _, key = auth_service.create_api_key(
+            db_session=session, user=user, workspace_id=workspace.id, actor=DEMO_ACTOR, name="demo"
+        )
         session.commit()
     return Account(EMAIL, password, key)
 

@@ -276,7 +276,7 @@ def _store(ctx: JobContext, snapshot: Snapshot, fetched: Fetched, *, complete: b
                 ctx.complete(db_session, {"problemId": problem_id, "skipped": "the problem no longer exists"})
             db_session.commit()
             return None
-        incidents_service.lock_user(db_session=db_session, user_id=connection.user_id)
+        incidents_service.lock_workspace(db_session=db_session, workspace_id=connection.workspace_id)
         entities.store_entities(
             db_session=db_session, connection_id=connection.id, documents=fetched.entities
         )

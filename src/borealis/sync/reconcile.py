@@ -210,7 +210,7 @@ def run(ctx: JobContext, *, kind: str) -> dict[str, Any] | None:
     try:
         fetched = _fetch(ctx, connection, since=since, unknown=unknown)
     except NeedsUserAction as exc:
-        # Retrying cannot help until the user acts; the next scheduled run tries again.
+        # Retrying cannot help until the workspace acts; the next scheduled run tries again.
         return _finish(ctx, connection, kind=kind, started=started, failure=exc)
     except Transient as exc:
         _record_failure(ctx, connection, kind=kind, started=started, error=exc.message)

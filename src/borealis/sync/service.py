@@ -44,18 +44,18 @@ def wants_enrichment(state: str) -> bool:
 
 
 def request_enrichments(*, db_session: Session, problems: Sequence[tuple[int, str, str]]) -> None:
-    """Queue an enrichment job for each (problem id, user id, state) still open, folded with any queued
+    """Queue an enrichment job for each (problem id, workspace id, state) still open, folded with any queued
     one (so a burst makes one fetch): what one batch of follow-ups changed, in a few statements."""
     run_after = utcnow() + ENRICH_DEBOUNCE
     requests = [
         jobstore.JobRequest(
             key=enrichment_key(problem_id),
-            user_id=user_id,
+            workspace_id=workspace_id,
             payload={"problemId": problem_id},
             run_after=run_after,
             max_attempts=ENRICH_MAX_ATTEMPTS,
         )
-        for problem_id, user_id, state in problems
+        for problem_id, workspace_id, state in problems
         if wants_enrichment(state)
     ]
     jobstore.enqueue_many(db_session=db_session, kind=ENRICH_JOB, requests=requests)
@@ -184,7 +184,7 @@ def ensure_sync_schedule(*, db_session: Session, connection: Connection, setting
         db_session=db_session,
         kind=SYNC_JOB,
         key=job_key(connection),
-        user_id=connection.user_id,
+        workspace_id=connection.workspace_id,
         interval_seconds=settings.sync_interval,
         payload={"connectionId": connection.id},
         first_run_at=utcnow() + timedelta(seconds=settings.sync_interval),
@@ -207,9 +207,9 @@ def state_read(*, db_session: Session, connection: Connection) -> SyncStateRead:
     )
 
 
-def status_fields(*, db_session: Session, user_id: str, connection: Connection | None) -> dict[str, Any]:
+def status_fields(*, db_session: Session, workspace_id: str, connection: Connection | None) -> dict[str, Any]:
     """The ``sync`` and ``jobs`` fields of ``/dynatrace/status``."""
     return {
         "sync": state_read(db_session=db_session, connection=connection) if connection else None,
-        "jobs": jobstore.counts_by_state(db_session=db_session, user_id=user_id),
+        "jobs": jobstore.counts_by_state(db_session=db_session, workspace_id=workspace_id),
     }

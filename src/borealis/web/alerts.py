@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, Response
 
 from borealis import jsontext
-from borealis.api.deps import CorrelatedUser, DbSession
+from borealis.api.deps import CorrelatedCaller, DbSession
 from borealis.dynatrace import service as dynatrace_service
 from borealis.dynatrace.json_body import stored_body
 from borealis.dynatrace.problem_notification import IMPACTS, SEVERITIES
@@ -30,7 +30,7 @@ STATES = (OPEN, RESOLVED, MERGED)
 @router.get("/dynatrace/alerts")
 def alerts_page(
     request: Request,
-    user: CorrelatedUser,
+    caller: CorrelatedCaller,
     db_session: DbSession,
     state: str | None = None,
     severity: str | None = None,
@@ -47,18 +47,19 @@ def alerts_page(
         q=search,
     )
     page = listing.list_alerts(
-        db_session=db_session, user_id=user.id, filters=filters, limit=limit, offset=offset
+        db_session=db_session, workspace_id=caller.workspace_id, filters=filters, limit=limit, offset=offset
     )
     incident_ids = incidents_service.incident_ids_for(
         db_session=db_session, problem_ids=[row["id"] for row in page.rows]
     )
     chosen = {"state": filters.state, "severity": filters.severity, "impact": filters.impact, "q": search}
-    connection = dynatrace_service.get(db_session=db_session, user_id=user.id)
+    connection = dynatrace_service.get(db_session=db_session, workspace_id=caller.workspace_id)
     context = {
         "title": "Alerts",
         "active": "alerts",
         "wide": True,
-        "user": user,
+        "user": caller.user,
+        "caller": caller,
         "alerts": page.rows,
         "incident_ids": incident_ids,
         "states": STATES,
@@ -83,8 +84,12 @@ def _pretty_json(document: Any) -> str:
 
 
 @router.get("/dynatrace/alerts/{alert_id}")
-def problem_page(request: Request, user: CorrelatedUser, db_session: DbSession, alert_id: RowId) -> Response:
-    problem = service.get_for_user(db_session=db_session, user_id=user.id, problem_id=alert_id)
+def problem_page(
+    request: Request, caller: CorrelatedCaller, db_session: DbSession, alert_id: RowId
+) -> Response:
+    problem = service.get_in_workspace(
+        db_session=db_session, workspace_id=caller.workspace_id, problem_id=alert_id
+    )
     if problem is None:
         raise NotFound(f"There is no alert {alert_id} in your account. The alerts list shows every one.")
     notifications = service.notifications_of(db_session=db_session, problem_id=problem.id)
@@ -94,7 +99,8 @@ def problem_page(request: Request, user: CorrelatedUser, db_session: DbSession, 
     context: dict[str, Any] = {
         "title": problem.title or problem.display_id or f"Alert {problem.id}",
         "active": "alerts",
-        "user": user,
+        "user": caller.user,
+        "caller": caller,
         "problem": problem,
         "incident_id": incident_id,
         "notifications": [(item, _pretty(item.raw_body)) for item in reversed(notifications)],

@@ -9,8 +9,7 @@ from urllib.parse import urlsplit
 from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
 
-from borealis.api.deps import AppSettings, CurrentUser, DbSession, Secrets
-from borealis.auth.models import User
+from borealis.api.deps import AppSettings, Caller, CurrentCaller, DbSession, Owner, Secrets
 from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.dynatrace import install, service
@@ -90,20 +89,21 @@ def _scope_rows(granted: list[str]) -> list[dict[str, Any]]:
 def _connect_page(
     request: Request,
     db_session: DbSession,
-    user: User,
+    caller: Caller,
     settings: Settings,
     secret_box: SecretBox,
     *,
     environment_url: str = "",
     error: BorealisError | None = None,
 ) -> Response:
-    connection = service.get(db_session=db_session, user_id=user.id)
+    connection = service.get(db_session=db_session, workspace_id=caller.workspace_id)
     connected = connection is not None and connection.connected
     scopes = list(connection.token_scopes or []) if connected and connection else []
     context: dict[str, Any] = {
         "title": "Dynatrace",
         "active": "dynatrace",
-        "user": user,
+        "user": caller.user,
+        "caller": caller,
         "connection": connection,
         "connected": connected,
         "scopes": _scope_rows(scopes if connected else []),
@@ -126,32 +126,36 @@ def _connect_page(
 
 @router.get("/dynatrace")
 def connect_page(
-    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings, secret_box: Secrets
+    request: Request, db_session: DbSession, caller: CurrentCaller, settings: AppSettings, secret_box: Secrets
 ) -> Response:
-    return _connect_page(request, db_session, user, settings, secret_box)
+    return _connect_page(request, db_session, caller, settings, secret_box)
 
 
 @router.post("/dynatrace")
 def connect_submit(
     request: Request,
     db_session: DbSession,
-    user: CurrentUser,
+    caller: Owner,
     settings: AppSettings,
     secret_box: Secrets,
     environment_url: FormText = "",
     api_token: FormText = "",
 ) -> Response:
-    user_id = user.id
+    workspace_id = caller.workspace_id
     db_session.close()  # no transaction (and no SQLite write lock) while Dynatrace answers
     try:
         checked = service.check_token(environment_url=environment_url, api_token=api_token, settings=settings)
         connection = service.save(
-            db_session=db_session, user_id=user_id, checked=checked, secret_box=secret_box
+            db_session=db_session,
+            workspace_id=workspace_id,
+            checked=checked,
+            secret_box=secret_box,
+            actor=caller.actor,
         )
     except BorealisError as exc:
         db_session.rollback()
         return _connect_page(
-            request, db_session, user, settings, secret_box, environment_url=environment_url, error=exc
+            request, db_session, caller, settings, secret_box, environment_url=environment_url, error=exc
         )
     db_session.commit()
     flash(request, f"Connected to {connection.environment_url}.")
@@ -162,10 +166,14 @@ def connect_submit(
 
 @router.post("/dynatrace/disconnect")
 def disconnect_submit(
-    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings, secret_box: Secrets
+    request: Request, db_session: DbSession, caller: Owner, settings: AppSettings, secret_box: Secrets
 ) -> Response:
     _, removal = install.disconnect(
-        db_session=db_session, user_id=user.id, settings=settings, secret_box=secret_box
+        db_session=db_session,
+        workspace_id=caller.workspace_id,
+        settings=settings,
+        secret_box=secret_box,
+        actor=caller.actor,
     )
     db_session.commit()
     flash(request, "Dynatrace is disconnected and the token is deleted. Problems and incidents stay.", "info")
@@ -176,16 +184,17 @@ def disconnect_submit(
 
 @router.post("/dynatrace/webhook/install")
 def install_submit(
-    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings, secret_box: Secrets
+    request: Request, db_session: DbSession, caller: Owner, settings: AppSettings, secret_box: Secrets
 ) -> Response:
     try:
         outcome = install.install(
             db_session=db_session,
-            user_id=user.id,
+            workspace_id=caller.workspace_id,
             settings=settings,
             secret_box=secret_box,
             request_base=str(request.base_url),
             alerting_profile=None,
+            actor=caller.actor,
         )
     except BorealisError as exc:
         db_session.rollback()
@@ -200,14 +209,15 @@ def install_submit(
 
 @router.post("/dynatrace/webhook-url/rotate")
 def rotate_submit(
-    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings, secret_box: Secrets
+    request: Request, db_session: DbSession, caller: Owner, settings: AppSettings, secret_box: Secrets
 ) -> Response:
     outcome = install.rotate(
         db_session=db_session,
-        user_id=user.id,
+        workspace_id=caller.workspace_id,
         settings=settings,
         secret_box=secret_box,
         request_base=str(request.base_url),
+        actor=caller.actor,
     )
     db_session.commit()
     if outcome is not None and outcome.updated:

@@ -9,8 +9,7 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
-from borealis.api.deps import AppSettings, CorrelatedUser, DbSession
-from borealis.auth.models import User
+from borealis.api.deps import AppSettings, Caller, CorrelatedCaller, CorrelatedResponder, DbSession
 from borealis.errors import BorealisError, InvalidInput, NotFound
 from borealis.incidents import service
 from borealis.incidents.models import STATUSES, Incident
@@ -34,7 +33,7 @@ NEW_INCIDENT = "new"
 @router.get("/incidents")
 def incidents_page(
     request: Request,
-    user: CorrelatedUser,
+    caller: CorrelatedCaller,
     db_session: DbSession,
     status: str | None = None,
     priority: str | None = None,
@@ -49,14 +48,15 @@ def incidents_page(
         q=search,
     )
     items, total = service.list_incidents(
-        db_session=db_session, user_id=user.id, filters=filters, limit=limit, offset=offset
+        db_session=db_session, workspace_id=caller.workspace_id, filters=filters, limit=limit, offset=offset
     )
     chosen = {"status": filters.status, "priority": filters.priority, "q": search}
     context = {
         "title": "Incidents",
         "active": "incidents",
         "wide": True,
-        "user": user,
+        "user": caller.user,
+        "caller": caller,
         "incidents": items,
         "statuses": STATUSES,
         "priorities": PRIORITIES,
@@ -65,19 +65,19 @@ def incidents_page(
     return render(request, "incidents.html", context)
 
 
-def _incident(db_session: Session, user: User, incident_id: int) -> Incident:
-    incident = service.get(db_session=db_session, user_id=user.id, incident_id=incident_id)
+def _incident(db_session: Session, caller: Caller, incident_id: int) -> Incident:
+    incident = service.get(db_session=db_session, workspace_id=caller.workspace_id, incident_id=incident_id)
     if incident is None:
         raise NotFound(
-            f"There is no incident #{incident_id} in your account. The incidents list shows every one."
+            f"There is no incident #{incident_id} in this workspace. The incidents list shows every one."
         )
     return incident
 
 
-def _targets(db_session: Session, user: User, incident: Incident) -> list[Incident]:
+def _targets(db_session: Session, caller: Caller, incident: Incident) -> list[Incident]:
     recent, _ = service.list_incidents(
         db_session=db_session,
-        user_id=user.id,
+        workspace_id=caller.workspace_id,
         filters=service.IncidentFilter(),
         limit=TARGET_CHOICES,
         offset=0,
@@ -96,19 +96,20 @@ IncidentId = RowId
 
 @router.get("/incidents/{incident_id}")
 def incident_page(
-    request: Request, user: CorrelatedUser, db_session: DbSession, incident_id: IncidentId
+    request: Request, caller: CorrelatedCaller, db_session: DbSession, incident_id: IncidentId
 ) -> Response:
-    incident = _incident(db_session, user, incident_id)
+    incident = _incident(db_session, caller, incident_id)
     run = rca_service.latest(db_session=db_session, incident_id=incident.id)
     rca = rca_service.read(db_session=db_session, run=run) if run is not None else None
     context: dict[str, Any] = {
         "title": f"Incident #{incident.id}",
         "active": "incidents",
-        "user": user,
+        "user": caller.user,
+        "caller": caller,
         "incident": incident,
         "members": service.members(db_session=db_session, incident=incident),
         "timeline": list(reversed(service.timeline(db_session=db_session, incident=incident))),
-        "targets": _targets(db_session, user, incident),
+        "targets": _targets(db_session, caller, incident),
         "rca": rca,
         "rca_active": rca is not None and rca.status in (RcaStatus.QUEUED.value, RcaStatus.RUNNING.value),
         "evidence": _evidence_index(rca),
@@ -134,9 +135,9 @@ def _act(request: Request, incident_id: int, action: Callable[[], str], anchor: 
 
 @router.post("/incidents/{incident_id}/resolve")
 def resolve_submit(
-    request: Request, user: CorrelatedUser, db_session: DbSession, incident_id: IncidentId
+    request: Request, caller: CorrelatedResponder, db_session: DbSession, incident_id: IncidentId
 ) -> Response:
-    incident = _incident(db_session, user, incident_id)
+    incident = _incident(db_session, caller, incident_id)
 
     def action() -> str:
         service.resolve(db_session=db_session, incident=incident)
@@ -148,9 +149,9 @@ def resolve_submit(
 
 @router.post("/incidents/{incident_id}/reopen")
 def reopen_submit(
-    request: Request, user: CorrelatedUser, db_session: DbSession, incident_id: IncidentId
+    request: Request, caller: CorrelatedResponder, db_session: DbSession, incident_id: IncidentId
 ) -> Response:
-    incident = _incident(db_session, user, incident_id)
+    incident = _incident(db_session, caller, incident_id)
 
     def action() -> str:
         service.reopen(db_session=db_session, incident=incident)
@@ -163,12 +164,12 @@ def reopen_submit(
 @router.post("/incidents/{incident_id}/rca")
 def rca_submit(
     request: Request,
-    user: CorrelatedUser,
+    caller: CorrelatedResponder,
     db_session: DbSession,
     settings: AppSettings,
     incident_id: IncidentId,
 ) -> Response:
-    incident = _incident(db_session, user, incident_id)
+    incident = _incident(db_session, caller, incident_id)
 
     def action() -> str:
         rca_service.request(
@@ -183,12 +184,12 @@ def rca_submit(
 @router.post("/incidents/{incident_id}/merge")
 def merge_submit(
     request: Request,
-    user: CorrelatedUser,
+    caller: CorrelatedResponder,
     db_session: DbSession,
     incident_id: IncidentId,
     source_incident_id: Annotated[str, Form()] = "",
 ) -> Response:
-    incident = _incident(db_session, user, incident_id)
+    incident = _incident(db_session, caller, incident_id)
 
     def action() -> str:
         source = _incident_number(source_incident_id, "the incident to merge in")
@@ -202,13 +203,13 @@ def merge_submit(
 @router.post("/incidents/{incident_id}/problems/{alert_id}/move")
 def move_submit(
     request: Request,
-    user: CorrelatedUser,
+    caller: CorrelatedResponder,
     db_session: DbSession,
     incident_id: IncidentId,
     alert_id: RowId,
     target_incident_id: Annotated[str, Form()] = "",
 ) -> Response:
-    incident = _incident(db_session, user, incident_id)
+    incident = _incident(db_session, caller, incident_id)
     target_text = target_incident_id.strip()
 
     def action() -> str:

@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from borealis.auth import service as auth_service
 from borealis.auth.models import User
 from borealis.errors import Conflict, InvalidInput
+from borealis.workspaces import service as workspaces_service
 
 
 def setup_open(*, db_session: Session) -> bool:
@@ -24,7 +25,10 @@ def create_first_admin(*, db_session: Session, email: str, password: str, confir
         db_session.execute(sa.text("LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE"))
     if not setup_open(db_session=db_session):
         raise Conflict("Borealis is already set up; log in instead")
-    return auth_service.create(db_session=db_session, email=email, password=password, is_admin=True)
+    user, _ = workspaces_service.create_user(
+        db_session=db_session, email=email, password=password, is_admin=True
+    )
+    return user
 
 
 def change_password(

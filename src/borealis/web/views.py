@@ -11,10 +11,17 @@ from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
-from borealis.api.deps import SESSION_USER_KEY, AppSettings, CurrentUser, DbSession, current_session_id
+from borealis.api.deps import (
+    AppSettings,
+    Caller,
+    CurrentCaller,
+    DbSession,
+    Owner,
+    current_session_id,
+    get_caller,
+)
 from borealis.auth import service as auth_service
 from borealis.auth import sessions as sessions_service
-from borealis.auth.models import User
 from borealis.auth.throttle import LoginLocked
 from borealis.config import Settings
 from borealis.dynatrace import service as dynatrace_service
@@ -28,6 +35,8 @@ from borealis.web import service
 from borealis.web.routing import PageRoute
 from borealis.web.security import end_session, flash, start_session, verify_csrf
 from borealis.web.templating import STATIC_DIR, render
+from borealis.workspaces import service as workspaces_service
+from borealis.workspaces.models import Role
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -60,10 +69,11 @@ def home(request: Request, db_session: DbSession) -> Response:
     """Where a visitor starts: set-up, login, connecting Dynatrace, or the incidents once connected."""
     if service.setup_open(db_session=db_session):
         return _see_other("/setup")
-    user_id = request.session.get(SESSION_USER_KEY)
-    if not user_id:
+    try:
+        caller = get_caller(request, db_session)
+    except BorealisError:
         return _see_other("/login")
-    connection = dynatrace_service.get(db_session=db_session, user_id=user_id)
+    connection = dynatrace_service.get(db_session=db_session, workspace_id=caller.workspace_id)
     return _see_other("/incidents" if connection is not None and connection.connected else "/dynatrace")
 
 
@@ -169,24 +179,33 @@ def _llm_status(settings: Settings) -> dict[str, Any]:
 def _settings_page(
     request: Request,
     db_session: DbSession,
-    user: User,
+    caller: Caller,
     settings: Settings,
     *,
     new_key: str | None = None,
     status_code: int = 200,
     **extra: object,
 ) -> Response:
+    workspace = workspaces_service.get(db_session=db_session, workspace_id=caller.workspace_id)
     context: dict[str, Any] = {
         "title": "Settings",
         "active": "settings",
-        "user": user,
-        "api_keys": auth_service.list_api_keys(db_session=db_session, user=user),
+        "user": caller.user,
+        "caller": caller,
+        "api_keys": auth_service.list_api_keys(
+            db_session=db_session,
+            workspace_id=caller.workspace_id,
+            user_id=None if caller.may(Role.OWNER) else caller.user.id,
+        ),
         "new_key": new_key,
         "key_error": None,
         "password_error": None,
-        "sessions": sessions_service.list_live(db_session=db_session, user=user, settings=settings),
+        "sessions": sessions_service.list_live(db_session=db_session, user=caller.user, settings=settings),
         "current_session_id": current_session_id(request),
-        "correlation": incidents_service.get_settings(db_session=db_session, user_id=user.id),
+        "correlation": incidents_service.get_settings(
+            db_session=db_session, workspace_id=caller.workspace_id
+        ),
+        "rca_enabled": workspace.rca_enabled if workspace else False,
         "correlation_errors": {},
         "signals": SIGNALS,
         "llm": _llm_status(settings),
@@ -201,41 +220,52 @@ def _settings_page(
 
 @router.get("/settings")
 def settings_page(
-    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings
+    request: Request, db_session: DbSession, caller: CurrentCaller, settings: AppSettings
 ) -> Response:
-    return _settings_page(request, db_session, user, settings)
+    return _settings_page(request, db_session, caller, settings)
 
 
 @router.post("/settings/rca")
 def settings_rca(
     request: Request,
     db_session: DbSession,
-    user: CurrentUser,
+    caller: Owner,
     rca_enabled: Annotated[str | None, Form()] = None,
 ) -> Response:
-    user.rca_enabled = rca_enabled is not None
+    workspace = workspaces_service.set_rca(
+        db_session=db_session,
+        workspace_id=caller.workspace_id,
+        enabled=rca_enabled is not None,
+        actor=caller.actor,
+    )
     db_session.commit()
-    state = "on: every new incident gets a root-cause analysis" if user.rca_enabled else "off"
+    state = "on: every new incident gets a root-cause analysis" if workspace.rca_enabled else "off"
     flash(request, f"Automatic root-cause analysis is {state}.")
     return _see_other("/settings")
 
 
 @router.post("/settings/api-keys")
 def settings_create_api_key(
-    request: Request, db_session: DbSession, user: CurrentUser, settings: AppSettings, name: FormText = ""
+    request: Request, db_session: DbSession, caller: CurrentCaller, settings: AppSettings, name: FormText = ""
 ) -> Response:
     if len(name.strip()) > 200:
         return _settings_page(
             request,
             db_session,
-            user,
+            caller,
             settings,
             key_error="A key name has at most 200 characters.",
             status_code=422,
         )
-    _, plain = auth_service.create_api_key(db_session=db_session, user=user, name=name or "default")
+    _, plain = auth_service.create_api_key(
+        db_session=db_session,
+        user=caller.user,
+        workspace_id=caller.workspace_id,
+        actor=caller.actor,
+        name=name or "default",
+    )
     db_session.commit()
-    return _settings_page(request, db_session, user, settings, new_key=plain, status_code=201)
+    return _settings_page(request, db_session, caller, settings, new_key=plain, status_code=201)
 
 
 Checkbox = Annotated[str | None, Form()]
@@ -245,7 +275,7 @@ Checkbox = Annotated[str | None, Form()]
 def settings_correlation(
     request: Request,
     db_session: DbSession,
-    user: CurrentUser,
+    caller: Owner,
     settings: AppSettings,
     window_minutes: FormText = "",
     threshold: FormText = "",
@@ -270,11 +300,16 @@ def settings_correlation(
             str(error["loc"][0]): f"{error['msg']}; you entered {error.get('input')!r}."
             for error in exc.errors()
         }
-        return _settings_page(request, db_session, user, settings, correlation_errors=errors, status_code=422)
-    current = incidents_service.get_settings(db_session=db_session, user_id=user.id)
+        return _settings_page(
+            request, db_session, caller, settings, correlation_errors=errors, status_code=422
+        )
+    current = incidents_service.get_settings(db_session=db_session, workspace_id=caller.workspace_id)
     changes = update.model_dump(exclude_none=True, exclude={"signals"}) | signals
     incidents_service.put_settings(
-        db_session=db_session, user_id=user.id, settings=replace(current, **changes)
+        db_session=db_session,
+        workspace_id=caller.workspace_id,
+        settings=replace(current, **changes),
+        actor=caller.actor,
     )
     db_session.commit()
     flash(request, "Correlation settings saved. They apply to problems arriving from now on.")
@@ -283,9 +318,16 @@ def settings_correlation(
 
 @router.post("/settings/api-keys/{key_id}/revoke")
 def settings_revoke_api_key(
-    request: Request, db_session: DbSession, user: CurrentUser, key_id: str
+    request: Request, db_session: DbSession, caller: CurrentCaller, key_id: str
 ) -> Response:
-    api_key = auth_service.revoke_api_key(db_session=db_session, user=user, key_id_or_prefix=key_id)
+    api_key = auth_service.revoke_api_key(
+        db_session=db_session,
+        workspace_id=caller.workspace_id,
+        key_id_or_prefix=key_id,
+        actor=caller.actor,
+        # An owner may revoke any key of the workspace; others their own.
+        user_id=None if caller.may(Role.OWNER) else caller.user.id,
+    )
     db_session.commit()
     flash(request, f"API key {api_key.prefix}… ({api_key.name}) is revoked.")
     return _see_other("/settings")
@@ -295,7 +337,7 @@ def settings_revoke_api_key(
 def settings_change_password(
     request: Request,
     db_session: DbSession,
-    user: CurrentUser,
+    caller: CurrentCaller,
     settings: AppSettings,
     current_password: FormText = "",
     new_password: FormText = "",
@@ -305,7 +347,7 @@ def settings_change_password(
     try:
         proven = auth_service.log_in(
             db_session=db_session,
-            email=user.email,
+            email=caller.user.email,
             password=current_password,
             address=request.client.host if request.client else None,
             settings=settings,
@@ -313,25 +355,25 @@ def settings_change_password(
     except LoginLocked as exc:
         db_session.commit()
         response = _settings_page(
-            request, db_session, user, settings, password_error=exc.message, status_code=429
+            request, db_session, caller, settings, password_error=exc.message, status_code=429
         )
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    if proven is None or proven.id != user.id:
+    if proven is None or proven.id != caller.user.id:
         db_session.commit()  # the failure counts against the account
         error = "Your current password is not that. Nothing was changed."
-        return _settings_page(request, db_session, user, settings, password_error=error, status_code=422)
+        return _settings_page(request, db_session, caller, settings, password_error=error, status_code=422)
     try:
         ended = service.change_password(
             db_session=db_session,
-            user=user,
+            user=caller.user,
             password=new_password,
             confirmation=new_password_confirmation,
             keep_session_id=current_session_id(request),
         )
     except BorealisError as exc:
         return _settings_page(
-            request, db_session, user, settings, password_error=exc.message, status_code=exc.status_code
+            request, db_session, caller, settings, password_error=exc.message, status_code=exc.status_code
         )
     db_session.commit()
     message = "Your password is changed."
@@ -344,9 +386,9 @@ def settings_change_password(
 
 @router.post("/settings/sessions/{session_id}/revoke")
 def settings_revoke_session(
-    request: Request, db_session: DbSession, user: CurrentUser, session_id: str
+    request: Request, db_session: DbSession, caller: CurrentCaller, session_id: str
 ) -> Response:
-    ended = sessions_service.revoke(db_session=db_session, user=user, session_id=session_id)
+    ended = sessions_service.revoke(db_session=db_session, user=caller.user, session_id=session_id)
     if ended.id == current_session_id(request):
         end_session(request, db_session=db_session)
         db_session.commit()

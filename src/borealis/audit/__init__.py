@@ -1,0 +1,2 @@
+"""The audit log: who changed a workspace's members, roles, connection, settings, keys or secrets,
+when, and from where."""
