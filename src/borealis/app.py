@@ -23,6 +23,7 @@ from borealis.api.jobs import router as jobs_router
 from borealis.api.problems import router as problems_router
 from borealis.api.rca import router as rca_router
 from borealis.api.sync import router as sync_router
+from borealis.api.workspaces import router as workspaces_router
 from borealis.config import Settings, get_settings
 from borealis.crypto import SecretBox
 from borealis.db import Database
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(rca_router)
     app.include_router(sync_router)
     app.include_router(jobs_router)
+    app.include_router(workspaces_router)
     app.include_router(metrics_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"], responses=error_responses(503))

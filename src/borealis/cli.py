@@ -430,7 +430,7 @@ def workspaces_create(
     """Create a workspace with its first owner and print its id."""
     with _session() as session:
         user = _user(session, owner)
-        workspace = workspaces_service.create(db_session=session, name=name, owner=user)
+        workspace = workspaces_service.create(db_session=session, name=name, owner=user, actor=CLI_ACTOR)
         workspace_id = workspace.id
     typer.echo(workspace_id)
 

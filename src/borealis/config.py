@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     # Login throttling: failed logins allowed per account (by email, existing or not) and per client
     # address, then each further failure locks that key for a delay doubling from the first lock to the
     # cap. A key's count is forgotten after this long without a failure; a login resets its account.
+    # How long the audit log keeps an entry (days); the worker removes older ones hourly.
+    audit_retention_days: int = Field(default=365, ge=1, le=10 * 365)
     login_free_failures: int = Field(default=5, ge=1, le=1000)
     login_address_free_failures: int = Field(default=20, ge=1, le=100_000)
     login_lock_seconds: float = Field(default=1.0, gt=0, le=3600)

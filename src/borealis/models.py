@@ -9,6 +9,8 @@ from borealis.incidents.models import (
     Incident,
     IncidentEvent,
     IncidentKey,
+    IncidentNote,
+    IncidentNoteRevision,
     IncidentProblem,
 )
 from borealis.jobstore.models import Job, JobSchedule
@@ -37,6 +39,8 @@ __all__ = [
     "Incident",
     "IncidentEvent",
     "IncidentKey",
+    "IncidentNote",
+    "IncidentNoteRevision",
     "IncidentProblem",
     "Job",
     "JobSchedule",

@@ -37,7 +37,9 @@ class ErrorResponse(BaseModel):
 ERROR_DESCRIPTIONS: dict[int, str] = {
     400: "The body cannot be read (it is not UTF-8 text, for example).",
     401: "No API key or signed-in session, or an unknown or revoked key.",
-    404: "Nothing of that id among the caller's (another user's is as unknown as a missing one).",
+    403: "The caller's role in the workspace does not allow this (viewer < responder < owner), or a web "
+    "form came without its CSRF token.",
+    404: "Nothing of that id in the caller's workspace (another workspace's is as unknown as a missing one).",
     409: "The state does not allow it: Dynatrace is not connected, or the incident was merged away.",
     413: "The request body is larger than the server's limit.",
     422: "The input is invalid; the message names the field and what to fix.",
@@ -58,4 +60,4 @@ def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 # Every API route: authentication, the body limit, input validation, the unexpected-error handler.
-API_ERRORS = error_responses(401, 413, 422, 500)
+API_ERRORS = error_responses(401, 403, 413, 422, 500)

@@ -6,14 +6,25 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, status
 
-from borealis.api.deps import Caller, CorrelatedCaller, CorrelatedResponder, CurrentCaller, DbSession, Owner
+from borealis import markup
+from borealis.api.deps import (
+    Caller,
+    CorrelatedCaller,
+    CorrelatedResponder,
+    CurrentCaller,
+    DbSession,
+    Owner,
+    Responder,
+)
 from borealis.api.schemas import IncidentDetail
 from borealis.errors import InvalidInput, NotFound
-from borealis.incidents import service
+from borealis.incidents import service, workflow
 from borealis.incidents.models import Incident
 from borealis.incidents.schemas import (
+    AcknowledgementRead,
+    AssignRequest,
     CorrelationSettingsRead,
     CorrelationSettingsUpdate,
     IncidentList,
@@ -21,6 +32,11 @@ from borealis.incidents.schemas import (
     IncidentSummary,
     MergeRequest,
     MoveRequest,
+    NoteList,
+    NoteRead,
+    NoteRevisionRead,
+    NoteWrite,
+    Person,
     TimelineEvent,
 )
 from borealis.rca import service as rca_service
@@ -105,6 +121,10 @@ def list_incidents(
     since: Annotated[datetime | None, Query(description="started at or after (ISO 8601)")] = None,
     until: Annotated[datetime | None, Query(description="started at or before (ISO 8601)")] = None,
     q: Annotated[str | None, Query(max_length=200, description="text in title, ids or entity names")] = None,
+    assignee: Annotated[
+        str | None, Query(max_length=36, description="'me', a member's user id, or 'none' for unassigned")
+    ] = None,
+    acknowledged: bool | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     offset: Offset = 0,
 ) -> IncidentList:
@@ -115,16 +135,39 @@ def list_incidents(
         since=_utc("since", since),
         until=_utc("until", until),
         q=(q or "").strip() or None,
+        assignee=caller.user.id if assignee == "me" else assignee,
+        acknowledged=acknowledged,
     )
     items, total = service.list_incidents(
         db_session=db_session, workspace_id=caller.workspace_id, filters=filters, limit=limit, offset=offset
     )
     return IncidentList(
-        incidents=[IncidentSummary.model_validate(item) for item in items],
+        incidents=summaries(db_session, items),
         total=total,
         limit=limit,
         offset=offset,
     )
+
+
+def _person(names: dict[str, str], user_id: str | None) -> Person | None:
+    return Person(user_id=user_id, username=names[user_id]) if user_id and user_id in names else None
+
+
+def summaries(db_session: DbSession, incidents: list[Incident]) -> list[IncidentSummary]:
+    """The incidents as the API shows them, with the members of their workflow named."""
+    names = workflow.usernames(
+        db_session=db_session,
+        user_ids={user_id for item in incidents for user_id in (item.acknowledged_by_id, item.assignee_id)},
+    )
+    return [
+        IncidentSummary.model_validate(item).model_copy(
+            update={
+                "acknowledged_by": _person(names, item.acknowledged_by_id),
+                "assignee": _person(names, item.assignee_id),
+            }
+        )
+        for item in incidents
+    ]
 
 
 def _detail(db_session: DbSession, incident: Incident) -> IncidentDetail:
@@ -149,19 +192,22 @@ def _detail(db_session: DbSession, incident: Incident) -> IncidentDetail:
         )
         for attachment, problem in service.members(db_session=db_session, incident=incident)
     ]
+    events = service.timeline(db_session=db_session, incident=incident)
+    names = workflow.usernames(db_session=db_session, user_ids={event.user_id for event in events})
     timeline = [
         TimelineEvent(
             id=event.id,
             at=event.at,
             kind=event.kind,
             actor=event.actor,
+            by=_person(names, event.user_id),
             alert_id=event.problem_id,
             message=event.message,
             details=event.details or {},
         )
-        for event in service.timeline(db_session=db_session, incident=incident)
+        for event in events
     ]
-    summary = IncidentSummary.model_validate(incident)
+    [summary] = summaries(db_session, [incident])
     rca = rca_service.summary_for(db_session=db_session, incident=incident)
     return IncidentDetail(**summary.model_dump(), problems=problems, timeline=timeline, rca=rca)
 
@@ -173,25 +219,29 @@ def get_incident(incident: IncidentFromPath, db_session: DbSession) -> IncidentD
 
 
 @router.post("/{incident_id}/resolve", response_model=IncidentDetail, responses=CHANGE_ERRORS)
-def resolve_incident(incident: IncidentToChange, db_session: DbSession) -> IncidentDetail:
+def resolve_incident(incident: IncidentToChange, caller: Responder, db_session: DbSession) -> IncidentDetail:
     """Resolve by hand; it takes no new problems until reopened."""
-    service.resolve(db_session=db_session, incident=incident)
+    service.resolve(db_session=db_session, incident=incident, by=caller.user.id)
     db_session.commit()
     return _detail(db_session, incident)
 
 
 @router.post("/{incident_id}/reopen", response_model=IncidentDetail, responses=CHANGE_ERRORS)
-def reopen_incident(incident: IncidentToChange, db_session: DbSession) -> IncidentDetail:
+def reopen_incident(incident: IncidentToChange, caller: Responder, db_session: DbSession) -> IncidentDetail:
     """Reopen by hand; related new problems join it again."""
-    service.reopen(db_session=db_session, incident=incident)
+    service.reopen(db_session=db_session, incident=incident, by=caller.user.id)
     db_session.commit()
     return _detail(db_session, incident)
 
 
 @router.post("/{incident_id}/merge", response_model=IncidentDetail, responses=CHANGE_WITH_BODY_ERRORS)
-def merge_incident(body: MergeRequest, incident: IncidentToChange, db_session: DbSession) -> IncidentDetail:
+def merge_incident(
+    body: MergeRequest, incident: IncidentToChange, caller: Responder, db_session: DbSession
+) -> IncidentDetail:
     """Fold incident ``sourceIncidentId`` into this one; the source then points here."""
-    service.merge(db_session=db_session, target=incident, source_incident_id=body.source_incident_id)
+    service.merge(
+        db_session=db_session, target=incident, source_incident_id=body.source_incident_id, by=caller.user.id
+    )
     db_session.commit()
     return _detail(db_session, incident)
 
@@ -204,6 +254,7 @@ def merge_incident(body: MergeRequest, incident: IncidentToChange, db_session: D
 def move_problem(
     body: MoveRequest,
     incident: IncidentToChange,
+    caller: Responder,
     db_session: DbSession,
     alert_id: RowId,
 ) -> IncidentDetail:
@@ -214,6 +265,94 @@ def move_problem(
         incident=incident,
         problem_id=alert_id,
         target_incident_id=body.target_incident_id,
+        by=caller.user.id,
     )
     db_session.commit()
     return _detail(db_session, target)
+
+
+@router.post("/{incident_id}/acknowledge", response_model=AcknowledgementRead, responses=error_responses(404))
+def acknowledge_incident(
+    incident: IncidentToChange, caller: Responder, db_session: DbSession
+) -> AcknowledgementRead:
+    """Say "I'm on it": records who and when. Idempotent: a second acknowledgement changes nothing
+    and answers with the first (``first: false``)."""
+    done = workflow.acknowledge(db_session=db_session, incident=incident, user=caller.user)
+    db_session.commit()
+    return AcknowledgementRead(
+        incident_id=incident.id,
+        acknowledged_at=done.at,
+        acknowledged_by=Person(user_id=done.by.id, username=done.by.email) if done.by else None,
+        first=done.first,
+    )
+
+
+@router.post("/{incident_id}/assign", response_model=IncidentDetail, responses=CHANGE_WITH_BODY_ERRORS)
+def assign_incident(
+    body: AssignRequest, incident: IncidentToChange, caller: Responder, db_session: DbSession
+) -> IncidentDetail:
+    """Hand the incident to a member of the workspace (``userId``), or to nobody (``null``). Anyone
+    else is refused (422)."""
+    workflow.assign(db_session=db_session, incident=incident, assignee_id=body.user_id, by=caller.user)
+    db_session.commit()
+    return _detail(db_session, incident)
+
+
+def _note(item: workflow.NoteWithHistory) -> NoteRead:
+    note = item.note
+    return NoteRead(
+        id=note.id,
+        incident_id=note.incident_id,
+        author=Person(user_id=item.author.id, username=item.author.email) if item.author else None,
+        text=note.text,
+        html=markup.to_html(note.text),
+        created_at=note.created_at,
+        updated_at=note.updated_at,
+        history=[
+            NoteRevisionRead(
+                text=revision.text, written_at=revision.written_at, replaced_at=revision.replaced_at
+            )
+            for revision in item.revisions
+        ],
+    )
+
+
+def _one_note(db_session: DbSession, incident: Incident, note_id: int) -> NoteRead:
+    [item] = [
+        item for item in workflow.notes(db_session=db_session, incident=incident) if item.note.id == note_id
+    ]
+    return _note(item)
+
+
+@router.get("/{incident_id}/notes", response_model=NoteList, responses=INCIDENT_ERRORS)
+def list_notes(incident: IncidentFromPath, db_session: DbSession) -> NoteList:
+    """The incident's notes, oldest first, with their Markdown rendered and earlier texts of edited ones."""
+    return NoteList(notes=[_note(item) for item in workflow.notes(db_session=db_session, incident=incident)])
+
+
+@router.post(
+    "/{incident_id}/notes",
+    response_model=NoteRead,
+    status_code=status.HTTP_201_CREATED,
+    responses=error_responses(400, 404),
+)
+def add_note(
+    body: NoteWrite, incident: IncidentToChange, caller: Responder, db_session: DbSession
+) -> NoteRead:
+    """Leave a note (Markdown, up to 10,000 characters) for the team and the next shift."""
+    note = workflow.add_note(db_session=db_session, incident=incident, author=caller.user, text=body.text)
+    db_session.commit()
+    return _one_note(db_session, incident, note.id)
+
+
+@router.patch("/{incident_id}/notes/{note_id}", response_model=NoteRead, responses=error_responses(400, 404))
+def edit_note(
+    note_id: RowId, body: NoteWrite, incident: IncidentToChange, caller: Responder, db_session: DbSession
+) -> NoteRead:
+    """Change your note's text (only its author may, 403 otherwise); the text it replaces stays in its
+    history."""
+    workflow.edit_note(
+        db_session=db_session, incident=incident, note_id=note_id, author=caller.user, text=body.text
+    )
+    db_session.commit()
+    return _one_note(db_session, incident, note_id)

@@ -75,6 +75,13 @@ def touch(*, db_session: Session, session_id: str, now: datetime) -> None:
     )
 
 
+def choose_workspace(*, db_session: Session, session_id: str, workspace_id: str) -> None:
+    """Make the workspace the one this session acts in (the caller checked the membership)."""
+    db_session.execute(
+        sa.update(UserSession).where(UserSession.id == session_id).values(workspace_id=workspace_id)
+    )
+
+
 def list_live(*, db_session: Session, user: User, settings: Settings) -> list[UserSession]:
     """The user's sessions still in force, the most recently used first."""
     return list(

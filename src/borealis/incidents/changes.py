@@ -44,14 +44,19 @@ class Changes:
     db_session: Session
     index: CandidateIndex
     held_events: list[dict[str, Any]] | None = None
+    # The member whose manual action this is (None: the system's own changes).
+    by: str | None = None
 
     @classmethod
-    def of(cls, db_session: Session, *, hold_events: bool = False) -> Changes:
+    def of(cls, db_session: Session, *, hold_events: bool = False, by: str | None = None) -> Changes:
         """Changes straight to the database (``hold_events``: the timeline waits for ``write_held_events``)."""
-        return cls(db_session, CandidateIndex(db_session, hold=hold_events), [] if hold_events else None)
+        return cls(db_session, CandidateIndex(db_session, hold=hold_events), [] if hold_events else None, by)
 
     def record(self, incident: Incident, kind: str, message: str, **optional: Any) -> None:
-        """``record_event`` for this call: held back when it holds its events."""
+        """``record_event`` for this call: held back when it holds its events; a manual action's line
+        names the member."""
+        if optional.get("actor") == "user":
+            optional.setdefault("user_id", self.by)
         record_event(
             db_session=self.db_session,
             incident=incident,
@@ -78,6 +83,7 @@ def record_event(
     kind: str,
     message: str,
     actor: str = "system",
+    user_id: str | None = None,
     problem_id: int | None = None,
     details: dict[str, Any] | None = None,
     held: list[dict[str, Any]] | None = None,
@@ -89,6 +95,7 @@ def record_event(
         "at": utcnow(),
         "kind": kind,
         "actor": actor,
+        "user_id": user_id,
         "problem_id": problem_id,
         "message": message,
         "details": details or {},
@@ -239,6 +246,7 @@ def set_resolved(changes: Changes, incident: Incident, *, why: str, actor: str) 
     )
     incident.status = RESOLVED
     incident.resolved_at = ends if ends is not None and actor == "system" else utcnow()
+    incident.time_to_resolve_seconds = max(0.0, (incident.resolved_at - incident.started_at).total_seconds())
     changes.index.remove_incident(incident.id)
     changes.record(incident, "resolved", f"resolved: {why}", actor=actor)
 
@@ -254,6 +262,7 @@ def set_open(changes: Changes, incident: Incident, *, why: str, actor: str) -> N
     """Open the incident again and put its problems back into the candidate index."""
     incident.status = OPEN
     incident.resolved_at = None
+    incident.time_to_resolve_seconds = None
     changes.index.add_incident(incident)
     changes.record(incident, "reopened", f"reopened: {why}", actor=actor)
 

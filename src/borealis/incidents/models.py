@@ -34,6 +34,9 @@ class Incident(Base):
         sa.Index("ix_incidents_workspace_started", "workspace_id", "started_at", "id"),
         sa.Index("ix_incidents_workspace_status_started", "workspace_id", "status", "started_at", "id"),
         sa.Index("ix_incidents_workspace_priority_started", "workspace_id", "priority", "started_at", "id"),
+        sa.Index(
+            "ix_incidents_workspace_assignee_started", "workspace_id", "assignee_id", "started_at", "id"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -54,6 +57,13 @@ class Incident(Base):
     merged_into_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("incidents.id", ondelete="SET NULL"), index=True
     )
+    # The on-call workflow: who said "I'm on it" first and when, and who has it now.
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    acknowledged_by_id: Mapped[str | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    assignee_id: Mapped[str | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    # From the start to the first acknowledgement, and to the last resolution (None while open).
+    time_to_acknowledge_seconds: Mapped[float | None] = mapped_column(sa.Float)
+    time_to_resolve_seconds: Mapped[float | None] = mapped_column(sa.Float)
     # Lower-case title, display ids and entity names: what the `q` filter searches.
     search_text: Mapped[str] = mapped_column(sa.Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -96,6 +106,8 @@ class IncidentEvent(Base):
     kind: Mapped[str] = mapped_column(sa.String(40))
     # "system" for correlation and lifecycle, "user" for a manual action.
     actor: Mapped[str] = mapped_column(sa.String(16), default="system")
+    # The member who acted (a manual action), kept as None once their account is gone.
+    user_id: Mapped[str | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
     problem_id: Mapped[int | None] = mapped_column(
         sa.ForeignKey("problems.id", ondelete="SET NULL"), index=True
     )
@@ -154,3 +166,35 @@ class CorrelationSettingsRow(Base):
             title=self.title,
             time=self.time,
         )
+
+
+MAX_NOTE_CHARS = 10_000
+
+
+class IncidentNote(Base):
+    """A responder's note on an incident, in Markdown. Its author may edit it; each edit keeps the text
+    it replaced (``IncidentNoteRevision``)."""
+
+    __tablename__ = "incident_notes"
+    __table_args__ = (sa.Index("ix_incident_notes_incident_id_id", "incident_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[int] = mapped_column(sa.ForeignKey("incidents.id", ondelete="CASCADE"))
+    author_id: Mapped[str | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    text: Mapped[str] = mapped_column(sa.Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class IncidentNoteRevision(Base):
+    """A note's text as it was before an edit."""
+
+    __tablename__ = "incident_note_revisions"
+    __table_args__ = (sa.Index("ix_incident_note_revisions_note_id_id", "note_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    note_id: Mapped[int] = mapped_column(sa.ForeignKey("incident_notes.id", ondelete="CASCADE"))
+    text: Mapped[str] = mapped_column(sa.Text)
+    # When this text was written (the note's creation or the previous edit) and when it was replaced.
+    written_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    replaced_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

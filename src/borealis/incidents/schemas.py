@@ -22,6 +22,11 @@ class AffectedEntity(CamelModel):
     type: str | None = None
 
 
+class Person(CamelModel):
+    user_id: str
+    username: str
+
+
 class IncidentSummary(CamelModel):
     id: int
     title: str
@@ -35,6 +40,12 @@ class IncidentSummary(CamelModel):
     merged_into_id: int | None
     created_at: datetime
     updated_at: datetime
+    # The on-call workflow: the first acknowledgement, who has it, and how long each took.
+    acknowledged_at: datetime | None = None
+    acknowledged_by: Person | None = None
+    assignee: Person | None = None
+    time_to_acknowledge_seconds: float | None = None
+    time_to_resolve_seconds: float | None = None
 
 
 class IncidentList(CamelModel):
@@ -70,6 +81,8 @@ class TimelineEvent(CamelModel):
     at: datetime
     kind: str
     actor: str
+    # The member of a manual action (None for the system's, or once the account is gone).
+    by: Person | None = None
     alert_id: int | None
     message: str
     details: dict[str, Any]
@@ -142,3 +155,48 @@ class CorrelationSettingsUpdate(CamelModel):
     threshold: float | None = Field(default=None, gt=0, le=1, description=f"default {DEFAULT_THRESHOLD}")
     max_hops: int | None = Field(default=None, ge=0, le=5, description=f"default {DEFAULT_MAX_HOPS}")
     signals: SignalsUpdate | None = None
+
+
+class AssignRequest(CamelModel):
+    """``userId: null`` takes the incident off whoever has it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = Field(max_length=36)
+
+
+class AcknowledgementRead(CamelModel):
+    incident_id: int
+    acknowledged_at: datetime
+    acknowledged_by: Person | None
+    # False when it was acknowledged already: nothing changed, and ``acknowledgedBy`` was first.
+    first: bool
+
+
+class NoteWrite(CamelModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(description="Markdown, up to 10,000 characters")
+
+
+class NoteRevisionRead(CamelModel):
+    text: str
+    written_at: datetime
+    replaced_at: datetime
+
+
+class NoteRead(CamelModel):
+    id: int
+    incident_id: int
+    author: Person | None
+    text: str
+    # The text rendered from Markdown, safe to put in a page (raw HTML in the text is shown as text).
+    html: str
+    created_at: datetime
+    updated_at: datetime
+    # Earlier texts of an edited note, oldest first.
+    history: list[NoteRevisionRead]
+
+
+class NoteList(CamelModel):
+    notes: list[NoteRead]

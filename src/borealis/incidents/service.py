@@ -91,31 +91,31 @@ def _require_active(incident: Incident) -> None:
         )
 
 
-def resolve(*, db_session: Session, incident: Incident) -> Incident:
+def resolve(*, db_session: Session, incident: Incident, by: str) -> Incident:
     """Resolve the incident by hand (open problems stay as Dynatrace reports them); returns it."""
     lock_workspace(db_session=db_session, workspace_id=incident.workspace_id)
     db_session.refresh(incident)
     _require_active(incident)
     if incident.status != RESOLVED:
         incident.manual = True
-        set_resolved(Changes.of(db_session), incident, why="resolved by hand", actor="user")
+        set_resolved(Changes.of(db_session, by=by), incident, why="resolved by hand", actor="user")
     db_session.flush()
     return incident
 
 
-def reopen(*, db_session: Session, incident: Incident) -> Incident:
+def reopen(*, db_session: Session, incident: Incident, by: str) -> Incident:
     """Reopen the incident by hand, so related new problems join it again; returns it."""
     lock_workspace(db_session=db_session, workspace_id=incident.workspace_id)
     db_session.refresh(incident)
     _require_active(incident)
     if incident.status != OPEN:
         incident.manual = True
-        set_open(Changes.of(db_session), incident, why="reopened by hand", actor="user")
+        set_open(Changes.of(db_session, by=by), incident, why="reopened by hand", actor="user")
     db_session.flush()
     return incident
 
 
-def merge(*, db_session: Session, target: Incident, source_incident_id: int) -> Incident:
+def merge(*, db_session: Session, target: Incident, source_incident_id: int, by: str) -> Incident:
     """Fold another incident of the same workspace into ``target``; returns ``target``."""
     lock_workspace(db_session=db_session, workspace_id=target.workspace_id)
     db_session.refresh(target)
@@ -127,7 +127,7 @@ def merge(*, db_session: Session, target: Incident, source_incident_id: int) -> 
         raise NotFound(f"incident {source_incident_id} does not exist; list incidents with GET /incidents")
     _require_active(source)
     target.manual = True
-    changes = Changes.of(db_session)
+    changes = Changes.of(db_session, by=by)
     merge_into(changes, target=target, source=source, actor="user", why="merged by hand")
     _settle_after_manual(changes, target, why=f"incident #{source.id} merged in")
     db_session.flush()
@@ -135,7 +135,7 @@ def merge(*, db_session: Session, target: Incident, source_incident_id: int) -> 
 
 
 def move_problem(
-    *, db_session: Session, incident: Incident, problem_id: int, target_incident_id: int | None
+    *, db_session: Session, incident: Incident, problem_id: int, target_incident_id: int | None, by: str
 ) -> Incident:
     """Move one problem out of ``incident`` into another incident, or a new one when the target is
     None; returns the incident it now belongs to."""
@@ -166,6 +166,7 @@ def move_problem(
             incident=target,
             kind="opened",
             actor="user",
+            user_id=by,
             problem_id=problem_id,
             message=f"opened by hand for {display}, moved out of incident #{incident.id}",
         )
@@ -193,6 +194,7 @@ def move_problem(
         incident=incident,
         kind="problem_moved_out",
         actor="user",
+        user_id=by,
         problem_id=problem_id,
         message=f"{display} moved by hand to incident #{target.id}",
         details={"targetIncidentId": target.id},
@@ -202,13 +204,14 @@ def move_problem(
         incident=target,
         kind="problem_moved_in",
         actor="user",
+        user_id=by,
         problem_id=problem_id,
         message=f"{display} moved by hand from incident #{incident.id}",
         details={"sourceIncidentId": incident.id},
     )
     refresh(db_session=db_session, incident=incident)
     refresh(db_session=db_session, incident=target)
-    changes = Changes.of(db_session)
+    changes = Changes.of(db_session, by=by)
     if target.status == OPEN:
         changes.index.add_problem(incident.workspace_id, problem_id, target.id, keys_for(facts_from(problem)))
     else:
@@ -244,6 +247,12 @@ class IncidentFilter:
     since: datetime | None = None
     until: datetime | None = None
     q: str | None = None
+    # A member's id, or NOBODY for the unassigned ones.
+    assignee: str | None = None
+    acknowledged: bool | None = None
+
+
+NOBODY = "none"
 
 
 def list_incidents(
@@ -262,6 +271,13 @@ def list_incidents(
     if filters.q:
         pattern = "%" + filters.q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         conditions.append(Incident.search_text.like(pattern, escape="\\"))
+    if filters.assignee == NOBODY:
+        conditions.append(Incident.assignee_id.is_(None))
+    elif filters.assignee:
+        conditions.append(Incident.assignee_id == filters.assignee)
+    if filters.acknowledged is not None:
+        acknowledged = Incident.acknowledged_at.is_not(None)
+        conditions.append(acknowledged if filters.acknowledged else sa.not_(acknowledged))
     total = db_session.scalar(sa.select(sa.func.count()).select_from(Incident).where(*conditions)) or 0
     items = db_session.scalars(
         sa.select(Incident)

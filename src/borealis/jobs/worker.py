@@ -22,6 +22,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from borealis.audit import service as audit
 from borealis.config import Settings
 from borealis.crypto import SecretBox
 from borealis.db import Database, utcnow
@@ -272,7 +273,7 @@ class Worker:
         now = utcnow()
         with self.database.session(write=True) as db_session:
             abandoned = outcomes.fail_abandoned(db_session=db_session, now=now)
-            pruned = 0
+            pruned = forgotten = 0
             if time.monotonic() >= self._next_prune:
                 self._next_prune = time.monotonic() + self.prune_interval
                 pruned = outcomes.prune(
@@ -280,11 +281,16 @@ class Worker:
                     done_before=now - self.done_retention,
                     failed_before=now - self.failed_retention,
                 )
+                forgotten = audit.prune(
+                    db_session=db_session, before=now - timedelta(days=self.settings.audit_retention_days)
+                )
             db_session.commit()
         if abandoned:
             logger.warning("failed jobs whose last attempt's worker died", extra={"count": abandoned})
         if pruned:
             logger.info("pruned old jobs", extra={"count": pruned})
+        if forgotten:
+            logger.info("removed audit entries past their retention", extra={"count": forgotten})
 
     # --- slots ----------------------------------------------------------------------------------------
 

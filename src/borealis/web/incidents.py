@@ -140,7 +140,7 @@ def resolve_submit(
     incident = _incident(db_session, caller, incident_id)
 
     def action() -> str:
-        service.resolve(db_session=db_session, incident=incident)
+        service.resolve(db_session=db_session, incident=incident, by=caller.user.id)
         db_session.commit()
         return "The incident is resolved. It takes no new problems until reopened."
 
@@ -154,7 +154,7 @@ def reopen_submit(
     incident = _incident(db_session, caller, incident_id)
 
     def action() -> str:
-        service.reopen(db_session=db_session, incident=incident)
+        service.reopen(db_session=db_session, incident=incident, by=caller.user.id)
         db_session.commit()
         return "The incident is open again: related new problems join it."
 
@@ -193,7 +193,7 @@ def merge_submit(
 
     def action() -> str:
         source = _incident_number(source_incident_id, "the incident to merge in")
-        service.merge(db_session=db_session, target=incident, source_incident_id=source)
+        service.merge(db_session=db_session, target=incident, source_incident_id=source, by=caller.user.id)
         db_session.commit()
         return f"Incident #{source} is merged into this one."
 
@@ -215,7 +215,11 @@ def move_submit(
     def action() -> str:
         target = None if target_text == NEW_INCIDENT else _incident_number(target_text, "the target incident")
         moved_to = service.move_problem(
-            db_session=db_session, incident=incident, problem_id=alert_id, target_incident_id=target
+            db_session=db_session,
+            incident=incident,
+            problem_id=alert_id,
+            target_incident_id=target,
+            by=caller.user.id,
         )
         db_session.commit()
         return f"The problem is moved to incident #{moved_to.id}."

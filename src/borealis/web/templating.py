@@ -17,6 +17,7 @@ from markupsafe import Markup, escape
 from borealis import csrf
 from borealis.api.deps import SESSION_USER_KEY
 from borealis.web.security import pop_flashes
+from borealis.workspaces import service as workspaces_service
 
 HERE = Path(__file__).parent
 STATIC_DIR = HERE / "static"
@@ -40,6 +41,7 @@ NAVIGATION: list[tuple[str, str, str]] = [
     ("incidents", "Incidents", "/incidents"),
     ("alerts", "Alerts", "/dynatrace/alerts"),
     ("dynatrace", "Dynatrace", "/dynatrace"),
+    ("members", "Members", "/members"),
     ("settings", "Settings", "/settings"),
 ]
 
@@ -107,5 +109,10 @@ def render(
     values["csrf_token"] = token = csrf.session_token(request)
     values["csrf_input"] = Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
     values["flashes"] = pop_flashes(request)
+    caller = values.get("caller")
+    if caller is not None:
+        # The header's switcher: the member's workspaces, in a short read of its own.
+        with request.app.state.database.session() as db_session:
+            values["workspaces"] = workspaces_service.for_user(db_session=db_session, user_id=caller.user.id)
     html = ENVIRONMENT.get_template(name).render(values)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)

@@ -32,6 +32,7 @@ from borealis.web import alerts as alerts_pages
 from borealis.web import dynatrace as dynatrace_pages
 from borealis.web import incidents as incidents_pages
 from borealis.web import service
+from borealis.web import workspaces as workspace_pages
 from borealis.web.routing import PageRoute
 from borealis.web.security import end_session, flash, start_session, verify_csrf
 from borealis.web.templating import STATIC_DIR, render
@@ -48,6 +49,7 @@ def install(app: FastAPI) -> None:
     API shares is then answered by the page for browsers and by the API for everyone else."""
     app.include_router(router)
     app.include_router(dynatrace_pages.router)
+    app.include_router(workspace_pages.router)
     app.include_router(alerts_pages.router)
     app.include_router(incidents_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")

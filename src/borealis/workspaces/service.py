@@ -27,12 +27,20 @@ def clean_name(name: str) -> str:
     return name
 
 
-def create(*, db_session: Session, name: str, owner: User) -> Workspace:
+def create(*, db_session: Session, name: str, owner: User, actor: Actor) -> Workspace:
     """A new workspace with ``owner`` as its first owner."""
     workspace = Workspace(name=clean_name(name))
     db_session.add(workspace)
     db_session.flush()
     db_session.add(Membership(workspace_id=workspace.id, user_id=owner.id, role=Role.OWNER.value))
+    audit.record(
+        db_session=db_session,
+        workspace_id=workspace.id,
+        actor=actor,
+        action="workspace.created",
+        target=workspace.name,
+        details={"owner": owner.email},
+    )
     db_session.flush()
     return workspace
 
@@ -43,7 +51,8 @@ def create_user(
     """A new account with a personal workspace of its own, where it is the owner: every user can work
     on their own from the start, and teams invite them into shared workspaces."""
     user = auth_service.create(db_session=db_session, email=email, password=password, is_admin=is_admin)
-    return user, create(db_session=db_session, name=user.email, owner=user)
+    actor = Actor(user_id=user.id, email=user.email, via="account created")
+    return user, create(db_session=db_session, name=user.email, owner=user, actor=actor)
 
 
 def get(*, db_session: Session, workspace_id: str) -> Workspace | None:

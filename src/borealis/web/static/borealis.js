@@ -129,6 +129,12 @@
     timer = window.setInterval(refresh, seconds * 1000);
   }
 
+  // The workspace switcher goes at once; its button is there for a browser without this script.
+  document.addEventListener("change", (event) => {
+    const select = event.target.closest("[data-submit-on-change]");
+    if (select && select.form) select.form.requestSubmit();
+  });
+
   document.addEventListener("change", (event) => {
     const toggle = event.target.closest("[data-live-toggle]");
     if (!toggle) return;
