@@ -173,11 +173,11 @@ def test_a_populated_database_moves_into_personal_workspaces_with_nothing_lost(o
     with database.engine.connect() as connection:
         assert _counts(database.engine) == before
         workspaces = connection.execute(
-            sa.text("SELECT id, name, rca_enabled FROM workspaces ORDER BY name")
+            sa.text("SELECT id, name, rca_enabled FROM workspaces ORDER BY id")
         ).all()
-        assert [tuple(row) for row in workspaces] == [
-            (users["alice"], "alice@example.com", True),
-            (users["bob"], "bob@example.com", False),
+        assert [(id_, name, bool(rca)) for id_, name, rca in workspaces] == [
+            (users["alice"], "Personal", True),
+            (users["bob"], "Personal", False),
         ]
         members = connection.execute(
             sa.text("SELECT workspace_id, user_id, role FROM workspace_members")

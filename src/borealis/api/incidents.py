@@ -305,7 +305,7 @@ def _note(item: workflow.NoteWithHistory) -> NoteRead:
         incident_id=note.incident_id,
         author=Person(user_id=item.author.id, username=item.author.email) if item.author else None,
         text=note.text,
-        html=markup.to_html(note.text),
+        html=str(markup.to_html(note.text)),
         created_at=note.created_at,
         updated_at=note.updated_at,
         history=[

@@ -49,7 +49,7 @@ def acknowledge(*, db_session: Session, incident: Incident, user: User) -> Ackno
             kind="acknowledged",
             actor="user",
             user_id=user.id,
-            message=f"acknowledged by {user.email}",
+            message="acknowledged",
         )
         db_session.flush()
     first_by = db_session.get(User, incident.acknowledged_by_id) if incident.acknowledged_by_id else None
@@ -80,7 +80,7 @@ def assign(*, db_session: Session, incident: Incident, assignee_id: str | None, 
         kind="assigned" if assignee is not None else "unassigned",
         actor="user",
         user_id=by.id,
-        message=f"assigned to {assignee.email} by {by.email}" if assignee else f"unassigned by {by.email}",
+        message=f"assigned to {assignee.email}" if assignee else "unassigned",
         details={"assigneeId": assignee_id},
     )
     db_session.flush()
@@ -108,7 +108,7 @@ def add_note(*, db_session: Session, incident: Incident, author: User, text: str
         kind="note_added",
         actor="user",
         user_id=author.id,
-        message=f"note by {author.email}",
+        message="note added",
         details={"noteId": note.id},
     )
     db_session.flush()
@@ -137,7 +137,7 @@ def edit_note(
         kind="note_edited",
         actor="user",
         user_id=author.id,
-        message=f"note edited by {author.email}",
+        message="note edited",
         details={"noteId": note.id},
     )
     db_session.flush()

@@ -20,6 +20,7 @@ from borealis.errors import BorealisError
 from borealis.web.routing import PageRoute
 from borealis.web.security import flash, verify_csrf
 from borealis.web.templating import render
+from borealis.workspaces.models import Role
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -103,7 +104,7 @@ def _connect_page(
         "title": "Dynatrace",
         "active": "dynatrace",
         "user": caller.user,
-        "caller": caller,
+        "me": caller,
         "connection": connection,
         "connected": connected,
         "scopes": _scope_rows(scopes if connected else []),
@@ -118,7 +119,13 @@ def _connect_page(
         "environment_url": environment_url or (connection.environment_url if connection else ""),
         "error": error.message if error else None,
         "error_field": (error.details or {}).get("field") if error else None,
-        "webhook": _webhook(request, connection, settings, secret_box) if connected and connection else None,
+        # The webhook URL carries its secret: owners only, as in the API.
+        "owner": caller.may(Role.OWNER),
+        "webhook": (
+            _webhook(request, connection, settings, secret_box)
+            if connected and connection and caller.may(Role.OWNER)
+            else None
+        ),
         "test_report": connection.last_test_report if connection else None,
     }
     return render(request, "dynatrace.html", context, status_code=error.status_code if error else 200)

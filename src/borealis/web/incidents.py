@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 
+from borealis import markup
 from borealis.api.deps import AppSettings, Caller, CorrelatedCaller, CorrelatedResponder, DbSession
 from borealis.errors import BorealisError, InvalidInput, NotFound
-from borealis.incidents import service
+from borealis.incidents import service, workflow
 from borealis.incidents.models import STATUSES, Incident
 from borealis.problems.models import PRIORITIES
 from borealis.rca import service as rca_service
@@ -22,12 +23,19 @@ from borealis.web.listing import PAGE_SIZE, Limit, Search, choice, list_context,
 from borealis.web.routing import PageRoute
 from borealis.web.security import flash, verify_csrf
 from borealis.web.templating import render
+from borealis.workspaces import service as workspaces_service
+from borealis.workspaces.models import Role
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
 # Targets offered for merge and move: the most recent incidents are the likely ones.
 TARGET_CHOICES = 50
 NEW_INCIDENT = "new"
+# The assign form's "assign to me".
+ME = "me"
+# The list's workflow filters: whose incidents, and whether someone is on them.
+ASSIGNEES = ("mine", "nobody")
+ACKNOWLEDGED = ("yes", "no")
 
 
 @router.get("/incidents")
@@ -37,29 +45,45 @@ def incidents_page(
     db_session: DbSession,
     status: str | None = None,
     priority: str | None = None,
+    assignee: str | None = None,
+    acknowledged: str | None = None,
     q: Search = None,
     limit: Limit = PAGE_SIZE,
     offset: Offset = 0,
 ) -> Response:
     search = search_text(q)
+    whose = choice("assignee", assignee, ASSIGNEES, str.lower)
+    seen = choice("acknowledged", acknowledged, ACKNOWLEDGED, str.lower)
     filters = service.IncidentFilter(
         status=choice("status", status, STATUSES, str.lower),
         priority=choice("priority", priority, PRIORITIES, str.lower),
         q=search,
+        assignee={"mine": caller.user.id, "nobody": service.NOBODY}.get(whose or ""),
+        acknowledged=None if seen is None else seen == "yes",
     )
     items, total = service.list_incidents(
         db_session=db_session, workspace_id=caller.workspace_id, filters=filters, limit=limit, offset=offset
     )
-    chosen = {"status": filters.status, "priority": filters.priority, "q": search}
+    chosen = {
+        "status": filters.status,
+        "priority": filters.priority,
+        "assignee": whose,
+        "acknowledged": seen,
+        "q": search,
+    }
+    names = workflow.usernames(db_session=db_session, user_ids={item.assignee_id for item in items})
     context = {
         "title": "Incidents",
         "active": "incidents",
         "wide": True,
         "user": caller.user,
-        "caller": caller,
+        "me": caller,
         "incidents": items,
         "statuses": STATUSES,
         "priorities": PRIORITIES,
+        "assignees": ASSIGNEES,
+        "acknowledged_choices": ACKNOWLEDGED,
+        "names": names,
         **list_context("/incidents", chosen, total=total, limit=limit, offset=offset),
     }
     return render(request, "incidents.html", context)
@@ -101,14 +125,24 @@ def incident_page(
     incident = _incident(db_session, caller, incident_id)
     run = rca_service.latest(db_session=db_session, incident_id=incident.id)
     rca = rca_service.read(db_session=db_session, run=run) if run is not None else None
+    timeline = service.timeline(db_session=db_session, incident=incident)
+    notes = workflow.notes(db_session=db_session, incident=incident)
+    names = workflow.usernames(
+        db_session=db_session,
+        user_ids={event.user_id for event in timeline} | {incident.acknowledged_by_id, incident.assignee_id},
+    )
     context: dict[str, Any] = {
         "title": f"Incident #{incident.id}",
         "active": "incidents",
         "user": caller.user,
-        "caller": caller,
+        "me": caller,
         "incident": incident,
         "members": service.members(db_session=db_session, incident=incident),
-        "timeline": list(reversed(service.timeline(db_session=db_session, incident=incident))),
+        "timeline": list(reversed(timeline)),
+        "names": names,
+        "notes": [(item, markup.to_html(item.note.text)) for item in notes],
+        "team": workspaces_service.members(db_session=db_session, workspace_id=caller.workspace_id),
+        "responder": caller.may(Role.RESPONDER),
         "targets": _targets(db_session, caller, incident),
         "rca": rca,
         "rca_active": rca is not None and rca.status in (RcaStatus.QUEUED.value, RcaStatus.RUNNING.value),
@@ -232,3 +266,82 @@ def _incident_number(value: str, what: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise InvalidInput(f"Choose {what} by its number, such as 12.")
     return int(text)
+
+
+@router.post("/incidents/{incident_id}/acknowledge")
+def acknowledge_submit(
+    request: Request, caller: CorrelatedResponder, db_session: DbSession, incident_id: IncidentId
+) -> Response:
+    incident = _incident(db_session, caller, incident_id)
+
+    def action() -> str:
+        done = workflow.acknowledge(db_session=db_session, incident=incident, user=caller.user)
+        db_session.commit()
+        if done.first:
+            return "Acknowledged: the team sees that you are on it."
+        first = done.by.email if done.by else "someone"
+        return f"{first} had acknowledged it already; nothing changed."
+
+    return _act(request, incident_id, action)
+
+
+@router.post("/incidents/{incident_id}/assign")
+def assign_submit(
+    request: Request,
+    caller: CorrelatedResponder,
+    db_session: DbSession,
+    incident_id: IncidentId,
+    user_id: Annotated[str, Form()] = "",
+) -> Response:
+    incident = _incident(db_session, caller, incident_id)
+    chosen = caller.user.id if user_id == ME else (user_id.strip() or None)
+
+    def action() -> str:
+        workflow.assign(db_session=db_session, incident=incident, assignee_id=chosen, by=caller.user)
+        db_session.commit()
+        if chosen is None:
+            return "The incident is assigned to nobody."
+        if chosen == caller.user.id:
+            return "The incident is assigned to you."
+        return "The incident is assigned."
+
+    return _act(request, incident_id, action)
+
+
+@router.post("/incidents/{incident_id}/notes")
+def note_submit(
+    request: Request,
+    caller: CorrelatedResponder,
+    db_session: DbSession,
+    incident_id: IncidentId,
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    incident = _incident(db_session, caller, incident_id)
+
+    def action() -> str:
+        workflow.add_note(db_session=db_session, incident=incident, author=caller.user, text=text)
+        db_session.commit()
+        return "Your note is added."
+
+    return _act(request, incident_id, action, "#notes")
+
+
+@router.post("/incidents/{incident_id}/notes/{note_id}")
+def note_edit_submit(
+    request: Request,
+    caller: CorrelatedResponder,
+    db_session: DbSession,
+    incident_id: IncidentId,
+    note_id: RowId,
+    text: Annotated[str, Form()] = "",
+) -> Response:
+    incident = _incident(db_session, caller, incident_id)
+
+    def action() -> str:
+        workflow.edit_note(
+            db_session=db_session, incident=incident, note_id=note_id, author=caller.user, text=text
+        )
+        db_session.commit()
+        return "Your note is updated; the earlier text stays in its history."
+
+    return _act(request, incident_id, action, "#notes")

@@ -53,6 +53,21 @@ def static_url(name: str) -> str:
     return f"/static/{name}?v={hashlib.sha256(content).hexdigest()[:10]}"
 
 
+def duration(seconds: float | None) -> Markup:
+    """A span of time as people say it: "4 min 12 s", "2 h 5 min", "3 d 4 h"; a dash when not yet."""
+    if seconds is None:
+        return Markup('<span class="muted">—</span>')
+    whole = max(0, round(seconds))
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
+        if whole >= size or (unit == "s" and not parts):
+            parts.append(f"{whole // size} {unit}")
+            whole %= size
+        if len(parts) == 2:
+            break
+    return escape(" ".join(parts))
+
+
 def time_tag(value: datetime | None, style: str = "local") -> Markup:
     """A <time> the browser rewrites into the viewer's zone; UTC text until the script runs."""
     if value is None:
@@ -90,6 +105,7 @@ def _environment() -> jinja2.Environment:
     env.globals["static_url"] = static_url
     env.globals["navigation"] = NAVIGATION
     env.filters["time"] = time_tag
+    env.filters["duration"] = duration
     env.filters["external_url"] = external_url
     env.filters["css_token"] = css_token
     return env
@@ -102,17 +118,19 @@ def render(
     request: Request, name: str, context: dict[str, Any] | None = None, *, status_code: int = 200
 ) -> HTMLResponse:
     """A page: the template with the request, the CSRF token and pending notices, plus our headers."""
-    values: dict[str, Any] = {"user": None, "active": "", "title": "Borealis", "wide": False}
+    # ``me``: the signed-in caller (the name ``caller`` belongs to Jinja's macro calls).
+    values: dict[str, Any] = {"user": None, "me": None, "active": "", "title": "Borealis", "wide": False}
     values.update(context or {})
     values["request"] = request
     values["signed_in"] = bool(request.session.get(SESSION_USER_KEY))
     values["csrf_token"] = token = csrf.session_token(request)
     values["csrf_input"] = Markup('<input type="hidden" name="csrf_token" value="{}">').format(token)
     values["flashes"] = pop_flashes(request)
-    caller = values.get("caller")
-    if caller is not None:
+    me = values["me"]
+    values["workspaces"] = []
+    if me is not None:
         # The header's switcher: the member's workspaces, in a short read of its own.
         with request.app.state.database.session() as db_session:
-            values["workspaces"] = workspaces_service.for_user(db_session=db_session, user_id=caller.user.id)
+            values["workspaces"] = workspaces_service.for_user(db_session=db_session, user_id=me.user.id)
     html = ENVIRONMENT.get_template(name).render(values)
     return HTMLResponse(html, status_code=status_code, headers=SECURITY_HEADERS)

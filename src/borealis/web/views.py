@@ -193,7 +193,7 @@ def _settings_page(
         "title": "Settings",
         "active": "settings",
         "user": caller.user,
-        "caller": caller,
+        "me": caller,
         "api_keys": auth_service.list_api_keys(
             db_session=db_session,
             workspace_id=caller.workspace_id,
@@ -208,6 +208,7 @@ def _settings_page(
             db_session=db_session, workspace_id=caller.workspace_id
         ),
         "rca_enabled": workspace.rca_enabled if workspace else False,
+        "owner": caller.may(Role.OWNER),
         "correlation_errors": {},
         "signals": SIGNALS,
         "llm": _llm_status(settings),

@@ -63,7 +63,7 @@ def members_page(request: Request, caller: CurrentCaller, db_session: DbSession)
         "title": "Members",
         "active": "members",
         "user": caller.user,
-        "caller": caller,
+        "me": caller,
         "members": service.members(db_session=db_session, workspace_id=caller.workspace_id),
         "roles": ROLES,
         "owner": caller.may(Role.OWNER),

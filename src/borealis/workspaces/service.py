@@ -16,6 +16,8 @@ from borealis.errors import Conflict, InvalidInput, NotFound
 from borealis.workspaces.models import Membership, Role, Workspace
 
 MAX_NAME_CHARS = 200
+# The name of the workspace every account starts with, where it is the owner.
+PERSONAL = "Personal"
 
 
 def clean_name(name: str) -> str:
@@ -52,7 +54,7 @@ def create_user(
     on their own from the start, and teams invite them into shared workspaces."""
     user = auth_service.create(db_session=db_session, email=email, password=password, is_admin=is_admin)
     actor = Actor(user_id=user.id, email=user.email, via="account created")
-    return user, create(db_session=db_session, name=user.email, owner=user, actor=actor)
+    return user, create(db_session=db_session, name=PERSONAL, owner=user, actor=actor)
 
 
 def get(*, db_session: Session, workspace_id: str) -> Workspace | None:

@@ -143,10 +143,10 @@ def upgrade() -> None:
     op.create_index("ix_audit_entries_workspace_id_id", "audit_entries", ["workspace_id", "id"])
     op.create_index(op.f("ix_audit_entries_at"), "audit_entries", ["at"])
 
-    # Every user's personal workspace, with their id, their email as its name and their RCA choice.
+    # Every user's personal workspace, with their id and their RCA choice.
     op.execute(
         "INSERT INTO workspaces (id, name, rca_enabled, created_at) "
-        "SELECT id, email, rca_enabled, created_at FROM users"
+        "SELECT id, 'Personal', rca_enabled, created_at FROM users"
     )
     op.execute(
         "INSERT INTO workspace_members (workspace_id, user_id, role, created_at) "
