@@ -8,13 +8,19 @@ from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 
 from borealis.audit import service as audit
 from borealis.audit.models import AuditEntry
+from borealis.auth import service as auth_service
+from borealis.auth.models import User
 from borealis.db import utcnow
 from borealis.incidents.models import MAX_NOTE_CHARS
+from borealis.workspaces import service as workspaces_service
+from borealis.workspaces.models import Membership
 from tests.support.builders import problem_body
+from tests.support.forms import PASSWORD, log_in
 from tests.support.teams import Team, running_team
 from tests.support.webhooks import Wired, wire_connection
 
@@ -282,3 +288,49 @@ def test_audit_entries_past_the_retention_are_removed(database, team):
         after = audit.page(db_session=session, workspace_id=team.workspace_id, limit=500)
     assert len(after) == before - 1
     assert old.id not in {entry.id for entry in after}
+
+
+def raw_json(client: httpx.Client, method: str, path: str, body: dict[str, str]) -> httpx.Response:
+    """The body as JSON text with its escapes as written (a lone surrogate stays one)."""
+    content = json.dumps(body).encode()
+    return client.request(method, path, content=content, headers={"Content-Type": "application/json"})
+
+
+def field_of(error: dict[str, Any]) -> str:
+    """The field a 422 names: the service's ``field``, or the first of the schema's ``fields``."""
+    details = error["details"]
+    return details["field"] if "field" in details else details["fields"][0]["field"]
+
+
+def test_text_no_database_can_keep_and_ids_that_are_not_ids_are_refused_with_the_field(team, incident_id):
+    members = f"/workspaces/{team.workspace_id}/members"
+    for text in ("held\x00up", "broken \ud800 escape"):
+        note = raw_json(team.responder.client, "POST", f"/incidents/{incident_id}/notes", {"text": text})
+        assert field_of(refused(note, 422)) == "text"
+        named = raw_json(team.owner.client, "POST", "/workspaces", {"name": text})
+        assert field_of(refused(named, 422)) == "name"
+        invited = raw_json(team.owner.client, "POST", members, {"username": text})
+        assert field_of(refused(invited, 422)) == "username"
+    refused(team.owner.client.patch(f"{members}/not%00an-id", json={"role": "viewer"}), 422)
+    refused(team.owner.client.get("/workspaces/not%00an-id/members"), 422)
+    assigned = team.responder.client.post(f"/incidents/{incident_id}/assign", json={"userId": "x\x00y"})
+    refused(assigned, 422)
+
+
+def test_an_account_removed_from_every_workspace_gets_a_personal_one_at_its_next_login(
+    database, live_server, team
+):
+    with database.session(write=True) as session:
+        personal = workspaces_service.for_user(db_session=session, user_id=team.viewer.user_id)
+        auth_service.set_password(
+            db_session=session, user=session.get(User, team.viewer.user_id), password=PASSWORD
+        )
+        for workspace, _ in personal:
+            session.delete(session.get(Membership, (workspace.id, team.viewer.user_id)))
+        session.commit()
+    refused(team.viewer.client.get("/incidents"), 401, "no longer a member")
+    with httpx.Client(base_url=live_server.url, headers={"Accept": "text/html"}) as browser:
+        assert log_in(browser, "viewer@example.com", PASSWORD).status_code == 303
+        page = browser.get("/members", headers={"Accept": "text/html"})
+        assert page.status_code == 200
+        assert "Members of Personal" in page.text

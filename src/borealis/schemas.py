@@ -2,17 +2,47 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import Path, Query
 from pydantic import BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
+from borealis.errors import InvalidInput
+
 # The largest id or offset the database holds (a signed 64-bit integer): past it, a 422 that says so
 # instead of an overflow in the database driver.
 MAX_BIGINT = 2**63 - 1
 RowId = Annotated[int, Path(ge=1, le=MAX_BIGINT)]
 Offset = Annotated[int, Query(ge=0, le=MAX_BIGINT)]
+# Workspace and user ids (UUIDs): anything else is a 422 before it reaches a query.
+ID_PATTERN = r"^[0-9A-Za-z-]{1,36}$"
+UuidId = Annotated[str, Path(pattern=ID_PATTERN, description="a workspace or user id")]
+
+
+def checked_id(value: str, *, field: str) -> str:
+    """A workspace or user id as given in a form or body; ``InvalidInput`` naming the field otherwise."""
+    if not re.fullmatch(ID_PATTERN, value):
+        raise InvalidInput(
+            f"{field} is not an id (letters, digits and '-', at most 36)", details={"field": field}
+        )
+    return value
+
+
+def storable(value: str, *, field: str) -> str:
+    """The text, if a database can keep it as text: no NUL character (PostgreSQL refuses it) and no
+    unpaired surrogate (no UTF-8 for it). Raises ``InvalidInput`` naming the field otherwise."""
+    if "\x00" in value:
+        raise InvalidInput(f"{field} contains a NUL character (\\u0000); remove it", details={"field": field})
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInput(
+            f"{field} contains an unpaired surrogate (a broken \\ud800-\\udfff escape); send valid Unicode",
+            details={"field": field},
+        ) from None
+    return value
 
 
 class CamelModel(BaseModel):

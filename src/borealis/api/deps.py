@@ -143,7 +143,7 @@ def _session_workspace(db_session: Session, user_session: UserSession, user: Use
     workspaces = workspaces_service.for_user(db_session=db_session, user_id=user.id)
     if not workspaces:
         raise Forbidden(
-            "this account belongs to no workspace; an owner adds it to one (or create one: POST /workspaces)"
+            "this account belongs to no workspace: an owner adds it to one, or logging in again makes a personal one"
         )
     return workspaces[0]
 

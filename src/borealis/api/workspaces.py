@@ -11,7 +11,7 @@ from borealis.audit import service as audit
 from borealis.audit.models import AuditEntry
 from borealis.auth.models import User
 from borealis.errors import Forbidden, NotFound
-from borealis.schemas import API_ERRORS, MAX_BIGINT, error_responses
+from borealis.schemas import API_ERRORS, MAX_BIGINT, UuidId, error_responses
 from borealis.workspaces import service
 from borealis.workspaces.models import Membership, Role, Workspace
 from borealis.workspaces.schemas import (
@@ -45,7 +45,7 @@ class Access:
         return self
 
 
-def workspace_access(workspace_id: str, caller: CurrentCaller, db_session: DbSession) -> Access:
+def workspace_access(workspace_id: UuidId, caller: CurrentCaller, db_session: DbSession) -> Access:
     """A workspace the caller belongs to. An API key reaches only its own; any other workspace is as
     unknown as a missing one."""
     found = None
@@ -122,7 +122,7 @@ def add_member(body: MemberCreate, access: OwnerAccess, db_session: DbSession) -
 
 @router.patch("/{workspace_id}/members/{user_id}", response_model=MemberRead, responses=MEMBER_ERRORS)
 def set_member_role(
-    user_id: str, body: MemberUpdate, access: OwnerAccess, db_session: DbSession
+    user_id: UuidId, body: MemberUpdate, access: OwnerAccess, db_session: DbSession
 ) -> MemberRead:
     """Change a member's role (owners). The last owner cannot be demoted (409); the member's API keys
     act with the new role from their next request."""
@@ -140,7 +140,7 @@ def set_member_role(
 @router.delete(
     "/{workspace_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=MEMBER_ERRORS
 )
-def remove_member(user_id: str, access: OwnerAccess, db_session: DbSession) -> Response:
+def remove_member(user_id: UuidId, access: OwnerAccess, db_session: DbSession) -> Response:
     """Take a member out (owners). The last owner cannot be removed (409); the member's API keys for
     this workspace stop working at once."""
     service.remove_member(

@@ -13,7 +13,7 @@ from borealis.incidents.correlation import (
     DEFAULT_WINDOW_MINUTES,
     CorrelationSettings,
 )
-from borealis.schemas import MAX_BIGINT, CamelModel
+from borealis.schemas import ID_PATTERN, MAX_BIGINT, CamelModel
 
 
 class AffectedEntity(CamelModel):
@@ -162,7 +162,7 @@ class AssignRequest(CamelModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: str | None = Field(max_length=36)
+    user_id: str | None = Field(pattern=ID_PATTERN)
 
 
 class AcknowledgementRead(CamelModel):

@@ -16,6 +16,7 @@ from borealis.db import utcnow
 from borealis.errors import Forbidden, InvalidInput, NotFound
 from borealis.incidents.changes import record_event
 from borealis.incidents.models import MAX_NOTE_CHARS, Incident, IncidentNote, IncidentNoteRevision
+from borealis.schemas import checked_id, storable
 from borealis.workspaces import service as workspaces_service
 
 
@@ -61,7 +62,7 @@ def assign(*, db_session: Session, incident: Incident, assignee_id: str | None, 
     """Hand the incident to a member of its workspace (None: to nobody)."""
     assignee = None
     if assignee_id is not None:
-        assignee = db_session.get(User, assignee_id)
+        assignee = db_session.get(User, checked_id(assignee_id, field="userId"))
         member = assignee is not None and workspaces_service.is_member(
             db_session=db_session, workspace_id=incident.workspace_id, user_id=assignee_id
         )
@@ -88,6 +89,7 @@ def assign(*, db_session: Session, incident: Incident, assignee_id: str | None, 
 
 
 def clean_note(text: str) -> str:
+    storable(text, field="text")
     if not text.strip():
         raise InvalidInput("a note needs some text", details={"field": "text"})
     if len(text) > MAX_NOTE_CHARS:

@@ -142,6 +142,7 @@ def login_submit(
         db_session.commit()  # the failure counted
         error = "That email and password do not match an account. Check both and try again."
         return render(request, "login.html", context | {"error": error}, status_code=401)
+    workspaces_service.ensure_one(db_session=db_session, user=user)
     start_session(request, db_session=db_session, user_id=user.id)
     db_session.commit()  # the session, the account's count reset and a password hash upgraded
     return _see_other(_safe_next(next))

@@ -3,6 +3,7 @@ workspace. They act on the session's current workspace, like every page."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, Request, Response
@@ -11,6 +12,7 @@ from fastapi.responses import RedirectResponse
 from borealis.api.deps import CurrentCaller, DbSession, Owner, current_session_id
 from borealis.auth import sessions
 from borealis.errors import BorealisError, InvalidInput, NotAuthenticated
+from borealis.schemas import ID_PATTERN
 from borealis.web.routing import PageRoute
 from borealis.web.security import flash, verify_csrf
 from borealis.web.templating import render
@@ -46,7 +48,9 @@ def switch_workspace(
     session_id = current_session_id(request)
     if session_id is None:
         raise NotAuthenticated("switching workspaces is for the web session; an API key keeps its own")
-    found = service.membership(db_session=db_session, workspace_id=workspace_id, user_id=caller.user.id)
+    found = None
+    if re.fullmatch(ID_PATTERN, workspace_id):
+        found = service.membership(db_session=db_session, workspace_id=workspace_id, user_id=caller.user.id)
     if found is None:
         flash(request, "You are not a member of that workspace.", "error")
         return _back("/incidents")

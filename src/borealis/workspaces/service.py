@@ -13,6 +13,7 @@ from borealis.audit.models import Actor
 from borealis.auth import service as auth_service
 from borealis.auth.models import User
 from borealis.errors import Conflict, InvalidInput, NotFound
+from borealis.schemas import checked_id, storable
 from borealis.workspaces.models import Membership, Role, Workspace
 
 MAX_NAME_CHARS = 200
@@ -21,7 +22,7 @@ PERSONAL = "Personal"
 
 
 def clean_name(name: str) -> str:
-    name = " ".join(name.split())
+    name = " ".join(storable(name, field="name").split())
     if not name:
         raise InvalidInput('a workspace needs a name: send {"name": "..."} with at least one character')
     if len(name) > MAX_NAME_CHARS:
@@ -55,6 +56,14 @@ def create_user(
     user = auth_service.create(db_session=db_session, email=email, password=password, is_admin=is_admin)
     actor = Actor(user_id=user.id, email=user.email, via="account created")
     return user, create(db_session=db_session, name=PERSONAL, owner=user, actor=actor)
+
+
+def ensure_one(*, db_session: Session, user: User) -> None:
+    """Give an account that belongs to no workspace (removed from every one) a personal workspace
+    again, so that logging in always leads somewhere."""
+    if not for_user(db_session=db_session, user_id=user.id):
+        actor = Actor(user_id=user.id, email=user.email, via="login")
+        create(db_session=db_session, name=PERSONAL, owner=user, actor=actor)
 
 
 def get(*, db_session: Session, workspace_id: str) -> Workspace | None:
@@ -127,7 +136,7 @@ def add_member(
 ) -> tuple[Membership, User]:
     """Give an existing account a role in the workspace. Accounts are created by an admin
     (``borealis users create``); the username is the account's email."""
-    user = auth_service.get_by_email(db_session=db_session, email=username)
+    user = auth_service.get_by_email(db_session=db_session, email=storable(username, field="username"))
     if user is None:
         raise InvalidInput(
             f"no account with username '{username.strip()}'; an admin creates it with "
@@ -210,8 +219,12 @@ def set_rca(*, db_session: Session, workspace_id: str, enabled: bool, actor: Act
 
 
 def _membership(db_session: Session, workspace_id: str, user_id: str) -> tuple[Membership, User]:
-    # The workspace's row first: changes to its members happen one at a time.
-    db_session.execute(sa.select(Workspace.id).where(Workspace.id == workspace_id).with_for_update())
+    checked_id(user_id, field="userId")
+    # The workspace's row first: changes to its members happen one at a time. FOR NO KEY UPDATE, so
+    # the rows that merely refer to the workspace (a delivery's new problem) are written meanwhile.
+    db_session.execute(
+        sa.select(Workspace.id).where(Workspace.id == workspace_id).with_for_update(key_share=True)
+    )
     row = db_session.execute(
         sa.select(Membership, User)
         .join(User, User.id == Membership.user_id)
