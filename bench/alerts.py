@@ -24,12 +24,16 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
+from borealis.audit.models import Actor
 from borealis.auth import service as auth_service
 from borealis.db import Database, utcnow
 from borealis.problems import search
+from borealis.workspaces import service as workspaces_service
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ingest as ingest_bench
+
+BENCH_ACTOR = Actor(user_id=None, email="bench", via="bench")
 
 STATES = ("OPEN", "RESOLVED", "MERGED")
 SEVERITIES = ("AVAILABILITY", "ERROR", "PERFORMANCE", "RESOURCE_CONTENTION", "CUSTOM_ALERT")
@@ -52,7 +56,7 @@ SEEDED_TERMS = (
 )
 
 
-def seed(url: str, user_id: str, connection_id: str, count: int, start: int = 0) -> None:
+def seed(url: str, workspace_id: str, connection_id: str, count: int, start: int = 0) -> None:
     """Insert ``count`` problems in SQL (a recursive series), newest activity one second apart."""
     engine = sa.create_engine(url)
     with engine.begin() as connection:
@@ -61,7 +65,7 @@ def seed(url: str, user_id: str, connection_id: str, count: int, start: int = 0)
             f"""
             WITH RECURSIVE series(n) AS (SELECT {start} UNION ALL SELECT n + 1 FROM series WHERE n < {start + count - 1})
             INSERT INTO problems (
-                connection_id, user_id, pid_key, pid, display_id, title, state, severity, impact, priority,
+                connection_id, workspace_id, pid_key, pid, display_id, title, state, severity, impact, priority,
                 problem_url, impacted_entity, impacted_entities, tags, management_zones, search_text,
                 first_received_at, last_received_at, notification_count, duplicate_count, lifecycle,
                 created_at, updated_at, start_time
@@ -91,19 +95,19 @@ def seed(url: str, user_id: str, connection_id: str, count: int, start: int = 0)
                 datetime('2024-01-01', '+' || n || ' seconds')
             FROM series
             """,
-            (connection_id, user_id),
+            (connection_id, workspace_id),
         )
         kinds = " UNION ALL ".join(f"SELECT {k} AS k" for k in range(len(SEEDED_TERMS)))
         term = " ".join(f"WHEN {k} THEN {sql}" for k, sql in enumerate(SEEDED_TERMS))
         connection.exec_driver_sql(
-            "INSERT INTO search_users (user_id) VALUES (?) ON CONFLICT DO NOTHING", (user_id,)
+            "INSERT INTO search_workspaces (workspace_id) VALUES (?) ON CONFLICT DO NOTHING", (workspace_id,)
         )
         number = connection.exec_driver_sql(
-            "SELECT number FROM search_users WHERE user_id = ?", (user_id,)
+            "SELECT number FROM search_workspaces WHERE workspace_id = ?", (workspace_id,)
         ).scalar()
         connection.exec_driver_sql(
             f"""
-            INSERT INTO problem_terms (problem_id, term, user_number)
+            INSERT INTO problem_terms (problem_id, term, workspace_number)
             SELECT p.id, CASE kinds.k {term} END, ?
             FROM ({kinds}) AS kinds
             CROSS JOIN (
@@ -125,65 +129,75 @@ def seed(url: str, user_id: str, connection_id: str, count: int, start: int = 0)
                 )
         connection.exec_driver_sql(
             """
-            INSERT INTO problem_counts (user_id, state, severity, impact, count)
-            SELECT user_id, state, coalesce(severity, ''), coalesce(impact, ''), count(*) FROM problems
-            WHERE user_id = ? GROUP BY user_id, state, severity, impact
-            ON CONFLICT (user_id, state, severity, impact) DO UPDATE SET count = excluded.count
+            INSERT INTO problem_counts (workspace_id, state, severity, impact, count)
+            SELECT workspace_id, state, coalesce(severity, ''), coalesce(impact, ''), count(*) FROM problems
+            WHERE workspace_id = ? GROUP BY workspace_id, state, severity, impact
+            ON CONFLICT (workspace_id, state, severity, impact) DO UPDATE SET count = excluded.count
             """,
-            (user_id,),
+            (workspace_id,),
         )
         connection.exec_driver_sql("ANALYZE")
     engine.dispose()
 
 
-def connection_of(url: str, user_id: str) -> str:
+def connection_of(url: str, workspace_id: str) -> str:
     database = Database(url)
     with database.session() as session:
-        value = session.scalar(sa.text("SELECT id FROM connections WHERE user_id = :u"), {"u": user_id})
+        value = session.scalar(
+            sa.text("SELECT id FROM connections WHERE workspace_id = :u"), {"u": workspace_id}
+        )
     database.dispose()
     return value
 
 
-def other_user(url: str, index: int) -> tuple[str, str]:
+def other_workspace(url: str, index: int) -> tuple[str, str]:
     database = Database(url)
     with database.session(write=True) as session:
-        user = auth_service.create(
-            db_session=session, email=f"other{index}@example.com", password=None, is_admin=False
-        )
+        _, workspace = workspaces_service.create_user(db_session=session, email=f"other{index}@example.com")
         session.commit()
-        user_id = user.id
+        workspace_id = workspace.id
     with database.session(write=True) as session:
         session.execute(
             sa.text(
-                "INSERT INTO connections (id, user_id, environment_url, token_scopes, webhook_secret_ciphertext, "
+                "INSERT INTO connections (id, workspace_id, environment_url, token_scopes, webhook_secret_ciphertext, "
                 "webhook_secret_hash, created_at, updated_at) VALUES (:id, :u, 'https://x.live.dynatrace.com', "
                 "'[]', 'x', :h, :t, :t)"
             ),
-            {"id": f"conn-{index}", "u": user_id, "h": f"{index:064d}", "t": utcnow().replace(tzinfo=None)},
+            {
+                "id": f"conn-{index}",
+                "u": workspace_id,
+                "h": f"{index:064d}",
+                "t": utcnow().replace(tzinfo=None),
+            },
         )
         session.commit()
     database.dispose()
-    return user_id, f"conn-{index}"
+    return workspace_id, f"conn-{index}"
 
 
-def api_key(url: str, user_id: str) -> str:
+def api_key(url: str, workspace_id: str) -> str:
+    """A key of the workspace's owner, acting there."""
     database = Database(url)
     with database.session(write=True) as session:
-        user = auth_service.get(db_session=session, user_id=user_id)
-        _, key = auth_service.create_api_key(db_session=session, user=user)
+        [(_, user)] = workspaces_service.members(db_session=session, workspace_id=workspace_id)
+        _, key = auth_service.create_api_key(
+            db_session=session, user=user, workspace_id=workspace_id, actor=BENCH_ACTOR
+        )
         session.commit()
     database.dispose()
     return key
 
 
-def ingest_cost(url: str, user_id: str, secret: str, start: int, count: int = 2048) -> float:
+def ingest_cost(url: str, workspace_id: str, secret: str, start: int, count: int = 2048) -> float:
     """Microseconds per notification: the webhook writer's transaction (batches of 64, distinct PIDs),
     then the follow-ups (correlation) it queued, as the writer carries them out."""
     from borealis.ingest import delivery
 
     database = Database(url)
     bodies = [ingest_bench.body(start + i, 10**9) for i in range(count)]
-    jobs = [delivery.job(user_id=user_id, token=secret, body=b, received_at=utcnow()) for b in bodies]
+    jobs = [
+        delivery.job(workspace_id=workspace_id, token=secret, body=b, received_at=utcnow()) for b in bodies
+    ]
 
     def ingest(batch: list[delivery.Job]) -> None:
         ingest_bench.as_the_writer(database, batch)
@@ -220,21 +234,21 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="borealis-bench-") as tmp:
         data_dir = Path(tmp)
-        url, user_id, secret = ingest_bench.prepare(data_dir)
-        connection_id = connection_of(url, user_id)
+        url, workspace_id, secret = ingest_bench.prepare(data_dir)
+        connection_id = connection_of(url, workspace_id)
 
-        small = ingest_cost(url, user_id, secret, start=10**8)
+        small = ingest_cost(url, workspace_id, secret, start=10**8)
         began = time.perf_counter()
-        seed(url, user_id, connection_id, args.problems)
+        seed(url, workspace_id, connection_id, args.problems)
         for index in range(2):
-            other_id, other_connection = other_user(url, index)
+            other_id, other_connection = other_workspace(url, index)
             seed(url, other_id, other_connection, args.others // 2, start=args.problems + index * args.others)
         print(
             f"seeded {args.problems} problems (+{args.others} for others) in {time.perf_counter() - began:.0f} s"
         )
-        large = ingest_cost(url, user_id, secret, start=2 * 10**8)
+        large = ingest_cost(url, workspace_id, secret, start=2 * 10**8)
 
-        key = api_key(url, user_id)
+        key = api_key(url, workspace_id)
         port = ingest_bench.free_port()
         server = ingest_bench.start_server(data_dir, port, [])
         deep, middle = args.problems * 9 // 10, args.problems // 2

@@ -47,7 +47,6 @@ from tests.support.replay import load_topology, outcome, pairwise, replay_direct
 
 import ingest as ingest_bench  # noqa: E402
 from borealis import migrate  # noqa: E402
-from borealis.auth import service as auth_service  # noqa: E402
 from borealis.crypto import SecretBox, digest, new_secret  # noqa: E402
 from borealis.db import Database, utcnow  # noqa: E402
 from borealis.dynatrace.entities import store_entities  # noqa: E402
@@ -56,6 +55,7 @@ from borealis.incidents.index import facts_from, keys_for  # noqa: E402
 from borealis.incidents.models import Incident, IncidentKey, IncidentProblem  # noqa: E402
 from borealis.ingest import delivery  # noqa: E402
 from borealis.problems.models import Problem, ProblemCount  # noqa: E402
+from borealis.workspaces import service as workspaces_service  # noqa: E402
 
 OPEN_SHARE = 0.02
 MAX_OPEN = 450
@@ -85,16 +85,15 @@ def database_of(kind: str) -> Iterator[Database]:
             database.dispose()
 
 
-def new_user(database: Database, name: str) -> tuple[str, str, str]:
-    """A user with a connected Dynatrace connection; returns (user id, connection id, webhook secret)."""
+def new_workspace(database: Database, name: str) -> tuple[str, str, str]:
+    """A workspace with a connected Dynatrace connection; returns (workspace id, connection id, webhook
+    secret)."""
     box = SecretBox.from_passphrase("bench-secret-key")
     secret = new_secret("whs_")
     with database.session(write=True) as session:
-        user = auth_service.create(
-            db_session=session, email=f"{name}@example.com", password=None, is_admin=False
-        )
+        _, workspace = workspaces_service.create_user(db_session=session, email=f"{name}@example.com")
         connection = Connection(
-            user_id=user.id,
+            workspace_id=workspace.id,
             environment_url="https://abc12345.live.dynatrace.com",
             token_ciphertext=box.encrypt("dt0c01.BENCH"),
             webhook_secret_ciphertext=box.encrypt(secret),
@@ -102,7 +101,7 @@ def new_user(database: Database, name: str) -> tuple[str, str, str]:
         )
         session.add(connection)
         session.commit()
-        return user.id, connection.id, secret
+        return workspace.id, connection.id, secret
 
 
 # -- quality ----------------------------------------------------------------------------------------
@@ -114,7 +113,7 @@ def replay_corpus(kind: str) -> None:
     print(f"{header}  concurrent  F1 w/o topology")
     with database_of(kind) as database:
         for index, scenario in enumerate(corpus()):
-            calm, calm_connection, _ = new_user(database, f"calm{index}")
+            calm, calm_connection, _ = new_workspace(database, f"calm{index}")
             load_topology(database, calm_connection, scenario)
             began = time.perf_counter()
             replay_direct(database, calm_connection, scenario)
@@ -122,12 +121,12 @@ def replay_corpus(kind: str) -> None:
             sequential = outcome(database, calm).grouping
             score = pairwise(sequential, scenario.truth)
 
-            stormy, stormy_connection, _ = new_user(database, f"stormy{index}")
+            stormy, stormy_connection, _ = new_workspace(database, f"stormy{index}")
             load_topology(database, stormy_connection, scenario)
             replay_direct(database, stormy_connection, scenario, senders=8, seed=index)
             same = "same" if outcome(database, stormy).grouping == sequential else "DIFFERENT"
 
-            blind, blind_connection, _ = new_user(database, f"blind{index}")
+            blind, blind_connection, _ = new_workspace(database, f"blind{index}")
             replay_direct(database, blind_connection, scenario)
             without = pairwise(outcome(database, blind).grouping, scenario.truth).f1
             print(
@@ -198,7 +197,7 @@ def _problem_row(
     chance: random.Random,
     n: int,
     *,
-    user_id: str,
+    workspace_id: str,
     connection_id: str,
     start: datetime,
     state: str,
@@ -214,7 +213,7 @@ def _problem_row(
     ended = state != "OPEN"
     return {
         "connection_id": connection_id,
-        "user_id": user_id,
+        "workspace_id": workspace_id,
         "pid_key": f"-{n}",
         "pid": f"-{n}",
         "display_id": f"P-{n}",
@@ -246,7 +245,7 @@ def _problem_row(
 
 
 def seed_history(
-    database: Database, user_id: str, connection_id: str, count: int, now: datetime
+    database: Database, workspace_id: str, connection_id: str, count: int, now: datetime
 ) -> list[int]:
     """Store ``count`` problems in incidents of one to five, the newest open (2%, at most 450) and in the
     candidate index, the rest resolved; returns the applications with open incidents."""
@@ -273,7 +272,7 @@ def seed_history(
                 _problem_row(
                     chance,
                     n + k,
-                    user_id=user_id,
+                    workspace_id=workspace_id,
                     connection_id=connection_id,
                     start=start + timedelta(seconds=30 * k),
                     state=state,
@@ -295,7 +294,7 @@ def seed_history(
             lead = rows[first]
             incidents.append(
                 {
-                    "user_id": user_id,
+                    "workspace_id": workspace_id,
                     "title": lead["title"],
                     "status": "open" if is_open else "resolved",
                     "priority": "medium",
@@ -337,7 +336,12 @@ def seed_history(
                 if is_open:
                     facts = facts_from(_Row(ids[k], row))
                     keys += [
-                        {"user_id": user_id, "key": key, "problem_id": ids[k], "incident_id": incident_id}
+                        {
+                            "workspace_id": workspace_id,
+                            "key": key,
+                            "problem_id": ids[k],
+                            "incident_id": incident_id,
+                        }
                         for key in sorted(keys_for(facts))
                     ]
         for table, items in ((IncidentProblem, attachments), (IncidentKey, keys)):
@@ -350,7 +354,7 @@ def seed_history(
             sa.insert(ProblemCount),
             [
                 {
-                    "user_id": user_id,
+                    "workspace_id": workspace_id,
                     "state": state,
                     "severity": "PERFORMANCE",
                     "impact": "SERVICES",
@@ -431,10 +435,10 @@ class CostRun:
 
     def __init__(self, database: Database, kind: str, size: int) -> None:
         self.size = size
-        self.user_id, connection_id, self.secret = new_user(database, "bench")
+        self.workspace_id, connection_id, self.secret = new_workspace(database, "bench")
         self.now = utcnow().replace(microsecond=0)
         began = time.perf_counter()
-        self.open_clusters = seed_history(database, self.user_id, connection_id, size, self.now)
+        self.open_clusters = seed_history(database, self.workspace_id, connection_id, size, self.now)
         self.seeded = time.perf_counter() - began
         if kind == "sqlite":  # start from a checkpointed log, as a server that has been running would
             with database.engine.connect() as connection:
@@ -460,7 +464,9 @@ class CostRun:
         return [
             (
                 what,
-                delivery.job(user_id=self.user_id, token=self.secret, body=body, received_at=utcnow()),
+                delivery.job(
+                    workspace_id=self.workspace_id, token=self.secret, body=body, received_at=utcnow()
+                ),
             )
             for what, body in arrivals(
                 count, self.open_clusters, self.estate, self.now, first=first, pending=self.pending

@@ -1,7 +1,7 @@
 """Webhook ingest throughput against a bare ASGI endpoint on the same server, in the same run.
 
 Starts the server as ``make run`` does (embedded SQLite in a fresh data directory), then drives
-``POST /__bare`` and ``POST /dynatrace/webhook/{user_id}`` with 32 concurrent keep-alive senders over
+``POST /__bare`` and ``POST /dynatrace/webhook/{workspace_id}`` with 32 concurrent keep-alive senders over
 loopback, with distinct and repeated PIDs (repeats are identical redeliveries). Prints throughput,
 p50/p99 latency, the ratio (target >= 0.2, p99 < 50 ms, no errors), and checks that every 2xx is stored.
 Before them it drives the reference DESIGN 10 quotes, a minimal FastAPI route that only parses the JSON
@@ -32,11 +32,11 @@ import httpx
 import sqlalchemy as sa
 
 from borealis import migrate
-from borealis.auth import service as auth_service
 from borealis.crypto import SecretBox, digest, new_secret
 from borealis.db import Database
 from borealis.dynatrace.models import Connection
 from borealis.problems.models import Notification
+from borealis.workspaces import service as workspaces_service
 
 sys.path.insert(0, str(Path(__file__).parent))
 import loadgen
@@ -53,19 +53,18 @@ def free_port() -> int:
 
 
 def prepare(data_dir: Path) -> tuple[str, str, str]:
-    """A user with a connected Dynatrace connection; returns (database url, user id, webhook secret)."""
+    """A workspace with a connected Dynatrace connection; returns (database url, workspace id, webhook
+    secret)."""
     url = f"sqlite:///{data_dir / 'borealis.db'}"
     migrate.upgrade(url)
     database = Database(url)
     box = SecretBox.from_passphrase(SECRET_KEY)
     secret = new_secret("whs_")
     with database.session(write=True) as session:
-        user = auth_service.create(
-            db_session=session, email="bench@example.com", password=None, is_admin=False
-        )
+        _, workspace = workspaces_service.create_user(db_session=session, email="bench@example.com")
         session.add(
             Connection(
-                user_id=user.id,
+                workspace_id=workspace.id,
                 environment_url="https://abc12345.live.dynatrace.com",
                 token_ciphertext=box.encrypt("dt0c01.BENCH"),
                 webhook_secret_ciphertext=box.encrypt(secret),
@@ -73,9 +72,9 @@ def prepare(data_dir: Path) -> tuple[str, str, str]:
             )
         )
         session.commit()
-        user_id = user.id
+        workspace_id = workspace.id
     database.dispose()
-    return url, user_id, secret
+    return url, workspace_id, secret
 
 
 def body(index: int, pids: int) -> bytes:
@@ -193,9 +192,9 @@ def report(name: str, result: loadgen.Result) -> None:
     )
 
 
-async def drive(args: argparse.Namespace, port: int, user_id: str, secret: str) -> tuple:
+async def drive(args: argparse.Namespace, port: int, workspace_id: str, secret: str) -> tuple:
     bare = [loadgen.request_bytes(HOST, port, "/__bare", body(i, args.pids)) for i in range(200)]
-    path = f"/dynatrace/webhook/{user_id}?token={secret}"
+    path = f"/dynatrace/webhook/{workspace_id}?token={secret}"
     hooks = [loadgen.request_bytes(HOST, port, path, body(i, args.pids)) for i in range(args.distinct)]
     # Warm up both paths (connections, caches, the writer process).
     await loadgen.run(HOST, port, bare, concurrency=args.concurrency, duration=1.0)
@@ -232,11 +231,11 @@ def main() -> None:
         pass
     with tempfile.TemporaryDirectory(prefix="borealis-bench-") as tmp:
         data_dir = Path(tmp)
-        url, user_id, secret = prepare(data_dir)
+        url, workspace_id, secret = prepare(data_dir)
         port = free_port()
         server = start_server(data_dir, port, ["--without-storage"] if args.without_storage else [])
         try:
-            warm, bare, hook, reference = asyncio.run(drive(args, port, user_id, secret))
+            warm, bare, hook, reference = asyncio.run(drive(args, port, workspace_id, secret))
             pending, drained = follow_up_drain(url)
         finally:
             server.terminate()

@@ -53,7 +53,9 @@ def measure(url: str, problems: int, seed: int) -> dict[str, float]:
         started = time.perf_counter()
         for start in range(0, problems, BATCH):
             jobs = [
-                delivery.job(user_id=tenant.user_id, token=tenant.secret, body=body, received_at=utcnow())
+                delivery.job(
+                    workspace_id=tenant.workspace_id, token=tenant.secret, body=body, received_at=utcnow()
+                )
                 for body in bodies[start : start + BATCH]
             ]
             with database.session(write=True) as session:
@@ -64,7 +66,7 @@ def measure(url: str, problems: int, seed: int) -> dict[str, float]:
         intake = time.perf_counter() - started
 
         started = time.perf_counter()
-        placed = follow_ups.follow_up_all(database=database, user_ids=[tenant.user_id])
+        placed = follow_ups.follow_up_all(database=database, workspace_ids=[tenant.workspace_id])
         placement = time.perf_counter() - started
 
         with database.session() as session:

@@ -53,11 +53,11 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).parent))
 from borealis import jsontext, migrate
-from borealis.auth import service as auth_service
 from borealis.crypto import SecretBox, digest, new_secret
 from borealis.db import Database
 from borealis.dynatrace.models import Connection
 from borealis.simulation import running_fake_dynatrace
+from borealis.workspaces import service as workspaces_service
 from ingest import HOST, free_port, healthy
 
 SECRET_KEY = "bench-scaleout-secret-key"
@@ -141,7 +141,7 @@ def storm(tenants: int, problems: int, deliveries: int, seed: int) -> tuple[list
 
 @dataclass
 class Tenant:
-    user_id: str
+    workspace_id: str
     secret: str
 
 
@@ -152,20 +152,20 @@ def prepare(url: str, tenants: int, environment_url: str, token: str) -> list[Te
     made = []
     with database.session(write=True) as session:
         for index in range(tenants):
-            user = auth_service.create(
-                db_session=session, email=f"tenant{index}@example.com", password=None, is_admin=False
+            _, workspace = workspaces_service.create_user(
+                db_session=session, email=f"tenant{index}@example.com"
             )
             secret = new_secret("whs_")
             session.add(
                 Connection(
-                    user_id=user.id,
+                    workspace_id=workspace.id,
                     environment_url=environment_url,
                     token_ciphertext=box.encrypt(token),
                     webhook_secret_ciphertext=box.encrypt(secret),
                     webhook_secret_hash=digest(secret),
                 )
             )
-            made.append(Tenant(user.id, secret))
+            made.append(Tenant(workspace.id, secret))
         session.commit()
     database.dispose()
     return made
@@ -248,7 +248,7 @@ async def send(
         delivery = deliveries[index]
         tenant = tenants[delivery.tenant]
         head = (
-            f"POST /dynatrace/webhook/{tenant.user_id} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
+            f"POST /dynatrace/webhook/{tenant.workspace_id} HTTP/1.1\r\nHost: {HOST}:{port}\r\n"
             f"Authorization: Bearer {tenant.secret}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(delivery.body)}\r\n\r\n"
         )
@@ -403,7 +403,7 @@ def check(
     sent: Sent,
     tenants: int,
     problems: int,
-    warm_user: str,
+    warm_workspace: str,
     *,
     incidents_formed: bool = True,
 ) -> list[str]:
@@ -419,25 +419,26 @@ def check(
             session.execute(
                 sa.text(
                     "SELECT p.pid, count(n.id) FROM problems p JOIN notifications n ON n.problem_id = p.id"
-                    " WHERE p.user_id <> :warm GROUP BY p.pid"
+                    " WHERE p.workspace_id <> :warm GROUP BY p.pid"
                 ),
-                {"warm": warm_user},
+                {"warm": warm_workspace},
             ).all()
         )
         records = session.scalar(
-            sa.text("SELECT count(*) FROM problems WHERE user_id <> :warm"), {"warm": warm_user}
+            sa.text("SELECT count(*) FROM problems WHERE workspace_id <> :warm"), {"warm": warm_workspace}
         )
         states = dict(
             session.execute(
-                sa.text("SELECT pid, state FROM problems WHERE user_id <> :warm"), {"warm": warm_user}
+                sa.text("SELECT pid, state FROM problems WHERE workspace_id <> :warm"),
+                {"warm": warm_workspace},
             ).all()
         )
         incidents = session.execute(
             sa.text(
                 "SELECT ip.incident_id, p.pid FROM incident_problems ip JOIN problems p ON p.id = ip.problem_id"
-                " WHERE p.user_id <> :warm"
+                " WHERE p.workspace_id <> :warm"
             ),
-            {"warm": warm_user},
+            {"warm": warm_workspace},
         ).all()
     for pid, bodies in distinct.items():
         if stored.get(pid) != len(bodies):
@@ -561,7 +562,7 @@ def run(
                 sent,
                 args.tenants,
                 args.problems,
-                tenants[-1].user_id,
+                tenants[-1].workspace_id,
                 incidents_formed=not args.writer_only,
             )
         database.dispose()

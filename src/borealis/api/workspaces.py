@@ -28,7 +28,8 @@ from borealis.workspaces.schemas import (
 )
 
 router = APIRouter(prefix="/workspaces", tags=["workspaces"], responses=API_ERRORS)
-MEMBER_ERRORS = error_responses(404, 409)
+# Routes with a body answer 400 when it cannot be read.
+MEMBER_ERRORS = error_responses(400, 404, 409)
 
 
 class Access:
@@ -71,7 +72,9 @@ def _member(membership: Membership, user: User) -> MemberRead:
     )
 
 
-@router.post("", response_model=WorkspaceRead, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "", response_model=WorkspaceRead, status_code=status.HTTP_201_CREATED, responses=error_responses(400)
+)
 def create_workspace(body: WorkspaceCreate, caller: CurrentCaller, db_session: DbSession) -> WorkspaceRead:
     """A new workspace for a team; the caller is its first owner. Invite members with
     POST /workspaces/{id}/members."""
@@ -138,7 +141,9 @@ def set_member_role(
 
 
 @router.delete(
-    "/{workspace_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT, responses=MEMBER_ERRORS
+    "/{workspace_id}/members/{user_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(404, 409),
 )
 def remove_member(user_id: UuidId, access: OwnerAccess, db_session: DbSession) -> Response:
     """Take a member out (owners). The last owner cannot be removed (409); the member's API keys for
