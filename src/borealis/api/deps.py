@@ -148,12 +148,6 @@ def _session_workspace(db_session: Session, user_session: UserSession, user: Use
     return workspaces[0]
 
 
-def session_user(request: Request, db_session: Session) -> User | None:
-    """The user of the cookie's session while that session is in force."""
-    found = live_session(request, db_session)
-    return found[1] if found is not None else None
-
-
 def live_session(request: Request, db_session: Session) -> tuple[UserSession, User] | None:
     """The cookie's session and its user while that session is in force. A cookie naming one that was
     revoked, has expired or went idle loses its login, so the browser drops it too."""

@@ -31,11 +31,6 @@ def normalize_email(email: str) -> str:
     return email
 
 
-def get(*, db_session: Session, user_id: str) -> User | None:
-    """The user with this id, or None."""
-    return db_session.get(User, user_id)
-
-
 def get_by_email(*, db_session: Session, email: str) -> User | None:
     """The user with this email (case-insensitive), or None."""
     return db_session.scalar(sa.select(User).where(User.email == email.strip().lower()))

@@ -24,9 +24,14 @@ PERSONAL = "Personal"
 def clean_name(name: str) -> str:
     name = " ".join(storable(name, field="name").split())
     if not name:
-        raise InvalidInput('a workspace needs a name: send {"name": "..."} with at least one character')
+        raise InvalidInput(
+            'a workspace needs a name: send {"name": "..."} with at least one character',
+            details={"field": "name"},
+        )
     if len(name) > MAX_NAME_CHARS:
-        raise InvalidInput(f"a workspace name has at most {MAX_NAME_CHARS} characters")
+        raise InvalidInput(
+            f"a workspace name has at most {MAX_NAME_CHARS} characters", details={"field": "name"}
+        )
     return name
 
 
