@@ -25,6 +25,7 @@ USED_SCOPES = {
     "metrics.read",
     "settings.read",
     "settings.write",
+    "problems.write",
 }
 
 

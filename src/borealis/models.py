@@ -26,6 +26,7 @@ from borealis.problems.models import (
 from borealis.rca.models import RcaEvidence, RcaRun
 from borealis.sync.models import ProblemEnrichment, SyncState
 from borealis.workspaces.models import Membership, Workspace
+from borealis.writeback.models import DynatraceComment
 
 __all__ = [
     "ApiKey",
@@ -34,6 +35,7 @@ __all__ = [
     "CachedEntity",
     "Connection",
     "CorrelationSettingsRow",
+    "DynatraceComment",
     "EntityRelation",
     "FollowUp",
     "Incident",

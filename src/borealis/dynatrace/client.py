@@ -139,12 +139,55 @@ class DynatraceClient(EnvironmentTransport):
     ) -> dict[str, Any]:
         """One problem by its internal id (the webhook's PID), with evidence and impact by default."""
         body = self.get_json(
-            f"/api/v2/problems/{quote(problem_id, safe='')}",
+            _problem_path(problem_id),
             params={"fields": _fields(fields)},
             scope="problems.read",
             endpoint="GET /api/v2/problems/{problemId}",
         )
         return _object(body, "problem")
+
+    def list_comments(self, problem_id: str) -> list[dict[str, Any]]:
+        """Every comment on the problem, newest first (``Comment``: id, content, context, ...)."""
+        return list(
+            self.paged(
+                f"{_problem_path(problem_id)}/comments",
+                "comments",
+                params={"pageSize": 500},
+                scope="problems.read",
+                endpoint="GET /api/v2/problems/{problemId}/comments",
+            )
+        )
+
+    def add_comment(self, problem_id: str, message: str, *, context: str) -> None:
+        """Add a comment (201, no body: the new comment's id is learnt by listing the comments)."""
+        self.request_json(
+            "POST",
+            f"{_problem_path(problem_id)}/comments",
+            json_body={"message": message, "context": context},
+            scope="problems.write",
+            endpoint="POST /api/v2/problems/{problemId}/comments",
+        )
+
+    def update_comment(self, problem_id: str, comment_id: str, message: str, *, context: str) -> None:
+        """Replace a comment's text (204). ResourceNotFound when someone deleted it."""
+        self.request_json(
+            "PUT",
+            f"{_problem_path(problem_id)}/comments/{quote(comment_id, safe='')}",
+            json_body={"message": message, "context": context},
+            scope="problems.write",
+            endpoint="PUT /api/v2/problems/{problemId}/comments/{commentId}",
+        )
+
+    def close_problem(self, problem_id: str, message: str) -> bool:
+        """Close the problem with a closing comment; False when it was closed already (204)."""
+        body = self.request_json(
+            "POST",
+            f"{_problem_path(problem_id)}/close",
+            json_body={"message": message},
+            scope="problems.write",
+            endpoint="POST /api/v2/problems/{problemId}/close",
+        )
+        return bool(body)
 
     def get_entity(self, entity_id: str, fields: Sequence[str] | str | None = None) -> dict[str, Any]:
         """One monitored entity with its properties and relationships."""
@@ -341,6 +384,10 @@ class DynatraceClient(EnvironmentTransport):
             scope="settings.write",
             endpoint="DELETE /api/v2/settings/objects/{objectId}",
         )
+
+
+def _problem_path(problem_id: str) -> str:
+    return f"/api/v2/problems/{quote(problem_id, safe='')}"
 
 
 def _fields(fields: Sequence[str] | str | None, *, plus: bool = False) -> str | None:

@@ -21,6 +21,7 @@ from borealis.dynatrace.errors import DynatraceError, NotConnected, TokenDisable
 from borealis.dynatrace.models import Connection
 from borealis.dynatrace.urls import check_destination, normalize_environment_url
 from borealis.errors import Conflict, InvalidInput
+from borealis.workspaces.models import Workspace
 
 # The scopes Borealis uses, each with what it enables (shown for every missing one).
 SCOPES: dict[str, str] = {
@@ -32,6 +33,7 @@ SCOPES: dict[str, str] = {
     "metrics.read": "read key metrics of the suspected entities for root-cause analysis",
     "settings.read": "check the problem-notification webhook installed in Dynatrace",
     "settings.write": "install the problem-notification webhook in Dynatrace for you",
+    "problems.write": "write each root-cause analysis onto the Dynatrace problems as a comment",
 }
 # Optional: only the cluster version needs it.
 VERSION_SCOPE = "DataExport"
@@ -42,6 +44,22 @@ MAX_TOKEN_LENGTH = 1000
 # then a reconciliation every BOREALIS_SYNC_INTERVAL seconds, both keyed to the connection.
 BACKFILL_JOB = "dynatrace.backfill"
 SYNC_JOB = "dynatrace.sync"
+# Writing an incident's RCA onto its Dynatrace problems, and closing them (borealis/writeback/tasks.py),
+# keyed to the incident.
+WRITE_BACK_JOB = "dynatrace.write_back"
+WRITE_SCOPE = "problems.write"
+
+
+def writes_back(*, workspace: Workspace | None, connection: Connection | None) -> bool:
+    """Whether RCAs are written onto the Dynatrace problems: the workspace wants it (the default) and
+    the token may write problems."""
+    return bool(
+        workspace is not None
+        and workspace.write_back
+        and connection is not None
+        and connection.connected
+        and WRITE_SCOPE in (connection.token_scopes or [])
+    )
 
 
 def job_key(connection: Connection) -> str:

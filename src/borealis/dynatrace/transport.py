@@ -208,7 +208,8 @@ class EnvironmentTransport:
         """Send one request (retrying 429s) and return its JSON, or raise the matching DynatraceError."""
         label = endpoint or f"{method} {path}"
         response = self._send_with_backoff(method, path, params=params, json_body=json_body, label=label)
-        if response.status_code == 204:
+        if response.status_code == 204 or (response.is_success and not response.content):
+            # No content (a 204, or a 201 that creates without describing what it made).
             return None
         if response.is_success:
             return self._decode(response)

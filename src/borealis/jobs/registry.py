@@ -103,13 +103,14 @@ register = REGISTRY.register
 
 def register_handlers(registry: Registry = REGISTRY, *, extra_modules: Iterable[str] = ()) -> list[str]:
     """Register every kind Borealis runs, then import the plug-in modules; returns the registered kinds."""
-    from borealis.dynatrace.service import BACKFILL_JOB, SYNC_JOB
+    from borealis.dynatrace.service import BACKFILL_JOB, SYNC_JOB, WRITE_BACK_JOB
     from borealis.ingest.intake import FOLLOW_UP_JOB
     from borealis.jobs import follow_ups
     from borealis.rca import service as rca_service
     from borealis.rca import tasks as rca_tasks
     from borealis.sync import tasks as sync_tasks
     from borealis.sync.service import ENRICH_JOB
+    from borealis.writeback import tasks as writeback_tasks
 
     # Incidents are formed by this job, and enrichment and RCA requests come from it: under a backlog of
     # those it still runs at once.
@@ -118,6 +119,7 @@ def register_handlers(registry: Registry = REGISTRY, *, extra_modules: Iterable[
     registry.add(BACKFILL_JOB, sync_tasks.backfill, backoff_base=30.0, backoff_cap=900.0)
     registry.add(SYNC_JOB, sync_tasks.sync, backoff_base=30.0, backoff_cap=900.0)
     registry.add(rca_service.JOB_KIND, rca_tasks.run_rca, backoff_base=30.0, backoff_cap=600.0)
+    registry.add(WRITE_BACK_JOB, writeback_tasks.write_back, backoff_base=15.0, backoff_cap=600.0)
     for name in extra_modules:
         importlib.import_module(name)
     return registry.kinds()

@@ -375,7 +375,24 @@ def finish(*, db_session: Session, run: RcaRun, outcome: Outcome) -> None:
         cause = report.root_cause.entity
         what = f"{report.verdict.value}: {cause.label}" if cause else report.verdict.value
         _event(db_session, incident, "rca_done", f"RCA done, {what} ({outcome.analyzer})", run)
+        _write_back(db_session, incident)
     db_session.flush()
+
+
+def _write_back(db_session: Session, incident: Incident) -> None:
+    """Queue writing the report onto the incident's Dynatrace problems, when the workspace does that
+    (the job itself checks again, and finds the newest report when it runs)."""
+    workspace = db_session.get(Workspace, incident.workspace_id)
+    connection = dynatrace_service.get(db_session=db_session, workspace_id=incident.workspace_id)
+    if not dynatrace_service.writes_back(workspace=workspace, connection=connection):
+        return
+    enqueue(
+        db_session=db_session,
+        kind=dynatrace_service.WRITE_BACK_JOB,
+        workspace_id=incident.workspace_id,
+        key=f"incident:{incident.id}",
+        payload={"incidentId": incident.id},
+    )
 
 
 def record_failure(*, db_session: Session, run: RcaRun, reason: str, final: bool) -> None:

@@ -140,7 +140,7 @@ def _dispatch(fake: FakeDynatrace, spec: _Endpoint) -> Callable[[Request], Await
 
 def build_app(fake: FakeDynatrace) -> Starlette:
     """Every registered endpoint, at the root (SaaS) and under ``/e/{environment_id}`` (Managed)."""
-    from borealis.simulation import api, api_metrics, api_settings  # noqa: F401  (they register endpoints)
+    from borealis.simulation import api, api_comments, api_metrics, api_settings  # noqa: F401  (they register endpoints)
 
     routes: list[Route] = []
     for spec in _ENDPOINTS:

@@ -49,6 +49,7 @@ SCOPE_TITLES = {
     "metrics.read": "Read metrics",
     "settings.read": "Read settings",
     "settings.write": "Write settings",
+    "problems.write": "Write problems",
     "DataExport": "Access problem and event feed, metrics, and topology",
     "apiTokens.read": "Read API tokens",
     "ReadConfig": "Read configuration",
@@ -61,6 +62,7 @@ ALL_SCOPES = (
     "metrics.read",
     "settings.read",
     "settings.write",
+    "problems.write",
     "DataExport",
 )
 
@@ -134,6 +136,8 @@ class FakeDynatrace:
             self.cluster_version = DEFAULT_CLUSTER_VERSION
             self.tokens: dict[str, FakeToken] = {}
             self.problems: dict[str, dict[str, Any]] = {}
+            # problemId -> its comments (the v2 ``Comment`` shape), oldest first.
+            self.comments: dict[str, list[dict[str, Any]]] = {}
             self.entities: dict[str, dict[str, Any]] = {}
             self.failures: list[Failure] = []
             self.requests: list[RecordedRequest] = []
@@ -201,6 +205,31 @@ class FakeDynatrace:
         with self.lock:
             self.problems[problem["problemId"]] = problem
         return problem
+
+    def add_comment(
+        self, problem_id: str, message: str, *, context: str | None, author: str
+    ) -> dict[str, Any]:
+        """A comment on the problem, as Dynatrace stores one posted through the API."""
+        with self.lock:
+            comments = self.comments.setdefault(problem_id, [])
+            created = max([to_millis(datetime.now(UTC)), *(c["createdAtTimestamp"] + 1 for c in comments)])
+            comment = {
+                "id": secrets.token_hex(8),
+                "createdAtTimestamp": created,
+                "authorName": author,
+                "context": context,
+                "content": message,
+            }
+            comments.append(comment)
+        return comment
+
+    def comments_of(self, problem_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return list(self.comments.get(problem_id, []))
+
+    def comment(self, problem_id: str, comment_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            return next((c for c in self.comments.get(problem_id, []) if c["id"] == comment_id), None)
 
     def add_entity(self, entity_id: str, display_name: str | None = None, **fields: Any) -> dict[str, Any]:
         """Store a monitored entity (v2 shape); relationships go in fromRelationships/toRelationships."""

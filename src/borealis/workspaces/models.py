@@ -39,6 +39,8 @@ class Workspace(Base):
     name: Mapped[str] = mapped_column(sa.String(200))
     # The seed's RCA preference: every new incident gets an analysis.
     rca_enabled: Mapped[bool] = mapped_column(sa.Boolean, default=False)
+    # Write each RCA back onto the Dynatrace problems as a comment (when the token has problems.write).
+    write_back: Mapped[bool] = mapped_column(sa.Boolean, default=True, server_default=sa.true())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 

@@ -1,0 +1,2 @@
+"""Writing back to Dynatrace: each incident's RCA as one comment on each of its problems, and closing
+problems when a responder asks."""
