@@ -43,6 +43,8 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("POST", "/dynatrace/webhook/install"): "200 403 403 200 401 401",
     ("GET", "/incidents/correlation-settings"): "200 200 200 200 401 401",
     ("PUT", "/incidents/correlation-settings"): "200 403 403 200 401 401",
+    ("GET", "/dynatrace/write-back"): "200 200 200 200 401 401",
+    ("PUT", "/dynatrace/write-back"): "200 403 403 200 401 401",
     # Reading: every member; another workspace's objects are as unknown as missing ones.
     ("GET", "/dynatrace/alerts"): "200 200 200 200 401 401",
     ("GET", "/dynatrace/alerts/{alert_id}"): "200 200 200 404 401 401",
@@ -65,6 +67,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     # Only its author edits a note, whatever their role.
     ("PATCH", "/incidents/{incident_id}/notes/{note_id}"): "403 200 403 404 401 401",
     ("POST", "/incidents/{incident_id}/rca"): "202 202 403 404 401 401",
+    ("POST", "/incidents/{incident_id}/close-problems"): "202 202 403 404 401 401",
     ("POST", "/dynatrace/sync"): "200 200 403 200 401 401",
     # Workspaces: anyone signed in makes their own; members, roles and the audit log are the owners'.
     ("GET", "/workspaces"): "200 200 200 200 401 401",
@@ -201,6 +204,7 @@ REQUESTS: dict[tuple[str, str], Request] = {
     ("POST", "/dynatrace/connect"): lambda world, caller: {"json": world.connect_body},
     ("POST", "/dynatrace/webhook/install"): lambda world, caller: {"json": {}},
     ("PUT", "/incidents/correlation-settings"): lambda world, caller: {"json": {"windowMinutes": 45}},
+    ("PUT", "/dynatrace/write-back"): lambda world, caller: {"json": {"enabled": True}},
     ("POST", "/incidents/{incident_id}/merge"): lambda world, caller: {
         "json": {"sourceIncidentId": world.merge_sources.get(caller, world.merge_sources["owner"])}
     },

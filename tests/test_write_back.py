@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from borealis.dynatrace.service import WRITE_BACK_JOB
+from borealis.dynatrace.service import CLOSE_JOB, WRITE_BACK_JOB
 from borealis.jobs.registry import register_handlers
 from borealis.simulation import ALL_SCOPES
 from tests.support.builders import webhook_body
@@ -179,3 +179,55 @@ def test_a_scope_taken_away_in_dynatrace_is_reported_on_the_timeline_not_crashed
     assert len(failed) == 1
     assert "problems.write" in failed[0]["message"]
     assert "tried again" not in failed[0]["message"]
+
+
+def test_the_switch_is_on_by_default_says_why_and_only_owners_turn_it_off(
+    app, account, fake_dynatrace, client
+):
+    team = Team(app, account, fake_dynatrace, client)
+    state = account.client.get("/dynatrace/write-back").json()
+    assert state["enabled"] is True
+    assert state["active"] is True
+    assert account.client.get("/dynatrace/status").json()["writeBack"] == state
+    off = account.client.put("/dynatrace/write-back", json={"enabled": False})
+    assert off.status_code == 200
+    assert off.json()["active"] is False
+    assert "switched off" in off.json()["reason"]
+    incident_id = team.deliver(database_host_saturation())
+    team.analyse(incident_id)
+    assert team.write_back() == []
+    audit = account.client.get(f"/workspaces/{account.workspace_id}/audit").json()["items"]
+    assert audit[0]["action"] == "settings.write_back_changed"
+    assert audit[0]["details"] == {"writeBack": False}
+    assert account.client.put("/dynatrace/write-back", json={"enabled": "no"}).status_code == 422
+
+
+def test_a_responder_closes_the_problems_in_dynatrace_and_it_shows_on_the_timeline(
+    app, account, fake_dynatrace, client
+):
+    team = Team(app, account, fake_dynatrace, client)
+    incident_id = team.deliver(database_host_saturation())
+    problems = team.problem_ids(incident_id)
+    fake_dynatrace.fail("/api/v2/problems/*/close", 503, times=1)
+    asked = account.client.post(f"/incidents/{incident_id}/close-problems", json={"message": "Rolled back"})
+    assert asked.status_code == 202, asked.text
+    outcomes = run_pending(app, kind=CLOSE_JOB)
+    assert isinstance(outcomes[0], Exception)  # the 503: retried as durable work
+    assert outcomes[-1]["closed"] == len(problems)
+    for problem_id in problems:
+        assert fake_dynatrace.problems[problem_id]["status"] == "CLOSED"
+        [closing] = fake_dynatrace.comments_of(problem_id)
+        assert closing["content"].startswith("Rolled back (sre@example.com")
+    kinds = [event["kind"] for event in team.timeline(incident_id)]
+    assert kinds.index("close_requested") < kinds.index("close_failed") < kinds.index("closed_in_dynatrace")
+
+
+def test_closing_needs_the_scope_and_is_never_done_without_a_request(app, account, fake_dynatrace, client):
+    team = Team(app, account, fake_dynatrace, client, scopes=READ_ONLY)
+    incident_id = team.deliver(database_host_saturation())
+    team.analyse(incident_id)
+    refused = account.client.post(f"/incidents/{incident_id}/close-problems")
+    assert refused.status_code == 409
+    assert "problems.write" in refused.json()["error"]["message"]
+    assert run_pending(app, kind=CLOSE_JOB) == []
+    assert not [request for request in fake_dynatrace.requests if request.path.endswith("/close")]

@@ -23,11 +23,14 @@ from borealis.dynatrace.schemas import (
     WebhookInstallRead,
     WebhookRemovalRead,
     WebhookUrlRead,
+    WriteBackIn,
+    WriteBackRead,
 )
 from borealis.dynatrace.template import SUGGESTED_PAYLOAD
 from borealis.schemas import API_ERRORS, error_responses
 from borealis.sync import service as sync_service
 from borealis.workspaces import service as workspaces_service
+from borealis.workspaces.models import Workspace
 
 router = APIRouter(prefix="/dynatrace", tags=["dynatrace"], responses=API_ERRORS)
 
@@ -42,14 +45,47 @@ def get_rca_settings(caller: CurrentCaller, db_session: DbSession) -> RcaSetting
 @router.put("/rca-settings", response_model=RcaSettings, responses=error_responses(400))
 def put_rca_settings(settings_in: RcaSettings, caller: Owner, db_session: DbSession) -> RcaSettings:
     """Turn automatic RCA on or off for this workspace (owners)."""
-    workspace = workspaces_service.set_rca(
+    workspace = workspaces_service.set_switch(
         db_session=db_session,
+        name="rca_enabled",
         workspace_id=caller.workspace_id,
         enabled=settings_in.rca_enabled,
         actor=caller.actor,
     )
     db_session.commit()
     return RcaSettings(rca_enabled=workspace.rca_enabled)
+
+
+def _write_back(workspace: Workspace, connection: Connection | None) -> WriteBackRead:
+    return WriteBackRead(
+        enabled=workspace.write_back,
+        active=service.writes_back(workspace=workspace, connection=connection),
+        reason=service.write_back_reason(workspace=workspace, connection=connection),
+    )
+
+
+@router.get("/write-back", response_model=WriteBackRead)
+def get_write_back(caller: CurrentCaller, db_session: DbSession) -> WriteBackRead:
+    """Whether each finished RCA is written onto the incident's Dynatrace problems as one comment
+    (context ``Borealis``, updated on a rerun), and why (not): it needs the workspace's switch (on by
+    default) and a token with ``problems.write``."""
+    connection = service.get(db_session=db_session, workspace_id=caller.workspace_id)
+    return _write_back(caller.workspace, connection)
+
+
+@router.put("/write-back", response_model=WriteBackRead, responses=error_responses(400))
+def put_write_back(body: WriteBackIn, caller: Owner, db_session: DbSession) -> WriteBackRead:
+    """Switch the write-back on or off for this workspace (owners)."""
+    workspace = workspaces_service.set_switch(
+        db_session=db_session,
+        name="write_back",
+        workspace_id=caller.workspace_id,
+        enabled=body.enabled,
+        actor=caller.actor,
+    )
+    db_session.commit()
+    connection = service.get(db_session=db_session, workspace_id=caller.workspace_id)
+    return _write_back(workspace, connection)
 
 
 def _missing(scopes: list[str]) -> list[MissingScopeRead]:
@@ -161,16 +197,17 @@ def status(
     Dynatrace could not be asked; ``tokenError`` says why.
     """
     connection = service.get(db_session=db_session, workspace_id=caller.workspace_id)
-    sync = sync_service.status_fields(
+    extra = sync_service.status_fields(
         db_session=db_session, workspace_id=caller.workspace_id, connection=connection
     )
+    extra["write_back"] = _write_back(caller.workspace, connection)
     if not verify:
-        return StatusRead(**_status(connection), **sync)
+        return StatusRead(**_status(connection), **extra)
     db_session.close()  # no transaction held while Dynatrace answers
     if connection is None or not connection.connected:
         return VerifiedStatusRead(
             **_status(connection),
-            **sync,
+            **extra,
             token_valid=False,
             token_error="Dynatrace is not connected; connect with POST /dynatrace/connect",
         )
@@ -188,7 +225,7 @@ def status(
         )
     return VerifiedStatusRead(
         **fields,
-        **sync,
+        **extra,
         token_valid=check.valid,
         token_error=check.error.message if check.error else None,
     )

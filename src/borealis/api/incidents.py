@@ -41,6 +41,8 @@ from borealis.incidents.schemas import (
 )
 from borealis.rca import service as rca_service
 from borealis.schemas import API_ERRORS, Offset, RowId, error_responses
+from borealis.writeback import service as writeback_service
+from borealis.writeback.schemas import CloseRequest, CloseRequested
 
 router = APIRouter(prefix="/incidents", tags=["incidents"], responses=API_ERRORS)
 
@@ -356,3 +358,23 @@ def edit_note(
     )
     db_session.commit()
     return _one_note(db_session, incident, note_id)
+
+
+@router.post(
+    "/{incident_id}/close-problems",
+    response_model=CloseRequested,
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=error_responses(400, 404, 409),
+)
+def close_problems(
+    incident: IncidentToChange, caller: Responder, db_session: DbSession, body: CloseRequest | None = None
+) -> CloseRequested:
+    """Close the incident's open problems in Dynatrace, with a closing comment (responders). Borealis
+    never does this on its own. It runs as durable work: the outcome, or a failure with its reason,
+    appears on the incident's timeline. 409 when the connection cannot (not connected, or the token
+    lacks problems.write)."""
+    job = writeback_service.request_close(
+        db_session=db_session, incident=incident, by=caller.user, message=body.message if body else None
+    )
+    db_session.commit()
+    return CloseRequested(incident_id=incident.id, job_id=job.id)

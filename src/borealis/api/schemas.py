@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import Field
 
-from borealis.dynatrace.schemas import InstalledNotificationRead, MissingScopeRead
+from borealis.dynatrace.schemas import InstalledNotificationRead, MissingScopeRead, WriteBackRead
 from borealis.incidents.schemas import IncidentProblemRead, IncidentSummary, TimelineEvent
 from borealis.rca.schemas import RcaSummary
 from borealis.schemas import CamelModel
@@ -36,6 +36,8 @@ class StatusRead(CamelModel):
     # Reconciliation with the API (last run, its result, next run) and the user's jobs per state.
     sync: SyncStateRead | None = None
     jobs: dict[str, int] = Field(default_factory=dict)
+    # Whether RCAs are written back onto the Dynatrace problems, and why (not).
+    write_back: WriteBackRead | None = None
 
 
 class VerifiedStatusRead(StatusRead):

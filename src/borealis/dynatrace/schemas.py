@@ -4,13 +4,30 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pydantic import Field, SecretStr, StrictBool
+from pydantic import ConfigDict, Field, SecretStr, StrictBool
 
 from borealis.schemas import CamelModel
 
 
 class RcaSettings(CamelModel):
     rca_enabled: StrictBool
+
+
+class WriteBackIn(CamelModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: StrictBool
+
+
+class WriteBackRead(CamelModel):
+    """Whether each RCA is written onto the incident's Dynatrace problems as a comment."""
+
+    # The workspace's switch (on by default).
+    enabled: bool
+    # Switched on, connected, and the token has problems.write: RCAs are written back now.
+    active: bool
+    # Why it is (not) active, and what to change.
+    reason: str
 
 
 class ConnectIn(CamelModel):

@@ -48,6 +48,9 @@ SYNC_JOB = "dynatrace.sync"
 # keyed to the incident.
 WRITE_BACK_JOB = "dynatrace.write_back"
 WRITE_SCOPE = "problems.write"
+CLOSE_JOB = "dynatrace.close_problems"
+# The context of Borealis's comments on Dynatrace problems.
+CONTEXT = "Borealis"
 
 
 def writes_back(*, workspace: Workspace | None, connection: Connection | None) -> bool:
@@ -60,6 +63,20 @@ def writes_back(*, workspace: Workspace | None, connection: Connection | None) -
         and connection.connected
         and WRITE_SCOPE in (connection.token_scopes or [])
     )
+
+
+def write_back_reason(*, workspace: Workspace | None, connection: Connection | None) -> str:
+    """Why RCAs are or are not written back, in words that say what to change."""
+    if workspace is None or not workspace.write_back:
+        return 'switched off for this workspace: PUT /dynatrace/write-back {"enabled": true} switches it on'
+    if connection is None or not connection.connected:
+        return "Dynatrace is not connected"
+    if WRITE_SCOPE not in (connection.token_scopes or []):
+        return (
+            f"the token lacks {WRITE_SCOPE}: with it, Borealis would {SCOPES[WRITE_SCOPE]}; "
+            "grant it and connect again"
+        )
+    return f"each finished RCA is written onto the incident's Dynatrace problems as one comment (context {CONTEXT!r})"
 
 
 def job_key(connection: Connection) -> str:

@@ -103,7 +103,7 @@ register = REGISTRY.register
 
 def register_handlers(registry: Registry = REGISTRY, *, extra_modules: Iterable[str] = ()) -> list[str]:
     """Register every kind Borealis runs, then import the plug-in modules; returns the registered kinds."""
-    from borealis.dynatrace.service import BACKFILL_JOB, SYNC_JOB, WRITE_BACK_JOB
+    from borealis.dynatrace.service import BACKFILL_JOB, CLOSE_JOB, SYNC_JOB, WRITE_BACK_JOB
     from borealis.ingest.intake import FOLLOW_UP_JOB
     from borealis.jobs import follow_ups
     from borealis.rca import service as rca_service
@@ -120,6 +120,7 @@ def register_handlers(registry: Registry = REGISTRY, *, extra_modules: Iterable[
     registry.add(SYNC_JOB, sync_tasks.sync, backoff_base=30.0, backoff_cap=900.0)
     registry.add(rca_service.JOB_KIND, rca_tasks.run_rca, backoff_base=30.0, backoff_cap=600.0)
     registry.add(WRITE_BACK_JOB, writeback_tasks.write_back, backoff_base=15.0, backoff_cap=600.0)
+    registry.add(CLOSE_JOB, writeback_tasks.close_problems, backoff_base=15.0, backoff_cap=600.0)
     for name in extra_modules:
         importlib.import_module(name)
     return registry.kinds()

@@ -25,6 +25,7 @@ from borealis.web.security import flash, verify_csrf
 from borealis.web.templating import render
 from borealis.workspaces import service as workspaces_service
 from borealis.workspaces.models import Role
+from borealis.writeback import service as writeback_service
 
 router = APIRouter(route_class=PageRoute, include_in_schema=False, dependencies=[Depends(verify_csrf)])
 
@@ -345,3 +346,19 @@ def note_edit_submit(
         return "Your note is updated; the earlier text stays in its history."
 
     return _act(request, incident_id, action, "#notes")
+
+
+@router.post("/incidents/{incident_id}/close-problems")
+def close_problems_submit(
+    request: Request, caller: CorrelatedResponder, db_session: DbSession, incident_id: IncidentId
+) -> Response:
+    incident = _incident(db_session, caller, incident_id)
+
+    def action() -> str:
+        writeback_service.request_close(
+            db_session=db_session, incident=incident, by=caller.user, message=None
+        )
+        db_session.commit()
+        return "Closing its problems in Dynatrace: the timeline shows when it is done."
+
+    return _act(request, incident_id, action, "#timeline")

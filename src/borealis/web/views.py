@@ -236,8 +236,9 @@ def settings_rca(
     caller: Owner,
     rca_enabled: Annotated[str | None, Form()] = None,
 ) -> Response:
-    workspace = workspaces_service.set_rca(
+    workspace = workspaces_service.set_switch(
         db_session=db_session,
+        name="rca_enabled",
         workspace_id=caller.workspace_id,
         enabled=rca_enabled is not None,
         actor=caller.actor,

@@ -205,19 +205,25 @@ def remove_member(*, db_session: Session, workspace_id: str, user_id: str, actor
     db_session.flush()
 
 
-def set_rca(*, db_session: Session, workspace_id: str, enabled: bool, actor: Actor) -> Workspace:
-    """Turn automatic RCA of new incidents on or off."""
+# The workspace's on/off settings, each with the name its audit entry and the API give it.
+SWITCHES = {"rca_enabled": "rcaEnabled", "write_back": "writeBack"}
+
+
+def set_switch(
+    *, db_session: Session, workspace_id: str, name: str, enabled: bool, actor: Actor
+) -> Workspace:
+    """Turn one of the workspace's switches (``SWITCHES``) on or off; a change goes to the audit log."""
     workspace = db_session.get(Workspace, workspace_id)
     if workspace is None:
         raise NotFound("the workspace is gone")
-    if workspace.rca_enabled != enabled:
-        workspace.rca_enabled = enabled
+    if getattr(workspace, name) != enabled:
+        setattr(workspace, name, enabled)
         audit.record(
             db_session=db_session,
             workspace_id=workspace_id,
             actor=actor,
-            action="settings.rca_changed",
-            details={"rcaEnabled": enabled},
+            action=f"settings.{name.removesuffix('_enabled')}_changed",
+            details={SWITCHES[name]: enabled},
         )
     db_session.flush()
     return workspace

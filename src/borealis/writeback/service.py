@@ -12,22 +12,29 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from borealis.auth.models import User
 from borealis.config import Settings
 from borealis.dynatrace import service as dynatrace_service
 from borealis.dynatrace.client import DynatraceClient
 from borealis.dynatrace.errors import ResourceNotFound, Transient
 from borealis.dynatrace.models import Connection
+from borealis.errors import Conflict
 from borealis.incidents.changes import record_event
 from borealis.incidents.models import Incident, IncidentProblem
+from borealis.jobstore import enqueue
+from borealis.jobstore.models import Job
 from borealis.problems.models import Problem
 from borealis.rca.models import RcaRun, RcaStatus
 from borealis.rca.report import Report
 from borealis.rca.store import stored_report
+from borealis.schemas import storable
 from borealis.workspaces.models import Workspace
 from borealis.writeback.models import DynatraceComment
 
-CONTEXT = "Borealis"
+CONTEXT = dynatrace_service.CONTEXT
 MAX_EVIDENCE = 2
+# A problem Borealis still holds open (the others are closed in Dynatrace already).
+OPEN_STATE = "OPEN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,3 +170,65 @@ def note(
     incident = db_session.get(Incident, incident_id)
     if incident is not None:
         record_event(db_session=db_session, incident=incident, kind=kind, message=message, details=details)
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    incident_id: int
+    connection: Connection
+    message: str
+    # (problem id, API id) of the incident's problems still open in Borealis's record.
+    targets: list[tuple[int, str]]
+
+
+DEFAULT_CLOSE_MESSAGE = "Closed from Borealis"
+
+
+def request_close(*, db_session: Session, incident: Incident, by: User, message: str | None) -> Job:
+    """Queue closing the incident's open problems in Dynatrace, on a responder's request (never on
+    Borealis's own): refused at once when the connection cannot do it."""
+    connection = dynatrace_service.get(db_session=db_session, workspace_id=incident.workspace_id)
+    if connection is None or not connection.connected:
+        raise Conflict("Dynatrace is not connected; connect with POST /dynatrace/connect")
+    if dynatrace_service.WRITE_SCOPE not in (connection.token_scopes or []):
+        raise Conflict(
+            f"the token lacks {dynatrace_service.WRITE_SCOPE}, which closing a problem needs; grant it and connect again"
+        )
+    text = storable((message or "").strip() or DEFAULT_CLOSE_MESSAGE, field="message")
+    job = enqueue(
+        db_session=db_session,
+        kind=dynatrace_service.CLOSE_JOB,
+        workspace_id=incident.workspace_id,
+        key=f"incident:{incident.id}",
+        payload={"incidentId": incident.id, "message": f"{text} ({by.email}, {marker(incident.id)})"},
+    )
+    record_event(
+        db_session=db_session,
+        incident=incident,
+        kind="close_requested",
+        actor="user",
+        user_id=by.id,
+        message="closing its problems in Dynatrace",
+        details={"jobId": job.id},
+    )
+    db_session.flush()
+    return job
+
+
+def closing(*, db_session: Session, incident_id: int, message: str) -> Closing | str:
+    """What to close for the incident, or why nothing is."""
+    incident = db_session.get(Incident, incident_id)
+    if incident is None:
+        return "the incident no longer exists"
+    connection = dynatrace_service.get(db_session=db_session, workspace_id=incident.workspace_id)
+    if connection is None or not connection.connected:
+        return "Dynatrace is not connected"
+    rows = db_session.execute(
+        sa.select(Problem.id, Problem.api_problem_id, Problem.pid)
+        .join(IncidentProblem, IncidentProblem.problem_id == Problem.id)
+        .where(IncidentProblem.incident_id == incident.id, Problem.state == OPEN_STATE)
+        .order_by(Problem.id)
+    ).all()
+    return Closing(
+        incident.id, connection, message, [(problem_id, api_id or pid) for problem_id, api_id, pid in rows]
+    )
