@@ -54,6 +54,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/incidents/{incident_id}"): "200 200 200 404 401 401",
     ("GET", "/incidents/{incident_id}/notes"): "200 200 200 404 401 401",
     ("GET", "/incidents/{incident_id}/rca"): "200 200 200 404 401 401",
+    ("GET", "/incidents/{incident_id}/postmortem"): "200 200 200 404 401 401",
     ("GET", "/jobs"): "200 200 200 200 401 401",
     ("GET", "/jobs/{job_id}"): "200 200 200 404 401 401",
     # Acting on incidents: responders and owners.

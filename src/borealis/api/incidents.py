@@ -6,10 +6,11 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from borealis import markup
 from borealis.api.deps import (
+    AppSettings,
     Caller,
     CorrelatedCaller,
     CorrelatedResponder,
@@ -39,6 +40,9 @@ from borealis.incidents.schemas import (
     Person,
     TimelineEvent,
 )
+from borealis.postmortem import service as postmortem_service
+from borealis.postmortem.render import to_markdown
+from borealis.postmortem.schemas import Postmortem
 from borealis.rca import service as rca_service
 from borealis.schemas import API_ERRORS, Offset, RowId, error_responses
 from borealis.writeback import service as writeback_service
@@ -378,3 +382,36 @@ def close_problems(
     )
     db_session.commit()
     return CloseRequested(incident_id=incident.id, job_id=job.id)
+
+
+@router.get(
+    "/{incident_id}/postmortem",
+    response_model=Postmortem,
+    responses={
+        **INCIDENT_ERRORS,
+        200: {"content": {"text/markdown": {"schema": {"type": "string"}}}, "description": "The postmortem."},
+    },
+)
+def get_postmortem(
+    request: Request,
+    incident: IncidentFromPath,
+    db_session: DbSession,
+    settings: AppSettings,
+    format: Literal["json", "md"] | None = None,
+) -> Response | Postmortem:
+    """The incident's postmortem: the summary; the timeline (problems, acknowledgement, assignment,
+    notes, RCA, resolution); the impact; the root cause with its evidence and links; time to
+    acknowledge, time to resolve and duration; and an empty list of action items. JSON, or Markdown with
+    ``?format=md`` or ``Accept: text/markdown``."""
+    postmortem = postmortem_service.assemble(db_session=db_session, incident=incident)
+    markdown = format == "md" or (format is None and "text/markdown" in request.headers.get("accept", ""))
+    if not markdown:
+        return postmortem
+    base = (settings.public_base_url or str(request.base_url)).rstrip("/")
+    text = to_markdown(postmortem, base_url=base)
+    filename = f"incident-{incident.id}-postmortem.md"
+    return Response(
+        text,
+        media_type="text/markdown; charset=utf-8",
+        headers={"Content-Disposition": f'inline; filename="{filename}"'},
+    )

@@ -156,7 +156,7 @@ def _cite(ids: list[str]) -> str:
 _CITATION = re.compile(r"\\\[(E\d+(?:, E\d+)*)\\\]")
 
 
-def _md(text: str) -> str:
+def inert(text: str) -> str:
     """Text that may come from a payload, made inert in Markdown (no links, no HTML, no headings); our
     own citations (``[E1, E2]``) stay readable."""
     inert = (
@@ -174,12 +174,12 @@ def _md(text: str) -> str:
 def _impact_lines(impact: Impact) -> list[str]:
     lines = []
     if impact.applications:
-        lines.append("- Applications: " + ", ".join(_md(e.label) for e in impact.applications))
+        lines.append("- Applications: " + ", ".join(inert(e.label) for e in impact.applications))
     if impact.services:
-        lines.append("- Services: " + ", ".join(_md(e.label) for e in impact.services))
+        lines.append("- Services: " + ", ".join(inert(e.label) for e in impact.services))
     others = [e for e in impact.entities if e not in impact.applications and e not in impact.services]
     if others:
-        lines.append("- Other entities: " + ", ".join(_md(e.label) for e in others))
+        lines.append("- Other entities: " + ", ".join(inert(e.label) for e in others))
     if impact.users is not None:
         lines.append(f"- Affected users (Dynatrace's largest estimate): {impact.users}")
     if not lines:
@@ -190,18 +190,18 @@ def _impact_lines(impact: Impact) -> list[str]:
 
 def render_markdown(report: Report, *, title: str | None = None) -> str:
     """The report as Markdown an on-call engineer can read top to bottom and check line by line."""
-    lines: list[str] = [f"# Root-cause analysis{': ' + _md(title) if title else ''}", ""]
-    lines += [f"**Verdict: {report.verdict.value}**", "", _md(report.summary), ""]
+    lines: list[str] = [f"# Root-cause analysis{': ' + inert(title) if title else ''}", ""]
+    lines += [f"**Verdict: {report.verdict.value}**", "", inert(report.summary), ""]
     lines += ["## Root cause", ""]
     cause = report.root_cause
     if cause.entity:
-        lines.append(f"**{_md(cause.entity.label)}** ({cause.entity.type or 'entity'})")
+        lines.append(f"**{inert(cause.entity.label)}** ({cause.entity.type or 'entity'})")
         lines.append("")
-    lines += [_md(cause.explanation) + _cite(cause.evidence_ids), ""]
+    lines += [inert(cause.explanation) + _cite(cause.evidence_ids), ""]
     if report.walk.path:
         lines += ["## From the symptom to the cause", ""]
         for hop in report.walk.path:
-            lines.append(f"- {hop.role}: {_md(hop.figure)}{_cite(hop.evidence_ids)}")
+            lines.append(f"- {hop.role}: {inert(hop.figure)}{_cite(hop.evidence_ids)}")
         lines += [
             "",
             f"{report.walk.entities_checked} entities checked, {report.walk.calls} Dynatrace API calls.",
@@ -210,13 +210,15 @@ def render_markdown(report: Report, *, title: str | None = None) -> str:
     if report.candidates:
         lines += ["## Candidates", ""]
         for rank, candidate in enumerate(report.candidates, start=1):
-            why = "; ".join(_md(reason.text) for reason in candidate.reasons[:3]) or "no reason of its own"
-            lines.append(f"{rank}. **{_md(candidate.entity.label)}** (score {candidate.score}): {why}")
+            why = "; ".join(inert(reason.text) for reason in candidate.reasons[:3]) or "no reason of its own"
+            lines.append(f"{rank}. **{inert(candidate.entity.label)}** (score {candidate.score}): {why}")
         lines.append("")
     if report.timeline:
         lines += ["## Timeline", ""]
         for entry in report.timeline:
-            lines.append(f"- {entry.at:%Y-%m-%d %H:%M:%S} UTC: {_md(entry.text)}{_cite(entry.evidence_ids)}")
+            lines.append(
+                f"- {entry.at:%Y-%m-%d %H:%M:%S} UTC: {inert(entry.text)}{_cite(entry.evidence_ids)}"
+            )
         lines.append("")
     lines += ["## Impact", "", *_impact_lines(report.impact), ""]
     for heading, claims in (
@@ -225,17 +227,17 @@ def render_markdown(report: Report, *, title: str | None = None) -> str:
     ):
         if claims:
             lines += [f"## {heading}", ""]
-            lines += [f"- {_md(claim.text)}{_cite(claim.evidence_ids)}" for claim in claims]
+            lines += [f"- {inert(claim.text)}{_cite(claim.evidence_ids)}" for claim in claims]
             lines.append("")
     if report.ruled_out:
         lines += ["## Ruled out", ""]
         for entry in report.ruled_out:
-            who = f"{_md(entry.entity.label)}: " if entry.entity else ""
-            lines.append(f"- {who}{_md(entry.reason)}{_cite(entry.evidence_ids)}")
+            who = f"{inert(entry.entity.label)}: " if entry.entity else ""
+            lines.append(f"- {who}{inert(entry.reason)}{_cite(entry.evidence_ids)}")
         lines.append("")
     lines += ["## Not checked", ""]
     if report.not_checked:
-        lines += [f"- {_md(gap.what)}: {_md(gap.reason)}" for gap in report.not_checked]
+        lines += [f"- {inert(gap.what)}: {inert(gap.reason)}" for gap in report.not_checked]
     else:
         lines.append("- Everything planned was checked.")
     lines.append("")
@@ -243,7 +245,7 @@ def render_markdown(report: Report, *, title: str | None = None) -> str:
         lines += ["## Evidence", ""]
         for item in report.evidence:
             link = f" ([open in Dynatrace]({item.link}))" if item.link else ""
-            lines.append(f"- **{item.id}** ({item.kind.value}): {_md(item.summary)}{link}")
+            lines.append(f"- **{item.id}** ({item.kind.value}): {inert(item.summary)}{link}")
             lines.append(f"  - source: `{item.source.replace('`', '')}`")
         lines.append("")
     return "\n".join(lines)

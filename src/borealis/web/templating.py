@@ -16,6 +16,7 @@ from markupsafe import Markup, escape
 
 from borealis import csrf
 from borealis.api.deps import SESSION_USER_KEY
+from borealis.units import spoken_duration
 from borealis.web.security import pop_flashes
 from borealis.workspaces import service as workspaces_service
 
@@ -54,18 +55,10 @@ def static_url(name: str) -> str:
 
 
 def duration(seconds: float | None) -> Markup:
-    """A span of time as people say it: "4 min 12 s", "2 h 5 min", "3 d 4 h"; a dash when not yet."""
+    """A span of time as people say it (``units.spoken_duration``); a dash when not yet."""
     if seconds is None:
         return Markup('<span class="muted">—</span>')
-    whole = max(0, round(seconds))
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60), ("s", 1)):
-        if whole >= size or (unit == "s" and not parts):
-            parts.append(f"{whole // size} {unit}")
-            whole %= size
-        if len(parts) == 2:
-            break
-    return escape(" ".join(parts))
+    return escape(spoken_duration(seconds))
 
 
 def time_tag(value: datetime | None, style: str = "local") -> Markup:
