@@ -25,6 +25,7 @@ from borealis.workspaces import service as workspaces_service
 from borealis.workspaces.models import Role
 from tests.support.builders import problem_body
 from tests.support.teams import Team, add_key, running_team
+from tests.support.waiting import wait_until
 from tests.support.webhooks import followed_up
 
 COLUMNS = ("owner", "responder", "viewer", "outsider", "revoked", "none")
@@ -68,6 +69,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     # Only its author edits a note, whatever their role.
     ("PATCH", "/incidents/{incident_id}/notes/{note_id}"): "403 200 403 404 401 401",
     ("POST", "/incidents/{incident_id}/rca"): "202 202 403 404 401 401",
+    ("POST", "/incidents/{incident_id}/rca/feedback"): "200 200 403 404 401 401",
     ("POST", "/incidents/{incident_id}/close-problems"): "202 202 403 404 401 401",
     ("POST", "/dynatrace/sync"): "200 200 403 200 401 401",
     # Workspaces: anyone signed in makes their own; members, roles and the audit log are the owners'.
@@ -143,6 +145,7 @@ def world(app, database, live_server, fake_dynatrace, background_worker, client)
         ]
         note = team.responder.client.post(f"/incidents/{main['id']}/notes", json={"text": "on it"}).json()
         assert team.responder.client.post(f"/incidents/{main['id']}/rca").status_code == 202
+        wait_until(lambda: team.viewer.client.get(f"/incidents/{main['id']}/rca").json()["status"] == "done")
         jobs = team.viewer.client.get("/jobs").json()["jobs"]
         revoked = add_key(
             database, live_server.url, email=team.responder.email, workspace_id=team.workspace_id
@@ -206,6 +209,7 @@ REQUESTS: dict[tuple[str, str], Request] = {
     ("POST", "/dynatrace/webhook/install"): lambda world, caller: {"json": {}},
     ("PUT", "/incidents/correlation-settings"): lambda world, caller: {"json": {"windowMinutes": 45}},
     ("PUT", "/dynatrace/write-back"): lambda world, caller: {"json": {"enabled": True}},
+    ("POST", "/incidents/{incident_id}/rca/feedback"): lambda world, caller: {"json": {"mark": "right"}},
     ("POST", "/incidents/{incident_id}/merge"): lambda world, caller: {
         "json": {"sourceIncidentId": world.merge_sources.get(caller, world.merge_sources["owner"])}
     },

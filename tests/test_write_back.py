@@ -231,3 +231,34 @@ def test_closing_needs_the_scope_and_is_never_done_without_a_request(app, accoun
     assert "problems.write" in refused.json()["error"]["message"]
     assert run_pending(app, kind=CLOSE_JOB) == []
     assert not [request for request in fake_dynatrace.requests if request.path.endswith("/close")]
+
+
+def test_a_responders_mark_goes_on_the_report_the_timeline_and_the_dynatrace_comment(
+    app, account, fake_dynatrace, client
+):
+    team = Team(app, account, fake_dynatrace, client)
+    incident_id = team.deliver(database_host_saturation())
+    path = f"/incidents/{incident_id}/rca/feedback"
+    assert account.client.post(path, json={"mark": "wrong"}).status_code == 409  # nothing to mark yet
+    team.analyse(incident_id)
+    team.write_back()
+    refused = account.client.post(path, json={"mark": "right", "causeEntity": "HOST-1"})
+    assert refused.status_code == 422
+    assert account.client.post(path, json={"mark": "mostly"}).status_code == 422
+    marked = account.client.post(path, json={"mark": "wrong", "causeEntity": "SERVICE-CHECKOUT"})
+    assert marked.status_code == 200, marked.text
+    feedback = marked.json()["feedback"]
+    assert (feedback["mark"], feedback["causeEntity"], feedback["by"]["username"]) == (
+        "wrong",
+        "SERVICE-CHECKOUT",
+        "sre@example.com",
+    )
+    assert account.client.get(f"/incidents/{incident_id}/rca").json()["feedback"]["mark"] == "wrong"
+    [event] = [event for event in team.timeline(incident_id) if event["kind"] == "rca_feedback"]
+    assert event["message"] == "RCA marked wrong; the true cause: SERVICE-CHECKOUT"
+    team.write_back()
+    for problem_id in team.problem_ids(incident_id):
+        [comment] = team.ours(problem_id)
+        assert (
+            "A responder marked this analysis wrong; the true cause: SERVICE-CHECKOUT." in comment["content"]
+        )

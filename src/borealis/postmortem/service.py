@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from borealis.db import utcnow
@@ -22,7 +21,7 @@ from borealis.postmortem.schemas import (
     PostmortemImpact,
     PostmortemProblem,
 )
-from borealis.rca.models import RcaRun, RcaStatus
+from borealis.rca import service as rca_service
 from borealis.rca.store import stored_report
 
 MAX_CAUSE_EVIDENCE = 5
@@ -65,12 +64,7 @@ def assemble(*, db_session: Session, incident: Incident, now: datetime | None = 
         )
         for _, problem in incidents_service.members(db_session=db_session, incident=incident)
     ]
-    run = db_session.scalar(
-        sa.select(RcaRun)
-        .where(RcaRun.incident_id == incident.id, RcaRun.status == RcaStatus.DONE.value)
-        .order_by(RcaRun.id.desc())
-        .limit(1)
-    )
+    run = rca_service.latest_done(db_session=db_session, incident_id=incident.id)
     report = stored_report(db_session=db_session, run=run) if run is not None else None
     cause = None
     if report is not None:

@@ -25,6 +25,14 @@ class RcaStatus(StrEnum):
 ACTIVE = (RcaStatus.QUEUED.value, RcaStatus.RUNNING.value)
 
 
+class Feedback(StrEnum):
+    """How right a responder found a report."""
+
+    RIGHT = "right"
+    PARTLY_RIGHT = "partly_right"
+    WRONG = "wrong"
+
+
 class RcaTrigger(StrEnum):
     NEW_INCIDENT = "new_incident"
     PROBLEMS_ADDED = "problems_added"
@@ -66,6 +74,11 @@ class RcaRun(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+    # A responder's mark on the finished report (``Feedback``), and the true cause they named.
+    feedback: Mapped[str | None] = mapped_column(sa.String(16))
+    feedback_cause: Mapped[str | None] = mapped_column(sa.String(500))
+    feedback_by_id: Mapped[str | None] = mapped_column(sa.ForeignKey("users.id", ondelete="SET NULL"))
+    feedback_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class RcaEvidence(Base):

@@ -5,7 +5,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from pydantic import ConfigDict, Field
+
+from borealis.incidents.schemas import Person
 from borealis.rca.evidence import EntityRef
+from borealis.rca.models import Feedback
 from borealis.rca.report import Report
 from borealis.schemas import CamelModel
 
@@ -39,6 +43,23 @@ class RcaSummary(CamelModel):
     link: str
 
 
+class FeedbackIn(CamelModel):
+    """A responder's mark on the standing report; ``causeEntity`` (the true cause, an entity id or
+    name) only for ``partly_right`` and ``wrong``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mark: Feedback
+    cause_entity: str | None = Field(default=None, max_length=500)
+
+
+class FeedbackRead(CamelModel):
+    mark: str
+    cause_entity: str | None
+    by: Person | None
+    at: datetime | None
+
+
 class RcaRead(CamelModel):
     """``GET /incidents/{id}/rca``: the latest run with its whole report and its Markdown rendering."""
 
@@ -58,3 +79,5 @@ class RcaRead(CamelModel):
     started_at: datetime | None
     finished_at: datetime | None
     history: list[RcaRunSummary]
+    # A responder's mark on this report (None: not marked yet).
+    feedback: FeedbackRead | None = None

@@ -21,15 +21,17 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
+from borealis.auth.models import User
 from borealis.config import Settings, get_settings
 from borealis.crypto import SecretBox
 from borealis.db import utcnow
 from borealis.dynatrace import service as dynatrace_service
 from borealis.dynatrace.capped import api_client
-from borealis.errors import BorealisError
+from borealis.errors import BorealisError, Conflict, InvalidInput
 from borealis.incidents import service as incidents_service
 from borealis.incidents.changes import record_event
 from borealis.incidents.models import Incident
+from borealis.incidents.schemas import Person
 from borealis.jobstore import enqueue
 from borealis.rca.analyzer import analyze
 from borealis.rca.book import EvidenceBook, Links
@@ -37,11 +39,12 @@ from borealis.rca.evidence import EntityRef, NotChecked
 from borealis.rca.gather import facts_as_problem, investigate
 from borealis.rca.inputs import Inputs, cached_entities, facts_of
 from borealis.rca.llm import LlmConfig, narrate
-from borealis.rca.models import RcaRun, RcaStatus, RcaTrigger
+from borealis.rca.models import Feedback, RcaRun, RcaStatus, RcaTrigger
 from borealis.rca.report import Report
-from borealis.rca.schemas import RcaRead, RcaRunSummary, RcaSummary
+from borealis.rca.schemas import FeedbackRead, RcaRead, RcaRunSummary, RcaSummary
 from borealis.rca.steps import Budget
 from borealis.rca.store import effective_status, history, store_report, stored_report
+from borealis.schemas import storable
 from borealis.workspaces.models import Workspace
 
 logger = logging.getLogger("borealis.rca")
@@ -63,6 +66,49 @@ def latest(*, db_session: Session, incident_id: int) -> RcaRun | None:
     return db_session.scalar(
         sa.select(RcaRun).where(RcaRun.incident_id == incident_id).order_by(RcaRun.id.desc()).limit(1)
     )
+
+
+def latest_done(*, db_session: Session, incident_id: int) -> RcaRun | None:
+    """The incident's newest finished run (its report stands), or None."""
+    return db_session.scalar(
+        sa.select(RcaRun)
+        .where(RcaRun.incident_id == incident_id, RcaRun.status == RcaStatus.DONE.value)
+        .order_by(RcaRun.id.desc())
+        .limit(1)
+    )
+
+
+def give_feedback(
+    *, db_session: Session, incident: Incident, by: User, mark: Feedback, cause: str | None
+) -> RcaRun:
+    """A responder's mark on the incident's standing report: right, partly right or wrong, and for the
+    last two the entity they found to be the true cause. A new mark replaces theirs or anyone's before;
+    it goes on the timeline, and onto the Dynatrace comment when the RCA is written back."""
+    run = latest_done(db_session=db_session, incident_id=incident.id)
+    if run is None:
+        raise Conflict(f"incident {incident.id} has no finished RCA to mark; run one first")
+    if mark is Feedback.RIGHT and cause:
+        raise InvalidInput(
+            "causeEntity is for a report marked partly_right or wrong", details={"field": "causeEntity"}
+        )
+    run.feedback = mark.value
+    run.feedback_cause = storable(cause, field="causeEntity").strip() or None if cause else None
+    run.feedback_by_id = by.id
+    run.feedback_at = utcnow()
+    said = mark.value.replace("_", " ")
+    record_event(
+        db_session=db_session,
+        incident=incident,
+        kind="rca_feedback",
+        actor="user",
+        user_id=by.id,
+        message=f"RCA marked {said}"
+        + (f"; the true cause: {run.feedback_cause}" if run.feedback_cause else ""),
+        details={"rcaId": run.id, "mark": mark.value, "causeEntity": run.feedback_cause},
+    )
+    _write_back(db_session, incident)
+    db_session.flush()
+    return run
 
 
 def _queued(db_session: Session, incident_id: int) -> RcaRun | None:
@@ -417,7 +463,17 @@ def read(*, db_session: Session, run: RcaRun) -> RcaRead:
     status, reason = effective_status(db_session=db_session, run=run)
     report = stored_report(db_session=db_session, run=run)
     runs = history(db_session=db_session, incident_id=run.incident_id)
+    feedback = None
+    if run.feedback:
+        by = db_session.get(User, run.feedback_by_id) if run.feedback_by_id else None
+        feedback = FeedbackRead(
+            mark=run.feedback,
+            cause_entity=run.feedback_cause,
+            by=Person(user_id=by.id, username=by.email) if by else None,
+            at=run.feedback_at,
+        )
     return RcaRead(
+        feedback=feedback,
         id=run.id,
         incident_id=run.incident_id,
         status=status,

@@ -16,7 +16,7 @@ from borealis.incidents import service, workflow
 from borealis.incidents.models import STATUSES, Incident
 from borealis.problems.models import PRIORITIES
 from borealis.rca import service as rca_service
-from borealis.rca.models import RcaStatus, RcaTrigger
+from borealis.rca.models import Feedback, RcaStatus, RcaTrigger
 from borealis.schemas import Offset, RowId
 from borealis.web.drawing import draw
 from borealis.web.listing import PAGE_SIZE, Limit, Search, choice, list_context, search_text
@@ -362,3 +362,32 @@ def close_problems_submit(
         return "Closing its problems in Dynatrace: the timeline shows when it is done."
 
     return _act(request, incident_id, action, "#timeline")
+
+
+@router.post("/incidents/{incident_id}/rca/feedback")
+def feedback_submit(
+    request: Request,
+    caller: CorrelatedResponder,
+    db_session: DbSession,
+    incident_id: IncidentId,
+    mark: Annotated[str, Form()] = "",
+    cause_entity: Annotated[str, Form()] = "",
+) -> Response:
+    incident = _incident(db_session, caller, incident_id)
+
+    def action() -> str:
+        try:
+            chosen = Feedback(mark.strip())
+        except ValueError:
+            raise InvalidInput("Choose right, partly right or wrong.") from None
+        rca_service.give_feedback(
+            db_session=db_session,
+            incident=incident,
+            by=caller.user,
+            mark=chosen,
+            cause=cause_entity.strip() or None,
+        )
+        db_session.commit()
+        return "Your mark is saved: it counts towards the RCA precision on Insights."
+
+    return _act(request, incident_id, action, "#rca")

@@ -24,7 +24,8 @@ from borealis.incidents.models import Incident, IncidentProblem
 from borealis.jobstore import enqueue
 from borealis.jobstore.models import Job
 from borealis.problems.models import Problem
-from borealis.rca.models import RcaRun, RcaStatus
+from borealis.rca import service as rca_service
+from borealis.rca.models import RcaRun
 from borealis.rca.report import Report
 from borealis.rca.store import stored_report
 from borealis.schemas import storable
@@ -60,8 +61,9 @@ def marker(incident_id: int) -> str:
     return f"Borealis incident #{incident_id}"
 
 
-def comment_text(*, incident: Incident, report: Report, link: str) -> str:
-    """The verdict, the root cause with its key figure, the top two pieces of evidence, and the way back."""
+def comment_text(*, incident: Incident, report: Report, link: str, run: RcaRun) -> str:
+    """The verdict, the root cause with its key figure, the top two pieces of evidence, a responder's
+    mark on the report if there is one, and the way back."""
     lines = [f"Borealis root-cause analysis: {report.verdict.value}", ""]
     cause = report.root_cause
     figure = next((hop.figure for hop in report.walk.path if hop.role == "cause" and hop.figure), None)
@@ -73,6 +75,10 @@ def comment_text(*, incident: Incident, report: Report, link: str) -> str:
     if evidence:
         lines += ["", "Evidence:"]
         lines += [f"- {item.summary}" for item in evidence]
+    if run.feedback:
+        mark = run.feedback.replace("_", " ")
+        truth = f"; the true cause: {run.feedback_cause}" if run.feedback_cause else ""
+        lines += ["", f"A responder marked this analysis {mark}{truth}."]
     lines += ["", f"{marker(incident.id)}: {link}"]
     return "\n".join(lines)
 
@@ -87,12 +93,7 @@ def plan(*, db_session: Session, incident_id: int, settings: Settings) -> Plan |
     if not dynatrace_service.writes_back(workspace=workspace, connection=connection):
         return "write-back is off, or the token lacks problems.write"
     assert connection is not None
-    run = db_session.scalar(
-        sa.select(RcaRun)
-        .where(RcaRun.incident_id == incident.id, RcaRun.status == RcaStatus.DONE.value)
-        .order_by(RcaRun.id.desc())
-        .limit(1)
-    )
+    run = rca_service.latest_done(db_session=db_session, incident_id=incident.id)
     report = stored_report(db_session=db_session, run=run) if run is not None else None
     if run is None or report is None:
         return "the incident has no finished RCA"
@@ -110,7 +111,7 @@ def plan(*, db_session: Session, incident_id: int, settings: Settings) -> Plan |
         incident_id=incident.id,
         connection=connection,
         run_id=run.id,
-        message=comment_text(incident=incident, report=report, link=link),
+        message=comment_text(incident=incident, report=report, link=link, run=run),
         marker=marker(incident.id),
         targets=targets,
     )
