@@ -57,6 +57,7 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/incidents/{incident_id}/rca"): "200 200 200 404 401 401",
     ("GET", "/incidents/{incident_id}/postmortem"): "200 200 200 404 401 401",
     ("GET", "/jobs"): "200 200 200 200 401 401",
+    ("GET", "/insights"): "200 200 200 200 401 401",
     ("GET", "/jobs/{job_id}"): "200 200 200 404 401 401",
     # Acting on incidents: responders and owners.
     ("POST", "/incidents/{incident_id}/resolve"): "200 200 403 404 401 401",

@@ -42,6 +42,7 @@ NAVIGATION: list[tuple[str, str, str]] = [
     ("incidents", "Incidents", "/incidents"),
     ("alerts", "Alerts", "/dynatrace/alerts"),
     ("dynatrace", "Dynatrace", "/dynatrace"),
+    ("insights", "Insights", "/insights"),
     ("members", "Members", "/members"),
     ("settings", "Settings", "/settings"),
 ]

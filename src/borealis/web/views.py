@@ -31,6 +31,7 @@ from borealis.incidents.schemas import CorrelationSettingsUpdate
 from borealis.web import alerts as alerts_pages
 from borealis.web import dynatrace as dynatrace_pages
 from borealis.web import incidents as incidents_pages
+from borealis.web import insights as insights_pages
 from borealis.web import service
 from borealis.web import workspaces as workspace_pages
 from borealis.web.routing import PageRoute
@@ -50,6 +51,7 @@ def install(app: FastAPI) -> None:
     app.include_router(router)
     app.include_router(dynatrace_pages.router)
     app.include_router(workspace_pages.router)
+    app.include_router(insights_pages.router)
     app.include_router(alerts_pages.router)
     app.include_router(incidents_pages.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
