@@ -49,6 +49,7 @@ def settings(data_dir: Path, database_url: str) -> Settings:
         database_url=database_url,
         secret_key=TEST_SECRET_KEY,
         allow_private_dynatrace=True,
+        allow_private_destinations=True,
         dynatrace_timeout=5,
     )
 

@@ -6,8 +6,8 @@ new route without a row in ``EXPECTED`` fails the test until someone decides who
 Callers, in the table's column order: the workspace's owner, a responder, a viewer, an outsider (the
 owner of another workspace, with its key), a revoked key, and no key at all. Each route is called by
 them in the reverse order (no key first, the owner last), so a call that changes something (a merge,
-a removal) is made once the others have been refused; routes are called in the table's order, with
-the disconnect last."""
+a removal) is made once the others have been refused; routes are called in the document's order, the
+removals last and the disconnect the very last."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ import pytest
 
 from borealis.audit.models import Actor
 from borealis.auth import service as auth_service
+from borealis.notifications import service as notifications_service
 from borealis.simulation.store import ALL_SCOPES
 from borealis.workspaces import service as workspaces_service
 from borealis.workspaces.models import Role
@@ -29,6 +30,8 @@ from tests.support.waiting import wait_until
 from tests.support.webhooks import followed_up
 
 COLUMNS = ("owner", "responder", "viewer", "outsider", "revoked", "none")
+# A destination on loopback where nothing listens: creating and testing it need no receiver.
+CLOSED_PORT = "http://127.0.0.1:9/hook"
 SET_UP = Actor(user_id=None, email="test set-up", via="test")
 
 # (method, path) -> statuses for COLUMNS, in that order.
@@ -58,6 +61,12 @@ EXPECTED: dict[tuple[str, str], str] = {
     ("GET", "/incidents/{incident_id}/postmortem"): "200 200 200 404 401 401",
     ("GET", "/jobs"): "200 200 200 200 401 401",
     ("GET", "/insights"): "200 200 200 200 401 401",
+    # Notification destinations: members list them; owners add, test, read the log and remove.
+    ("GET", "/destinations"): "200 200 200 200 401 401",
+    ("POST", "/destinations"): "201 403 403 201 401 401",
+    ("GET", "/destinations/{destination_id}/deliveries"): "200 403 403 404 401 401",
+    ("POST", "/destinations/{destination_id}/test"): "200 403 403 404 401 401",
+    ("DELETE", "/destinations/{destination_id}"): "204 403 403 404 401 401",
     ("GET", "/jobs/{job_id}"): "200 200 200 404 401 401",
     # Acting on incidents: responders and owners.
     ("POST", "/incidents/{incident_id}/resolve"): "200 200 403 404 401 401",
@@ -105,6 +114,7 @@ class World:
     job_id: int
     extra_members: dict[str, str]
     connect_body: dict[str, str]
+    destination_id: str
 
     def client(self, caller: str) -> httpx.Client:
         if caller == "revoked":
@@ -170,6 +180,19 @@ def world(app, database, live_server, fake_dynatrace, background_worker, client)
                         actor=SET_UP,
                     )
                 extra[purpose] = user.id
+            destination, _ = notifications_service.create(
+                db_session=session,
+                workspace_id=team.workspace_id,
+                kind="slack",
+                name="alerts",
+                url=CLOSED_PORT,
+                events=["incident.opened"],
+                filters={},
+                settings=app.state.settings,
+                secret_box=app.state.secret_box,
+                actor=SET_UP,
+            )
+            destination_id = destination.id
             session.commit()
         anonymous = httpx.Client(base_url=live_server.url, timeout=30)
         try:
@@ -184,6 +207,7 @@ def world(app, database, live_server, fake_dynatrace, background_worker, client)
                 job_id=jobs[0]["id"],
                 extra_members=extra,
                 connect_body=connect_body,
+                destination_id=destination_id,
             )
         finally:
             anonymous.close()
@@ -200,6 +224,7 @@ def _path_values(world: World, caller: str) -> dict[str, Any]:
         "note_id": world.note_id,
         "job_id": world.job_id,
         "workspace_id": world.team.workspace_id,
+        "destination_id": world.destination_id,
     }
 
 
@@ -227,6 +252,9 @@ REQUESTS: dict[tuple[str, str], Request] = {
         "json": {"text": "on it, still"}
     },
     ("POST", "/workspaces"): lambda world, caller: {"json": {"name": f"{caller}'s team"}},
+    ("POST", "/destinations"): lambda world, caller: {
+        "json": {"kind": "webhook", "url": CLOSED_PORT, "events": ["incident.opened"]}
+    },
     ("POST", "/workspaces/{workspace_id}/members"): lambda world, caller: {
         "json": {"username": "invite@example.com", "role": "viewer"}
     },
@@ -249,7 +277,10 @@ def _routes(app) -> list[tuple[str, str]]:
 def test_every_route_answers_each_caller_as_the_table_says(app, world):
     routes = [route for route in _routes(app) if route not in NOT_MEMBER_ROUTES]
     observed: dict[tuple[str, str], str] = {}
-    ordered = sorted(routes, key=lambda route: route == ("DELETE", "/dynatrace/disconnect"))
+    # Removals last (the disconnect the very last): they take away what other routes act on.
+    ordered = sorted(
+        routes, key=lambda route: (route[0] == "DELETE", route == ("DELETE", "/dynatrace/disconnect"))
+    )
     for method, path in ordered:
         statuses = {}
         for caller in reversed(COLUMNS):

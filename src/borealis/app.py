@@ -21,6 +21,7 @@ from borealis.api.dynatrace import router as dynatrace_router
 from borealis.api.incidents import router as incidents_router
 from borealis.api.insights import router as insights_router
 from borealis.api.jobs import router as jobs_router
+from borealis.api.notifications import router as notifications_router
 from borealis.api.problems import router as problems_router
 from borealis.api.rca import router as rca_router
 from borealis.api.sync import router as sync_router
@@ -88,6 +89,7 @@ def create_app(settings: Settings | None = None, database: Database | None = Non
     app.include_router(jobs_router)
     app.include_router(workspaces_router)
     app.include_router(insights_router)
+    app.include_router(notifications_router)
     app.include_router(metrics_router)
     app.add_api_route("/healthz", healthz, methods=["GET"], tags=["health"])
     app.add_api_route("/readyz", readyz, methods=["GET"], tags=["health"], responses=error_responses(503))

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
         default=None, validation_alias=AliasChoices("NGROK_URL", "BOREALIS_NGROK_URL")
     )
     allow_private_dynatrace: bool = False
+    # Notification destinations on loopback or private networks (off: only public addresses).
+    allow_private_destinations: bool = False
     dynatrace_ca_bundle: Path | None = None
     dynatrace_timeout: float = Field(default=15.0, gt=0, le=300)
     backfill_hours: int = Field(default=72, ge=0, le=24 * 90)

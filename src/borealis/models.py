@@ -14,6 +14,7 @@ from borealis.incidents.models import (
     IncidentProblem,
 )
 from borealis.jobstore.models import Job, JobSchedule
+from borealis.notifications.models import Destination, DispatchCursor, NotificationDelivery
 from borealis.problems.models import (
     FollowUp,
     Notification,
@@ -35,6 +36,8 @@ __all__ = [
     "CachedEntity",
     "Connection",
     "CorrelationSettingsRow",
+    "Destination",
+    "DispatchCursor",
     "DynatraceComment",
     "EntityRelation",
     "FollowUp",
@@ -49,6 +52,7 @@ __all__ = [
     "LoginThrottle",
     "Membership",
     "Notification",
+    "NotificationDelivery",
     "Problem",
     "ProblemCount",
     "ProblemEnrichment",

@@ -106,6 +106,8 @@ def register_handlers(registry: Registry = REGISTRY, *, extra_modules: Iterable[
     from borealis.dynatrace.service import BACKFILL_JOB, CLOSE_JOB, SYNC_JOB, WRITE_BACK_JOB
     from borealis.ingest.intake import FOLLOW_UP_JOB
     from borealis.jobs import follow_ups
+    from borealis.notifications import service as notifications_service
+    from borealis.notifications import tasks as notifications_tasks
     from borealis.rca import service as rca_service
     from borealis.rca import tasks as rca_tasks
     from borealis.sync import tasks as sync_tasks
@@ -121,6 +123,12 @@ def register_handlers(registry: Registry = REGISTRY, *, extra_modules: Iterable[
     registry.add(rca_service.JOB_KIND, rca_tasks.run_rca, backoff_base=30.0, backoff_cap=600.0)
     registry.add(WRITE_BACK_JOB, writeback_tasks.write_back, backoff_base=15.0, backoff_cap=600.0)
     registry.add(CLOSE_JOB, writeback_tasks.close_problems, backoff_base=15.0, backoff_cap=600.0)
+    registry.add(
+        notifications_service.DISPATCH_JOB, notifications_tasks.dispatch, backoff_base=5.0, backoff_cap=60.0
+    )
+    registry.add(
+        notifications_service.DELIVER_JOB, notifications_tasks.deliver, backoff_base=10.0, backoff_cap=900.0
+    )
     for name in extra_modules:
         importlib.import_module(name)
     return registry.kinds()
