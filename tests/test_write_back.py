@@ -4,13 +4,19 @@ problems.write is reported, not crashed on."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
+from borealis.db import utcnow
 from borealis.dynatrace.service import CLOSE_JOB, WRITE_BACK_JOB
 from borealis.jobs.registry import register_handlers
+from borealis.jobstore import JobContext
+from borealis.jobstore import leases as jobs_leases
 from borealis.simulation import ALL_SCOPES
+from borealis.writeback import service as writeback_service
+from borealis.writeback import tasks as writeback_tasks
 from tests.support.builders import webhook_body
 from tests.support.jobs import run_pending
 from tests.support.rca_scenarios import Scenario, database_host_saturation
@@ -262,3 +268,51 @@ def test_a_responders_mark_goes_on_the_report_the_timeline_and_the_dynatrace_com
         assert (
             "A responder marked this analysis wrong; the true cause: SERVICE-CHECKOUT." in comment["content"]
         )
+
+
+class WorkerKilled(BaseException):
+    """What a kill -9 looks like from inside the handler: nothing after this point runs."""
+
+
+def test_a_worker_killed_after_posting_leaves_no_duplicate_once_its_lease_runs_out(
+    app, account, fake_dynatrace, client, monkeypatch
+):
+    team = Team(app, account, fake_dynatrace, client)
+    incident_id = team.deliver(database_host_saturation())
+    team.analyse(incident_id)
+    database = app.state.database
+    with database.session(write=True) as session:
+        job = jobs_leases.claim(
+            db_session=session, kinds=[WRITE_BACK_JOB], owner="worker-a", lease_seconds=1, now=utcnow()
+        )
+        session.commit()
+    assert job is not None
+    context = JobContext(
+        job_id=job.id,
+        kind=job.kind,
+        workspace_id=job.workspace_id,
+        key=job.key,
+        payload=job.payload,
+        attempt=job.attempts,
+        max_attempts=job.max_attempts,
+        database=database,
+        settings=app.state.settings,
+        secret_box=app.state.secret_box,
+        owner="worker-a",
+    )
+
+    def killed(**_: Any) -> None:
+        raise WorkerKilled
+
+    # Worker A posts the first comment, and dies before it can store the comment's id.
+    with monkeypatch.context() as patched:
+        patched.setattr(writeback_service, "remember", killed)
+        with pytest.raises(WorkerKilled):
+            writeback_tasks.write_back(context)
+    problems = team.problem_ids(incident_id)
+    assert len(team.ours(problems[0])) == 1
+    # Its lease runs out; another worker takes the job over and finishes it.
+    [outcome] = run_pending(app, kind=WRITE_BACK_JOB, later=timedelta(minutes=5))
+    assert outcome["written"] == len(problems)
+    for problem_id in problems:
+        assert len(team.ours(problem_id)) == 1
