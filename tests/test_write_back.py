@@ -12,13 +12,12 @@ import pytest
 from borealis.db import utcnow
 from borealis.dynatrace.service import CLOSE_JOB, WRITE_BACK_JOB
 from borealis.jobs.registry import register_handlers
-from borealis.jobstore import JobContext
 from borealis.jobstore import leases as jobs_leases
 from borealis.simulation import ALL_SCOPES
 from borealis.writeback import service as writeback_service
 from borealis.writeback import tasks as writeback_tasks
 from tests.support.builders import webhook_body
-from tests.support.jobs import run_pending
+from tests.support.jobs import context_for, run_pending
 from tests.support.rca_scenarios import Scenario, database_host_saturation
 
 READ_ONLY = tuple(scope for scope in ALL_SCOPES if scope != "problems.write")
@@ -287,19 +286,7 @@ def test_a_worker_killed_after_posting_leaves_no_duplicate_once_its_lease_runs_o
         )
         session.commit()
     assert job is not None
-    context = JobContext(
-        job_id=job.id,
-        kind=job.kind,
-        workspace_id=job.workspace_id,
-        key=job.key,
-        payload=job.payload,
-        attempt=job.attempts,
-        max_attempts=job.max_attempts,
-        database=database,
-        settings=app.state.settings,
-        secret_box=app.state.secret_box,
-        owner="worker-a",
-    )
+    context = context_for(app, job, owner="worker-a")
 
     def killed(**_: Any) -> None:
         raise WorkerKilled

@@ -14,6 +14,23 @@ from borealis.jobstore import outcomes as jobs_outcomes
 from borealis.rca.tasks import run_rca
 
 
+def context_for(app, job, *, owner: str, settings=None) -> JobContext:
+    """What a worker hands the handler of a job it claimed as ``owner``."""
+    return JobContext(
+        job_id=job.id,
+        kind=job.kind,
+        workspace_id=job.workspace_id,
+        key=job.key,
+        payload=job.payload,
+        attempt=job.attempts,
+        max_attempts=job.max_attempts,
+        database=app.state.database,
+        settings=settings or app.state.settings,
+        secret_box=app.state.secret_box,
+        owner=owner,
+    )
+
+
 def run_pending(
     app, *, settings=None, later: timedelta = timedelta(minutes=5), kind: str = "rca"
 ) -> list[Any]:
@@ -33,19 +50,7 @@ def run_pending(
             session.commit()
         if job is None:
             return outcomes
-        context = JobContext(
-            job_id=job.id,
-            kind=job.kind,
-            workspace_id=job.workspace_id,
-            key=job.key,
-            payload=job.payload,
-            attempt=job.attempts,
-            max_attempts=job.max_attempts,
-            database=database,
-            settings=settings or app.state.settings,
-            secret_box=app.state.secret_box,
-            owner="test-worker",
-        )
+        context = context_for(app, job, owner="test-worker", settings=settings)
         try:
             outcomes.append(handler(context))
         except Exception as exc:

@@ -45,6 +45,13 @@ async def _comment_request(request: Request) -> dict[str, Any] | Response:
     return body
 
 
+def _comment(fake: FakeDynatrace, request: Request, problem: dict[str, Any]) -> dict[str, Any] | Response:
+    comment = fake.comment(problem["problemId"], request.path_params["commentId"])
+    if comment is None:
+        return dt_error(404, f"The comment {request.path_params['commentId']} does not exist")
+    return comment
+
+
 def _token_owner(fake: FakeDynatrace, request: Request) -> str:
     secret = request.headers.get("authorization", "").removeprefix("Api-Token ").strip()
     token = fake.tokens.get(secret)
@@ -67,9 +74,9 @@ def get_comment(fake: FakeDynatrace, request: Request) -> Response:
     problem = _problem(fake, request)
     if isinstance(problem, Response):
         return problem
-    comment = fake.comment(problem["problemId"], request.path_params["commentId"])
-    if comment is None:
-        return dt_error(404, f"The comment {request.path_params['commentId']} does not exist")
+    comment = _comment(fake, request, problem)
+    if isinstance(comment, Response):
+        return comment
     return JSONResponse(comment)
 
 
@@ -95,9 +102,9 @@ async def update_comment(fake: FakeDynatrace, request: Request) -> Response:
     body = await _comment_request(request)
     if isinstance(body, Response):
         return body
-    comment = fake.comment(problem["problemId"], request.path_params["commentId"])
-    if comment is None:
-        return dt_error(404, f"The comment {request.path_params['commentId']} does not exist")
+    comment = _comment(fake, request, problem)
+    if isinstance(comment, Response):
+        return comment
     with fake.lock:
         comment["content"] = body["message"]
         comment["context"] = body.get("context")
@@ -109,9 +116,9 @@ def delete_comment(fake: FakeDynatrace, request: Request) -> Response:
     problem = _problem(fake, request)
     if isinstance(problem, Response):
         return problem
-    comment = fake.comment(problem["problemId"], request.path_params["commentId"])
-    if comment is None:
-        return dt_error(404, f"The comment {request.path_params['commentId']} does not exist")
+    comment = _comment(fake, request, problem)
+    if isinstance(comment, Response):
+        return comment
     with fake.lock:
         fake.comments[problem["problemId"]].remove(comment)
     return Response(status_code=204)
