@@ -153,6 +153,13 @@ def test_rca_toggle_on_the_settings_page_is_the_api_setting(browser_client, make
     assert account.client.get("/dynatrace/rca-settings").json() == {"rcaEnabled": True}
     browser_client.post("/settings/rca", data={"csrf_token": token})
     assert account.client.get("/dynatrace/rca-settings").json() == {"rcaEnabled": False}
+    assert account.client.get("/dynatrace/write-back").json()["enabled"] is False
+    browser_client.post("/settings/rca", data={"write_back": "on", "csrf_token": token})
+    write_back = account.client.get("/dynatrace/write-back").json()
+    assert write_back["enabled"] is True
+    assert write_back["reason"] == "Dynatrace is not connected"
+    page = browser_client.get("/settings").text
+    assert 'id="write-back-reason">Dynatrace is not connected<' in page
 
 
 def test_api_key_made_in_settings_is_shown_once_works_and_can_be_revoked(

@@ -211,6 +211,11 @@ def _settings_page(
             db_session=db_session, workspace_id=caller.workspace_id
         ),
         "rca_enabled": workspace.rca_enabled if workspace else False,
+        "write_back": workspace.write_back if workspace else False,
+        "write_back_reason": dynatrace_service.write_back_reason(
+            workspace=workspace,
+            connection=dynatrace_service.get(db_session=db_session, workspace_id=caller.workspace_id),
+        ),
         "owner": caller.may(Role.OWNER),
         "correlation_errors": {},
         "signals": SIGNALS,
@@ -237,17 +242,20 @@ def settings_rca(
     db_session: DbSession,
     caller: Owner,
     rca_enabled: Annotated[str | None, Form()] = None,
+    write_back: Annotated[str | None, Form()] = None,
 ) -> Response:
-    workspace = workspaces_service.set_switch(
-        db_session=db_session,
-        name="rca_enabled",
-        workspace_id=caller.workspace_id,
-        enabled=rca_enabled is not None,
-        actor=caller.actor,
-    )
+    for name, value in (("rca_enabled", rca_enabled), ("write_back", write_back)):
+        workspace = workspaces_service.set_switch(
+            db_session=db_session,
+            name=name,
+            workspace_id=caller.workspace_id,
+            enabled=value is not None,
+            actor=caller.actor,
+        )
     db_session.commit()
     state = "on: every new incident gets a root-cause analysis" if workspace.rca_enabled else "off"
-    flash(request, f"Automatic root-cause analysis is {state}.")
+    back = "written onto the Dynatrace problems" if workspace.write_back else "kept in Borealis only"
+    flash(request, f"Automatic root-cause analysis is {state}. Reports are {back}.")
     return _see_other("/settings")
 
 
