@@ -45,11 +45,15 @@ async def _comment_request(request: Request) -> dict[str, Any] | Response:
     return body
 
 
-def _comment(fake: FakeDynatrace, request: Request, problem: dict[str, Any]) -> dict[str, Any] | Response:
+def _comment(fake: FakeDynatrace, request: Request) -> tuple[dict[str, Any], dict[str, Any]] | Response:
+    """The problem and the comment the path names, or Dynatrace's 404 for whichever is missing."""
+    problem = _problem(fake, request)
+    if isinstance(problem, Response):
+        return problem
     comment = fake.comment(problem["problemId"], request.path_params["commentId"])
     if comment is None:
         return dt_error(404, f"The comment {request.path_params['commentId']} does not exist")
-    return comment
+    return problem, comment
 
 
 def _token_owner(fake: FakeDynatrace, request: Request) -> str:
@@ -71,13 +75,10 @@ def list_comments(fake: FakeDynatrace, request: Request) -> Response:
 
 @endpoint("GET", "/api/v2/problems/{problemId}/comments/{commentId}", scope="problems.read")
 def get_comment(fake: FakeDynatrace, request: Request) -> Response:
-    problem = _problem(fake, request)
-    if isinstance(problem, Response):
-        return problem
-    comment = _comment(fake, request, problem)
-    if isinstance(comment, Response):
-        return comment
-    return JSONResponse(comment)
+    found = _comment(fake, request)
+    if isinstance(found, Response):
+        return found
+    return JSONResponse(found[1])
 
 
 @endpoint("POST", "/api/v2/problems/{problemId}/comments", scope="problems.write")
@@ -96,15 +97,13 @@ async def add_comment(fake: FakeDynatrace, request: Request) -> Response:
 
 @endpoint("PUT", "/api/v2/problems/{problemId}/comments/{commentId}", scope="problems.write")
 async def update_comment(fake: FakeDynatrace, request: Request) -> Response:
-    problem = _problem(fake, request)
-    if isinstance(problem, Response):
-        return problem
+    found = _comment(fake, request)
+    if isinstance(found, Response):
+        return found
     body = await _comment_request(request)
     if isinstance(body, Response):
         return body
-    comment = _comment(fake, request, problem)
-    if isinstance(comment, Response):
-        return comment
+    _, comment = found
     with fake.lock:
         comment["content"] = body["message"]
         comment["context"] = body.get("context")
@@ -113,12 +112,10 @@ async def update_comment(fake: FakeDynatrace, request: Request) -> Response:
 
 @endpoint("DELETE", "/api/v2/problems/{problemId}/comments/{commentId}", scope="problems.write")
 def delete_comment(fake: FakeDynatrace, request: Request) -> Response:
-    problem = _problem(fake, request)
-    if isinstance(problem, Response):
-        return problem
-    comment = _comment(fake, request, problem)
-    if isinstance(comment, Response):
-        return comment
+    found = _comment(fake, request)
+    if isinstance(found, Response):
+        return found
+    problem, comment = found
     with fake.lock:
         fake.comments[problem["problemId"]].remove(comment)
     return Response(status_code=204)
@@ -130,17 +127,9 @@ async def close_problem(fake: FakeDynatrace, request: Request) -> Response:
     problem = _problem(fake, request)
     if isinstance(problem, Response):
         return problem
-    body = await json_body(request)
+    body = await _comment_request(request)  # a closing comment: the same shape, context unused
     if isinstance(body, Response):
         return body
-    if not isinstance(body.get("message"), str):
-        return dt_error(
-            400,
-            "Constraints violated.",
-            constraintViolations=[
-                {"path": "message", "message": "must not be null", "parameterLocation": "PAYLOAD_BODY"}
-            ],
-        )
     if problem["status"] == "CLOSED":
         return Response(status_code=204)
     now = to_millis(datetime.now(UTC))

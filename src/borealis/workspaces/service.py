@@ -111,16 +111,6 @@ def membership(*, db_session: Session, workspace_id: str, user_id: str) -> tuple
     return (row[0], Role(row[1])) if row is not None else None
 
 
-def role_of(*, db_session: Session, workspace_id: str, user_id: str) -> Role | None:
-    """The user's role in the workspace, or None when they are not a member."""
-    role = db_session.scalar(
-        sa.select(Membership.role).where(
-            Membership.workspace_id == workspace_id, Membership.user_id == user_id
-        )
-    )
-    return Role(role) if role is not None else None
-
-
 def members(*, db_session: Session, workspace_id: str) -> list[tuple[Membership, User]]:
     """The workspace's members, owners first, then by email."""
     rows = db_session.execute(
@@ -133,7 +123,7 @@ def members(*, db_session: Session, workspace_id: str) -> list[tuple[Membership,
 
 
 def is_member(*, db_session: Session, workspace_id: str, user_id: str) -> bool:
-    return role_of(db_session=db_session, workspace_id=workspace_id, user_id=user_id) is not None
+    return membership(db_session=db_session, workspace_id=workspace_id, user_id=user_id) is not None
 
 
 def add_member(
